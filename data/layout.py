@@ -1,0 +1,20 @@
+"""The on-disk layout of the 128x256 .npy CityScapes release (METHODS §1).
+
+<root>/{train,val}/image/<i>.npy     float32 (H, W, 3), RGB in [0, 1]
+<root>/{train,val}/label_7/<i>.npy   float32 (H, W), classes 0..6, void = -1
+<root>/{train,val}/label_19/<i>.npy  float32 (H, W), classes 0..18, void = -1
+<root>/{train,val}/depth/<i>.npy     float32 (H, W, 1), inverse depth, 0 = invalid
+"""
+SPLITS = ("train", "val")
+IMAGE_DIR = "image"
+DEPTH_DIR = "depth"
+CLASS_COUNTS = (7, 19)
+SUBDIRS = (IMAGE_DIR, "label_7", "label_19", DEPTH_DIR)
+# Written beside the data by SynthCity; its presence marks a dataset as synthetic.
+SYNTHETIC_MARKER = "synthcity.json"
+
+
+def label_dir(num_classes):
+    if num_classes not in CLASS_COUNTS:
+        raise ValueError(f"--classes must be one of {CLASS_COUNTS}, got {num_classes}")
+    return f"label_{num_classes}"
