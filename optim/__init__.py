@@ -1,0 +1,56 @@
+"""Everything that turns task losses into a parameter update.
+
+The registry maps each `--method` name to a constructor taking (shared_params,
+task_params, lr); the CLI's choices come from it.
+"""
+import torch
+
+from .adatask import AdagradWithAdaTask, AdamWithAdaTask, AdaTaskOptimizer, RMSpropWithAdaTask
+from .task_gradients import task_gradients
+
+
+def _plain(optimizer_class):
+    """A torch.optim optimizer over all parameters, fed the summed gradient."""
+    def build(shared_params, task_params, lr):
+        groups = [{"params": list(shared_params)}] + [{"params": list(p)} for p in task_params]
+        return optimizer_class([g for g in groups if g["params"]], lr=lr)
+    return build
+
+
+def _adatask(optimizer_class):
+    def build(shared_params, task_params, lr):
+        return optimizer_class(shared_params, task_params=task_params, lr=lr)
+    return build
+
+
+OPTIMIZERS = {
+    "adam": _plain(torch.optim.Adam),
+    "adam_with_adatask": _adatask(AdamWithAdaTask),
+    "rmsprop": _plain(torch.optim.RMSprop),
+    "rmsprop_with_adatask": _adatask(RMSpropWithAdaTask),
+    "adagrad": _plain(torch.optim.Adagrad),
+    "adagrad_with_adatask": _adatask(AdagradWithAdaTask),
+    "sgd": _plain(torch.optim.SGD),
+}
+
+
+def build_optimizer(name, shared_params, task_params, lr):
+    if name not in OPTIMIZERS:
+        raise ValueError(f"unknown --method {name!r}; valid names: {', '.join(OPTIMIZERS)}")
+    return OPTIMIZERS[name](shared_params, task_params, lr)
+
+
+def backward_and_step(optimizer, losses):
+    """One update from K task losses: an AdaTask optimizer takes K backward passes and
+    per-task moments; a plain optimizer takes one backward of the equal-weight sum."""
+    if isinstance(optimizer, AdaTaskOptimizer):
+        optimizer.backward(losses)
+    else:
+        torch.stack(list(losses)).sum().backward()
+    optimizer.step()
+
+
+__all__ = [
+    "AdaTaskOptimizer", "AdamWithAdaTask", "RMSpropWithAdaTask", "AdagradWithAdaTask",
+    "OPTIMIZERS", "build_optimizer", "backward_and_step", "task_gradients",
+]
