@@ -1,0 +1,76 @@
+"""Which data a run trains on: the real release, SynthCity, or a folder given by path.
+
+The real release is used only when it is really there; without a --dataset or
+--data-path, a missing release falls back to SynthCity and says so. A path or dataset the
+user named that does not hold a valid release is an error, never a silent fallback.
+"""
+from dataclasses import dataclass
+from pathlib import Path
+
+from . import synthcity
+from .check import DatasetError, quick_check
+from .layout import SYNTHETIC_MARKER
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+CITYSCAPES_ROOT = REPO_ROOT / "dataset" / "cityscapes"
+SYNTHCITY_ROOT = REPO_ROOT / "dataset" / "synthcity"
+DATASETS = ("cityscapes", "synthcity")
+GET_THE_DATA = "see 'Getting the data' in README.md (or dataset/cityscapes/README.md)"
+
+
+@dataclass(frozen=True)
+class DataSource:
+    name: str          # "cityscapes" or "synthcity"
+    root: Path
+    synthetic: bool
+    metadata: dict | None  # SynthCity's own description of the data, None for real data
+    notice: str | None     # printed first when the choice was made for the user
+
+
+def parse_image_size(text):
+    """'HxW' → (H, W); both must be multiples of 32."""
+    try:
+        height, width = (int(v) for v in text.lower().split("x"))
+    except ValueError:
+        raise ValueError(f"--image-size {text!r}: expected HxW, e.g. 128x256") from None
+    if height <= 0 or width <= 0 or height % 32 or width % 32:
+        raise ValueError(f"--image-size {text}: height and width must be positive multiples of 32 (SegNet pools five times)")
+    return height, width
+
+
+def _release(root, num_classes):
+    quick_check(root, num_classes)
+    metadata = synthcity.read_metadata(root)
+    return DataSource("cityscapes" if metadata is None else "synthcity", Path(root), metadata is not None, metadata, None)
+
+
+def _synthcity(image_size, n_train, n_val, num_classes, notice=None):
+    height, width = image_size
+    root = synthcity.cached(SYNTHCITY_ROOT, n_train=n_train, n_val=n_val, height=height, width=width)
+    return DataSource("synthcity", root, True, synthcity.read_metadata(root), notice)
+
+
+def resolve(dataset, data_path, image_size, num_classes, synth_train, synth_val):
+    """The DataSource for the CLI's --dataset, --data-path and --image-size (text or None)."""
+    if image_size is not None and (data_path is not None or dataset == "cityscapes"):
+        raise ValueError("--image-size applies only to generated SynthCity data; a release's size comes from its files")
+    size = parse_image_size(image_size or "128x256")
+    if data_path is not None:
+        try:
+            source = _release(data_path, num_classes)
+        except DatasetError as e:
+            raise DatasetError(f"--data-path {data_path} does not hold a valid release:\n{e}") from None
+        if dataset is not None and dataset != source.name:
+            raise ValueError(f"--dataset {dataset} but --data-path {data_path} holds {source.name} data "
+                             f"(SynthCity output is marked by its {SYNTHETIC_MARKER})")
+        return source
+    if dataset == "synthcity":
+        return _synthcity(size, synth_train, synth_val, num_classes)
+    try:
+        return _release(CITYSCAPES_ROOT, num_classes)
+    except DatasetError as e:
+        if dataset == "cityscapes":
+            raise DatasetError(f"--dataset cityscapes: no valid release at {CITYSCAPES_ROOT}; {GET_THE_DATA}.\n{e}") from None
+    notice = (f"No CityScapes release at {CITYSCAPES_ROOT}: using SynthCity, a synthetic stand-in "
+              f"(results are not comparable with published CityScapes numbers). For the real data {GET_THE_DATA}.")
+    return _synthcity(size, synth_train, synth_val, num_classes, notice)

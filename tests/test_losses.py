@@ -1,0 +1,26 @@
+import math
+
+import torch
+
+from models.losses import depth_loss, semantic_loss
+
+
+def test_semantic_loss_ignores_void_pixels():
+    log_probs = torch.log(torch.tensor([[0.5, 0.25, 0.25], [0.1, 0.8, 0.1], [0.2, 0.2, 0.6]]))
+    log_probs = log_probs.T.reshape(1, 3, 1, 3)  # three pixels, three classes
+    target = torch.tensor([[[0, 1, -1]]])
+    expected = -(math.log(0.5) + math.log(0.8)) / 2
+    assert abs(semantic_loss(log_probs, target).item() - expected) < 1e-6
+
+
+def test_semantic_loss_of_all_void_is_zero_not_nan():
+    log_probs = torch.log_softmax(torch.randn(1, 3, 2, 2, requires_grad=True), 1)
+    loss = semantic_loss(log_probs, torch.full((1, 2, 2), -1))
+    assert loss.item() == 0.0
+
+
+def test_depth_loss_is_l1_over_valid_pixels():
+    pred = torch.tensor([0.1, 0.5, 0.3, 0.9]).reshape(1, 1, 2, 2)
+    target = torch.tensor([0.2, 0.0, 0.1, 0.0]).reshape(1, 1, 2, 2)
+    assert torch.isclose(depth_loss(pred, target), torch.tensor((0.1 + 0.2) / 2))
+    assert depth_loss(pred, torch.zeros_like(target)).item() == 0.0
