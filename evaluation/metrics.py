@@ -1,0 +1,189 @@
+"""Segmentation and depth metrics, accumulated over a whole split (METHODS §2).
+
+The math lives in small functions (`confusion_counts`, `pix_acc`, `iou_per_class`, `miou`,
+`depth_error_sums`); the accumulator classes only add their results up. Depth sums stay
+tensors on the inputs' device and the confusion matrix on its own device, so a CUDA batch
+costs no host round trip beyond the label-range check and the bincount.
+"""
+import math
+
+import torch
+
+TASKS = ("semantic", "depth")
+
+
+# ---------------------------------------------------------------- segmentation
+
+def confusion_counts(pred, target, num_classes):
+    """(C, C) int64 counts of (target, prediction) pairs; rows = target, columns = prediction.
+
+    `pred` holds labels (B,H,W) or log-probs (B,C,H,W) (argmax over dim 1). Pixels whose target
+    lies outside [0, C) (void = -1) are ignored. A predicted label outside [0, C) is an error,
+    not a silently miscounted pixel.
+    """
+    if pred.dim() == target.dim() + 1:
+        pred = pred.argmax(dim=1)
+    if pred.shape != target.shape:
+        raise ValueError(f"prediction shape {tuple(pred.shape)} does not match target {tuple(target.shape)}")
+    pred, target = pred.reshape(-1).long(), target.reshape(-1).long()
+    keep = (target >= 0) & (target < num_classes)
+    pred, target = pred[keep], target[keep]
+    if pred.numel() and (pred.min() < 0 or pred.max() >= num_classes):
+        raise ValueError(f"predicted labels must lie in [0, {num_classes}), got {pred.min().item()}..{pred.max().item()}")
+    counts = torch.bincount(target * num_classes + pred, minlength=num_classes * num_classes)
+    return counts.reshape(num_classes, num_classes)
+
+
+def pix_acc(cm):
+    """Correct / counted pixels; NaN for an empty matrix."""
+    total = cm.sum().item()
+    return cm.diagonal().sum().item() / total if total else math.nan
+
+
+def iou_per_class(cm):
+    """diag / (row + col - diag) per class as float64; NaN where the union is 0."""
+    cm = cm.double()
+    diag = cm.diagonal()
+    union = cm.sum(dim=0) + cm.sum(dim=1) - diag
+    return torch.where(union > 0, diag / union.clamp(min=1), torch.full_like(diag, math.nan))
+
+
+def miou(cm):
+    """Mean IoU over the classes that occur (union > 0): an absent class is left out, not a 0."""
+    iou = iou_per_class(cm)
+    present = ~iou.isnan()
+    return iou[present].mean().item() if present.any() else math.nan
+
+
+class ConfusionMatrix:
+    """Confusion matrix over a whole split. Row = target, column = prediction."""
+
+    def __init__(self, num_classes, device="cpu"):
+        self.num_classes = num_classes
+        self.mat = torch.zeros(num_classes, num_classes, dtype=torch.int64, device=device)
+
+    def update(self, pred, target):
+        self.mat += confusion_counts(pred, target, self.num_classes).to(self.mat.device)
+
+    def reset(self):
+        self.mat.zero_()
+
+    def pix_acc(self):
+        return pix_acc(self.mat)
+
+    def iou_per_class(self):
+        return iou_per_class(self.mat)
+
+    def miou(self):
+        return miou(self.mat)
+
+
+# ---------------------------------------------------------------- depth
+
+def depth_error_sums(pred, target):
+    """(sum |p-t|, sum |p-t|/t, number of valid pixels) in float64; valid = target != 0."""
+    if pred.shape != target.shape:
+        raise ValueError(f"depth prediction shape {tuple(pred.shape)} does not match target {tuple(target.shape)}")
+    pred, target = pred.double(), target.double()
+    valid = target != 0
+    err = (pred - target).abs()[valid]
+    return err.sum(), (err / target[valid]).sum(), valid.sum().double()
+
+
+class DepthErrors:
+    """AbsErr and RelErr over valid pixels, in the two conventions of METHODS §2.
+
+    Batch-mean (the reference code, the default for comparability): the mean over each
+    batch's valid pixels, then the plain mean over batches; a batch without a valid pixel
+    contributes nothing. Pixel-weighted (`*_px`): the mean over all valid pixels of the split.
+    """
+
+    def __init__(self):
+        self.reset()
+
+    def reset(self):
+        # Plain zeros become tensors on the inputs' device at the first update.
+        self._batch_abs = self._batch_rel = self._batches = 0.0
+        self._px_abs = self._px_rel = self._pixels = 0.0
+
+    def update(self, pred, target):
+        abs_sum, rel_sum, n = depth_error_sums(pred, target)
+        has_valid = n > 0
+        n_safe = n.clamp(min=1)  # the mean of an empty batch is 0 and is not counted
+        self._batch_abs = self._batch_abs + abs_sum / n_safe
+        self._batch_rel = self._batch_rel + rel_sum / n_safe
+        self._batches = self._batches + has_valid.double()
+        self._px_abs = self._px_abs + abs_sum
+        self._px_rel = self._px_rel + rel_sum
+        self._pixels = self._pixels + n
+
+    @staticmethod
+    def _ratio(num, den):
+        den = float(den)
+        return float(num) / den if den else math.nan
+
+    def abs_err(self):
+        return self._ratio(self._batch_abs, self._batches)
+
+    def rel_err(self):
+        return self._ratio(self._batch_rel, self._batches)
+
+    def abs_err_px(self):
+        return self._ratio(self._px_abs, self._pixels)
+
+    def rel_err_px(self):
+        return self._ratio(self._px_rel, self._pixels)
+
+
+# ---------------------------------------------------------------- per split
+
+class SplitMeter:
+    """Everything the training loop reports for one split in one epoch.
+
+    `update(preds, targets, losses)` takes one entry per task, in the order of `tasks`:
+    semantic log-probs (B,C,H,W) with long labels (B,H,W); depth (B,1,H,W) with targets of
+    the same shape; losses as floats (or 0-dim tensors). `compute()` gives Python floats under
+    the repository's metric names, only for the tasks present.
+    """
+
+    def __init__(self, num_classes, tasks=TASKS, device="cpu"):
+        unknown = [t for t in tasks if t not in TASKS]
+        if unknown or not tasks:
+            raise ValueError(f"tasks must be a non-empty subset of {TASKS}, got {tuple(tasks)}")
+        self.tasks = tuple(tasks)
+        self.confusion = ConfusionMatrix(num_classes, device) if "semantic" in self.tasks else None
+        self.depth = DepthErrors() if "depth" in self.tasks else None
+        self.reset()
+
+    def reset(self):
+        self._loss_sums = {t: 0.0 for t in self.tasks}
+        self._batches = 0
+        if self.confusion is not None:
+            self.confusion.reset()
+        if self.depth is not None:
+            self.depth.reset()
+
+    def update(self, preds, targets, losses):
+        if not len(preds) == len(targets) == len(losses) == len(self.tasks):
+            raise ValueError(f"expected one prediction, target and loss per task {self.tasks}, "
+                             f"got {len(preds)}, {len(targets)}, {len(losses)}")
+        for task, pred, target, loss in zip(self.tasks, preds, targets, losses):
+            self._loss_sums[task] += float(loss)
+            if task == "semantic":
+                self.confusion.update(pred, target)
+            else:
+                self.depth.update(pred, target)
+        self._batches += 1
+
+    def compute(self):
+        out = {f"loss_{t}": self._loss_sums[t] / self._batches if self._batches else math.nan
+               for t in self.tasks}
+        if self.confusion is not None:
+            out["miou"] = self.confusion.miou()
+            out["pix_acc"] = self.confusion.pix_acc()
+        if self.depth is not None:
+            out["abs_err"] = self.depth.abs_err()
+            out["rel_err"] = self.depth.rel_err()
+            out["abs_err_px"] = self.depth.abs_err_px()
+            out["rel_err_px"] = self.depth.rel_err_px()
+        return out
