@@ -1,0 +1,287 @@
+"""Validation of a dataset root against the .npy layout (data/layout.py, METHODS §1).
+
+    python3 -m data.check --data-path DIR [--classes 7 19] [--quick]
+
+Every problem names the file or folder and what was expected; all problems are collected
+and raised together as one DatasetError. Nothing is skipped or replaced by zeros.
+`quick_check` (folders, counts, indices, .npy headers and file sizes; no data read) is run
+by the dataset at construction; `check_dataset(deep=True)` also loads every array and
+checks its values.
+"""
+import argparse
+import functools
+import os
+import sys
+from collections import Counter
+
+import numpy as np
+from tqdm import tqdm
+
+from data.layout import CLASS_COUNTS, DEPTH_DIR, IMAGE_DIR, SPLITS, label_dir
+
+MAX_LISTED = 20
+# The network pools five times, so H and W must divide by 2**5.
+SIZE_MULTIPLE = 32
+_HEADER_READERS = {
+    (1, 0): np.lib.format.read_array_header_1_0,
+    (2, 0): np.lib.format.read_array_header_2_0,
+}
+
+
+class DatasetError(ValueError):
+    """A dataset root that does not match the layout; the message lists the problems."""
+
+
+class _Problems:
+    """Collects "<path>: <what is wrong>" lines; raises them together."""
+
+    def __init__(self):
+        self.lines = []
+
+    def add(self, path, what):
+        self.lines.append(f"{path}: {what}")
+
+    def raise_if_any(self, root):
+        if not self.lines:
+            return
+        n = len(self.lines)
+        report = [f"dataset {root} failed its check ({n} problem{'s' if n > 1 else ''}):"]
+        report += [f"  {line}" for line in self.lines[:MAX_LISTED]]
+        if n > MAX_LISTED:
+            report.append(f"  ... and {n - MAX_LISTED} more")
+        raise DatasetError("\n".join(report))
+
+
+def load_npy(path):
+    """np.load whose error names the file."""
+    try:
+        return np.load(path, allow_pickle=False)
+    except (OSError, ValueError, EOFError) as e:
+        raise DatasetError(f"{path}: cannot load .npy file ({e})") from e
+
+
+def _channels(subdir):
+    """The trailing shape after (H, W) that a subfolder's arrays must have."""
+    return {IMAGE_DIR: (3,), DEPTH_DIR: (1,)}.get(subdir, ())
+
+
+def _expected_shape(subdir):
+    return "(H, W" + "".join(f", {c}" for c in _channels(subdir)) + ")"
+
+
+# --- structure ------------------------------------------------------------------------
+
+
+def _list_indices(folder, problems):
+    """The indices i of the <i>.npy files in `folder`; anything else is reported as stray."""
+    indices = set()
+    for entry in os.scandir(folder):
+        if entry.name.startswith("."):  # .DS_Store and the like
+            continue
+        stem, ext = os.path.splitext(entry.name)
+        if ext == ".npy" and stem.isascii() and stem.isdigit() and str(int(stem)) == stem and entry.is_file():
+            indices.add(int(stem))
+        else:
+            problems.add(entry.path, "stray entry: a data folder holds only files <i>.npy, i = 0..N-1")
+    return indices
+
+
+def _check_split_structure(split_dir, subdirs, problems):
+    """Report missing/empty folders, gaps and count mismatches; return the files found.
+
+    Returns (count, {subdir: sorted indices present}) with count = 1 + the largest index.
+    """
+    if not os.path.isdir(split_dir):
+        problems.add(split_dir, f"missing split folder (a data root holds {' and '.join(SPLITS)})")
+        return 0, {}
+    found = {}
+    for sub in subdirs:
+        folder = os.path.join(split_dir, sub)
+        if not os.path.isdir(folder):
+            problems.add(folder, f"missing folder (a split holds {', '.join(subdirs)})")
+            continue
+        try:
+            found[sub] = _list_indices(folder, problems)
+        except OSError as e:
+            problems.add(folder, f"cannot list the folder ({e})")
+            continue
+        if not found[sub]:
+            problems.add(folder, "empty folder: expected files 0.npy .. <N-1>.npy")
+    count = max((max(ix) + 1 for ix in found.values() if ix), default=0)
+    counts = {sub: len(ix) for sub, ix in found.items() if ix}
+    if len(set(counts.values())) > 1:
+        listing = ", ".join(f"{sub} {n}" for sub, n in counts.items())
+        problems.add(split_dir, f"file counts differ between subfolders ({listing}); they must be equal")
+    for sub, indices in found.items():
+        if not indices:  # already reported as empty
+            continue
+        for i in sorted(set(range(count)) - indices):
+            problems.add(os.path.join(split_dir, sub, f"{i}.npy"),
+                         f"missing file (indices must run 0..{count - 1} in every subfolder)")
+    return count, {sub: sorted(ix) for sub, ix in found.items()}
+
+
+# --- headers --------------------------------------------------------------------------
+
+
+def read_npy_header(path):
+    """(shape, dtype, data offset) of a .npy file, read from its header without the data."""
+    with open(path, "rb") as f:
+        version = np.lib.format.read_magic(f)
+        if version not in _HEADER_READERS:
+            raise ValueError(f"unsupported .npy format version {version}")
+        shape, _, dtype = _HEADER_READERS[version](f)
+        return shape, dtype, f.tell()
+
+
+def _check_header(path, subdir, problems):
+    """Check dtype, shape and file size from the header; return (H, W) or None if unusable."""
+    try:
+        shape, dtype, offset = read_npy_header(path)
+    except (OSError, ValueError, EOFError) as e:
+        problems.add(path, f"not a readable .npy file ({e})")
+        return None
+    if dtype != np.float32:
+        problems.add(path, f"dtype {dtype}, expected float32")
+        return None
+    if len(shape) != 2 + len(_channels(subdir)) or shape[2:] != _channels(subdir):
+        problems.add(path, f"shape {shape}, expected {_expected_shape(subdir)}")
+        return None
+    if 0 in shape:
+        problems.add(path, f"empty array of shape {shape}")
+        return None
+    expected_bytes = offset + int(np.prod(shape)) * dtype.itemsize
+    actual_bytes = os.path.getsize(path)
+    if actual_bytes != expected_bytes:
+        problems.add(path, f"{actual_bytes} bytes, expected {expected_bytes} for shape {shape}: "
+                           "truncated or corrupt")
+        return None
+    return shape[:2]
+
+
+def _check_sizes(sizes, problems):
+    """All files share one (H, W), the most common one, and it divides by 32."""
+    if not sizes:
+        return None
+    (height, width), _ = Counter(sizes.values()).most_common(1)[0]
+    for path, size in sizes.items():
+        if size != (height, width):
+            problems.add(path, f"size {size[0]}x{size[1]}, expected {height}x{width} like the rest of the dataset")
+    if height % SIZE_MULTIPLE or width % SIZE_MULTIPLE:
+        example = next(p for p, s in sizes.items() if s == (height, width))
+        problems.add(example, f"size {height}x{width}: H and W must be multiples of {SIZE_MULTIPLE} "
+                              "(the network pools 5 times)")
+    return height, width
+
+
+# --- values ---------------------------------------------------------------------------
+
+
+def _image_problem(image):
+    """What is wrong with an image's values, or None. Fast path: min and max (NaN fails it)."""
+    low, high = image.min(), image.max()
+    if 0 <= low and high <= 1:
+        return None
+    finite = np.isfinite(image)
+    if not finite.all():
+        return f"{np.count_nonzero(~finite)} NaN or infinite values; expected RGB in [0, 1]"
+    outside = np.count_nonzero((image < 0) | (image > 1))
+    return f"{outside} values outside [0, 1] (min {low:g}, max {high:g}); expected RGB in [0, 1]"
+
+
+def _depth_problem(depth):
+    low, high = depth.min(), depth.max()
+    if 0 <= low and np.isfinite(high):
+        return None
+    finite = np.isfinite(depth)
+    if not finite.all():
+        return f"{np.count_nonzero(~finite)} NaN or infinite values; expected finite depth >= 0"
+    return f"{np.count_nonzero(depth < 0)} negative values (min {low:g}); expected depth >= 0 (0 = invalid)"
+
+
+def _label_problem(label, num_classes):
+    bad = (label != np.rint(label)) | (label < -1) | (label > num_classes - 1)  # NaN != NaN: bad too
+    if not bad.any():
+        return None
+    values, counts = np.unique(label[bad], return_counts=True)
+    listing = ", ".join(f"{v:g} ({c} pixels)" for v, c in zip(values[:5], counts[:5]))
+    more = f" and {len(values) - 5} other values" if len(values) > 5 else ""
+    return f"label values {listing}{more}; expected -1 (void) or 0..{num_classes - 1}"
+
+
+# --- the checks -----------------------------------------------------------------------
+
+
+def check_dataset(root, classes=CLASS_COUNTS, deep=True, progress=False, splits=SPLITS):
+    """Check a dataset root; raise DatasetError listing every problem, else return a summary.
+
+    classes: the label sets to check (label_7, label_19). deep=False reads only the .npy
+    headers; deep=True also loads every array and checks its values.
+    Summary: {"root", "splits": {split: count}, "image_size": (H, W), "classes"}.
+    """
+    root = os.fspath(root)
+    if not os.path.isdir(root):
+        raise DatasetError(f"{root}: data folder not found (expected {'/, '.join(SPLITS)}/ inside)")
+    problems = _Problems()
+    subdirs = (IMAGE_DIR, *(label_dir(c) for c in classes), DEPTH_DIR)
+    counts, files = {}, []
+    for split in splits:
+        split_dir = os.path.join(root, split)
+        counts[split], found = _check_split_structure(split_dir, subdirs, problems)
+        files += [(os.path.join(split_dir, sub, f"{i}.npy"), sub) for sub, ix in found.items() for i in ix]
+
+    sizes = {}
+    for path, sub in tqdm(files, desc="headers", disable=not progress, leave=False):
+        size = _check_header(path, sub, problems)
+        if size is not None:
+            sizes[path] = size
+    image_size = _check_sizes(sizes, problems)
+
+    if deep:
+        value_problem = {IMAGE_DIR: _image_problem, DEPTH_DIR: _depth_problem}
+        value_problem.update({label_dir(c): functools.partial(_label_problem, num_classes=c) for c in classes})
+        readable = [(path, sub) for path, sub in files if path in sizes]
+        for path, sub in tqdm(readable, desc="values", disable=not progress, leave=False):
+            try:
+                what = value_problem[sub](load_npy(path))
+            except DatasetError as e:  # its message already names the file
+                problems.lines.append(str(e))
+                continue
+            if what:
+                problems.add(path, what)
+
+    problems.raise_if_any(root)
+    return {"root": root, "splits": counts, "image_size": image_size, "classes": tuple(classes)}
+
+
+def quick_check(root, num_classes, splits=SPLITS):
+    """The cheap check run before training: structure and every .npy header, no data read."""
+    return check_dataset(root, classes=(num_classes,), deep=False, splits=splits)
+
+
+def format_summary(summary, deep=True):
+    counts = ", ".join(f"{split} {n}" for split, n in summary["splits"].items())
+    height, width = summary["image_size"]
+    labels = "+".join(label_dir(c) for c in summary["classes"])
+    return f"{summary['root']}: {counts} samples, {height}x{width}, {labels}, {'deep' if deep else 'quick'} check OK"
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(prog="python3 -m data.check", description=__doc__.split("\n")[0])
+    parser.add_argument("--data-path", required=True, help="dataset root holding train/ and val/")
+    parser.add_argument("--classes", type=int, nargs="+", choices=CLASS_COUNTS, default=list(CLASS_COUNTS),
+                        help="label sets to check (default: both)")
+    parser.add_argument("--quick", action="store_true", help="structure and .npy headers only; no data read")
+    args = parser.parse_args(argv)
+    try:
+        summary = check_dataset(args.data_path, classes=tuple(args.classes), deep=not args.quick,
+                                progress=sys.stderr.isatty())
+    except DatasetError as e:
+        print(e, file=sys.stderr)
+        return 1
+    print(format_summary(summary, deep=not args.quick))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,123 @@
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+
+from data.augment import DEPTH_RULES, SCALES, scale_crop_flip
+
+H, W = 32, 64
+
+
+class Draws:
+    """Stands in for a numpy Generator: fixed scale index, window top and left, flip."""
+
+    def __init__(self, scale_index, top, left, flip):
+        self._integers = [scale_index, top, left]
+        self._flip = flip
+
+    def integers(self, high):
+        value = self._integers.pop(0)
+        assert 0 <= value < high
+        return value
+
+    def random(self):
+        return 0.0 if self._flip else 0.99
+
+
+def sample():
+    """Image of smooth random values, label with a void block, depth 0 exactly where void."""
+    rng = np.random.default_rng(0)
+    image = rng.random((H, W, 3), dtype=np.float32)
+    label = rng.integers(0, 7, (H, W)).astype(np.float32)
+    label[12:20, 24:40] = -1  # inside every possible window
+    depth = rng.uniform(0.01, 0.5, (H, W, 1)).astype(np.float32)
+    depth[label == -1] = 0
+    return image, label, depth
+
+
+def nearest_reference(array, top, left, h, w):
+    """torch's interpolate(mode="nearest") of the window, as the reference code does it."""
+    window = torch.from_numpy(np.ascontiguousarray(array[top:top + h, left:left + w]))
+    channels_first = window.reshape(h, w, -1).permute(2, 0, 1)[None]
+    return F.interpolate(channels_first, size=(H, W), mode="nearest")[0].permute(1, 2, 0).reshape(array.shape).numpy()
+
+
+def test_scale_one_without_flip_is_identity():
+    image, label, depth = sample()
+    out = scale_crop_flip(image, label, depth, Draws(0, 0, 0, flip=False))
+    for a, b in zip(out, (image, label, depth)):
+        assert a.dtype == b.dtype and a.shape == b.shape
+        np.testing.assert_array_equal(a, b)
+
+
+def test_flip_mirrors_every_array():
+    image, label, depth = sample()
+    out = scale_crop_flip(image, label, depth, Draws(0, 0, 0, flip=True))
+    for a, b in zip(out, (image, label, depth)):
+        assert a.flags.c_contiguous
+        np.testing.assert_array_equal(a, b[:, ::-1])
+
+
+def test_crop_resize_of_a_known_pattern():
+    # Every label pixel holds its own index, so the output says which source pixel it took.
+    image, _, depth = sample()
+    label = np.arange(H * W, dtype=np.float32).reshape(H, W)
+    top, left = 3, 5
+    h, w = int(H / 1.5), int(W / 1.5)
+    out_image, out_label, _ = scale_crop_flip(image, label, depth, Draws(2, top, left, flip=False))
+    rows = top + np.floor(np.arange(H) * h / H).astype(int)
+    cols = left + np.floor(np.arange(W) * w / W).astype(int)
+    np.testing.assert_array_equal(out_label, label[rows[:, None], cols])
+    np.testing.assert_array_equal(out_label, nearest_reference(label, top, left, h, w))
+    window = torch.from_numpy(np.ascontiguousarray(image[top:top + h, left:left + w])).permute(2, 0, 1)[None]
+    bilinear = F.interpolate(window, size=(H, W), mode="bilinear", align_corners=False)[0].permute(1, 2, 0)
+    np.testing.assert_allclose(out_image, bilinear.numpy(), atol=1e-5)
+
+
+@pytest.mark.parametrize("rule", DEPTH_RULES)
+def test_depth_rule_is_exact(rule):
+    image, label, depth = sample()
+    top, left, h, w = 2, 7, int(H / 1.2), int(W / 1.2)
+    _, _, out = scale_crop_flip(image, label, depth, Draws(1, top, left, flip=False), depth_rule=rule)
+    resized = nearest_reference(depth, top, left, h, w)
+    expected = resized / np.float32(1.2) if rule == "divide" else resized * np.float32(1.2)
+    assert out.dtype == np.float32
+    np.testing.assert_array_equal(out, expected)
+
+
+def test_unknown_depth_rule_is_refused():
+    with pytest.raises(ValueError, match="divide"):
+        scale_crop_flip(*sample(), np.random.default_rng(0), depth_rule="inverse")
+
+
+@pytest.mark.parametrize("seed", range(20))
+def test_void_and_invalid_depth_survive(seed):
+    image, label, depth = sample()
+    out_image, out_label, out_depth = scale_crop_flip(image, label, depth, np.random.default_rng(seed))
+    assert set(np.unique(out_label)) <= set(np.unique(label))
+    np.testing.assert_array_equal(out_label == -1, out_depth[..., 0] == 0)
+    assert (out_label == -1).any()
+
+
+@pytest.mark.parametrize("label_dtype", [np.float32, np.int64])
+def test_shapes_and_dtypes_kept_and_inputs_untouched(label_dtype):
+    image, label, depth = sample()
+    label = label.astype(label_dtype)
+    copies = [a.copy() for a in (image, label, depth)]
+    for seed in range(10):
+        out = scale_crop_flip(image, label, depth, np.random.default_rng(seed))
+        for a, b in zip(out, copies):
+            assert (a.shape, a.dtype) == (b.shape, b.dtype)
+    for a, b in zip((image, label, depth), copies):
+        np.testing.assert_array_equal(a, b)
+
+
+def test_every_scale_and_both_flips_are_drawn():
+    image, _, depth = sample()
+    label = np.arange(H * W, dtype=np.float32).reshape(H, W)
+    seen = set()
+    for seed in range(60):
+        _, out, _ = scale_crop_flip(image, label, depth, np.random.default_rng(seed))
+        window_height = len(np.unique(out[:, 0] // W))
+        seen.add((window_height, bool(out[0, 0] > out[0, -1])))
+    assert seen == {(int(H / s), flip) for s in SCALES for flip in (False, True)}

@@ -1,0 +1,206 @@
+import os
+import shutil
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from data.check import DatasetError, check_dataset, main, quick_check
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+COUNTS = {"train": 4, "val": 2}
+
+
+def write_sample(root, split, i, height=32, width=64):
+    rng = np.random.default_rng(i)
+    arrays = {
+        "image": rng.random((height, width, 3), dtype=np.float32),
+        "label_7": rng.integers(-1, 7, (height, width)).astype(np.float32),
+        "label_19": rng.integers(-1, 19, (height, width)).astype(np.float32),
+        "depth": rng.uniform(0, 0.5, (height, width, 1)).astype(np.float32),
+    }
+    for sub, array in arrays.items():
+        os.makedirs(root / split / sub, exist_ok=True)
+        np.save(root / split / sub / f"{i}.npy", array)
+
+
+@pytest.fixture
+def root(tmp_path):
+    for split, n in COUNTS.items():
+        for i in range(n):
+            write_sample(tmp_path, split, i)
+    return tmp_path
+
+
+def problems(root, **kwargs):
+    with pytest.raises(DatasetError) as error:
+        check_dataset(root, **kwargs)
+    return str(error.value)
+
+
+def test_valid_dataset_passes(root):
+    summary = check_dataset(root)
+    assert summary["splits"] == COUNTS
+    assert summary["image_size"] == (32, 64)
+    assert quick_check(root, 19)["splits"] == COUNTS
+
+
+def test_missing_split(root):
+    shutil.rmtree(root / "val")
+    assert f"{root / 'val'}: missing split folder" in problems(root)
+
+
+def test_missing_subfolder(root):
+    shutil.rmtree(root / "train" / "depth")
+    assert f"{root / 'train' / 'depth'}: missing folder" in problems(root)
+
+
+def test_mismatched_counts(root):
+    os.remove(root / "train" / "depth" / "3.npy")
+    message = problems(root)
+    assert "file counts differ" in message and "depth 3" in message
+    assert f"{root / 'train' / 'depth' / '3.npy'}: missing file" in message
+
+
+def test_gap_in_indices(root):
+    for sub in ("image", "label_7", "label_19", "depth"):
+        os.remove(root / "train" / sub / "1.npy")
+    message = problems(root)
+    assert f"{root / 'train' / 'image' / '1.npy'}: missing file" in message
+    assert "file counts differ" not in message
+
+
+def test_stray_file(root):
+    (root / "train" / "image" / "notes.txt").write_text("hi")
+    np.save(root / "train" / "image" / "01.npy", np.zeros((32, 64, 3), np.float32))
+    message = problems(root)
+    assert f"{root / 'train' / 'image' / 'notes.txt'}: stray" in message
+    assert f"{root / 'train' / 'image' / '01.npy'}: stray" in message
+
+
+def test_empty_folder(root):
+    for i in range(COUNTS["val"]):
+        os.remove(root / "val" / "label_19" / f"{i}.npy")
+    message = problems(root)
+    assert f"{root / 'val' / 'label_19'}: empty folder" in message
+    assert "missing file" not in message
+
+
+def test_wrong_shape(root):
+    path = root / "train" / "image" / "2.npy"
+    np.save(path, np.zeros((32, 64, 4), np.float32))
+    assert f"{path}: shape (32, 64, 4), expected (H, W, 3)" in problems(root)
+
+
+def test_wrong_dtype(root):
+    path = root / "val" / "label_7" / "1.npy"
+    np.save(path, np.zeros((32, 64), np.float64))
+    assert f"{path}: dtype float64, expected float32" in problems(root)
+
+
+def test_empty_array(root):
+    path = root / "train" / "image" / "1.npy"
+    np.save(path, np.zeros((0, 64, 3), np.float32))
+    assert f"{path}: empty array of shape (0, 64, 3)" in problems(root)
+
+
+def test_size_differs_from_the_rest(root):
+    path = root / "train" / "depth" / "0.npy"
+    np.save(path, np.zeros((64, 64, 1), np.float32))
+    assert f"{path}: size 64x64, expected 32x64" in problems(root)
+
+
+def test_size_not_multiple_of_32(tmp_path):
+    for split, n in COUNTS.items():
+        for i in range(n):
+            write_sample(tmp_path, split, i, height=40)
+    assert "size 40x64: H and W must be multiples of 32" in problems(tmp_path)
+
+
+def test_label_out_of_range_names_value_and_count(root):
+    path = root / "train" / "label_7" / "3.npy"
+    label = np.load(path)
+    label[:2, :5] = 7
+    np.save(path, label)
+    message = problems(root)
+    assert f"{path}: label values 7 (10 pixels)" in message
+    assert check_dataset(root, classes=(19,))  # the 19-class set is untouched
+
+
+def test_nan_in_image(root):
+    path = root / "val" / "image" / "0.npy"
+    image = np.load(path)
+    image[3, 4, 1] = np.nan
+    np.save(path, image)
+    assert f"{path}: 1 NaN or infinite values" in problems(root)
+    assert quick_check(root, 7)  # values are the deep check's job
+
+
+def test_image_out_of_range(root):
+    path = root / "train" / "image" / "1.npy"
+    np.save(path, np.load(path) * 255)
+    assert f"{path}:" in problems(root) and "outside [0, 1]" in problems(root)
+
+
+def test_negative_depth(root):
+    path = root / "train" / "depth" / "2.npy"
+    depth = np.load(path)
+    depth[0, 0] = -0.25
+    np.save(path, depth)
+    assert f"{path}: 1 negative values (min -0.25)" in problems(root)
+
+
+def test_truncated_file_fails_even_the_quick_check(root):
+    path = root / "train" / "label_7" / "0.npy"
+    path.write_bytes(path.read_bytes()[:-100])
+    with pytest.raises(DatasetError, match="truncated") as error:
+        quick_check(root, 7)
+    assert str(path) in str(error.value)
+
+
+def test_corrupt_header(root):
+    path = root / "val" / "depth" / "1.npy"
+    path.write_bytes(b"not a numpy file at all")
+    assert f"{path}: not a readable .npy file" in problems(root)
+
+
+def test_many_problems_are_counted(root):
+    for i in range(COUNTS["train"]):
+        for sub in ("image", "label_7", "label_19", "depth"):
+            (root / "train" / sub / f"{i}.npy").write_bytes(b"")
+    message = problems(root)
+    assert "16 problems" in message and "... and" not in message
+    for i in range(10):
+        (root / "train" / "image" / f"x{i}").write_text("")
+    assert "26 problems" in problems(root) and "... and 6 more" in problems(root)
+
+
+def test_missing_root(tmp_path):
+    assert f"{tmp_path / 'nowhere'}: data folder not found" in problems(tmp_path / "nowhere")
+
+
+def test_cli_success(root, capsys):
+    assert main(["--data-path", str(root)]) == 0
+    out = capsys.readouterr().out
+    assert "train 4, val 2" in out and "32x64" in out and "deep check OK" in out
+    assert main(["--data-path", str(root), "--quick", "--classes", "19"]) == 0
+    assert "label_19, quick check OK" in capsys.readouterr().out
+
+
+def test_cli_classes_restricts_the_check(root, capsys):
+    shutil.rmtree(root / "train" / "label_19")
+    assert main(["--data-path", str(root), "--classes", "7"]) == 0
+    assert main(["--data-path", str(root)]) == 1
+    assert "label_19: missing folder" in capsys.readouterr().err
+
+
+def test_cli_failure_exits_1_without_traceback(root):
+    path = root / "train" / "depth" / "1.npy"
+    path.write_bytes(path.read_bytes()[:50])
+    for data_path, named in ((root, path), (root / "nowhere", root / "nowhere")):
+        result = subprocess.run([sys.executable, "-m", "data.check", "--data-path", str(data_path)],
+                                cwd=REPO, capture_output=True, text=True)
+        assert result.returncode == 1
+        assert str(named) in result.stderr
+        assert "Traceback" not in result.stderr and result.stdout == ""

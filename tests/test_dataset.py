@@ -1,0 +1,152 @@
+import os
+
+import numpy as np
+import pytest
+import torch
+from torch.utils.data import DataLoader
+
+from data.check import DatasetError
+from data.cityscapes import CityscapesNpy
+
+H, W = 32, 64
+COUNTS = {"train": 4, "val": 2}
+
+
+def known_sample(split, i):
+    """Arrays with values that identify the sample; void -1 and invalid depth 0 included."""
+    offset = (0 if split == "train" else 10) + i
+    rng = np.random.default_rng(offset)
+    label_19 = rng.integers(0, 19, (H, W)).astype(np.float32)
+    label_19[12:20] = -1  # inside every augmentation window
+    depth = rng.uniform(0.01, 0.5, (H, W, 1)).astype(np.float32)
+    depth[label_19 == -1] = 0
+    return {
+        "image": np.full((H, W, 3), offset / 100, np.float32) + rng.random((H, W, 3), dtype=np.float32) / 2,
+        "label_7": np.where(label_19 == -1, -1, label_19 % 7).astype(np.float32),
+        "label_19": label_19,
+        "depth": depth,
+    }
+
+
+@pytest.fixture
+def root(tmp_path):
+    for split, n in COUNTS.items():
+        for i in range(n):
+            for sub, array in known_sample(split, i).items():
+                os.makedirs(tmp_path / split / sub, exist_ok=True)
+                np.save(tmp_path / split / sub / f"{i}.npy", array)
+    return tmp_path
+
+
+def assert_same(a, b):
+    for x, y in zip(a, b):
+        assert torch.equal(x, y)
+
+
+def test_items_without_augmentation_are_the_files(root):
+    dataset = CityscapesNpy(root, "val")
+    assert len(dataset) == 2 and dataset.image_size == (H, W)
+    image, label, depth = dataset[1]
+    assert (image.dtype, label.dtype, depth.dtype) == (torch.float32, torch.int64, torch.float32)
+    assert (image.shape, label.shape, depth.shape) == ((3, H, W), (H, W), (1, H, W))
+    expected = known_sample("val", 1)
+    np.testing.assert_array_equal(image.numpy(), expected["image"].transpose(2, 0, 1))
+    np.testing.assert_array_equal(label.numpy(), expected["label_7"])
+    np.testing.assert_array_equal(depth.numpy()[0], expected["depth"][..., 0])
+    assert label.min() == -1 and label.max() <= 6
+
+
+def test_19_classes_read_label_19(root):
+    label = CityscapesNpy(root, "train", num_classes=19)[0][1]
+    np.testing.assert_array_equal(label.numpy(), known_sample("train", 0)["label_19"])
+    assert label.max() > 6
+
+
+def test_augmentation_is_a_function_of_seed_epoch_index(root):
+    dataset = CityscapesNpy(root, "train", augment=True, seed=3)
+    again = CityscapesNpy(root, "train", augment=True, seed=3)
+    other_seed = CityscapesNpy(root, "train", augment=True, seed=4)
+    for i in range(len(dataset)):
+        assert_same(dataset[i], again[i])
+    epoch0 = [dataset[i] for i in range(len(dataset))]
+    dataset.set_epoch(1)
+    assert dataset.epoch == 1
+    assert any(not torch.equal(dataset[i][1], epoch0[i][1]) for i in range(len(dataset)))
+    assert any(not torch.equal(other_seed[i][1], epoch0[i][1]) for i in range(len(dataset)))
+    again.set_epoch(1)
+    for i in range(len(dataset)):
+        assert_same(dataset[i], again[i])
+
+
+def test_augmented_labels_keep_void(root):
+    dataset = CityscapesNpy(root, "train", augment=True, depth_rule="multiply")
+    for epoch in range(3):
+        dataset.set_epoch(epoch)
+        for i in range(len(dataset)):
+            _, label, depth = dataset[i]
+            assert label.dtype == torch.int64 and (label == -1).any()
+            assert torch.equal(label == -1, depth[0] == 0)
+
+
+def batches(dataset, batch_size=2, **loader_args):
+    return list(DataLoader(dataset, batch_size=batch_size, shuffle=False, **loader_args))
+
+
+def test_workers_do_not_change_the_samples(root):
+    dataset = CityscapesNpy(root, "train", augment=True, seed=1)
+    dataset.set_epoch(2)
+    in_process = batches(dataset, num_workers=0)
+    for a, b in zip(in_process, batches(dataset, num_workers=2)):
+        assert_same(a, b)
+
+
+def test_persistent_workers_see_set_epoch(root):
+    dataset = CityscapesNpy(root, "train", augment=True)
+    loader = DataLoader(dataset, batch_size=4, num_workers=1, persistent_workers=True)
+    seen = []
+    for epoch in range(2):
+        dataset.set_epoch(epoch)
+        (batch,) = list(loader)
+        assert_same(batch, batches(dataset, batch_size=4)[0])
+        seen.append(batch[1])
+    assert not torch.equal(*seen)
+
+
+def test_in_memory_matches_disk_and_is_not_aliased(root):
+    on_disk = CityscapesNpy(root, "train", augment=True)
+    in_memory = CityscapesNpy(root, "train", augment=True, in_memory=True)
+    for plain in (False, True):
+        on_disk.augment = in_memory.augment = plain
+        for i in range(len(on_disk)):
+            item = in_memory[i]
+            assert_same(item, on_disk[i])
+            for tensor in item:
+                tensor.fill_(7)
+            assert_same(in_memory[i], on_disk[i])
+
+
+def test_unreadable_file_is_named(root):
+    dataset = CityscapesNpy(root, "train")
+    path = root / "train" / "depth" / "2.npy"
+    path.write_bytes(b"\x93NUMPY garbage")
+    with pytest.raises(DatasetError, match=str(path)):
+        dataset[2]
+
+
+def test_broken_root_fails_at_construction(root):
+    os.remove(root / "train" / "image" / "3.npy")
+    with pytest.raises(DatasetError, match="3.npy: missing file"):
+        CityscapesNpy(root, "train")
+    with pytest.raises(DatasetError, match="nowhere: data folder not found"):
+        CityscapesNpy(root / "nowhere", "val")
+
+
+def test_bad_arguments_are_refused(root):
+    with pytest.raises(ValueError, match="split"):
+        CityscapesNpy(root, "test")
+    with pytest.raises(ValueError, match="classes"):
+        CityscapesNpy(root, "train", num_classes=8)
+    with pytest.raises(ValueError, match="depth rule"):
+        CityscapesNpy(root, "train", depth_rule="log")
+    with pytest.raises(IndexError):
+        CityscapesNpy(root, "val")[2]

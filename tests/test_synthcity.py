@@ -1,0 +1,280 @@
+"""SynthCity: format, determinism, class statistics, geometry, the cache and the CLI."""
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from data import synthcity as sc
+from data.check import check_dataset
+from data.labels import TRAIN_ID_NAMES, TRAIN_ID_TO_CATEGORY, VOID
+from data.layout import SPLITS, SUBDIRS, SYNTHETIC_MARKER
+
+REPO = Path(__file__).resolve().parent.parent
+H, W = 64, 128  # small and fast; the generator's geometry does not depend on the size
+N_STATS = 300   # "all 19 classes occur in a few hundred samples"
+SMALL = dict(n_train=3, n_val=2, height=H, width=W, seed=0)
+NAME = {name: i for i, name in enumerate(TRAIN_ID_NAMES)}
+
+
+@pytest.fixture(scope="module")
+def samples():
+    return [sc.render_sample(0, "val", i, H, W) for i in range(N_STATS)]
+
+
+@pytest.fixture(scope="module")
+def class_counts(samples):
+    """Pixels per train id (index 19: void) over all samples, and in how many samples each occurs."""
+    pixels, occurs = np.zeros(20, np.int64), np.zeros(19, np.int64)
+    for s in samples:
+        counts = np.bincount(s["label_19"].astype(np.int64).ravel() % 20, minlength=20)  # -1 -> 19
+        pixels += counts
+        occurs += counts[:19] > 0
+    return pixels, occurs
+
+
+def files(root):
+    return {p.relative_to(root): p.read_bytes() for p in sorted(Path(root).rglob("*")) if p.is_file()}
+
+
+# --- format ----------------------------------------------------------------------------
+
+
+def test_sample_format(samples):
+    mapping = np.array(list(TRAIN_ID_TO_CATEGORY) + [VOID], np.float32)  # index -1 -> VOID
+    for s in samples[:40]:
+        assert set(s) == {"image", "label_19", "label_7", "depth"}
+        assert all(a.dtype == np.float32 for a in s.values())
+        image, l19, l7, depth = s["image"], s["label_19"], s["label_7"], s["depth"]
+        assert image.shape == (H, W, 3) and depth.shape == (H, W, 1)
+        assert l19.shape == l7.shape == (H, W)
+        assert 0 <= image.min() and image.max() <= 1
+        assert set(np.unique(l19)) <= set(range(-1, 19))
+        assert set(np.unique(l7)) <= set(range(-1, 7))
+        np.testing.assert_array_equal(l7, mapping[l19.astype(np.int64)])
+        d = depth[..., 0]
+        assert np.isfinite(d).all() and d.min() >= 0 and d.max() < 0.6
+        assert (d[l19 == VOID] == 0).all()
+        assert (d[l19 == NAME["sky"]] == 0).all()
+        assert (l19[-1] == VOID).all()  # the ego vehicle's band along the bottom
+        assert 0.5 < np.mean(d > 0) < 1  # mostly valid, some invalid
+
+
+def test_image_is_not_a_colour_code(samples):
+    """The same class takes many colours: per-class colour spread is wide in every image set."""
+    image = np.stack([s["image"] for s in samples[:40]])
+    label = np.stack([s["label_19"] for s in samples[:40]])
+    for name in ("road", "building", "car"):
+        pixels = image[label == NAME[name]]
+        assert pixels.std(0).mean() > 0.05, name
+
+
+# --- determinism -----------------------------------------------------------------------
+
+
+def test_samples_are_a_pure_function_of_their_arguments():
+    a = sc.render_sample(3, "train", 7, H, W)
+    b = sc.render_sample(3, "train", 7, H, W)
+    for key in a:
+        assert a[key].tobytes() == b[key].tobytes()
+    for other in (sc.render_sample(3, "train", 8, H, W), sc.render_sample(4, "train", 7, H, W),
+                  sc.render_sample(3, "val", 7, H, W)):
+        assert not np.array_equal(a["image"], other["image"])
+        assert not np.array_equal(a["label_19"], other["label_19"])
+
+
+def test_unknown_split_is_refused():
+    with pytest.raises(ValueError, match="split"):
+        sc.render_sample(0, "test", 0, H, W)
+
+
+def test_two_generations_are_byte_identical(tmp_path):
+    a = sc.generate(tmp_path / "a", progress=False, **SMALL)
+    b = sc.generate(tmp_path / "b", progress=False, **SMALL)
+    assert files(a) == files(b)
+
+
+# --- writing data sets -----------------------------------------------------------------
+
+
+def test_generate_writes_the_release_layout_and_metadata(tmp_path):
+    out = sc.generate(tmp_path / "synth", progress=False, **SMALL)
+    assert out == tmp_path / "synth"
+    for split, n in zip(SPLITS, (SMALL["n_train"], SMALL["n_val"])):
+        for sub in SUBDIRS:
+            assert sorted(os.listdir(out / split / sub)) == [f"{i}.npy" for i in range(n)]
+    metadata = json.loads((out / SYNTHETIC_MARKER).read_text())
+    assert metadata == {"generator": "synthcity", "version": sc.GENERATOR_VERSION, **SMALL}
+    assert sc.read_metadata(out) == metadata
+    assert sc.read_metadata(tmp_path) is None
+    # The files are the samples, and the whole set passes the dataset's own deep check.
+    np.testing.assert_array_equal(np.load(out / "val" / "depth" / "1.npy"),
+                                  sc.render_sample(0, "val", 1, H, W)["depth"])
+    check_dataset(out, deep=True)
+
+
+def test_existing_folder_with_other_content_is_refused(tmp_path):
+    out = tmp_path / "taken"
+    out.mkdir()
+    (out / "notes.txt").write_text("mine")
+    with pytest.raises(FileExistsError, match="taken"):
+        sc.generate(out, progress=False, **SMALL)
+    assert (out / "notes.txt").read_text() == "mine"
+    # Other parameters than the data set there hold: also refused, not overwritten.
+    done = sc.generate(tmp_path / "done", progress=False, **SMALL)
+    with pytest.raises(FileExistsError, match="done"):
+        sc.generate(done, progress=False, **{**SMALL, "seed": 1})
+    # An empty folder is fine.
+    (tmp_path / "empty").mkdir()
+    assert sc.read_metadata(sc.generate(tmp_path / "empty", progress=False, **SMALL)) is not None
+
+
+def test_interrupted_generation_leaves_nothing_that_looks_complete(tmp_path, monkeypatch):
+    real, calls = sc.render_sample, []
+
+    def interrupted(*args):
+        calls.append(args)
+        if len(calls) == 3:
+            raise KeyboardInterrupt
+        return real(*args)
+
+    monkeypatch.setattr(sc, "render_sample", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        sc.generate(tmp_path / "synth", progress=False, **SMALL)
+    assert list(tmp_path.iterdir()) == []  # neither the target nor the partial sibling
+    monkeypatch.setattr(sc, "render_sample", real)
+    assert sc.read_metadata(sc.generate(tmp_path / "synth", progress=False, **SMALL))["n_train"] == 3
+
+
+@pytest.mark.parametrize("bad", [dict(height=100), dict(width=0), dict(n_train=0), dict(n_val=-1)])
+def test_bad_arguments_are_refused(tmp_path, bad):
+    with pytest.raises(ValueError, match=next(iter(bad))):
+        sc.generate(tmp_path / "x", progress=False, **{**SMALL, **bad})
+    assert not (tmp_path / "x").exists()
+
+
+def test_cache_is_reused_and_keyed_by_parameters(tmp_path, monkeypatch):
+    first = sc.cached(tmp_path, progress=False, **SMALL)
+    assert first == tmp_path / f"v{sc.GENERATOR_VERSION}-{H}x{W}-train3-val2-seed0"
+    mtimes = {p: p.stat().st_mtime_ns for p in first.rglob("*")}
+
+    def no_rendering(*args):
+        raise AssertionError("the cache was regenerated")
+
+    monkeypatch.setattr(sc, "render_sample", no_rendering)
+    assert sc.cached(tmp_path, progress=False, **SMALL) == first
+    assert {p: p.stat().st_mtime_ns for p in first.rglob("*")} == mtimes
+    monkeypatch.undo()
+    other = sc.cached(tmp_path, progress=False, **{**SMALL, "seed": 1})
+    assert other != first and sc.read_metadata(other)["seed"] == 1
+    assert sc.cached(tmp_path, progress=False, **{**SMALL, "n_val": 1}) not in (first, other)
+
+
+# --- class statistics ------------------------------------------------------------------
+
+
+def test_all_19_classes_occur(class_counts):
+    pixels, occurs = class_counts
+    missing = [TRAIN_ID_NAMES[c] for c in range(19) if occurs[c] == 0]
+    assert not missing
+    assert pixels[19] > 0  # and void
+
+
+def test_class_frequencies_are_cityscapes_like(class_counts):
+    pixels, occurs = class_counts
+    share = pixels[:19] / pixels.sum()
+    top = np.argsort(share)[::-1]
+    assert {TRAIN_ID_NAMES[c] for c in top[:2]} == {"road", "building"}
+    for common in ("vegetation", "car", "sky", "sidewalk"):
+        assert share[NAME[common]] > 0.015, common
+    assert share[NAME["person"]] < 0.02 and share[NAME["person"]] < share[NAME["car"]] / 4
+    for rare in ("train", "bus", "truck", "motorcycle"):  # rare ones rarely: in a few samples only
+        assert occurs[NAME[rare]] < N_STATS / 5 and share[NAME[rare]] < 0.01, rare
+
+
+# --- geometry --------------------------------------------------------------------------
+
+
+def test_ground_depth_is_linear_in_the_row_below_the_horizon(samples):
+    ground = [NAME["road"], NAME["sidewalk"], NAME["terrain"]]
+    for s in samples[:30]:
+        label, depth = s["label_19"], s["depth"][..., 0]
+        on_ground = np.isin(label, ground) & (depth > 0)
+        rows, values = [], []
+        for r in range(H):
+            v = depth[r][on_ground[r]]
+            if len(v):
+                assert np.ptp(v) < 1e-6  # the same inverse depth along a row
+                rows.append(r)
+                values.append(v[0])
+        rows, values = np.array(rows), np.array(values)
+        assert (np.diff(values) > 0).all()  # nearer toward the bottom
+        slope, intercept = np.polyfit(rows, values, 1)
+        np.testing.assert_allclose(values, slope * rows + intercept, atol=1e-5)
+        horizon = -intercept / slope + 0.5  # zero inverse depth at the horizon (row r spans [r, r + 1))
+        assert 0.3 * H < horizon < 0.52 * H
+        # Road pixels within a column grow in inverse depth toward the bottom.
+        road = (label == NAME["road"]) & (depth > 0)
+        pairs = road[:-1] & road[1:]
+        assert (depth[1:][pairs] > depth[:-1][pairs]).all()
+
+
+def test_an_upright_object_is_sized_and_placed_by_its_depth():
+    cam = sc.Camera(focal=sc.FOCAL_PER_WIDTH * 256, cx=128.0, horizon=56.0, height=sc.CAMERA_HEIGHT)
+    boxes = {}
+    for z in (8.0, 16.0):
+        canvas = sc.Canvas(128, 256)
+        sc._car(np.random.default_rng(0), 0.0, z, oncoming=False).draw(canvas, cam)
+        car = canvas.label == sc.CAR
+        assert (canvas.inv[car] == np.float32(sc.DEPTH_SCALE / z)).all()  # constant: the footprint's
+        rows, cols = np.nonzero(car)
+        boxes[z] = (rows.max() + 1, rows.max() - rows.min() + 1, cols.max() - cols.min() + 1)
+        assert abs(boxes[z][0] - cam.row(0.0, z)) <= 1  # the foot row follows from z
+    (_, h8, w8), (_, h16, w16) = boxes[8.0], boxes[16.0]
+    assert abs(h8 / h16 - 2) < 0.15 and abs(w8 / w16 - 2) < 0.15  # size proportional to 1/z
+
+
+def test_vehicles_have_constant_depth_down_their_columns(samples):
+    vehicles = [NAME[n] for n in ("car", "truck", "bus", "train", "motorcycle", "bicycle")]
+    same = total = 0
+    for s in samples[:60]:
+        label, depth = s["label_19"], s["depth"][..., 0]
+        mask = np.isin(label, vehicles) & (depth > 0)
+        pairs = mask[:-1] & mask[1:]
+        same += np.count_nonzero(depth[:-1][pairs] == depth[1:][pairs])
+        total += np.count_nonzero(pairs)
+    assert total > 1000 and same / total > 0.97  # the rest: one vehicle occluding another
+
+
+# --- command line ----------------------------------------------------------------------
+
+
+def run_cli(*args):
+    return subprocess.run([sys.executable, "-m", "data.synthcity", *args], cwd=REPO,
+                          capture_output=True, text=True, timeout=120)
+
+
+def test_cli_writes_the_layout(tmp_path):
+    out = tmp_path / "cli"
+    result = run_cli("--out", str(out), "--n-train", "2", "--n-val", "1", "--height", "64", "--width", "128",
+                     "--seed", "5")
+    assert result.returncode == 0, result.stderr
+    assert str(out) in result.stdout
+    assert sc.read_metadata(out) == {"generator": "synthcity", "version": sc.GENERATOR_VERSION,
+                                     "n_train": 2, "n_val": 1, "height": 64, "width": 128, "seed": 5}
+    assert np.load(out / "train" / "image" / "1.npy").shape == (64, 128, 3)
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--height", "100"], "multiple of 32"),
+    (["--width", "-64"], "positive"),
+    (["--n-train", "zero"], "positive integer"),
+])
+def test_cli_rejects_bad_arguments(tmp_path, args, message):
+    result = run_cli("--out", str(tmp_path / "x"), *args)
+    assert result.returncode == 2
+    assert message in result.stderr and "Traceback" not in result.stderr
+    assert not (tmp_path / "x").exists()
