@@ -121,8 +121,6 @@ class Experiment:
         self.device = pick_device(args.device)
         self.source = data_source.resolve(args.dataset, args.data_path, args.image_size, args.classes,
                                           args.synthcity_train, args.synthcity_val)
-        if self.source.notice:
-            print(self.source.notice, flush=True)
         ds = dict(root=self.source.root, num_classes=args.classes, seed=args.seed)
         self.train_set = CityscapesNpy(split="train", augment=args.augment, depth_rule=args.depth_rule, **ds)
         self.test_set = CityscapesNpy(split="val", **ds)

@@ -24,7 +24,6 @@ class DataSource:
     root: Path
     synthetic: bool
     metadata: dict | None  # SynthCity's own description of the data, None for real data
-    notice: str | None     # printed first when the choice was made for the user
 
 
 def parse_image_size(text):
@@ -41,17 +40,18 @@ def parse_image_size(text):
 def _release(root, num_classes):
     quick_check(root, num_classes)
     metadata = synthcity.read_metadata(root)
-    return DataSource("cityscapes" if metadata is None else "synthcity", Path(root), metadata is not None, metadata, None)
+    return DataSource("cityscapes" if metadata is None else "synthcity", Path(root), metadata is not None, metadata)
 
 
-def _synthcity(image_size, n_train, n_val, num_classes, notice=None):
+def _synthcity(image_size, n_train, n_val):
     height, width = image_size
     root = synthcity.cached(SYNTHCITY_ROOT, n_train=n_train, n_val=n_val, height=height, width=width)
-    return DataSource("synthcity", root, True, synthcity.read_metadata(root), notice)
+    return DataSource("synthcity", root, True, synthcity.read_metadata(root))
 
 
-def resolve(dataset, data_path, image_size, num_classes, synth_train, synth_val):
-    """The DataSource for the CLI's --dataset, --data-path and --image-size (text or None)."""
+def resolve(dataset, data_path, image_size, num_classes, synth_train, synth_val, announce=print):
+    """The DataSource for the CLI's --dataset, --data-path and --image-size (text or None).
+    When the choice of SynthCity is made for the user, `announce` tells them first."""
     if image_size is not None and (data_path is not None or dataset == "cityscapes"):
         raise ValueError("--image-size applies only to generated SynthCity data; a release's size comes from its files")
     size = parse_image_size(image_size or "128x256")
@@ -65,12 +65,13 @@ def resolve(dataset, data_path, image_size, num_classes, synth_train, synth_val)
                              f"(SynthCity output is marked by its {SYNTHETIC_MARKER})")
         return source
     if dataset == "synthcity":
-        return _synthcity(size, synth_train, synth_val, num_classes)
+        return _synthcity(size, synth_train, synth_val)
     try:
         return _release(CITYSCAPES_ROOT, num_classes)
     except DatasetError as e:
         if dataset == "cityscapes":
             raise DatasetError(f"--dataset cityscapes: no valid release at {CITYSCAPES_ROOT}; {GET_THE_DATA}.\n{e}") from None
-    notice = (f"No CityScapes release at {CITYSCAPES_ROOT}: using SynthCity, a synthetic stand-in "
-              f"(results are not comparable with published CityScapes numbers). For the real data {GET_THE_DATA}.")
-    return _synthcity(size, synth_train, synth_val, num_classes, notice)
+    announce(f"No CityScapes release at {CITYSCAPES_ROOT}: using SynthCity, a synthetic stand-in "
+             f"(results are not comparable with published CityScapes numbers). For the real data {GET_THE_DATA}.",
+             flush=True)
+    return _synthcity(size, synth_train, synth_val)
