@@ -6,6 +6,7 @@ Flags → one experiment → the train/evaluate loop; results go to stdout, Tens
 and the run folder <out>/<name>/ (config.json, metrics.jsonl, summary.json).
 """
 import argparse
+import os
 import platform
 import random
 import subprocess
@@ -71,7 +72,10 @@ def parse_args(argv=None):
     p.add_argument("--out", default="runs", help="parent folder of run folders")
     p.add_argument("--name", default=None, help="run folder name (default <method>-<weighting>-s<seed>-<timestamp>)")
     p.add_argument("--device", default="auto", help="auto (CUDA when present), cpu, cuda, cuda:N")
-    p.add_argument("--num-workers", type=int, default=2, help="DataLoader worker processes (0: load in the main process)")
+    p.add_argument("--num-workers", type=int, default=min(4, (os.cpu_count() or 2) // 2),
+                   help="DataLoader worker processes (0: load in the main process)")
+    p.add_argument("--in-memory", action="store_true",
+                   help="load the whole training and test sets into RAM once (small machines with fast GPUs)")
     args = p.parse_args(argv)
     for flag in ("epochs", "batch_size", "lr_step", "synthcity_train", "synthcity_val"):
         if getattr(args, flag) < 1:
@@ -121,7 +125,7 @@ class Experiment:
         self.device = pick_device(args.device)
         self.source = data_source.resolve(args.dataset, args.data_path, args.image_size, args.classes,
                                           args.synthcity_train, args.synthcity_val)
-        ds = dict(root=self.source.root, num_classes=args.classes, seed=args.seed)
+        ds = dict(root=self.source.root, num_classes=args.classes, seed=args.seed, in_memory=args.in_memory)
         self.train_set = CityscapesNpy(split="train", augment=args.augment, depth_rule=args.depth_rule, **ds)
         self.test_set = CityscapesNpy(split="val", **ds)
         self.image_size = self.train_set.image_size
