@@ -1,0 +1,147 @@
+"""One optimisation step from K task losses: DESIGN's data flow, in one place.
+
+losses → per-task gradients of the shared parameters (K backward passes, only when
+someone uses them) → the --weighting method's K×K mixing matrix A (contribution
+i = Σ_j A_ij g_j, from the Gram matrix where it can) → optional clipping → the --method
+optimizer: a plain optimizer applies the sum of the contributions, an AdaTask optimizer
+feeds contribution i into task i's moments.
+
+Loss-only methods with a plain optimizer take one backward of Σ w_k L_k: nothing pays for
+per-task gradients it does not use.
+"""
+from dataclasses import replace
+
+import torch
+
+from .adatask import AdaTaskOptimizer
+from .task_gradients import task_gradients
+from .weighting.base import StepContext
+
+
+def gram_matrix(grads):
+    """M = G Gᵀ (K×K, float64) of K per-task gradient lists; None counts as zero."""
+    num_tasks = len(grads)
+    reference = next(g for task in grads for g in task if g is not None)
+    gram = torch.zeros(num_tasks, num_tasks, dtype=torch.float64, device=reference.device)
+    for per_task in zip(*grads):
+        present = [k for k, g in enumerate(per_task) if g is not None]
+        if not present:
+            continue
+        flat = torch.stack([per_task[k].reshape(-1) for k in present])
+        block = (flat @ flat.T).double()
+        gram[torch.tensor(present)[:, None], torch.tensor(present)[None, :]] += block.to(gram.device)
+    return gram
+
+
+def mix_gradients(mixing, grads):
+    """Contribution lists Σ_j A_ij g_j, built parameter by parameter so that at most one
+    parameter's K temporaries exist beside the K gradient sets."""
+    num_tasks = len(grads)
+    mixed = [[None] * len(grads[0]) for _ in range(num_tasks)]
+    for i_param, per_task in enumerate(zip(*grads)):
+        if all(g is None for g in per_task):
+            continue
+        like = next(g for g in per_task if g is not None)
+        stacked = torch.stack([torch.zeros_like(like) if g is None else g for g in per_task])
+        combined = torch.tensordot(mixing.to(stacked.dtype).to(stacked.device), stacked, dims=1)
+        for k in range(num_tasks):
+            mixed[k][i_param] = combined[k]
+    return mixed
+
+
+def clip_coefficient(total_norm, max_norm):
+    """torch.nn.utils.clip_grad_norm_'s factor, so every method is clipped the same way."""
+    return min(1.0, max_norm / (total_norm + 1e-6))
+
+
+def diagnostics(gram, mixing):
+    """Conflict and dominance at a glance: the cosine between the task gradients and their
+    norm ratio (K = 2: task 0 over task 1; otherwise every pair), and the method's effective
+    weights α = column sums of A (the update is Σ_j α_j g_j)."""
+    norms = gram.diagonal().clamp(min=0).sqrt()
+    out = {f"weight/{j}": float(a) for j, a in enumerate(mixing.sum(0))}
+    for i in range(len(norms)):
+        for j in range(i + 1, len(norms)):
+            denom = float(norms[i] * norms[j])
+            out[f"cosine/{i}-{j}"] = float(gram[i, j]) / denom if denom > 0 else 0.0
+            out[f"norm_ratio/{i}-{j}"] = float(norms[i] / norms[j]) if norms[j] > 0 else float("inf")
+    return out
+
+
+class MultiTaskStep:
+    """Wires losses, the weighting method and the optimizer for one model.
+
+    clip_grad_norm: clip the total norm of the final update gradient (shared contributions
+    summed, plus the task-specific gradients) to this value, the same for every method.
+    """
+
+    def __init__(self, optimizer, weighting, shared_params, task_params, clip_grad_norm=None):
+        self.optimizer = optimizer
+        self.weighting = weighting
+        self.shared_params = list(shared_params)
+        self.task_params = [list(p) for p in task_params]
+        self.clip_grad_norm = clip_grad_norm
+        self.adatask = isinstance(optimizer, AdaTaskOptimizer)
+
+    @property
+    def computes_task_gradients(self):
+        return self.adatask or self.weighting.needs_grads
+
+    def __call__(self, losses, ctx, want_diagnostics=False):
+        """losses: K scalar losses (a list, so each task's backward starts at its own loss).
+        ctx: a StepContext with epoch, step, lr and, if offered, losses_after.
+        Returns the diagnostics dict (empty unless asked for and per-task gradients exist)."""
+        ctx = replace(ctx, losses=torch.stack([l.detach() for l in losses]))
+        self.optimizer.zero_grad(set_to_none=True)
+        if not self.computes_task_gradients:
+            weights = self.weighting.weights(ctx).to(losses[0].device)
+            sum(w * l for w, l in zip(weights, losses)).backward()
+            self._clip_plain()
+            self.optimizer.step()
+            self.weighting.after_step(ctx)
+            return {}
+        if self.weighting.needs_grads:
+            grads = task_gradients(losses, self.shared_params, self.task_params)
+            ctx = replace(ctx, grads=grads, gram=gram_matrix(grads))
+            mixing = self.weighting.mix(ctx)
+        else:  # loss-only weights under AdaTask: each task's backward of its weighted loss
+            weights = self.weighting.weights(ctx).to(losses[0].device)
+            grads = task_gradients([w * l for w, l in zip(weights, losses)], self.shared_params, self.task_params)
+            mixing = torch.diag(weights)
+            if want_diagnostics:
+                ctx = replace(ctx, gram=gram_matrix(grads))
+        info = diagnostics(ctx.gram, mixing) if want_diagnostics else {}
+        if self.weighting.needs_grads:
+            grads = mix_gradients(mixing, grads)
+        if self.adatask:
+            self._clip_contributions(grads)
+            self.optimizer.step(task_grads=grads)
+        else:
+            for i, p in enumerate(self.shared_params):
+                parts = [task[i] for task in grads if task[i] is not None]
+                p.grad = torch.stack(parts).sum(0) if parts else None
+            self._clip_plain()
+            self.optimizer.step()
+        self.weighting.after_step(ctx)
+        return info
+
+    def _clip_plain(self):
+        if self.clip_grad_norm is not None:
+            params = self.shared_params + [p for task in self.task_params for p in task]
+            torch.nn.utils.clip_grad_norm_(params, self.clip_grad_norm)
+
+    def _clip_contributions(self, grads):
+        if self.clip_grad_norm is None:
+            return
+        squares = 0.0
+        for per_task in zip(*grads):
+            parts = [g for g in per_task if g is not None]
+            if parts:
+                squares += float(torch.stack(parts).sum(0).double().pow(2).sum())
+        own = [p.grad for task in self.task_params for p in task if p.grad is not None]
+        squares += sum(float(g.double().pow(2).sum()) for g in own)
+        coefficient = clip_coefficient(squares**0.5, self.clip_grad_norm)
+        if coefficient < 1.0:
+            for task in grads:
+                torch._foreach_mul_([g for g in task if g is not None], coefficient)
+            torch._foreach_mul_(own, coefficient)

@@ -1,0 +1,16 @@
+"""IMTL-G through torchjd's IMTLGWeighting (METHODS §4)."""
+from torchjd.aggregation import IMTLGWeighting
+
+from .torchjd_gram import TorchJDGramWeighting
+
+
+class IMTLG(TorchJDGramWeighting):
+    """Weights (summing to 1) giving the aggregate equal projections on all unit task
+    gradients (torchjd's pseudo-inverse form also handles dependent gradients)."""
+
+    name = "imtl"
+    paper = "Liu et al. 2021, Towards Impartial Multi-task Learning (ICLR)"
+    cost = "Gram matrix O(K²P) + a K×K pseudo-inverse"
+
+    def build(self):
+        return IMTLGWeighting()

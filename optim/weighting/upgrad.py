@@ -1,0 +1,22 @@
+"""UPGrad through torchjd's UPGradWeighting (METHODS §4)."""
+from torchjd.aggregation import UPGradWeighting
+from torchjd.linalg import QuadprogProjector
+
+from .base import Option
+from .torchjd_gram import TorchJDGramWeighting
+
+
+class UPGrad(TorchJDGramWeighting):
+    """The mean of the task gradients each projected onto the dual cone of all of them
+    (K quadratic programs on M, quadprog)."""
+
+    name = "upgrad"
+    paper = "Quinton, Rey 2024, Jacobian Descent for Multi-Objective Optimization (arXiv:2406.16232)"
+    cost = "Gram matrix O(K²P) + K quadratic programs on K×K"
+    OPTIONS = {
+        "norm_eps": Option(float, 1e-4, "the projector's guard against a vanishing Gram matrix"),
+        "reg_eps": Option(float, 1e-4, "ridge added to the (trace-normalised) Gram matrix so the QP is strictly convex"),
+    }
+
+    def build(self):
+        return UPGradWeighting(projector=QuadprogProjector(norm_eps=self.norm_eps, reg_eps=self.reg_eps))
