@@ -3,9 +3,10 @@
     python3 main_cityscapes.py --method=adam_with_adatask
 
 Flags → one experiment → the train/evaluate loop; results go to stdout, TensorBoard
-and the run folder <out>/<name>/ (config.json, metrics.jsonl, summary.json).
+and the run folder <out>/<name>/ (config.json, metrics.jsonl, summary.json, checkpoints).
 """
 import argparse
+import json
 import os
 import platform
 import random
@@ -32,18 +33,40 @@ from evaluation.metrics import SplitMeter
 from evaluation.visualize import sample_panel
 from models import MODELS, TASKS, build_model
 from models.losses import LOSSES
-from optim import OPTIMIZERS, backward_and_step, build_optimizer
+from optim import OPTIMIZERS, build_optimizer
+from optim.multitask_step import MultiTaskStep
+from optim.weighting import WEIGHTINGS
+from optim.weighting.cli import add_weighting_flags, build_weighting_from_args
+from optim.weighting.base import StepContext
+from optim.weighting.lookahead import losses_after_fn
 
 NUM_PANELS = 4  # fixed validation images shown in TensorBoard each epoch
 REPORTED = ("miou", "pix_acc", "abs_err", "rel_err")
+# Settings that a resumed run may change: they do not change its results.
+FREE_ON_RESUME = {"epochs", "device", "num_workers", "in_memory", "resume", "diagnostics_every"}
+EXIT_BAD_INPUT, EXIT_NON_FINITE = 2, 3
 
 
-def parse_args(argv=None):
+class NonFiniteLoss(RuntimeError):
+    pass
+
+
+def build_parser():
     p = argparse.ArgumentParser(
         description="Multi-task SegNet on CityScapes (segmentation + depth) with AdaTask and friends.",
         formatter_class=argparse.ArgumentDefaultsHelpFormatter,
     )
     p.add_argument("--method", default="adam_with_adatask", choices=list(OPTIMIZERS), help="optimizer")
+    p.add_argument("--weighting", default="ew", choices=list(WEIGHTINGS), help="multi-task gradient method")
+    add_weighting_flags(p)
+    p.add_argument("--clip-grad-norm", type=float, default=None, metavar="X",
+                   help="clip the total norm of the final update gradient to X, the same way for every method")
+    p.add_argument("--diagnostics-every", type=int, default=50, metavar="N",
+                   help="log task-gradient cosine, norm ratio and method weights every N steps (when per-task "
+                        "gradients are computed anyway)")
+    p.add_argument("--tasks", nargs="+", default=list(TASKS), choices=TASKS,
+                   help="tasks to train; one task trains a single-task baseline (the same network minus the "
+                        "other branch)")
     p.add_argument("--arch", default="mtan", choices=list(MODELS), help="network")
     p.add_argument("--width-mult", type=float, default=1.0, help="channel multiplier of the network")
     p.add_argument("--dataset", choices=data_source.DATASETS, default=None,
@@ -69,23 +92,78 @@ def parse_args(argv=None):
     p.add_argument("--baseline", default=None, metavar="FILE",
                    help="JSON of single-task miou, pix_acc, abs_err, rel_err for Δm (default: the published "
                         "7-class row, for the real 7-class 128x256 release only)")
+    p.add_argument("--amp", action="store_true", help="bf16 autocast for forward and losses")
+    p.add_argument("--channels-last", action="store_true", help="channels-last memory format for model and inputs")
+    p.add_argument("--compile", action="store_true", help="torch.compile the model (slow first step)")
     p.add_argument("--out", default="runs", help="parent folder of run folders")
     p.add_argument("--name", default=None, help="run folder name (default <method>-<weighting>-s<seed>-<timestamp>)")
+    p.add_argument("--resume", default=None, metavar="RUN_DIR",
+                   help="continue an interrupted run from its last good checkpoint")
     p.add_argument("--device", default="auto", help="auto (CUDA when present), cpu, cuda, cuda:N")
     p.add_argument("--num-workers", type=int, default=min(4, (os.cpu_count() or 2) // 2),
                    help="DataLoader worker processes (0: load in the main process)")
     p.add_argument("--in-memory", action="store_true",
                    help="load the whole training and test sets into RAM once (small machines with fast GPUs)")
-    args = p.parse_args(argv)
-    for flag in ("epochs", "batch_size", "lr_step", "synthcity_train", "synthcity_val"):
+    return p
+
+
+def explicit_flags(argv):
+    """The settings given on the command line (not defaulted): what a --resume must check."""
+    parser = build_parser()
+    for action in parser._actions:
+        action.default = argparse.SUPPRESS
+    return set(vars(parser.parse_args(argv)))
+
+
+def parse_args(argv=None):
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    args.explicit = explicit_flags(argv)
+    for flag in ("epochs", "batch_size", "lr_step", "synthcity_train", "synthcity_val", "diagnostics_every"):
         if getattr(args, flag) < 1:
-            p.error(f"--{flag.replace('_', '-')} must be at least 1")
+            parser.error(f"--{flag.replace('_', '-')} must be at least 1")
     if args.num_workers < 0:
-        p.error("--num-workers must be >= 0")
+        parser.error("--num-workers must be >= 0")
     if not args.lr > 0 or not args.width_mult > 0:
-        p.error("--lr and --width-mult must be positive")
-    args.weighting = "ew"  # the only multi-task weighting so far: equal weights
+        parser.error("--lr and --width-mult must be positive")
+    if args.clip_grad_norm is not None and not args.clip_grad_norm > 0:
+        parser.error("--clip-grad-norm must be positive")
+    if len(set(args.tasks)) != len(args.tasks):
+        parser.error("--tasks: each task at most once")
+    args.tasks = [t for t in TASKS if t in args.tasks]  # canonical order: outputs follow it
     return args
+
+
+def settings_of(args):
+    return {k: v for k, v in vars(args).items() if k != "explicit"}
+
+
+def resumed_args(args):
+    """The settings of the run in --resume, with the flags a resume may change applied.
+    A flag given now that changes results is refused, naming the setting."""
+    run_dir = Path(args.resume)
+    config_file = run_dir / run_record.CONFIG
+    if not config_file.exists():
+        raise run_record.RunFolderError(f"--resume {run_dir}: no {run_record.CONFIG} there; not a run folder")
+    if (run_dir / run_record.SUMMARY).exists():
+        raise run_record.RunFolderError(f"--resume {run_dir}: the run is finished ({run_record.SUMMARY} exists)")
+    config = json.loads(config_file.read_text())
+    settings = dict(config["settings"])
+    for key in sorted(args.explicit - FREE_ON_RESUME):
+        if settings.get(key) != getattr(args, key):
+            raise run_record.RunFolderError(
+                f"--resume {run_dir}: the run was made with --{key.replace('_', '-')} {settings.get(key)}; "
+                f"this call gives {getattr(args, key)}, which would change its results")
+    for key in args.explicit & FREE_ON_RESUME:
+        settings[key] = getattr(args, key)
+    resumed = argparse.Namespace(**settings)
+    resumed.resume, resumed.explicit = str(run_dir), set()
+    return resumed, config
+
+
+def result_settings(args):
+    """The settings a checkpoint must agree with to be continued."""
+    return {k: v for k, v in settings_of(args).items() if k not in FREE_ON_RESUME | {"name", "out"}}
 
 
 def pick_device(name):
@@ -118,41 +196,65 @@ def git_commit():
 
 
 class Experiment:
-    """Everything one run needs, built from the flags."""
+    """Everything one run needs, built from the flags (or from the run folder it resumes)."""
 
     def __init__(self, args):
+        config = None
+        if args.resume:
+            args, config = resumed_args(args)
         self.args = args
+        self.tasks = tuple(args.tasks)
         self.device = pick_device(args.device)
-        self.source = data_source.resolve(args.dataset, args.data_path, args.image_size, args.classes,
-                                          args.synthcity_train, args.synthcity_val)
+        if config is None:
+            self.source = data_source.resolve(args.dataset, args.data_path, args.image_size, args.classes,
+                                              args.synthcity_train, args.synthcity_val)
+        else:  # the data the run started on, even if the default data has changed since
+            self.source = data_source.open_release(config["data"]["root"], args.classes)
         ds = dict(root=self.source.root, num_classes=args.classes, seed=args.seed, in_memory=args.in_memory)
         self.train_set = CityscapesNpy(split="train", augment=args.augment, depth_rule=args.depth_rule, **ds)
         self.test_set = CityscapesNpy(split="val", **ds)
         self.image_size = self.train_set.image_size
-        self.baseline, self.baseline_name, self.baseline_reason = select_baseline(
-            args.classes, self.image_size, self.source.synthetic, args.baseline)
+        if len(self.tasks) == len(TASKS):
+            self.baseline, self.baseline_name, self.baseline_reason = select_baseline(
+                args.classes, self.image_size, self.source.synthetic, args.baseline)
+        else:
+            self.baseline, self.baseline_name, self.baseline_reason = None, None, "single-task run"
         seed_everything(args.seed)
-        self.model = build_model(args.arch, args.classes, args.width_mult, TASKS).to(self.device)
-        self.optimizer = build_optimizer(args.method, self.model.shared_parameters(),
-                                         self.model.task_specific_parameters(), args.lr)
+        self.model = build_model(args.arch, args.classes, args.width_mult, self.tasks).to(self.device)
+        if args.channels_last:
+            self.model = self.model.to(memory_format=torch.channels_last)
+        self.forward = torch.compile(self.model) if args.compile else self.model
+        shared, own = self.model.shared_parameters(), self.model.task_specific_parameters()
+        self.optimizer = build_optimizer(args.method, shared, own, args.lr)
         self.scheduler = torch.optim.lr_scheduler.StepLR(self.optimizer, args.lr_step, args.lr_gamma)
-        name = args.name or f"{args.method}-{args.weighting}-s{args.seed}-{datetime.now():%Y%m%d-%H%M%S-%f}"
-        self.run_dir = run_record.create_run_dir(args.out, name)
+        self.weighting = build_weighting_from_args(args, self.tasks)
+        self.step = MultiTaskStep(self.optimizer, self.weighting, shared, own, args.clip_grad_norm)
+        if config is None:
+            name = args.name or f"{args.method}-{args.weighting}-s{args.seed}-{datetime.now():%Y%m%d-%H%M%S-%f}"
+            self.run_dir = run_record.create_run_dir(args.out, name)
+        else:
+            self.run_dir = Path(args.resume)
+        self.config = self.make_config(config)
 
-    def config(self):
-        return {
-            "settings": vars(self.args),
+    def make_config(self, previous):
+        config = {
+            "settings": settings_of(self.args),
             "data": {"name": self.source.name, "root": str(self.source.root), "synthetic": self.source.synthetic,
                      "synthcity": self.source.metadata, "image_size": list(self.image_size),
                      "train_samples": len(self.train_set), "val_samples": len(self.test_set)},
             "baseline": {"name": self.baseline_name, "reason": self.baseline_reason, "metrics": self.baseline},
-            "tasks": list(TASKS),
+            "tasks": list(self.tasks),
+            "weighting": {"name": self.args.weighting, "options": self.weighting.options()},
             "device": str(self.device),
             "parameters": self.model.parameter_counts(),
             "git_commit": git_commit(),
             "versions": {"python": platform.python_version(), "torch": torch.__version__, "numpy": np.__version__},
             "started": datetime.now().isoformat(timespec="seconds"),
         }
+        if previous is not None:
+            config["started"] = previous["started"]
+            config["resumed"] = previous.get("resumed", []) + [datetime.now().isoformat(timespec="seconds")]
+        return config
 
     def loader(self, dataset, epoch, shuffle):
         # The shuffle order depends only on (seed, epoch): a rerun or a resumed run repeats it.
@@ -164,99 +266,127 @@ class Experiment:
 
     def to_device(self, batch):
         image, label, depth = (t.to(self.device, non_blocking=True) for t in batch)
-        return image, [label, depth]
+        if self.args.channels_last:
+            image = image.contiguous(memory_format=torch.channels_last)
+        targets = {"semantic": label, "depth": depth}
+        return image, [targets[t] for t in self.tasks]
+
+    def predict_and_losses(self, image, targets):
+        with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.args.amp):
+            preds = self.forward(image)
+            losses = [LOSSES[t](p, y).float() for t, p, y in zip(self.tasks, preds, targets)]
+        return preds, losses
+
+    def checkpoint_state(self, next_epoch, step, rows):
+        return {
+            "epoch": next_epoch, "step": step, "rows": rows, "settings": result_settings(self.args),
+            "model": self.model.state_dict(), "optimizer": self.optimizer.state_dict(),
+            "scheduler": self.scheduler.state_dict(), "weighting": self.weighting.state_dict(),
+            "rng": run_record.rng_state(),
+        }
+
+    def restore(self):
+        """(first epoch, global step, metrics rows) from the last good checkpoint."""
+        state, messages = run_record.load_checkpoint(self.run_dir, map_location=self.device)
+        for message in messages:
+            print(f"warning: {message}; continuing from {run_record.PREVIOUS}", flush=True)
+        if state is None:
+            print(f"{self.run_dir}: no checkpoint yet; starting from epoch 1", flush=True)
+            return 0, 0, []
+        expected = result_settings(self.args)
+        for key in sorted(set(expected) | set(state["settings"])):
+            if expected.get(key) != state["settings"].get(key):
+                raise run_record.RunFolderError(
+                    f"--resume {self.run_dir}: the checkpoint was made with {key}={state['settings'].get(key)!r}, "
+                    f"the run's config.json says {expected.get(key)!r}; refusing to mix them")
+        self.model.load_state_dict(state["model"])
+        self.optimizer.load_state_dict(state["optimizer"])
+        self.scheduler.load_state_dict(state["scheduler"])
+        self.weighting.load_state_dict(state["weighting"])
+        run_record.set_rng_state(state["rng"])
+        print(f"resuming {self.run_dir} at epoch {state['epoch'] + 1}", flush=True)
+        return state["epoch"], state["step"], state["rows"]
 
 
 def train_epoch(exp, epoch, writer, step):
     exp.model.train()
-    meter = SplitMeter(exp.args.classes, TASKS, exp.device)
-    bar = tqdm(exp.loader(exp.train_set, epoch, shuffle=True), desc=f"epoch {epoch} train", leave=False,
+    meter = SplitMeter(exp.args.classes, exp.tasks, exp.device)
+    loss_sums = torch.zeros(len(exp.tasks), dtype=torch.float64)
+    bar = tqdm(exp.loader(exp.train_set, epoch, shuffle=True), desc=f"epoch {epoch + 1} train", leave=False,
                dynamic_ncols=True, mininterval=1.0, disable=None)
     for batch in bar:
         image, targets = exp.to_device(batch)
-        preds = exp.model(image)
-        losses = torch.stack([LOSSES[t](p, y) for t, p, y in zip(TASKS, preds, targets)])
-        exp.optimizer.zero_grad(set_to_none=True)
-        backward_and_step(exp.optimizer, losses)
-        values = losses.detach().cpu().tolist()
+        preds, losses = exp.predict_and_losses(image, targets)
+        values = [l.item() for l in losses]
+        bad = [(t, v) for t, v in zip(exp.tasks, values) if not np.isfinite(v)]
+        if bad:
+            raise NonFiniteLoss(f"epoch {epoch + 1}, step {step}: " + ", ".join(f"loss_{t} is {v}" for t, v in bad))
+        ctx = StepContext(losses=None, epoch=epoch, step=step, lr=exp.optimizer.param_groups[0]["lr"],
+                          losses_after=losses_after_fn(exp.model, lambda: torch.stack(exp.predict_and_losses(image, targets)[1]),
+                                                       exp.model.shared_parameters()))
+        want = exp.step.computes_task_gradients and step % exp.args.diagnostics_every == 0
+        info = exp.step(losses, ctx, want_diagnostics=want)
         meter.update([p.detach() for p in preds], targets, values)
-        for task, value in zip(TASKS, values):
+        loss_sums += torch.tensor(values, dtype=torch.float64)
+        for task, value in zip(exp.tasks, values):
             writer.add_scalar(f"train_step/loss_{task}", value, step)
-        bar.set_postfix({t: f"{v:.4f}" for t, v in zip(TASKS, values)})
+        for key, value in info.items():
+            writer.add_scalar(f"diagnostics/{task_pair_names(key, exp.tasks)}", value, step)
+        bar.set_postfix({t: f"{v:.4f}" for t, v in zip(exp.tasks, values)})
         step += 1
+    exp.weighting.end_epoch(epoch, loss_sums / max(len(bar), 1))
     return meter.compute(), step
+
+
+def task_pair_names(key, tasks):
+    """'cosine/0-1' → 'cosine/semantic-depth', 'weight/1' → 'weight/depth'."""
+    kind, indices = key.split("/")
+    return f"{kind}/" + "-".join(tasks[int(i)] for i in indices.split("-"))
 
 
 @torch.no_grad()
 def evaluate(exp):
     exp.model.eval()
-    meter = SplitMeter(exp.args.classes, TASKS, exp.device)
+    meter = SplitMeter(exp.args.classes, exp.tasks, exp.device)
     panels = []
-    for batch in tqdm(exp.loader(exp.test_set, 0, shuffle=False), desc="test", leave=False, dynamic_ncols=True, disable=None,
-                      mininterval=1.0):
+    for batch in tqdm(exp.loader(exp.test_set, 0, shuffle=False), desc="test", leave=False, dynamic_ncols=True,
+                      mininterval=1.0, disable=None):
         image, targets = exp.to_device(batch)
-        preds = exp.model(image)
-        losses = [LOSSES[t](p, y).item() for t, p, y in zip(TASKS, preds, targets)]
-        meter.update(preds, targets, losses)
+        preds, losses = exp.predict_and_losses(image, targets)
+        meter.update(preds, targets, [l.item() for l in losses])
         for i in range(min(NUM_PANELS - len(panels), len(image))):
-            panels.append(sample_panel(image[i].cpu().numpy(), preds[0][i].argmax(0).cpu().numpy(),
-                                       targets[0][i].cpu().numpy(), preds[1][i, 0].cpu().numpy(),
-                                       targets[1][i, 0].cpu().numpy(), exp.args.classes))
+            predicted = {t: (p[i].argmax(0) if t == "semantic" else p[i, 0].float()).cpu().numpy()
+                         for t, p in zip(exp.tasks, preds)}
+            true = {t: (y[i] if t == "semantic" else y[i, 0]).cpu().numpy() for t, y in zip(exp.tasks, targets)}
+            panels.append(sample_panel(image[i].float().cpu().numpy(), predicted, true, exp.args.classes))
     return meter.compute(), panels
+
+
+def fmt(metrics, key, spec):
+    return format(metrics[key], spec) if key in metrics else "-"
 
 
 def epoch_line(row, total_epochs):
     tr, te = row["train"], row["test"]
-    dm = "n/a" if te["delta_m"] is None else f"{te['delta_m']:+.2f}%"
+    dm = "n/a" if te.get("delta_m") is None else f"{te['delta_m']:+.2f}%"
     return (f"epoch {row['epoch'] + 1:>3}/{total_epochs}  lr {row['lr']:.1e}  "
-            f"train loss sem {tr['loss_semantic']:.4f} dep {tr['loss_depth']:.4f} | "
-            f"test mIoU {te['miou']:.4f} pixacc {te['pix_acc']:.4f} abs {te['abs_err']:.4f} "
-            f"rel {te['rel_err']:.4f} Δm {dm}  ({row['seconds']:.1f} s)")
+            f"train loss sem {fmt(tr, 'loss_semantic', '.4f')} dep {fmt(tr, 'loss_depth', '.4f')} | "
+            f"test mIoU {fmt(te, 'miou', '.4f')} pixacc {fmt(te, 'pix_acc', '.4f')} abs {fmt(te, 'abs_err', '.4f')} "
+            f"rel {fmt(te, 'rel_err', '.4f')} Δm {dm}  ({row['seconds']:.1f} s)")
 
 
 def final_table(summary, baseline, baseline_name, reason):
     lines = [f"{'metric':<10}{'final':>12}{'last-10 mean':>15}{'baseline':>12}"]
     for key in REPORTED:
-        base = f"{baseline[key]:.4f}" if baseline else "-"
-        lines.append(f"{key:<10}{summary['final'][key]:>12.4f}{summary['last10'][key]:>15.4f}{base:>12}")
+        if key in summary["final"]:
+            base = f"{baseline[key]:.4f}" if baseline else "-"
+            lines.append(f"{key:<10}{summary['final'][key]:>12.4f}{summary['last10'][key]:>15.4f}{base:>12}")
     dm = summary["delta_m"]
     if dm["baseline"] is None:
         lines.append(f"{'delta_m':<10}{'n/a':>12}{'n/a':>15}   ({reason})")
     else:
         lines.append(f"{'delta_m':<10}{dm['final']:>+11.2f}%{dm['last10']:>+14.2f}%   (vs {baseline_name}; lower is better)")
     return "\n".join(lines)
-
-
-def run(exp):
-    args = exp.args
-    run_record.write_json(exp.run_dir / run_record.CONFIG, exp.config())
-    print(f"run folder {exp.run_dir}  |  {exp.source.name} ({exp.source.root}), {len(exp.train_set)} train / "
-          f"{len(exp.test_set)} val, {exp.image_size[0]}x{exp.image_size[1]}, {args.classes} classes  |  "
-          f"{args.arch} x{args.width_mult}, {exp.model.parameter_counts()['total']:,} parameters  |  "
-          f"{args.method}, {exp.device}", flush=True)
-    if exp.baseline is None:
-        print(f"Δm: n/a ({exp.baseline_reason})", flush=True)
-    writer = SummaryWriter(log_dir=str(exp.run_dir))
-    rows, step = [], 0
-    for epoch in range(args.epochs):
-        start = time.perf_counter()
-        lr = exp.optimizer.param_groups[0]["lr"]
-        train_metrics, step = train_epoch(exp, epoch, writer, step)
-        test_metrics, panels = evaluate(exp)
-        exp.scheduler.step()
-        test_metrics["delta_m"] = delta_m(test_metrics, exp.baseline) if exp.baseline else None
-        row = {"epoch": epoch, "lr": lr, "seconds": time.perf_counter() - start,
-               "train": train_metrics, "test": test_metrics}
-        run_record.append_metrics(exp.run_dir, row)
-        rows.append(row)
-        log_epoch(writer, row, panels)
-        tqdm.write(epoch_line(row, args.epochs))
-    summary = run_record.summarize(rows, exp.baseline, exp.baseline_name)
-    run_record.write_json(exp.run_dir / run_record.SUMMARY, summary)
-    writer.close()
-    print(final_table(summary, exp.baseline, exp.baseline_name, exp.baseline_reason))
-    print(f"results in {exp.run_dir} (tensorboard --logdir {args.out})")
-    return exp.run_dir
 
 
 def log_epoch(writer, row, panels):
@@ -267,9 +397,59 @@ def log_epoch(writer, row, panels):
             if value is not None:
                 writer.add_scalar(f"{split}/{key}", value, epoch)
     for i, panel in enumerate(panels):
-        writer.add_image(f"val/{i}: image | pred seg | true seg | pred depth | true depth", panel, epoch,
-                         dataformats="HWC")
+        writer.add_image(f"val/{i}: image | pred | true seg | pred | true depth", panel, epoch, dataformats="HWC")
     writer.flush()
+
+
+def run(exp):
+    args = exp.args
+    first_epoch, step, rows = exp.restore() if args.resume else (0, 0, [])
+    if args.resume:
+        run_record.rewrite_metrics(exp.run_dir, rows)
+    run_record.write_json(exp.run_dir / run_record.CONFIG, exp.config)
+    print(f"run folder {exp.run_dir}  |  {exp.source.name} ({exp.source.root}), {len(exp.train_set)} train / "
+          f"{len(exp.test_set)} val, {exp.image_size[0]}x{exp.image_size[1]}, {args.classes} classes  |  "
+          f"{args.arch} x{args.width_mult}, {exp.model.parameter_counts()['total']:,} parameters  |  "
+          f"{args.method} + {args.weighting}, tasks {'+'.join(exp.tasks)}, {exp.device}", flush=True)
+    if exp.baseline is None:
+        print(f"Δm: n/a ({exp.baseline_reason})", flush=True)
+    # purge_step drops the per-step events a killed run logged after its last checkpoint
+    writer = SummaryWriter(log_dir=str(exp.run_dir), purge_step=step if args.resume else None)
+    for epoch in range(first_epoch, args.epochs):
+        start = time.perf_counter()
+        lr = exp.optimizer.param_groups[0]["lr"]
+        train_metrics, step = train_epoch(exp, epoch, writer, step)
+        test_metrics, panels = evaluate(exp)
+        exp.scheduler.step()
+        if exp.baseline is not None:
+            test_metrics["delta_m"] = delta_m(test_metrics, exp.baseline)
+        elif len(exp.tasks) == len(TASKS):
+            test_metrics["delta_m"] = None
+        row = {"epoch": epoch, "lr": lr, "seconds": time.perf_counter() - start,
+               "train": train_metrics, "test": test_metrics}
+        run_record.append_metrics(exp.run_dir, row)
+        rows.append(row)
+        run_record.save_checkpoint(exp.run_dir, exp.checkpoint_state(epoch + 1, step, rows))
+        log_epoch(writer, row, panels)
+        tqdm.write(epoch_line(row, args.epochs))
+    summary = run_record.summarize(rows, exp.baseline, exp.baseline_name)
+    run_record.write_json(exp.run_dir / run_record.SUMMARY, summary)
+    log_hparams(writer, exp, summary)
+    writer.close()
+    print(final_table(summary, exp.baseline, exp.baseline_name, exp.baseline_reason))
+    print(f"results in {exp.run_dir} (tensorboard --logdir {exp.run_dir.parent})")
+    return exp.run_dir
+
+
+def log_hparams(writer, exp, summary):
+    """TensorBoard's HParams tab: the run's settings beside its final metrics."""
+    keys = ("method", "weighting", "arch", "width_mult", "lr", "batch_size", "epochs", "seed", "classes")
+    hparams = {k: getattr(exp.args, k) for k in keys}
+    hparams["tasks"] = "+".join(exp.tasks)
+    metrics = {f"hparams/{k}": v for k, v in summary["last10"].items() if k in REPORTED}
+    if summary["delta_m"]["last10"] is not None:
+        metrics["hparams/delta_m"] = summary["delta_m"]["last10"]
+    writer.add_hparams(hparams, metrics, run_name=".")
 
 
 def main(argv=None):
@@ -278,8 +458,18 @@ def main(argv=None):
         exp = Experiment(args)
     except (DatasetError, run_record.RunFolderError, ValueError) as e:
         print(f"error: {e}", file=sys.stderr)
-        return 2
-    run(exp)
+        return EXIT_BAD_INPUT
+    try:
+        run(exp)
+    except run_record.RunFolderError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return EXIT_BAD_INPUT
+    except NonFiniteLoss as e:
+        kept = exp.run_dir / run_record.CHECKPOINT
+        where = f"the last good checkpoint is {kept}" if kept.exists() else "no epoch finished, so no checkpoint"
+        print(f"error: non-finite loss, stopping: {e}. {where}; metrics.jsonl holds the finished epochs. "
+              f"Lower --lr or try --clip-grad-norm in a new run.", file=sys.stderr)
+        return EXIT_NON_FINITE
     return 0
 
 

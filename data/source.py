@@ -37,7 +37,8 @@ def parse_image_size(text):
     return height, width
 
 
-def _release(root, num_classes):
+def open_release(root, num_classes):
+    """The DataSource of a dataset root that passes the quick check (DatasetError if not)."""
     quick_check(root, num_classes)
     metadata = synthcity.read_metadata(root)
     return DataSource("cityscapes" if metadata is None else "synthcity", Path(root), metadata is not None, metadata)
@@ -57,7 +58,7 @@ def resolve(dataset, data_path, image_size, num_classes, synth_train, synth_val,
     size = parse_image_size(image_size or "128x256")
     if data_path is not None:
         try:
-            source = _release(data_path, num_classes)
+            source = open_release(data_path, num_classes)
         except DatasetError as e:
             raise DatasetError(f"--data-path {data_path} does not hold a valid release:\n{e}") from None
         if dataset is not None and dataset != source.name:
@@ -67,7 +68,7 @@ def resolve(dataset, data_path, image_size, num_classes, synth_train, synth_val,
     if dataset == "synthcity":
         return _synthcity(size, synth_train, synth_val)
     try:
-        return _release(CITYSCAPES_ROOT, num_classes)
+        return open_release(CITYSCAPES_ROOT, num_classes)
     except DatasetError as e:
         if dataset == "cityscapes":
             raise DatasetError(f"--dataset cityscapes: no valid release at {CITYSCAPES_ROOT}; {GET_THE_DATA}.\n{e}") from None

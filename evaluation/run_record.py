@@ -1,4 +1,4 @@
-"""The run folder of DESIGN's contract: config.json, metrics.jsonl, summary.json.
+"""The run folder of DESIGN's contract: config.json, metrics.jsonl, summary.json, checkpoints.
 
 One folder per run, never shared: a folder that already holds a run is refused. The
 summary is written last, so its presence is what marks a run as finished.
@@ -6,7 +6,11 @@ summary is written last, so its presence is what marks a run as finished.
 import json
 import math
 import os
+import random
 from pathlib import Path
+
+import numpy as np
+import torch
 
 from .delta_m import delta_m
 
@@ -72,3 +76,68 @@ def summarize(rows, baseline, baseline_name):
             "baseline": baseline_name if has_metrics else None,
         },
     }
+
+
+# ---------------------------------------------------------------- checkpoints
+
+CHECKPOINT, PREVIOUS = "checkpoint.pt", "checkpoint.prev.pt"
+
+
+def rng_state():
+    """Every RNG state as tensors and plain values, so torch.load(weights_only=True) reads it."""
+    version, internal, gauss = random.getstate()
+    np_name, np_keys, np_pos, np_has_gauss, np_gauss = np.random.get_state()
+    return {
+        "python": [version, list(internal), gauss],
+        "numpy": [np_name, torch.from_numpy(np_keys.astype(np.int64)), np_pos, np_has_gauss, np_gauss],
+        "torch": torch.get_rng_state(),
+        "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [],
+    }
+
+
+def set_rng_state(state):
+    version, internal, gauss = state["python"]
+    random.setstate((version, tuple(internal), gauss))
+    np_name, np_keys, np_pos, np_has_gauss, np_gauss = state["numpy"]
+    np.random.set_state((np_name, np_keys.numpy().astype(np.uint32), np_pos, np_has_gauss, np_gauss))
+    torch.set_rng_state(state["torch"])
+    if state["cuda"] and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(state["cuda"])
+
+
+def save_checkpoint(run_dir, state):
+    """Write atomically and keep the one before: the new file is complete before it
+    replaces checkpoint.pt, and the old checkpoint.pt becomes checkpoint.prev.pt."""
+    run_dir = Path(run_dir)
+    tmp = run_dir / f"{CHECKPOINT}.tmp"
+    with open(tmp, "wb") as f:
+        torch.save(state, f)
+        f.flush()
+        os.fsync(f.fileno())
+    if (run_dir / CHECKPOINT).exists():
+        os.replace(run_dir / CHECKPOINT, run_dir / PREVIOUS)
+    os.replace(tmp, run_dir / CHECKPOINT)
+
+
+def load_checkpoint(run_dir, map_location="cpu"):
+    """(state, messages) from checkpoint.pt, or from checkpoint.prev.pt when the latest is
+    missing, corrupt or truncated; (None, messages) when the run has none yet."""
+    messages = []
+    for name in (CHECKPOINT, PREVIOUS):
+        path = Path(run_dir) / name
+        if not path.exists():
+            continue
+        try:
+            return torch.load(path, map_location=map_location, weights_only=True), messages
+        except Exception as e:  # a truncated or corrupt file fails in many ways (zip, pickle, EOF)
+            messages.append(f"{path} is corrupt or truncated ({type(e).__name__}: {str(e).splitlines()[0][:120]})")
+    if messages:
+        raise RunFolderError("; ".join(messages) + "; no usable checkpoint left")
+    return None, messages
+
+
+def rewrite_metrics(run_dir, rows):
+    """Replace metrics.jsonl by the rows a checkpoint recorded (drops epochs run after it)."""
+    tmp = Path(run_dir) / f"{METRICS}.tmp"
+    tmp.write_text("".join(json.dumps(row, allow_nan=False) + "\n" for row in rows))
+    os.replace(tmp, Path(run_dir) / METRICS)

@@ -1,0 +1,136 @@
+"""Checkpoints, --resume after SIGKILL, corrupt checkpoints, config mismatches, NaN handling."""
+import json
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import torch
+
+import main_cityscapes
+from data import synthcity
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+@pytest.fixture(scope="module")
+def data(tmp_path_factory):
+    """Enough steps per epoch (12) to kill a run in the middle of one."""
+    return synthcity.generate(tmp_path_factory.mktemp("resume") / "d", n_train=48, n_val=8, height=32, width=64,
+                              seed=2, progress=False)
+
+
+def argv(data, out, name, *extra, epochs=3):
+    return ["--data-path", str(data), "--epochs", str(epochs), "--batch-size", "4", "--width-mult", "0.125",
+            "--num-workers", "0", "--device", "cpu", "--seed", "5", "--out", str(out), "--name", name, *extra]
+
+
+def rows_without_wall_clock(run_dir):
+    rows = [json.loads(line) for line in (Path(run_dir) / "metrics.jsonl").read_text().splitlines()]
+    for row in rows:
+        row.pop("seconds")
+    return rows
+
+
+@pytest.mark.parametrize("method, weighting", [("adam_with_adatask", "ew"), ("adam", "dwa")])
+def test_sigkill_mid_epoch_then_resume_equals_an_uninterrupted_run(data, tmp_path, method, weighting):
+    flags = [f"--method={method}", f"--weighting={weighting}"]
+    assert main_cityscapes.main(argv(data, tmp_path, "full", *flags)) == 0
+
+    cut = tmp_path / "cut"
+    proc = subprocess.Popen([sys.executable, str(REPO / "main_cityscapes.py"), *argv(data, tmp_path, "cut", *flags)],
+                            cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.monotonic() + 240
+    while not (cut / "checkpoint.pt").exists() and time.monotonic() < deadline:
+        time.sleep(0.02)
+    time.sleep(0.3)  # into the second epoch
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    assert not (cut / "summary.json").exists(), "the run ended before it was killed"
+    assert len(rows_without_wall_clock(cut)) < 3
+
+    assert main_cityscapes.main(["--resume", str(cut), "--num-workers", "1"]) == 0
+    assert rows_without_wall_clock(cut) == rows_without_wall_clock(tmp_path / "full")
+    summary = lambda d: json.loads((d / "summary.json").read_text())["last10"]  # noqa: E731
+    assert summary(cut) == summary(tmp_path / "full")
+
+
+def test_corrupt_latest_checkpoint_resumes_from_the_previous_one(data, tmp_path, capsys):
+    assert main_cityscapes.main(argv(data, tmp_path, "full", epochs=3)) == 0
+    assert main_cityscapes.main(argv(data, tmp_path, "cut", epochs=2)) == 0
+    cut = tmp_path / "cut"
+    (cut / "summary.json").unlink()  # as if killed after the last checkpoint
+    latest = cut / "checkpoint.pt"
+    latest.write_bytes(latest.read_bytes()[: latest.stat().st_size // 2])
+    capsys.readouterr()
+    assert main_cityscapes.main(["--resume", str(cut), "--epochs", "3"]) == 0
+    out = capsys.readouterr().out
+    assert f"{latest} is corrupt or truncated" in out and "checkpoint.prev.pt" in out
+    assert "resuming" in out and "at epoch 2" in out
+    assert rows_without_wall_clock(cut) == rows_without_wall_clock(tmp_path / "full")
+
+
+def test_checkpoint_holds_every_state_and_loads_with_weights_only(data, tmp_path):
+    assert main_cityscapes.main(argv(data, tmp_path, "run", "--weighting=rlw", epochs=2)) == 0
+    state = torch.load(tmp_path / "run" / "checkpoint.pt", weights_only=True)
+    assert {"model", "optimizer", "scheduler", "weighting", "rng", "epoch", "step", "rows"} <= set(state)
+    assert set(state["rng"]) == {"python", "numpy", "torch", "cuda"}
+    assert state["epoch"] == 2 and len(state["rows"]) == 2
+    previous = torch.load(tmp_path / "run" / "checkpoint.prev.pt", weights_only=True)
+    assert previous["epoch"] == 1
+
+
+def test_resume_refuses_a_setting_that_changes_results(data, tmp_path, capsys):
+    assert main_cityscapes.main(argv(data, tmp_path, "run", epochs=1)) == 0
+    (tmp_path / "run" / "summary.json").unlink()
+    assert main_cityscapes.main(["--resume", str(tmp_path / "run"), "--lr", "0.001"]) == 2
+    err = capsys.readouterr().err
+    assert "--lr" in err and "0.0001" in err and "change its results" in err
+
+
+def test_resume_refuses_a_checkpoint_from_another_config(data, tmp_path, capsys):
+    assert main_cityscapes.main(argv(data, tmp_path, "run", epochs=1)) == 0
+    run = tmp_path / "run"
+    (run / "summary.json").unlink()
+    config = json.loads((run / "config.json").read_text())
+    config["settings"]["seed"] = 6
+    (run / "config.json").write_text(json.dumps(config))
+    assert main_cityscapes.main(["--resume", str(run), "--epochs", "2"]) == 2
+    assert "seed" in capsys.readouterr().err
+
+
+def test_resume_of_a_finished_run_is_refused(data, tmp_path, capsys):
+    assert main_cityscapes.main(argv(data, tmp_path, "run", epochs=1)) == 0
+    assert main_cityscapes.main(["--resume", str(tmp_path / "run")]) == 2
+    assert "finished" in capsys.readouterr().err
+
+
+def test_non_finite_loss_stops_keeps_the_checkpoint_and_exits_non_zero(data, tmp_path, monkeypatch, capsys):
+    """A NaN depth loss injected in the second epoch: the run stops with a message naming
+    the task, keeps epoch 1's checkpoint and metrics, writes no summary, exits 3."""
+    calls = {"n": 0}
+    depth_loss = main_cityscapes.LOSSES["depth"]
+
+    def poisoned(pred, target):
+        calls["n"] += 1
+        loss = depth_loss(pred, target)
+        return loss * float("nan") if calls["n"] > 16 else loss  # 12 train + 2 test batches per epoch
+
+    monkeypatch.setitem(main_cityscapes.LOSSES, "depth", poisoned)
+    assert main_cityscapes.main(argv(data, tmp_path, "run", epochs=3)) == 3
+    err = capsys.readouterr().err
+    assert "non-finite loss" in err and "loss_depth is nan" in err and "Traceback" not in err
+    run = tmp_path / "run"
+    assert str(run / "checkpoint.pt") in err and not (run / "summary.json").exists()
+    assert len(rows_without_wall_clock(run)) == 1
+    assert torch.load(run / "checkpoint.pt", weights_only=True)["epoch"] == 1
+
+
+def test_a_diverging_run_stops_cleanly(data, tmp_path, capsys):
+    """A learning rate far too large overflows: a clear message and exit 3, no traceback."""
+    assert main_cityscapes.main(argv(data, tmp_path, "run", "--method=sgd", "--lr", "1e12", epochs=2)) == 3
+    err = capsys.readouterr().err
+    assert "non-finite loss" in err and "Traceback" not in err
+    assert not (tmp_path / "run" / "summary.json").exists()
