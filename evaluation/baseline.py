@@ -1,0 +1,168 @@
+"""Single-task runs → the baseline JSON that `--baseline` reads (METHODS §2: outside the
+real 7-class 128x256 release, Δm needs a baseline measured in the same setup).
+
+    python3 -m evaluation.baseline runs/<sweep>/single-*/ --out baseline.json
+
+mIoU and PixAcc come from the `--tasks semantic` runs, AbsErr and RelErr from the
+`--tasks depth` runs: per run the mean of its last 10 epochs' test metrics (summary.json
+"last10"), then the mean over seeds. The run folder helpers here are shared with
+evaluation.aggregate.
+"""
+import argparse
+import json
+import math
+import statistics
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+from .delta_m import METRIC_SIGNS
+from .run_record import CONFIG, SUMMARY, write_json
+
+TASK_METRICS = {"semantic": ("miou", "pix_acc"), "depth": ("abs_err", "rel_err")}
+SETUP_KEYS = ("dataset", "synthetic", "image_size", "train_samples", "val_samples", "classes", "arch", "width_mult")
+
+
+class RunError(ValueError):
+    """A run folder that cannot be used as asked; the message names the folder."""
+
+
+def read_json(path):
+    try:
+        return json.loads(Path(path).read_text())
+    except OSError as e:
+        raise RunError(f"{path}: cannot read it ({e.strerror})") from e
+    except json.JSONDecodeError as e:
+        raise RunError(f"{path}: invalid JSON ({e})") from e
+
+
+@dataclass
+class Run:
+    path: Path
+    config: dict
+    summary: dict | None  # None while the run is unfinished
+
+    @property
+    def settings(self):
+        return self.config["settings"]
+
+    @property
+    def tasks(self):
+        return tuple(self.config["tasks"])
+
+    @property
+    def seed(self):
+        return self.settings["seed"]
+
+    def setup(self):
+        """What must be equal between runs for their test metrics to be comparable."""
+        data, s = self.config["data"], self.settings
+        return {"dataset": data["name"], "synthetic": data["synthetic"], "image_size": list(data["image_size"]),
+                "train_samples": data["train_samples"], "val_samples": data["val_samples"],
+                "classes": s["classes"], "arch": s["arch"], "width_mult": s["width_mult"]}
+
+    def last10(self, metric):
+        value = (self.summary or {}).get("last10", {}).get(metric)
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+            raise RunError(f"{self.path / SUMMARY}: \"last10\" has no finite {metric!r} (got {value!r})")
+        return float(value)
+
+
+def read_run(path):
+    """The run in folder `path`; its summary is None if it has not finished."""
+    path = Path(path)
+    if not (path / CONFIG).is_file():
+        raise RunError(f"{path}: no {CONFIG}; not a run folder of main_cityscapes.py")
+    run = Run(path, read_json(path / CONFIG), read_json(path / SUMMARY) if (path / SUMMARY).exists() else None)
+    try:  # read every field used later, so that a malformed config fails here, naming its file
+        [run.tasks, run.seed, run.settings["method"], run.settings["weighting"], run.setup()]
+    except (KeyError, TypeError) as e:
+        raise RunError(f"{path / CONFIG}: missing or malformed field {e}; expected the config.json "
+                       f"main_cityscapes.py writes (settings, data, tasks)") from e
+    return run
+
+
+def check_same_setup(runs):
+    """Refuse runs whose setups differ, naming the first one that differs and how."""
+    first = runs[0].setup()
+    for run in runs[1:]:
+        for key, value in run.setup().items():
+            if value != first[key]:
+                raise RunError(f"{run.path}: {key} {value} but {runs[0].path} has {first[key]}; "
+                               f"runs compared with each other must share one setup ({', '.join(SETUP_KEYS)})")
+    return first
+
+
+def check_distinct_seeds(runs):
+    """Two runs with one seed would count that seed twice."""
+    seen = {}
+    for run in runs:
+        if run.seed in seen:
+            raise RunError(f"{run.path} and {seen[run.seed]} are both seed {run.seed} of the same configuration; "
+                           f"leave one out")
+        seen[run.seed] = run.path
+
+
+def mean_std(values):
+    """(mean, sample std with ddof = 1); the std is None for a single value, where it is undefined."""
+    return statistics.fmean(values), statistics.stdev(values) if len(values) > 1 else None
+
+
+def build_baseline(runs):
+    """The baseline dict (the four metrics plus "source") from finished single-task Runs of both tasks."""
+    if not runs:
+        raise RunError("no run folders given; a baseline needs single-task runs of both tasks")
+    for run in runs:
+        if run.summary is None:
+            raise RunError(f"{run.path}: unfinished (no {SUMMARY}); finish it with "
+                           f"`python3 main_cityscapes.py --resume {run.path}` or leave it out")
+        if len(run.tasks) != 1 or run.tasks[0] not in TASK_METRICS:
+            raise RunError(f"{run.path}: trained tasks {', '.join(run.tasks)}; a baseline needs single-task runs "
+                           f"(--tasks semantic, --tasks depth)")
+    setup = check_same_setup(runs)
+    by_task = {task: sorted((r for r in runs if r.tasks == (task,)), key=lambda r: r.seed) for task in TASK_METRICS}
+    for task, task_runs in by_task.items():
+        if not task_runs:
+            raise RunError(f"no single-task {task} run among {', '.join(str(r.path) for r in runs)}; "
+                           f"a baseline needs both --tasks semantic and --tasks depth runs")
+        check_distinct_seeds(task_runs)
+    baseline, std = {}, {}
+    for task, task_runs in by_task.items():
+        for metric in TASK_METRICS[task]:
+            baseline[metric], std[metric] = mean_std([r.last10(metric) for r in task_runs])
+            if baseline[metric] <= 0:  # Δm divides by it
+                raise RunError(f"single-task {task} runs {', '.join(str(r.path) for r in task_runs)}: "
+                               f"mean {metric} is {baseline[metric]}, not positive; they cannot serve as a baseline")
+    baseline["source"] = {
+        "kind": "single-task runs, per run the mean of the last 10 epochs' test metrics, then the mean over seeds",
+        "setup": setup,
+        "runs": {task: [str(r.path) for r in rs] for task, rs in by_task.items()},
+        "seeds": {task: [r.seed for r in rs] for task, rs in by_task.items()},
+        "std": std,  # sample std (ddof = 1) over seeds; null with one seed
+    }
+    return baseline
+
+
+def main(argv=None):
+    p = argparse.ArgumentParser(description="Turn single-task runs (--tasks semantic and --tasks depth, any "
+                                            "number of seeds) into the baseline JSON that --baseline reads.")
+    p.add_argument("run_dirs", nargs="+", metavar="RUN_DIR", help="finished single-task run folders")
+    p.add_argument("--out", required=True, metavar="FILE", help="baseline JSON to write")
+    args = p.parse_args(argv)
+    try:
+        baseline = build_baseline([read_run(d) for d in args.run_dirs])
+    except RunError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
+    write_json(args.out, baseline)
+    seeds = baseline["source"]["seeds"]
+    for metric in METRIC_SIGNS:
+        std = baseline["source"]["std"][metric]
+        print(f"{metric:<8} {baseline[metric]:.6g}" + (f" ± {std:.2g}" if std is not None else " (n=1)"))
+    print(f"from semantic seeds {seeds['semantic']}, depth seeds {seeds['depth']}; written to {args.out}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

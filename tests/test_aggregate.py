@@ -1,0 +1,226 @@
+"""evaluation.aggregate on fabricated sweep folders with known numbers."""
+import csv
+import json
+import math
+
+import pytest
+from scipy import stats
+
+from evaluation.aggregate import CSV_FIELDS, aggregate, main, welch_p
+from evaluation.baseline import build_baseline, read_run
+from evaluation.delta_m import PUBLISHED_BASELINE
+from test_baseline import make_run, single_task_runs
+
+REAL = dict(dataset="cityscapes", synthetic=False, image_size=[128, 256], train_samples=2975, val_samples=500)
+# Per-seed last-10 means (seeds 0, 1, 2) of two groups.
+ADAM = {"miou": [0.50, 0.52, 0.54], "pix_acc": [0.80, 0.81, 0.82], "abs_err": [0.020, 0.022, 0.024],
+        "rel_err": [0.30, 0.33, 0.36]}
+ADATASK = {"miou": [0.55, 0.56, 0.60], "pix_acc": [0.80, 0.81, 0.82], "abs_err": [0.019, 0.020, 0.024],
+           "rel_err": [0.28, 0.29, 0.33]}
+# The sweep's single-task baseline (test_baseline.single_task_runs): the means over its two seeds.
+OWN = {"miou": 0.61, "pix_acc": 0.85, "abs_err": 0.019, "rel_err": 0.26}
+
+
+def make_group(sweep, method, weighting, values, **setup):
+    for s in range(len(values["miou"])):
+        make_run(sweep, f"{method}-{weighting}-s{s}", of_seed(values, s), method=method, weighting=weighting,
+                 seed=s, **setup)
+
+
+def make_sweep(sweep, single_task=True, **setup):
+    """adam + ew and adam_with_adatask + ew over 3 seeds, adam + pcgrad with 1 seed, an
+    interrupted run, a crashed one and one that failed before creating its folder."""
+    make_group(sweep, "adam_with_adatask", "ew", ADATASK, **setup)
+    make_group(sweep, "adam", "pcgrad", {k: v[:1] for k, v in ADAM.items()}, **setup)
+    make_group(sweep, "adam", "ew", ADAM, **setup)
+    make_run(sweep, "adam-ew-s3", {k: 0.0 for k in ADAM}, seed=3, finished=False, **setup)
+    make_run(sweep, "adam_with_adatask-ew-s3", {k: 9.0 for k in ADAM}, method="adam_with_adatask", seed=3,
+             finished=False, **setup)
+    (sweep / "adam_with_adatask-ew-s3.exit").write_text("1\n")
+    (sweep / "adam_with_adatask-ew-s3.log").write_text("epoch 4/12 ...\nerror: NaN loss at epoch 5\n")
+    (sweep / "adam-gdod-s0.exit").write_text("2\n")
+    (sweep / "adam-gdod-s0.log").write_text("error: --weighting gdod: unknown\n")
+    (sweep / "adam-ew-s0.exit").write_text("0\n")  # a finished run's status: not a problem
+    if single_task:
+        single_task_runs(sweep, **setup)
+    return sweep
+
+
+def read_csv(path):
+    with open(path, newline="") as f:
+        return list(csv.DictReader(f))
+
+
+def hand_delta_m(m, b):
+    """METHODS §2 written out: lower is better, mIoU and PixAcc count with a minus sign."""
+    return (-(m["miou"] - b["miou"]) / b["miou"] - (m["pix_acc"] - b["pix_acc"]) / b["pix_acc"]
+            + (m["abs_err"] - b["abs_err"]) / b["abs_err"] + (m["rel_err"] - b["rel_err"]) / b["rel_err"]) / 4 * 100
+
+
+def means(values):
+    return {k: sum(v) / len(v) for k, v in values.items()}
+
+
+def of_seed(values, s):
+    return {k: v[s] for k, v in values.items()}
+
+
+@pytest.fixture(scope="module")
+def synthetic(tmp_path_factory):
+    """The aggregation of make_sweep on SynthCity, with single-task runs (read-only for the tests)."""
+    root = tmp_path_factory.mktemp("synthetic")
+    paths = aggregate(make_sweep(root / "runs" / "demo"), root / "results")
+    return paths, read_csv(paths["csv"])
+
+
+def test_groups_sorted_with_adam_ew_first_and_unfinished_runs_left_out(synthetic):
+    _, rows = synthetic
+    assert [(r["method"], r["weighting"], r["n_seeds"], r["seeds"]) for r in rows] == [
+        ("adam", "ew", "3", "0 1 2"), ("adam", "pcgrad", "1", "0"), ("adam_with_adatask", "ew", "3", "0 1 2")]
+
+
+def test_means_and_sample_stds(synthetic):
+    _, rows = synthetic
+    adam, pcgrad, adatask = rows
+    # Values spaced evenly by d have sample std d; ADATASK's mIoU deviates -0.02, -0.01, +0.03.
+    for key, mean_, std in [("miou", 0.52, 0.02), ("pix_acc", 0.81, 0.01), ("abs_err", 0.022, 0.002),
+                            ("rel_err", 0.33, 0.03)]:
+        assert float(adam[key]) == pytest.approx(mean_)
+        assert float(adam[f"{key}_std"]) == pytest.approx(std)
+    assert float(adatask["miou"]) == pytest.approx(0.57)
+    assert float(adatask["miou_std"]) == pytest.approx(math.sqrt((0.02 ** 2 + 0.01 ** 2 + 0.03 ** 2) / 2))
+    # One seed: the value, no std, no test.
+    assert float(pcgrad["miou"]) == pytest.approx(0.50)
+    assert pcgrad["miou_std"] == "" and pcgrad["miou_p"] == ""
+
+
+def test_delta_m_against_the_sweeps_single_task_runs(synthetic):
+    _, rows = synthetic
+    adam, pcgrad, adatask = rows
+    assert float(adam["delta_m_single_task"]) == pytest.approx(
+        (0.09 / 0.61 + 0.04 / 0.85 + 0.003 / 0.019 + 0.07 / 0.26) / 4 * 100)
+    assert float(adatask["delta_m_single_task"]) == pytest.approx(hand_delta_m(means(ADATASK), OWN))
+    per_seed = [hand_delta_m(of_seed(ADATASK, s), OWN) for s in range(3)]
+    assert float(adatask["delta_m_single_task_std"]) == pytest.approx(stats.tstd(per_seed))
+    assert float(pcgrad["delta_m_single_task"]) == pytest.approx(hand_delta_m(of_seed(ADAM, 0), OWN))
+    # SynthCity: the published numbers do not apply.
+    assert all(r["delta_m_published"] == "" for r in rows)
+
+
+def test_welch_p_values_against_adam_ew(synthetic):
+    _, rows = synthetic
+    adam, _, adatask = rows
+    assert adam["miou_p"] == ""  # the reference row
+    for key in ADAM:
+        assert float(adatask[f"{key}_p"]) == pytest.approx(
+            stats.ttest_ind(ADATASK[key], ADAM[key], equal_var=False).pvalue, rel=1e-9)
+    # Welch by hand for mIoU: variances 0.0007 and 0.0004 over 3 seeds each.
+    a, b = 0.0007 / 3, 0.0004 / 3
+    t, df = (0.57 - 0.52) / math.sqrt(a + b), (a + b) ** 2 / (a ** 2 / 2 + b ** 2 / 2)
+    assert float(adatask["miou_p"]) == pytest.approx(2 * stats.t.sf(t, df), rel=1e-9)
+    per_seed = {name: [hand_delta_m(of_seed(values, s), OWN) for s in range(3)]
+                for name, values in (("adam", ADAM), ("adatask", ADATASK))}
+    assert float(adatask["delta_m_single_task_p"]) == pytest.approx(
+        stats.ttest_ind(per_seed["adatask"], per_seed["adam"], equal_var=False).pvalue, rel=1e-6)
+    # Equal PixAcc on both sides: t = 0, p = 1.
+    assert float(adatask["pix_acc_p"]) == pytest.approx(1.0)
+
+
+def test_welch_p_is_undefined_without_two_seeds_or_spread():
+    assert welch_p([1.0], [1.0, 2.0]) is None
+    assert welch_p([1.0, 1.0], [2.0, 2.0]) is None
+    assert welch_p([1.0, 2.0, 3.0], [4.0, 5.0, 7.0]) == pytest.approx(
+        stats.ttest_ind([1, 2, 3], [4, 5, 7], equal_var=False).pvalue)
+
+
+def test_csv_columns(synthetic):
+    paths, rows = synthetic
+    header = paths["csv"].read_text().splitlines()[0].split(",")
+    assert tuple(header) == CSV_FIELDS
+    assert header[:7] == ["method", "weighting", "n_seeds", "seeds", "miou", "miou_std", "miou_p"]
+    assert header[-3:] == ["delta_m_single_task", "delta_m_single_task_std", "delta_m_single_task_p"]
+
+
+def test_markdown_table_and_lists(synthetic):
+    paths, _ = synthetic
+    md = paths["md"].read_text()
+    assert "| Method | Weighting | Seeds | mIoU (%) | PixAcc (%) | AbsErr | RelErr | Δm vs single-task (%) |" in md
+    assert "| Method | Weighting | mIoU | PixAcc | AbsErr | RelErr | Δm vs single-task |" in md  # p-values
+    assert "Δm vs published" not in md
+    assert "| adam | ew | 3 | 52.00 ± 2.00 | 81.00 ± 1.00 | 0.0220 ± 0.0020 | 0.3300 ± 0.0300 | +15.54 ± " in md
+    assert "| adam | pcgrad | 1 | 50.00 | 80.00 | 0.0200 | 0.3000 | " in md  # n=1: no std
+    lines = md.splitlines()
+    not_averaged = lines[lines.index("## Not averaged"):]
+    assert any(l.startswith("| adam-ew-s3 | unfinished") and "| 4 |" in l for l in not_averaged)
+    assert any(l.startswith("| adam_with_adatask-ew-s3 | crashed (exit 1) | 4 | `error: NaN loss at epoch 5` |")
+               for l in not_averaged)
+    assert any(l.startswith("| adam-gdod-s0 | failed before creating its run folder (exit 2) |") for l in not_averaged)
+    assert "nan" not in md.split("## Not averaged")[0].lower()
+    assert "semantic seeds [0, 1]" in md
+    assert "![test curves](demo_curves.png)" in md
+
+
+def test_png_written(synthetic):
+    paths, _ = synthetic
+    assert paths["png"].read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert paths["png"].stat().st_size > 10_000
+
+
+def test_output_is_deterministic(tmp_path, synthetic):
+    paths, _ = synthetic
+    again = aggregate(paths["md"].parent.parent / "runs" / "demo", tmp_path / "again")
+    assert again["md"].read_text() == paths["md"].read_text()
+    assert again["csv"].read_text() == paths["csv"].read_text()
+
+
+def test_published_baseline_for_the_real_7_class_release(tmp_path):
+    paths = aggregate(make_sweep(tmp_path / "real", single_task=False, **REAL), tmp_path / "results")
+    adam, _, adatask = read_csv(paths["csv"])
+    assert float(adam["delta_m_published"]) == pytest.approx(
+        hand_delta_m(means(ADAM), PUBLISHED_BASELINE))
+    assert float(adam["delta_m_published"]) == pytest.approx(
+        (0.2201 / 0.7401 + 0.1216 / 0.9316 + 0.0095 / 0.0125 + (0.33 - 27.77) / 27.77) / 4 * 100)
+    assert adatask["delta_m_published_p"] != ""
+    assert adam["delta_m_single_task"] == ""
+    md = paths["md"].read_text()
+    assert "Δm vs published (%) |" in md and "Δm vs single-task" not in md
+
+
+def test_no_delta_m_for_synthetic_data_without_single_task_runs(tmp_path):
+    paths = aggregate(make_sweep(tmp_path / "synth", single_task=False), tmp_path / "results")
+    assert all(r["delta_m_published"] == r["delta_m_single_task"] == "" for r in read_csv(paths["csv"]))
+    md = paths["md"].read_text()
+    assert "Δm" not in md.split("## Welch")[0]
+    assert "published: SynthCity data is synthetic" in md and "single-task: not available" in md
+
+
+def test_baseline_file_option_and_its_setup_check(tmp_path, capsys):
+    sweep = make_sweep(tmp_path / "runs" / "demo", single_task=False)
+    baseline = build_baseline([read_run(d) for d in single_task_runs(tmp_path / "elsewhere")])
+    path = tmp_path / "baseline.json"
+    path.write_text(json.dumps(baseline))
+    assert main([str(sweep), "--results", str(tmp_path / "results"), "--baseline", str(path)]) == 0
+    adam = read_csv(tmp_path / "results" / "demo.csv")[0]
+    assert float(adam["delta_m_single_task"]) == pytest.approx(hand_delta_m(means(ADAM), OWN))
+    assert f"single-task: from {path}; miou 0.61 ± 0.014," in (tmp_path / "results" / "demo.md").read_text()
+    baseline["source"]["setup"]["classes"] = 19
+    path.write_text(json.dumps(baseline))
+    assert main([str(sweep), "--results", str(tmp_path / "results"), "--baseline", str(path)]) == 2
+    assert "another setup" in capsys.readouterr().err
+
+
+def test_refuses_a_sweep_of_mixed_setups(tmp_path, capsys):
+    sweep = make_sweep(tmp_path / "mixed")
+    make_run(sweep, "sgd-ew-s0", of_seed(ADAM, 0), method="sgd", classes=19)
+    assert main([str(sweep), "--results", str(tmp_path / "results")]) == 2
+    err = capsys.readouterr().err
+    assert "sgd-ew-s0" in err and "classes" in err
+
+
+def test_a_sweep_without_finished_runs_lists_them(tmp_path):
+    sweep = tmp_path / "early"
+    make_run(sweep, "adam-ew-s0", {k: 0.5 for k in ADAM}, finished=False)
+    paths = aggregate(sweep, tmp_path / "results")
+    assert "No finished multi-task runs." in paths["md"].read_text()
+    assert "adam-ew-s0 | unfinished" in paths["md"].read_text()
+    assert read_csv(paths["csv"]) == [] and "png" not in paths

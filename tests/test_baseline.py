@@ -1,0 +1,138 @@
+"""evaluation.baseline: single-task run folders → the baseline JSON that --baseline reads.
+
+make_run fabricates run folders in the format main_cityscapes.py writes; test_aggregate uses it too.
+"""
+import json
+
+import pytest
+
+from evaluation import run_record
+from evaluation.baseline import RunError, build_baseline, main, read_run
+from evaluation.delta_m import load_baseline
+
+SETUP = dict(dataset="synthcity", synthetic=True, image_size=[64, 128], train_samples=40, val_samples=16,
+             classes=7, arch="mtan", width_mult=0.25)
+TASK_KEYS = {"semantic": ("miou", "pix_acc"), "depth": ("abs_err", "rel_err")}
+EPOCHS = 12
+
+
+def make_run(parent, name, last10, method="adam", weighting="ew", seed=0, tasks=("semantic", "depth"),
+             finished=True, **setup):
+    """A run folder whose last 10 epochs' test metrics are `last10` (two worse epochs before)."""
+    setup = dict(SETUP, **setup)
+    run_dir = parent / name
+    run_dir.mkdir(parents=True)
+    config = {"settings": {"method": method, "weighting": weighting, "seed": seed, "classes": setup["classes"],
+                           "arch": setup["arch"], "width_mult": setup["width_mult"], "epochs": EPOCHS},
+              "data": {"name": setup["dataset"], "synthetic": setup["synthetic"], "image_size": setup["image_size"],
+                       "train_samples": setup["train_samples"], "val_samples": setup["val_samples"]},
+              "tasks": list(tasks)}
+    run_record.write_json(run_dir / run_record.CONFIG, config)
+    keys = [k for t in tasks for k in TASK_KEYS[t]]
+    rows = []
+    for epoch in range(EPOCHS if finished else 4):
+        worse = 1.5 if epoch < 2 else 1.0  # only the last 10 epochs count
+        test = {k: last10[k] * (worse if k in ("abs_err", "rel_err") else 1 / worse) for k in keys}
+        rows.append({"epoch": epoch, "lr": 1e-4, "seconds": 1.0, "train": dict(test), "test": dict(test, delta_m=None)})
+        run_record.append_metrics(run_dir, rows[-1])
+    if finished:
+        run_record.write_json(run_dir / run_record.SUMMARY, run_record.summarize(rows, None, None))
+    return run_dir
+
+
+def single_task_runs(parent, seeds=(0, 1), **setup):
+    """Semantic runs with mIoU 0.60, 0.62 and PixAcc 0.84, 0.86; depth runs with AbsErr
+    0.018, 0.020 and RelErr 0.25, 0.27 (seed 0, seed 1)."""
+    dirs = []
+    for i, seed in enumerate(seeds):
+        semantic = {"miou": 0.60 + 0.02 * i, "pix_acc": 0.84 + 0.02 * i}
+        depth = {"abs_err": 0.018 + 0.002 * i, "rel_err": 0.25 + 0.02 * i}
+        dirs.append(make_run(parent, f"single-semantic-s{seed}", semantic, seed=seed, tasks=("semantic",), **setup))
+        dirs.append(make_run(parent, f"single-depth-s{seed}", depth, seed=seed, tasks=("depth",), **setup))
+    return dirs
+
+
+def test_baseline_is_the_mean_over_seeds_of_the_last10_means(tmp_path):
+    baseline = build_baseline([read_run(d) for d in single_task_runs(tmp_path)])
+    expected = {"miou": 0.61, "pix_acc": 0.85, "abs_err": 0.019, "rel_err": 0.26}
+    assert {k: baseline[k] for k in expected} == pytest.approx(expected)
+    source = baseline["source"]
+    # Two values a, b: sample std |a - b| / sqrt(2).
+    assert source["std"] == pytest.approx({"miou": 0.02 / 2 ** 0.5, "pix_acc": 0.02 / 2 ** 0.5,
+                                           "abs_err": 0.002 / 2 ** 0.5, "rel_err": 0.02 / 2 ** 0.5})
+    assert source["seeds"] == {"semantic": [0, 1], "depth": [0, 1]}
+    assert source["runs"]["depth"] == [str(tmp_path / "single-depth-s0"), str(tmp_path / "single-depth-s1")]
+    assert source["setup"] == SETUP
+
+
+def test_cli_writes_a_file_that_load_baseline_reads(tmp_path, capsys):
+    out = tmp_path / "out" / "baseline.json"
+    assert main([str(d) for d in single_task_runs(tmp_path / "runs", seeds=(3,))] + ["--out", str(out)]) == 0
+    assert load_baseline(out) == pytest.approx({"miou": 0.60, "pix_acc": 0.84, "abs_err": 0.018, "rel_err": 0.25})
+    written = json.loads(out.read_text())
+    assert written["source"]["std"] == {"miou": None, "pix_acc": None, "abs_err": None, "rel_err": None}  # n=1
+    assert "n=1" in capsys.readouterr().out
+
+
+def _error(capsys, run_dirs, tmp_path):
+    assert main([str(d) for d in run_dirs] + ["--out", str(tmp_path / "b.json")]) == 2
+    assert not (tmp_path / "b.json").exists()
+    return capsys.readouterr().err
+
+
+def test_refuses_unfinished_runs(tmp_path, capsys):
+    dirs = single_task_runs(tmp_path)
+    unfinished = make_run(tmp_path, "single-depth-s2", {"abs_err": 0.02, "rel_err": 0.3}, seed=2, tasks=("depth",),
+                          finished=False)
+    err = _error(capsys, dirs + [unfinished], tmp_path)
+    assert str(unfinished) in err and "unfinished" in err and "--resume" in err
+
+
+def test_refuses_multi_task_runs(tmp_path, capsys):
+    multi = make_run(tmp_path, "adam-ew-s0", {"miou": 0.5, "pix_acc": 0.8, "abs_err": 0.02, "rel_err": 0.3})
+    err = _error(capsys, single_task_runs(tmp_path) + [multi], tmp_path)
+    assert str(multi) in err and "single-task" in err
+
+
+@pytest.mark.parametrize("change, word", [({"classes": 19}, "classes"), ({"image_size": [128, 256]}, "image_size"),
+                                          ({"dataset": "cityscapes", "synthetic": False}, "dataset"),
+                                          ({"arch": "split"}, "arch"), ({"width_mult": 0.5}, "width_mult")])
+def test_refuses_runs_of_different_setups(tmp_path, capsys, change, word):
+    other = make_run(tmp_path, "single-depth-s5", {"abs_err": 0.02, "rel_err": 0.3}, seed=5, tasks=("depth",), **change)
+    err = _error(capsys, single_task_runs(tmp_path) + [other], tmp_path)
+    assert str(other) in err and word in err
+
+
+def test_needs_both_tasks(tmp_path, capsys):
+    semantic_only = [d for d in single_task_runs(tmp_path) if "semantic" in d.name]
+    err = _error(capsys, semantic_only, tmp_path)
+    assert "no single-task depth run" in err
+
+
+def test_refuses_a_seed_twice_and_folders_that_are_not_runs(tmp_path, capsys):
+    dirs = single_task_runs(tmp_path)
+    twin = make_run(tmp_path, "copy-of-semantic-s0", {"miou": 0.6, "pix_acc": 0.84}, seed=0, tasks=("semantic",))
+    err = _error(capsys, dirs + [twin], tmp_path)
+    assert "seed 0" in err and str(twin) in err
+    (tmp_path / "empty").mkdir()
+    err = _error(capsys, dirs + [tmp_path / "empty"], tmp_path)
+    assert str(tmp_path / "empty") in err and "config.json" in err
+
+
+def test_names_the_summary_that_lacks_a_metric(tmp_path):
+    dirs = single_task_runs(tmp_path)
+    summary = dirs[0] / run_record.SUMMARY
+    data = json.loads(summary.read_text())
+    del data["last10"]["miou"]
+    summary.write_text(json.dumps(data))
+    with pytest.raises(RunError, match="summary.json.*miou"):
+        build_baseline([read_run(d) for d in dirs])
+
+
+def test_names_a_config_without_the_expected_fields(tmp_path):
+    run_dir = single_task_runs(tmp_path)[0]
+    config = json.loads((run_dir / run_record.CONFIG).read_text())
+    del config["tasks"]
+    (run_dir / run_record.CONFIG).write_text(json.dumps(config))
+    with pytest.raises(RunError, match=r"config\.json: missing or malformed field 'tasks'"):
+        read_run(run_dir)
