@@ -18,3 +18,9 @@ def test_readme_example_runs_verbatim():
     for p in trunk.parameters():
         assert opt.state[p]["exp_avg_sq"].shape == (2, *p.shape)
         assert int(opt.state[p]["step"]) == 20
+
+
+def test_readme_method_table_is_the_registry_table():
+    from optim.weighting import method_table
+
+    assert method_table() in README.read_text()
