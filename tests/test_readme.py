@@ -2,6 +2,8 @@
 import re
 from pathlib import Path
 
+import pytest
+
 README = Path(__file__).resolve().parent.parent / "README.md"
 
 
@@ -10,13 +12,20 @@ def readme_example():
     return re.search(r"```python\n(.*?)```", section, re.S).group(1)
 
 
-def test_readme_example_runs_verbatim():
+IMPORT = "from optim import AdamWithAdaTask as AdaTask"
+
+
+@pytest.mark.parametrize("base", ["AdamWithAdaTask", "RMSpropWithAdaTask", "AdagradWithAdaTask"])
+def test_readme_example_runs_verbatim_for_every_base_with_one_changed_line(base):
+    code = readme_example()
+    assert IMPORT in code
     namespace = {}
-    exec(compile(readme_example(), str(README), "exec"), namespace)
+    exec(compile(code.replace(IMPORT, IMPORT.replace("AdamWithAdaTask", base)), str(README), "exec"), namespace)
     opt, trunk = namespace["opt"], namespace["trunk"]
+    assert type(opt).__name__ == base
     # it really trained with per-task moments: two tasks' states on every shared parameter
     for p in trunk.parameters():
-        assert opt.state[p]["exp_avg_sq"].shape == (2, *p.shape)
+        assert all(opt.state[p][name].shape == (2, *p.shape) for name in opt.state_names)
         assert int(opt.state[p]["step"]) == 20
 
 
