@@ -34,6 +34,7 @@ from evaluation.visualize import sample_panel
 from models import MODELS, TASKS, build_model
 from models.losses import LOSSES
 from optim import OPTIMIZERS, build_optimizer
+from optim.dominance import DominanceTracker, write_csv as write_au_csv
 from optim.multitask_step import MultiTaskStep
 from optim.weighting import WEIGHTINGS
 from optim.weighting.cli import add_weighting_flags, build_weighting_from_args
@@ -42,6 +43,7 @@ from optim.weighting.lookahead import losses_after_fn
 
 NUM_PANELS = 4  # fixed validation images shown in TensorBoard each epoch
 REPORTED = ("miou", "pix_acc", "abs_err", "rel_err")
+AU_CSV = "au.csv"
 # Settings that a resumed run may change: they do not change its results.
 FREE_ON_RESUME = {"epochs", "device", "num_workers", "in_memory", "resume", "diagnostics_every"}
 EXIT_BAD_INPUT, EXIT_NON_FINITE = 2, 3
@@ -64,6 +66,9 @@ def build_parser():
     p.add_argument("--diagnostics-every", type=int, default=50, metavar="N",
                    help="log task-gradient cosine, norm ratio and method weights every N steps (when per-task "
                         "gradients are computed anyway)")
+    p.add_argument("--track-au", action="store_true",
+                   help="track per-task update dominance (AU/rAU) of every shared layer: au.csv and TensorBoard; "
+                        "under a plain optimizer it costs about what AdaTask costs")
     p.add_argument("--tasks", nargs="+", default=list(TASKS), choices=TASKS,
                    help="tasks to train; one task trains a single-task baseline (the same network minus the "
                         "other branch)")
@@ -228,7 +233,9 @@ class Experiment:
         self.optimizer = build_optimizer(args.method, shared, own, args.lr)
         self.scheduler = torch.optim.lr_scheduler.StepLR(self.optimizer, args.lr_step, args.lr_gamma)
         self.weighting = build_weighting_from_args(args, self.tasks)
-        self.step = MultiTaskStep(self.optimizer, self.weighting, shared, own, args.clip_grad_norm)
+        self.tracker = DominanceTracker(self.optimizer, self.model.shared_layers(), len(self.tasks)) \
+            if args.track_au else None
+        self.step = MultiTaskStep(self.optimizer, self.weighting, shared, own, args.clip_grad_norm, self.tracker)
         if config is None:
             name = args.name or f"{args.method}-{args.weighting}-s{args.seed}-{datetime.now():%Y%m%d-%H%M%S-%f}"
             self.run_dir = run_record.create_run_dir(args.out, name)
@@ -282,7 +289,7 @@ class Experiment:
             "epoch": next_epoch, "step": step, "rows": rows, "settings": result_settings(self.args),
             "model": self.model.state_dict(), "optimizer": self.optimizer.state_dict(),
             "scheduler": self.scheduler.state_dict(), "weighting": self.weighting.state_dict(),
-            "rng": run_record.rng_state(),
+            "tracker": self.tracker.state_dict() if self.tracker else None, "rng": run_record.rng_state(),
         }
 
     def restore(self):
@@ -303,6 +310,8 @@ class Experiment:
         self.optimizer.load_state_dict(state["optimizer"])
         self.scheduler.load_state_dict(state["scheduler"])
         self.weighting.load_state_dict(state["weighting"])
+        if self.tracker:
+            self.tracker.load_state_dict(state["tracker"])
         run_record.set_rng_state(state["rng"])
         print(f"resuming {self.run_dir} at epoch {state['epoch'] + 1}", flush=True)
         return state["epoch"], state["step"], state["rows"]
@@ -406,6 +415,7 @@ def run(exp):
     first_epoch, step, rows = exp.restore() if args.resume else (0, 0, [])
     if args.resume:
         run_record.rewrite_metrics(exp.run_dir, rows)
+        run_record.truncate_csv(exp.run_dir / AU_CSV, first_epoch)
     run_record.write_json(exp.run_dir / run_record.CONFIG, exp.config)
     print(f"run folder {exp.run_dir}  |  {exp.source.name} ({exp.source.root}), {len(exp.train_set)} train / "
           f"{len(exp.test_set)} val, {exp.image_size[0]}x{exp.image_size[1]}, {args.classes} classes  |  "
@@ -429,6 +439,8 @@ def run(exp):
                "train": train_metrics, "test": test_metrics}
         run_record.append_metrics(exp.run_dir, row)
         rows.append(row)
+        if exp.tracker:
+            log_dominance(writer, exp, epoch)
         run_record.save_checkpoint(exp.run_dir, exp.checkpoint_state(epoch + 1, step, rows))
         log_epoch(writer, row, panels)
         tqdm.write(epoch_line(row, args.epochs))
@@ -439,6 +451,15 @@ def run(exp):
     print(final_table(summary, exp.baseline, exp.baseline_name, exp.baseline_reason))
     print(f"results in {exp.run_dir} (tensorboard --logdir {exp.run_dir.parent})")
     return exp.run_dir
+
+
+def log_dominance(writer, exp, epoch):
+    """Per shared layer (input → output) and task: mean rAU, to au.csv and TensorBoard."""
+    rows = exp.tracker.layer_summary()
+    write_au_csv(exp.run_dir / AU_CSV, rows, epoch, exp.tasks)
+    for row in rows:
+        task = exp.tasks[row["task"]]
+        writer.add_scalar(f"rau_{task}/{row['layer_index']:02d}-{row['layer']}", row["mean_rau"], epoch)
 
 
 def log_hparams(writer, exp, summary):

@@ -141,3 +141,16 @@ def rewrite_metrics(run_dir, rows):
     tmp = Path(run_dir) / f"{METRICS}.tmp"
     tmp.write_text("".join(json.dumps(row, allow_nan=False) + "\n" for row in rows))
     os.replace(tmp, Path(run_dir) / METRICS)
+
+
+def truncate_csv(path, epochs):
+    """Keep the header and the rows of the first `epochs` epochs of a per-epoch CSV."""
+    path = Path(path)
+    if not path.exists():
+        return
+    lines = path.read_text().splitlines(keepends=True)
+    column = lines[0].rstrip("\n").split(",").index("epoch")
+    kept = lines[:1] + [line for line in lines[1:] if int(line.split(",")[column]) < epochs]
+    tmp = Path(f"{path}.tmp")
+    tmp.write_text("".join(kept))
+    os.replace(tmp, path)

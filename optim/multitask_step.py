@@ -73,19 +73,23 @@ class MultiTaskStep:
 
     clip_grad_norm: clip the total norm of the final update gradient (shared contributions
     summed, plus the task-specific gradients) to this value, the same for every method.
+    tracker: an optional optim.dominance.DominanceTracker, fed the contributions actually
+    applied after every step; it needs per-task gradients, so with a plain optimizer and a
+    loss-only method it turns the one summed backward into K per-task ones.
     """
 
-    def __init__(self, optimizer, weighting, shared_params, task_params, clip_grad_norm=None):
+    def __init__(self, optimizer, weighting, shared_params, task_params, clip_grad_norm=None, tracker=None):
         self.optimizer = optimizer
         self.weighting = weighting
         self.shared_params = list(shared_params)
         self.task_params = [list(p) for p in task_params]
         self.clip_grad_norm = clip_grad_norm
+        self.tracker = tracker
         self.adatask = isinstance(optimizer, AdaTaskOptimizer)
 
     @property
     def computes_task_gradients(self):
-        return self.adatask or self.weighting.needs_grads
+        return self.adatask or self.weighting.needs_grads or self.tracker is not None
 
     def __call__(self, losses, ctx, want_diagnostics=False):
         """losses: K scalar losses (a list, so each task's backward starts at its own loss).
@@ -113,15 +117,16 @@ class MultiTaskStep:
         info = diagnostics(ctx.gram, mixing) if want_diagnostics else {}
         if self.weighting.needs_grads:
             grads = mix_gradients(mixing, grads)
+        self._clip_contributions(grads)
         if self.adatask:
-            self._clip_contributions(grads)
             self.optimizer.step(task_grads=grads)
         else:
             for i, p in enumerate(self.shared_params):
                 parts = [task[i] for task in grads if task[i] is not None]
                 p.grad = torch.stack(parts).sum(0) if parts else None
-            self._clip_plain()
             self.optimizer.step()
+        if self.tracker is not None:
+            self.tracker.update(grads)
         self.weighting.after_step(ctx)
         return info
 

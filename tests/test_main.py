@@ -158,3 +158,39 @@ def test_named_cityscapes_without_a_release_never_falls_back(tmp_path, monkeypat
     err = capsys.readouterr().err
     assert str(tmp_path / "no-release") in err and "Getting the data" in err
     assert not (tmp_path / "runs").exists()
+
+
+@pytest.mark.parametrize("flags", [["--amp"], ["--channels-last"], ["--compile"]])
+def test_gpu_options_train_correctly_on_cpu(tiny_synthcity, tmp_path, flags):
+    """bf16 autocast, channels-last and torch.compile each train (finite metrics, the loss
+    falls) and AdaTask still gets its per-task gradients through them."""
+    assert train(tiny_synthcity, tmp_path, "run", "--method=adam_with_adatask", "--lr", "1e-2", *flags,
+                 epochs=2) == 0
+    rows = read_rows(tmp_path / "run")
+    assert all(np.isfinite(v) for row in rows for v in row["test"].values() if v is not None)
+    assert rows[1]["train"]["loss_depth"] < rows[0]["train"]["loss_depth"]
+
+
+def test_single_task_run_trains_one_branch(tiny_synthcity, tmp_path):
+    assert train(tiny_synthcity, tmp_path, "run", "--tasks", "depth") == 0
+    config = json.loads((tmp_path / "run" / "config.json").read_text())
+    assert config["tasks"] == ["depth"] and "semantic" not in config["parameters"]
+    [row] = read_rows(tmp_path / "run")
+    assert set(row["test"]) == {"loss_depth", "abs_err", "rel_err", "abs_err_px", "rel_err_px"}
+    summary = json.loads((tmp_path / "run" / "summary.json").read_text())
+    assert summary["delta_m"]["final"] is None
+
+
+@pytest.mark.parametrize("method", ["adam", "adam_with_adatask"])
+def test_track_au_writes_per_layer_rau_per_epoch(tiny_synthcity, tmp_path, method):
+    import csv
+
+    assert train(tiny_synthcity, tmp_path, "run", f"--method={method}", "--track-au", epochs=2) == 0
+    rows = list(csv.DictReader(open(tmp_path / "run" / "au.csv")))
+    config = json.loads((tmp_path / "run" / "config.json").read_text())
+    assert {r["epoch"] for r in rows} == {"0", "1"} and {r["task"] for r in rows} == {"semantic", "depth"}
+    per_layer = {}
+    for r in rows:
+        per_layer.setdefault((r["epoch"], r["layer_index"]), []).append(float(r["mean_rau"]))
+    assert all(sum(v) == pytest.approx(1.0, abs=1e-5) and len(v) == 2 for v in per_layer.values())
+    assert len(per_layer) == 2 * len({r["layer"] for r in rows}) and config["settings"]["track_au"]
