@@ -1,0 +1,387 @@
+"""Step time and peak memory of each --method on full-size SegNet-MTAN (forward, backward, step).
+
+    python3 scripts/bench_step.py [--methods adam adam_with_adatask ...] [--steps N] [--warmup N]
+        [--batch-size B] [--width-mult W] [--image-size HxW] [--device D] [--threads T]
+        [--no-memory] [--json OUT]
+    python3 scripts/bench_step.py --compare-backward [same size flags]
+
+Every method gets its own copy of one initial model and its own optimizer; the methods run
+round-robin in one process, one step each per round on the same random batch, so load from
+other processes hits all of them alike. A step follows the training loop: forward and
+losses, zero_grad, backward (one backward of the summed loss for a plain optimizer; the K
+per-task passes of `optimizer.backward(losses)` for AdaTask), `optimizer.step()`.
+Times are medians [min–max] over the timed steps; the ratio to `adam` is of medians,
+"paired" is the median of the per-round ratios, and the ratio of minima is the one least
+disturbed by other processes on a shared machine (their load only ever adds time).
+
+Peak memory comes from a fresh process per method running a few steps of that method only:
+the maximum RSS on CPU (it only grows, so methods cannot share a process; glibc is told
+to mmap every block above 64 KiB so the peak is reproducible), the peak of torch's CUDA
+allocator on CUDA. It is printed with the bound from the issue: AdaTask may
+exceed adam by 2(K-1) x 4 bytes per shared parameter (the extra per-task moments) plus one
+set of gradients (4 bytes x all parameters).
+
+--compare-backward times the ways to get per-task gradients: the K branch-only passes of
+`optim.task_gradients`, one vmapped backward (`is_grads_batched`) of the stacked losses,
+and one backward of the summed loss (the floor), and checks the vmapped gradients.
+"""
+import argparse
+import copy
+import json
+import os
+import resource
+import statistics
+import subprocess
+import sys
+import time
+import warnings
+
+import torch
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+from data.labels import VOID  # noqa: E402
+from data.source import parse_image_size  # noqa: E402
+from models import TASKS, build_model  # noqa: E402
+from models.losses import LOSSES  # noqa: E402
+from optim import OPTIMIZERS, AdaTaskOptimizer, build_optimizer, task_gradients  # noqa: E402
+
+NUM_CLASSES = 7
+LR = 1e-4  # the reference protocol's; the step costs the same for any value
+MEMORY_STEPS = 3  # the first step allocates the optimizer state, the later ones show the steady peak
+PHASES = ("forward", "backward", "step", "total")
+
+
+# ---- setup ------------------------------------------------------------------------
+
+def parse_args(argv=None):
+    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    p.add_argument("--methods", nargs="+", default=list(OPTIMIZERS), choices=list(OPTIMIZERS), metavar="METHOD",
+                   help=f"optimizers to time (default: all of {', '.join(OPTIMIZERS)})")
+    p.add_argument("--steps", type=int, default=5, help="timed steps per method (at least 5 for the README)")
+    p.add_argument("--warmup", type=int, default=2, help="untimed steps per method first")
+    p.add_argument("--batch-size", type=int, default=None, help="default 2 on CPU, 8 on CUDA")
+    p.add_argument("--width-mult", type=float, default=1.0)
+    p.add_argument("--image-size", default="128x256", metavar="HxW")
+    p.add_argument("--device", default="auto", help="auto (CUDA when present), cpu, cuda, cuda:N")
+    p.add_argument("--threads", type=int, default=None, help="torch.set_num_threads (default: torch's choice)")
+    p.add_argument("--no-memory", action="store_true", help="skip the per-method peak-memory processes")
+    p.add_argument("--json", metavar="OUT", help="also write the results as JSON")
+    p.add_argument("--compare-backward", action="store_true",
+                   help="time K branch-only passes vs one vmapped backward vs the summed backward instead")
+    p.add_argument("--memory-of", metavar="METHOD", help=argparse.SUPPRESS)  # the per-method child process
+    args = p.parse_args(argv)
+    if args.steps < 1 or args.warmup < 0:
+        p.error("--steps must be >= 1 and --warmup >= 0")
+    args.device = torch.device(("cuda" if torch.cuda.is_available() else "cpu") if args.device == "auto" else args.device)
+    if args.batch_size is None:
+        args.batch_size = 8 if args.device.type == "cuda" else 2
+    args.height, args.width = parse_image_size(args.image_size)
+    return args
+
+
+def make_batch(args, index):
+    """A random image with valid targets: labels in 0..6 with some void, depth with some invalid zeros."""
+    gen = torch.Generator().manual_seed(index)
+    shape = (args.batch_size, args.height, args.width)
+    image = torch.rand(args.batch_size, 3, args.height, args.width, generator=gen)
+    label = torch.randint(0, NUM_CLASSES, shape, generator=gen)
+    label[torch.rand(shape, generator=gen) < 0.1] = VOID
+    depth = torch.rand(shape, generator=gen).unsqueeze(1) * 0.5
+    depth[torch.rand(depth.shape, generator=gen) < 0.1] = 0
+    return [t.to(args.device) for t in (image, label, depth)]
+
+
+def initial_model(args):
+    torch.manual_seed(0)
+    return build_model("mtan", NUM_CLASSES, args.width_mult, TASKS).to(args.device)
+
+
+def task_losses(model, batch):
+    image, label, depth = batch
+    return torch.stack([LOSSES[t](p, y) for t, p, y in zip(TASKS, model(image), (label, depth))])
+
+
+def clock(device):
+    """Wall-clock seconds once the device has finished the queued work."""
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+    return time.perf_counter()
+
+
+# ---- one training step --------------------------------------------------------------
+
+class Trainer:
+    """One method's model copy and optimizer; `step` runs and times one training step."""
+
+    def __init__(self, method, model):
+        self.model = model
+        self.optimizer = build_optimizer(method, model.shared_parameters(), model.task_specific_parameters(), LR)
+
+    def step(self, batch):
+        device = batch[0].device
+        t0 = clock(device)
+        losses = task_losses(self.model, batch)
+        t1 = clock(device)
+        self.optimizer.zero_grad(set_to_none=True)  # after the forward, as in the training loop
+        if isinstance(self.optimizer, AdaTaskOptimizer):
+            self.optimizer.backward(losses)
+        else:
+            losses.sum().backward()
+        t2 = clock(device)
+        self.optimizer.step()
+        t3 = clock(device)
+        return {"forward": t1 - t0, "backward": t2 - t1, "step": t3 - t2, "total": t3 - t0}
+
+
+def rotated(names, r):
+    """Round r's order: rotated so that no entry always runs right after the same one."""
+    shift = r % len(names)
+    return names[shift:] + names[:shift]
+
+
+def time_methods(args):
+    """{method: {phase: [seconds per timed step]}}, methods interleaved round-robin."""
+    model = initial_model(args)
+    trainers = {m: Trainer(m, copy.deepcopy(model)) for m in args.methods}
+    del model
+    times = {m: {phase: [] for phase in PHASES} for m in args.methods}
+    for r in range(args.warmup + args.steps):
+        batch = make_batch(args, r)
+        for method in rotated(args.methods, r):
+            measured = trainers[method].step(batch)
+            if r >= args.warmup:
+                for phase, seconds in measured.items():
+                    times[method][phase].append(seconds)
+        print(f"round {r + 1}/{args.warmup + args.steps}" + (" (warm-up)" if r < args.warmup else ""),
+              file=sys.stderr, flush=True)
+    return times
+
+
+# ---- peak memory, one process per method --------------------------------------------
+
+def peak_memory_mib(args):
+    """Peak memory of MEMORY_STEPS steps of `args.memory_of` in this (fresh) process."""
+    if args.device.type == "cuda":
+        torch.cuda.reset_peak_memory_stats(args.device)
+    trainer = Trainer(args.memory_of, initial_model(args))
+    for r in range(MEMORY_STEPS):
+        trainer.step(make_batch(args, r))
+    if args.device.type == "cuda":
+        return torch.cuda.max_memory_allocated(args.device) / 2**20
+    maxrss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    return maxrss / 2**20 if sys.platform == "darwin" else maxrss / 2**10  # bytes on macOS, KiB on Linux
+
+
+def measure_memory(args, method):
+    cmd = [sys.executable, os.path.abspath(__file__), "--memory-of", method, "--batch-size", str(args.batch_size),
+           "--width-mult", str(args.width_mult), "--image-size", args.image_size, "--device", str(args.device)]
+    if args.threads:
+        cmd += ["--threads", str(args.threads)]
+    # glibc otherwise keeps freed blocks of its heap arenas resident, and the peak RSS
+    # of one method then varies by ±100 MiB between runs; with every block above
+    # 64 KiB mmapped, a free returns it at once and the peak is reproducible to 1 MiB.
+    env = dict(os.environ, MALLOC_MMAP_THRESHOLD_="65536")
+    out = subprocess.run(cmd, check=True, capture_output=True, text=True, env=env).stdout
+    return float(out.split()[-1])
+
+
+def memory_bound_mib(model):
+    """The issue's bound on AdaTask's peak above adam's: extra moments plus one set of gradients."""
+    counts = model.parameter_counts()
+    extra_moments = 2 * (len(model.tasks) - 1) * 4 * counts["shared"]
+    return {"moments": extra_moments / 2**20, "gradients": 4 * counts["total"] / 2**20,
+            "total": (extra_moments + 4 * counts["total"]) / 2**20}
+
+
+# ---- report ---------------------------------------------------------------------------
+
+def spread(values):
+    return {"median": statistics.median(values), "min": min(values), "max": max(values)}
+
+
+def summarise(times, memory):
+    results = {}
+    for method, phases in times.items():
+        row = {phase: spread(values) for phase, values in phases.items()}
+        if "adam" in times:
+            row["ratio_to_adam"] = row["total"]["median"] / statistics.median(times["adam"]["total"])
+            row["paired_ratio_to_adam"] = spread([t / a for t, a in zip(phases["total"], times["adam"]["total"])])
+        if method in memory:
+            row["peak_mib"] = memory[method]
+            if "adam" in memory:
+                row["peak_above_adam_mib"] = memory[method] - memory["adam"]
+        results[method] = row
+    return results
+
+
+def fmt_spread(s):
+    return f"{s['median']:.3f} [{s['min']:.3f}–{s['max']:.3f}]"
+
+
+def markdown_table(results):
+    lines = ["| method | forward s | backward s | step s | total s | × adam | peak MiB | peak − adam MiB |",
+             "|---|---|---|---|---|---|---|---|"]
+    for method, row in results.items():
+        cells = [fmt_spread(row[phase]) for phase in PHASES]
+        cells.append(f"{row['ratio_to_adam']:.2f}" if "ratio_to_adam" in row else "–")
+        cells.append(f"{row['peak_mib']:.0f}" if "peak_mib" in row else "–")
+        cells.append(f"{row['peak_above_adam_mib']:+.0f}" if "peak_above_adam_mib" in row else "–")
+        lines.append(f"| {method} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def ratio_lines(results):
+    if "adam" not in results:
+        return []
+    adam = results["adam"]
+    lines = []
+    for method, row in results.items():
+        if method == "adam":
+            continue
+        phase_ratios = ", ".join(f"{p} {row[p]['median'] / adam[p]['median']:.2f}×" for p in PHASES[:3])
+        paired = row["paired_ratio_to_adam"]
+        fastest = row["total"]["min"] / adam["total"]["min"]
+        lines.append(f"{method} / adam: total {row['ratio_to_adam']:.2f}× (paired per round "
+                     f"{paired['median']:.2f}× [{paired['min']:.2f}–{paired['max']:.2f}], of minima "
+                     f"{fastest:.2f}×); medians of {phase_ratios}")
+    return lines
+
+
+def memory_lines(memory, bound):
+    """Each AdaTask method's peak above its own base optimizer's, next to the bound."""
+    lines = []
+    for method, peak in memory.items():
+        base = method.removesuffix("_with_adatask")
+        if base != method and base in memory:
+            lines.append(f"{method} peak above {base}: {peak - memory[base]:+.0f} MiB (bound {bound:.0f} MiB)")
+    return lines
+
+
+def header(args, model):
+    counts = model.parameter_counts()
+    return (f"SegNet-MTAN width {args.width_mult}, {NUM_CLASSES} classes, {counts['total']:,} parameters "
+            f"({counts['shared']:,} shared), {args.height}x{args.width}, batch {args.batch_size}, "
+            f"device {args.device}, torch {torch.__version__}, {torch.get_num_threads()} threads, "
+            f"{os.cpu_count()} CPUs, load average {os.getloadavg()[0]:.1f}")
+
+
+def benchmark(args):
+    model = initial_model(args)
+    info = {"header": header(args, model), "memory_bound_mib": memory_bound_mib(model),
+            "parameter_counts": model.parameter_counts()}
+    del model
+    # Memory first: a child inherits its parent's maximum RSS through fork and exec, so
+    # the children must start while this process is still small.
+    memory = {} if args.no_memory else {m: measure_memory(args, m) for m in args.methods}
+    times = time_methods(args)
+    info["methods"] = summarise(times, memory)
+    info["raw_seconds"] = times
+
+    bound = info["memory_bound_mib"]
+    print(info["header"])
+    print(f"{args.steps} timed steps per method after {args.warmup} warm-up, interleaved; median [min–max]")
+    print()
+    print(markdown_table(info["methods"]))
+    print()
+    for line in ratio_lines(info["methods"]):
+        print(line)
+    print(f"bound on an AdaTask peak above adam's: {bound['total']:.0f} MiB "
+          f"= 2(K-1)x4 B x shared ({bound['moments']:.0f} MiB) + 4 B x all parameters ({bound['gradients']:.0f} MiB)")
+    for line in memory_lines(memory, bound["total"]):
+        print(line)
+    return info
+
+
+# ---- --compare-backward -----------------------------------------------------------------
+
+def vmapped_task_gradients(losses, params, retain_graph=False):
+    """All K per-task gradients in one backward: row k of the identity picks task k's loss.
+    The batched backward starts at the stack, so every task's row also flows (as zeros)
+    through every other task's branch."""
+    eye = torch.eye(len(losses), dtype=losses.dtype, device=losses.device)
+    return torch.autograd.grad([losses], params, grad_outputs=[eye], retain_graph=retain_graph,
+                               is_grads_batched=True, allow_unused=True)
+
+
+def check_vmapped(model, batch):
+    """Run the vmapped backward once; the largest difference to task_gradients, or the error,
+    and the warnings it raises (a batching rule that falls back to a loop says so)."""
+    shared, own = model.shared_parameters(), model.task_specific_parameters()
+    losses = task_losses(model, batch)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        try:
+            batched = vmapped_task_gradients(losses, shared, retain_graph=True)
+        except Exception as error:  # any failure means the path is unusable here: report it
+            return {"works": False, "error": f"{type(error).__name__}: {error}".strip()}
+    reference = task_gradients(losses, shared, own)
+    model.zero_grad(set_to_none=True)
+    diff = 0.0
+    for i, rows in enumerate(batched):
+        for k, grads in enumerate(reference):
+            expected = torch.zeros_like(rows[k]) if grads[i] is None else grads[i]
+            diff = max(diff, ((rows[k] - expected).abs().max() / expected.abs().max().clamp(min=1e-30)).item())
+    return {"works": True, "max_rel_diff": diff, "warnings": sorted({str(w.message).split("\n")[0] for w in caught})}
+
+
+def compare_backward(args):
+    model = initial_model(args)
+    shared, own = model.shared_parameters(), model.task_specific_parameters()
+    ways = {
+        "summed loss, one backward (floor)": lambda losses: losses.sum().backward(),
+        "K branch-only passes (task_gradients)": lambda losses: task_gradients(losses, shared, own),
+        # Also the task-specific gradients, which the K passes yield too.
+        "one vmapped backward (is_grads_batched)": lambda losses: vmapped_task_gradients(
+            losses, shared + [p for params in own for p in params]),
+    }
+    check = check_vmapped(model, make_batch(args, 0))
+    if not check["works"]:
+        del ways["one vmapped backward (is_grads_batched)"]
+    times = {name: [] for name in ways}
+    for r in range(args.warmup + args.steps):
+        batch = make_batch(args, r)
+        for name in rotated(list(ways), r):
+            losses = task_losses(model, batch)
+            t0 = clock(args.device)
+            ways[name](losses)
+            seconds = clock(args.device) - t0
+            model.zero_grad(set_to_none=True)
+            if r >= args.warmup:
+                times[name].append(seconds)
+        print(f"round {r + 1}/{args.warmup + args.steps}", file=sys.stderr, flush=True)
+
+    floor = statistics.median(times["summed loss, one backward (floor)"])
+    info = {"header": header(args, model), "vmapped": check, "seconds": {n: spread(t) for n, t in times.items()}}
+    print(info["header"])
+    print(f"backward only, {args.steps} timed rounds after {args.warmup} warm-up, interleaved; median [min–max]")
+    print()
+    print("| per-task gradients | backward s | × summed |")
+    print("|---|---|---|")
+    for name, s in info["seconds"].items():
+        print(f"| {name} | {fmt_spread(s)} | {s['median'] / floor:.2f} |")
+    print()
+    if check["works"]:
+        print(f"vmapped backward works; largest relative difference to task_gradients {check['max_rel_diff']:.1e}")
+        for message in check["warnings"]:
+            print(f"  warning: {message}")
+    else:
+        print(f"vmapped backward fails on this model: {check['error']}")
+    return info
+
+
+def main(argv=None):
+    args = parse_args(argv)
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    if args.memory_of:
+        print(peak_memory_mib(args))
+        return None
+    info = compare_backward(args) if args.compare_backward else benchmark(args)
+    if args.json:
+        with open(args.json, "w") as f:
+            json.dump(info, f, indent=1)
+    return info
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,54 @@
+"""Smoke test of scripts/bench_step.py at a tiny size: the table and the JSON are complete and
+finite. No timing is asserted (the machine is shared)."""
+import importlib.util
+import json
+import math
+from pathlib import Path
+
+SCRIPT = Path(__file__).resolve().parent.parent / "scripts" / "bench_step.py"
+TINY = ["--width-mult", "0.125", "--image-size", "32x64", "--warmup", "1", "--steps", "2", "--device", "cpu"]
+METHODS = ["adam", "adam_with_adatask"]
+SPREAD_KEYS = {"median", "min", "max"}
+
+
+def load_script():
+    spec = importlib.util.spec_from_file_location("bench_step", SCRIPT)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def table_rows(text):
+    """The markdown table rows below the header and separator, as lists of cells."""
+    lines = [line for line in text.splitlines() if line.startswith("|")]
+    return [[cell.strip() for cell in line.strip("|").split("|")] for line in lines[2:]], lines[0]
+
+
+def test_bench_step_tiny(tmp_path, capsys):
+    out = tmp_path / "bench.json"
+    info = load_script().main(TINY + ["--methods", *METHODS, "--json", str(out)])
+    rows, header = table_rows(capsys.readouterr().out)
+
+    assert [row[0] for row in rows] == METHODS
+    assert all(len(row) == len(header.strip("|").split("|")) == 8 for row in rows)
+    assert json.loads(out.read_text())["methods"].keys() == set(METHODS)
+    for method in METHODS:
+        row = info["methods"][method]
+        for phase in ("forward", "backward", "step", "total"):
+            assert set(row[phase]) == SPREAD_KEYS
+            assert all(math.isfinite(v) and v > 0 for v in row[phase].values())
+            assert row[phase]["min"] <= row[phase]["median"] <= row[phase]["max"]
+        assert math.isfinite(row["ratio_to_adam"]) and row["ratio_to_adam"] > 0
+        assert math.isfinite(row["peak_mib"]) and row["peak_mib"] > 0
+    assert info["methods"]["adam"]["ratio_to_adam"] == 1.0
+    assert info["memory_bound_mib"]["total"] > 0
+
+
+def test_compare_backward_tiny(capsys):
+    info = load_script().main(TINY + ["--compare-backward"])
+    rows, _ = table_rows(capsys.readouterr().out)
+
+    assert len(rows) == len(info["seconds"]) >= 2
+    assert all(math.isfinite(s["median"]) and s["median"] > 0 for s in info["seconds"].values())
+    if info["vmapped"]["works"]:
+        assert info["vmapped"]["max_rel_diff"] < 1e-4
