@@ -4,6 +4,7 @@
         [--batch-size B] [--width-mult W] [--image-size HxW] [--device D] [--threads T]
         [--no-memory] [--json OUT]
     python3 scripts/bench_step.py --compare-backward [same size flags]
+    python3 scripts/bench_step.py --weighting-cost [--weightings ew pcgrad ...] [same size flags]
 
 Every method gets its own copy of one initial model and its own optimizer; the methods run
 round-robin in one process, one step each per round on the same random batch, so load from
@@ -24,6 +25,12 @@ set of gradients (4 bytes x all parameters).
 --compare-backward times the ways to get per-task gradients: the K branch-only passes of
 `optim.task_gradients`, one vmapped backward (`is_grads_batched`) of the stacked losses,
 and one backward of the summed loss (the floor), and checks the vmapped gradients.
+
+--weighting-cost times each --weighting method's own cost on real-size per-task gradients:
+turning the K gradients into K contributions (Gram matrix, the method, the mixing; the
+look-ahead forwards for HydaLearn, the extra forward for FAMO) beside one per-task backward
+pass; then full training steps (forward, optim.multitask_step) of ew, pcgrad, gdod and
+hydalearn under adam and adam_with_adatask, interleaved.
 """
 import argparse
 import copy
@@ -44,6 +51,10 @@ from data.source import parse_image_size  # noqa: E402
 from models import TASKS, build_model  # noqa: E402
 from models.losses import LOSSES  # noqa: E402
 from optim import OPTIMIZERS, AdaTaskOptimizer, build_optimizer, task_gradients  # noqa: E402
+from optim.multitask_step import MultiTaskStep, gram_matrix, mix_gradients  # noqa: E402
+from optim.weighting import WEIGHTINGS, build_weighting  # noqa: E402
+from optim.weighting.base import StepContext  # noqa: E402
+from optim.weighting.lookahead import losses_after_fn  # noqa: E402
 
 NUM_CLASSES = 7
 LR = 1e-4  # the reference protocol's; the step costs the same for any value
@@ -68,6 +79,13 @@ def parse_args(argv=None):
     p.add_argument("--json", metavar="OUT", help="also write the results as JSON")
     p.add_argument("--compare-backward", action="store_true",
                    help="time K branch-only passes vs one vmapped backward vs the summed backward instead")
+    p.add_argument("--weighting-cost", action="store_true",
+                   help="time each --weighting method's combination of real-size per-task gradients, and full "
+                        "steps of --step-weightings under adam and adam_with_adatask")
+    p.add_argument("--weightings", nargs="+", default=list(WEIGHTINGS), choices=list(WEIGHTINGS), metavar="NAME",
+                   help="--weighting-cost: the methods whose combination cost is timed")
+    p.add_argument("--step-weightings", nargs="+", default=["ew", "pcgrad", "gdod", "hydalearn"],
+                   choices=list(WEIGHTINGS), metavar="NAME", help="--weighting-cost: the methods timed in full steps")
     p.add_argument("--memory-of", metavar="METHOD", help=argparse.SUPPRESS)  # the per-method child process
     args = p.parse_args(argv)
     if args.steps < 1 or args.warmup < 0:
@@ -369,6 +387,93 @@ def compare_backward(args):
     return info
 
 
+# ---- --weighting-cost -------------------------------------------------------------------
+
+def step_context(model, batch, step=0):
+    shared = model.shared_parameters()
+    return StepContext(losses=None, epoch=2, step=step, lr=LR,
+                       losses_after=losses_after_fn(model, lambda: task_losses(model, batch), shared))
+
+
+def combination_seconds(name, model, batch, grads, losses):
+    """One step's cost of a method given the per-task gradients: what it adds to a step."""
+    method = build_weighting(name, len(TASKS))
+    ctx = step_context(model, batch)
+    ctx.losses = losses
+    t0 = clock(batch[0].device)
+    if method.needs_grads:
+        ctx.gram, ctx.grads = gram_matrix(grads), grads
+        mix_gradients(method.mix(ctx), grads)
+    else:
+        method.weights(ctx)
+    method.after_step(ctx)  # FAMO's extra forward; a no-op for the others
+    return clock(batch[0].device) - t0
+
+
+def weighting_costs(args, model):
+    """{method: [seconds]} beside the per-task backward pass, interleaved over rounds."""
+    times = {name: [] for name in ["one per-task backward pass"] + args.weightings}
+    for r in range(args.warmup + args.steps):
+        batch = make_batch(args, r)
+        losses = task_losses(model, batch)
+        t0 = clock(args.device)
+        grads = task_gradients(losses, model.shared_parameters(), model.task_specific_parameters())
+        backward = (clock(args.device) - t0) / len(TASKS)
+        model.zero_grad(set_to_none=True)
+        if r >= args.warmup:
+            times["one per-task backward pass"].append(backward)
+        for name in rotated(args.weightings, r):
+            seconds = combination_seconds(name, model, batch, grads, losses.detach())
+            if r >= args.warmup:
+                times[name].append(seconds)
+        print(f"cost round {r + 1}/{args.warmup + args.steps}", file=sys.stderr, flush=True)
+    return times
+
+
+def full_steps(args, model):
+    """{"method + weighting": [seconds per full step]}, interleaved round-robin."""
+    runs = {}
+    for method in ("adam", "adam_with_adatask"):
+        for name in args.step_weightings:
+            copy_ = copy.deepcopy(model)
+            shared, own = copy_.shared_parameters(), copy_.task_specific_parameters()
+            runs[f"{method} + {name}"] = (copy_, MultiTaskStep(build_optimizer(method, shared, own, LR),
+                                                               build_weighting(name, len(TASKS)), shared, own))
+    times = {key: [] for key in runs}
+    for r in range(args.warmup + args.steps):
+        batch = make_batch(args, r)
+        for key in rotated(list(runs), r):
+            net, step = runs[key]
+            t0 = clock(args.device)
+            step(list(task_losses(net, batch).unbind()), step_context(net, batch, r))
+            if r >= args.warmup:
+                times[key].append(clock(args.device) - t0)
+        print(f"step round {r + 1}/{args.warmup + args.steps}", file=sys.stderr, flush=True)
+    return times
+
+
+def weighting_cost(args):
+    model = initial_model(args)
+    costs, steps = weighting_costs(args, model), full_steps(args, model)
+    backward = statistics.median(costs["one per-task backward pass"])
+    info = {"header": header(args, model), "costs": {n: spread(t) for n, t in costs.items()},
+            "steps": {n: spread(t) for n, t in steps.items()}}
+    print(info["header"])
+    print(f"{args.steps} timed rounds after {args.warmup} warm-up, interleaved; median [min–max]")
+    print()
+    print("| --weighting | combining the K gradients s | × one per-task backward |")
+    print("|---|---|---|")
+    for name, s in info["costs"].items():
+        print(f"| {name} | {fmt_spread(s)} | {s['median'] / backward:.3f} |")
+    print()
+    reference = statistics.median(steps["adam + ew"])
+    print("| method + weighting | full step s | × adam + ew |")
+    print("|---|---|---|")
+    for name, s in info["steps"].items():
+        print(f"| {name} | {fmt_spread(s)} | {s['median'] / reference:.2f} |")
+    return info
+
+
 def main(argv=None):
     args = parse_args(argv)
     if args.threads:
@@ -376,7 +481,12 @@ def main(argv=None):
     if args.memory_of:
         print(peak_memory_mib(args))
         return None
-    info = compare_backward(args) if args.compare_backward else benchmark(args)
+    if args.compare_backward:
+        info = compare_backward(args)
+    elif args.weighting_cost:
+        info = weighting_cost(args)
+    else:
+        info = benchmark(args)
     if args.json:
         with open(args.json, "w") as f:
             json.dump(info, f, indent=1)

@@ -52,3 +52,13 @@ def test_compare_backward_tiny(capsys):
     assert all(math.isfinite(s["median"]) and s["median"] > 0 for s in info["seconds"].values())
     if info["vmapped"]["works"]:
         assert info["vmapped"]["max_rel_diff"] < 1e-4
+
+
+def test_weighting_cost_tiny(capsys):
+    weightings = ["ew", "famo", "pcgrad", "hydalearn"]
+    info = load_script().main(TINY + ["--weighting-cost", "--weightings", *weightings,
+                                      "--step-weightings", "ew", "pcgrad"])
+    assert list(info["costs"]) == ["one per-task backward pass"] + weightings
+    assert list(info["steps"]) == ["adam + ew", "adam + pcgrad", "adam_with_adatask + ew", "adam_with_adatask + pcgrad"]
+    assert all(math.isfinite(s["median"]) and s["median"] >= 0 for s in {**info["costs"], **info["steps"]}.values())
+    assert "| pcgrad |" in capsys.readouterr().out
