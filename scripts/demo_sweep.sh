@@ -1,10 +1,10 @@
 #!/usr/bin/env bash
 # The committed demonstration (results/synthcity-demo.*): {adam, adam_with_adatask} x
 # {ew, pcgrad, gdod, hydalearn} x 3 seeds plus single-task baselines, on a small SynthCity
-# with a quarter-width SegNet-MTAN; about an hour on a 2-core CPU. Rerunning resumes/skips.
+# with an eighth-width SegNet-MTAN; well under an hour on a 2-core CPU. Rerunning resumes/skips.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 exec scripts/sweep.sh --sweep synthcity-demo --methods "adam adam_with_adatask" \
     --weightings "ew pcgrad gdod hydalearn" --seeds "0 1 2" --single-task -- \
     --dataset synthcity --image-size 64x128 --synthcity-train 256 --synthcity-val 128 \
-    --width-mult 0.25 --epochs 6 --batch-size 8 --lr 1e-3 --num-workers 0 "$@"
+    --width-mult 0.125 --epochs 5 --batch-size 8 --lr 1e-3 --num-workers 0 "$@"
