@@ -39,6 +39,16 @@ def batches(steps, num_tasks=2):
         yield x, [torch.randn(16, generator=gen, dtype=torch.float64) + k for k in range(num_tasks)]
 
 
+def step_both(net_a, ada, net_b, ref, x, ys):
+    """One step of AdaTask on net_a and of a torch.optim optimizer on net_b, same batch."""
+    ada.zero_grad()
+    ada.backward(net_a.losses(x, ys))
+    ada.step()
+    ref.zero_grad()
+    net_b.losses(x, ys).sum().backward()
+    ref.step()
+
+
 def max_param_diff(a, b):
     return max((p - q).abs().max().item() for p, q in zip(a.parameters(), b.parameters()))
 
@@ -51,12 +61,7 @@ def test_one_task_equals_torch_optim(base, foreach):
     ada = ada_cls(net_a.trunk.parameters(), task_params=net_a.task_params(), foreach=foreach, **kw)
     ref = torch_cls(net_b.parameters(), **kw)
     for x, ys in batches(30, 1):
-        ada.zero_grad()
-        ada.backward(net_a.losses(x, ys))
-        ada.step()
-        ref.zero_grad()
-        net_b.losses(x, ys).sum().backward()
-        ref.step()
+        step_both(net_a, ada, net_b, ref, x, ys)
         assert max_param_diff(net_a, net_b) <= 1e-7
     assert max_param_diff(net_a, TwoTaskNet(1)) > 1e-3  # it did move
 
@@ -157,12 +162,7 @@ def test_l2_weight_decay_with_one_task_equals_torch_weight_decay(base):
                   weight_decay_mode="l2", **kw)
     ref = torch_cls(net_b.parameters(), weight_decay=0.05, **kw)
     for x, ys in batches(10, 1):
-        ada.zero_grad()
-        ada.backward(net_a.losses(x, ys))
-        ada.step()
-        ref.zero_grad()
-        net_b.losses(x, ys).sum().backward()
-        ref.step()
+        step_both(net_a, ada, net_b, ref, x, ys)
     assert max_param_diff(net_a, net_b) <= 1e-7
 
 
@@ -171,12 +171,7 @@ def test_decoupled_weight_decay_with_one_task_equals_adamw():
     ada = AdamWithAdaTask(net_a.trunk.parameters(), task_params=net_a.task_params(), lr=1e-2, weight_decay=0.1)
     ref = torch.optim.AdamW(net_b.parameters(), lr=1e-2, weight_decay=0.1)
     for x, ys in batches(10, 1):
-        ada.zero_grad()
-        ada.backward(net_a.losses(x, ys))
-        ada.step()
-        ref.zero_grad()
-        net_b.losses(x, ys).sum().backward()
-        ref.step()
+        step_both(net_a, ada, net_b, ref, x, ys)
     assert max_param_diff(net_a, net_b) <= 1e-7
 
 
