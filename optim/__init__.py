@@ -40,17 +40,7 @@ def build_optimizer(name, shared_params, task_params, lr):
     return OPTIMIZERS[name](shared_params, task_params, lr)
 
 
-def backward_and_step(optimizer, losses):
-    """One update from K task losses: an AdaTask optimizer takes K backward passes and
-    per-task moments; a plain optimizer takes one backward of the equal-weight sum."""
-    if isinstance(optimizer, AdaTaskOptimizer):
-        optimizer.backward(losses)
-    else:
-        torch.stack(list(losses)).sum().backward()
-    optimizer.step()
-
-
 __all__ = [
     "AdaTaskOptimizer", "AdamWithAdaTask", "RMSpropWithAdaTask", "AdagradWithAdaTask",
-    "OPTIMIZERS", "build_optimizer", "backward_and_step", "task_gradients",
+    "OPTIMIZERS", "build_optimizer", "task_gradients",
 ]

@@ -15,7 +15,6 @@ import torch
 
 from .adatask import AdaTaskOptimizer
 from .task_gradients import task_gradients
-from .weighting.base import StepContext
 
 
 def gram_matrix(grads):
