@@ -6,10 +6,14 @@ Flags → one experiment → the train/evaluate loop; results go to stdout, Tens
 and the run folder <out>/<name>/ (config.json, metrics.jsonl, summary.json, checkpoints).
 """
 import argparse
+import contextlib
 import json
+import math
 import os
 import platform
 import random
+import shlex
+import signal
 import subprocess
 import sys
 import time
@@ -26,31 +30,43 @@ from data import source as data_source, synthcity
 from data.augment import DEPTH_RULES
 from data.check import DatasetError
 from data.cityscapes import CityscapesNpy
+from data.identity import data_identity
 from data.layout import CLASS_COUNTS
-from evaluation import run_record
+from evaluation import run_config, run_lock, run_record
 from evaluation.delta_m import delta_m, select_baseline
 from evaluation.metrics import SplitMeter
 from evaluation.visualize import sample_panel
 from models import MODELS, TASKS, build_model
 from models.losses import LOSSES
 from optim import OPTIMIZERS, build_optimizer
-from optim.dominance import DominanceTracker, write_csv as write_au_csv
+from optim.dominance import DominanceTracker, csv_rows as au_csv_rows, write_csv as write_au_csv
 from optim.multitask_step import MultiTaskStep
 from optim.weighting import WEIGHTINGS
-from optim.weighting.cli import add_weighting_flags, build_weighting_from_args
+from optim.weighting.cli import add_weighting_flags, build_weighting_from_args, flag_dest
 from optim.weighting.base import StepContext
 from optim.weighting.lookahead import losses_after_fn
 
 NUM_PANELS = 4  # fixed validation images shown in TensorBoard each epoch
 REPORTED = ("miou", "pix_acc", "abs_err", "rel_err")
 AU_CSV = "au.csv"
-# Settings that a resumed run may change: they do not change its results.
-FREE_ON_RESUME = {"epochs", "device", "num_workers", "in_memory", "resume", "diagnostics_every"}
-EXIT_BAD_INPUT, EXIT_NON_FINITE = 2, 3
+# Exit codes (README, "Exit codes"): 74 and 75 are sysexits' EX_IOERR and EX_TEMPFAIL, 128 + N a signal.
+EXIT_BAD_INPUT, EXIT_NON_FINITE, EXIT_WRITE, EXIT_BUSY = 2, 3, 74, 75
+EXIT_SIGNAL = {signal.SIGINT: 130, signal.SIGTERM: 143}
+AT_LEAST_ONE = ("epochs", "batch_size", "lr_step", "synthcity_train", "synthcity_val", "diagnostics_every")
+POSITIVE = ("lr", "lr_gamma", "width_mult", "clip_grad_norm")
+SEED_RANGE = 2 ** 32  # numpy's
 
 
-class NonFiniteLoss(RuntimeError):
+class NonFinite(RuntimeError):
     pass
+
+
+class Interrupted(BaseException):
+    """SIGINT or SIGTERM: a BaseException, so that no `except Exception` on the way swallows it."""
+
+    def __init__(self, signum):
+        super().__init__(signal.Signals(signum).name)
+        self.signum = signum
 
 
 def build_parser():
@@ -105,6 +121,9 @@ def build_parser():
     p.add_argument("--resume", default=None, metavar="RUN_DIR",
                    help="continue an interrupted run from its last good checkpoint")
     p.add_argument("--device", default="auto", help="auto (CUDA when present), cpu, cuda, cuda:N")
+    p.add_argument("--threads", type=int, default=None, metavar="N",
+                   help="torch threads of this process (default: torch's, one per core); OMP_NUM_THREADS, when "
+                        "set, overrides it. Give 1 when several processes share the CPU")
     p.add_argument("--num-workers", type=int, default=min(4, (os.cpu_count() or 2) // 2),
                    help="DataLoader worker processes (0: load in the main process)")
     p.add_argument("--in-memory", action="store_true",
@@ -120,55 +139,105 @@ def explicit_flags(argv):
     return set(vars(parser.parse_args(argv)))
 
 
+def check_values(parser, args, fail):
+    """Values a run accepts, whether from the command line or from a config.json it resumes."""
+    for action in parser._actions:
+        value = getattr(args, action.dest, None)
+        if action.type is float and value is not None and not math.isfinite(value):
+            fail(f"{action.option_strings[0]} {value}: expected a finite number")
+    for key in AT_LEAST_ONE:
+        if getattr(args, key) < 1:
+            fail(f"--{key.replace('_', '-')} {getattr(args, key)}: must be at least 1")
+    for key in POSITIVE:
+        value = getattr(args, key)
+        if value is not None and not value > 0:
+            fail(f"--{key.replace('_', '-')} {value}: must be positive")
+    if args.num_workers < 0:
+        fail(f"--num-workers {args.num_workers}: must be >= 0")
+    if args.threads is not None and args.threads < 1:
+        fail(f"--threads {args.threads}: must be at least 1")
+    if not 0 <= args.seed < SEED_RANGE:
+        fail(f"--seed {args.seed}: expected an integer in 0..{SEED_RANGE - 1}")
+    if len(set(args.tasks)) != len(args.tasks):
+        fail("--tasks: each task at most once")
+
+
+def warn_ignored(args):
+    """Flags that do nothing in this run. Warned about, not refused: sweeps pass one set of
+    flags to every run, single-task baselines included."""
+    warnings = []
+    own = {flag_dest(args.weighting, option) for option in WEIGHTINGS[args.weighting].OPTIONS}
+    for method, cls in WEIGHTINGS.items():
+        for option in cls.OPTIONS:
+            dest = flag_dest(method, option)
+            if dest in args.explicit and dest not in own:
+                warnings.append(f"--{dest.replace('_', '-')} applies to --weighting {method}; "
+                                f"ignored with --weighting {args.weighting}")
+    if len(args.tasks) == 1:
+        if args.weighting != "ew":
+            warnings.append(f"--weighting {args.weighting} combines several tasks; with the single task "
+                            f"{args.tasks[0]} it has nothing to combine")
+        if args.baseline is not None:
+            warnings.append(f"--baseline {args.baseline} serves Δm, which a single-task run does not report; ignored")
+    for line in warnings:
+        print(f"warning: {line}", file=sys.stderr, flush=True)
+
+
 def parse_args(argv=None):
     parser = build_parser()
     args = parser.parse_args(argv)
     args.explicit = explicit_flags(argv)
-    for flag in ("epochs", "batch_size", "lr_step", "synthcity_train", "synthcity_val", "diagnostics_every"):
-        if getattr(args, flag) < 1:
-            parser.error(f"--{flag.replace('_', '-')} must be at least 1")
-    if args.num_workers < 0:
-        parser.error("--num-workers must be >= 0")
-    if not args.lr > 0 or not args.width_mult > 0:
-        parser.error("--lr and --width-mult must be positive")
-    if args.clip_grad_norm is not None and not args.clip_grad_norm > 0:
-        parser.error("--clip-grad-norm must be positive")
-    if len(set(args.tasks)) != len(args.tasks):
-        parser.error("--tasks: each task at most once")
+    check_values(parser, args, parser.error)
     args.tasks = [t for t in TASKS if t in args.tasks]  # canonical order: outputs follow it
+    warn_ignored(args)
     return args
 
 
 def settings_of(args):
-    return {k: v for k, v in vars(args).items() if k != "explicit"}
+    """config.json's "settings": every flag except the environment's."""
+    return {k: v for k, v in vars(args).items() if k != "explicit" and k not in run_config.ENVIRONMENT_FLAGS}
 
 
 def resumed_args(args):
-    """The settings of the run in --resume, with the flags a resume may change applied.
-    A flag given now that changes results is refused, naming the setting."""
+    """The settings of the run in --resume, with the flags a resume may change applied and
+    the environment of this call. A flag given now that changes results is refused, naming
+    the setting; so is a config.json that is malformed or holds values no run accepts."""
     run_dir = Path(args.resume)
-    config_file = run_dir / run_record.CONFIG
-    if not config_file.exists():
+    path = run_dir / run_record.CONFIG
+    if not path.exists():
         raise run_record.RunFolderError(f"--resume {run_dir}: no {run_record.CONFIG} there; not a run folder")
+    config = run_config.read_config(path)
+    parser = build_parser()
+    settings = run_config.check_settings(config, parser, path)
     if (run_dir / run_record.SUMMARY).exists():
-        raise run_record.RunFolderError(f"--resume {run_dir}: the run is finished ({run_record.SUMMARY} exists)")
-    config = json.loads(config_file.read_text())
-    settings = dict(config["settings"])
-    for key in sorted(args.explicit - FREE_ON_RESUME):
+        if "epochs" not in args.explicit:
+            raise run_record.RunFolderError(
+                f"--resume {run_dir}: the run is finished ({run_record.SUMMARY} exists); add --epochs N with N above "
+                f"its {settings['epochs']} epochs to extend it")
+        if args.epochs <= settings["epochs"]:
+            raise run_record.RunFolderError(
+                f"--resume {run_dir} --epochs {args.epochs}: the run is finished with {settings['epochs']} epochs; "
+                f"--epochs must be larger to extend it")
+    for key in sorted(args.explicit - run_config.FREE_ON_RESUME):
         if settings.get(key) != getattr(args, key):
             raise run_record.RunFolderError(
                 f"--resume {run_dir}: the run was made with --{key.replace('_', '-')} {settings.get(key)}; "
                 f"this call gives {getattr(args, key)}, which would change its results")
-    for key in args.explicit & FREE_ON_RESUME:
+    for key in (args.explicit & run_config.FREE_ON_RESUME) | set(run_config.ENVIRONMENT_FLAGS):
         settings[key] = getattr(args, key)
     resumed = argparse.Namespace(**settings)
     resumed.resume, resumed.explicit = str(run_dir), set()
+
+    def fail(message):
+        raise run_config.ConfigError(f"{path}: {message}")
+
+    check_values(parser, resumed, fail)
     return resumed, config
 
 
 def result_settings(args):
     """The settings a checkpoint must agree with to be continued."""
-    return {k: v for k, v in settings_of(args).items() if k not in FREE_ON_RESUME | {"name", "out"}}
+    return run_config.result_settings(settings_of(args))
 
 
 def pick_device(name):
@@ -204,10 +273,13 @@ class Experiment:
     """Everything one run needs, built from the flags (or from the run folder it resumes)."""
 
     def __init__(self, args):
+        """For a new run, everything is checked before its folder is made; a resumed run's
+        folder must be owned by this process already (run_lock.acquire)."""
         config = None
         if args.resume:
             args, config = resumed_args(args)
         self.args = args
+        self.extending = config is not None and (Path(args.resume) / run_record.SUMMARY).exists()
         self.tasks = tuple(args.tasks)
         self.device = pick_device(args.device)
         if config is None:
@@ -215,6 +287,10 @@ class Experiment:
                                               args.synthcity_train, args.synthcity_val)
         else:  # the data the run started on, even if the default data has changed since
             self.source = data_source.open_release(config["data"]["root"], args.classes)
+        self.data_identity = data_identity(self.source.root)
+        if config is not None:
+            check_same_data(Path(args.resume), config["data"].get("identity"), self.data_identity,
+                            f"{run_record.CONFIG} records")
         ds = dict(root=self.source.root, num_classes=args.classes, seed=args.seed, in_memory=args.in_memory)
         self.train_set = CityscapesNpy(split="train", augment=args.augment, depth_rule=args.depth_rule, **ds)
         self.test_set = CityscapesNpy(split="val", **ds)
@@ -236,23 +312,25 @@ class Experiment:
         self.tracker = DominanceTracker(self.optimizer, self.model.shared_layers(), len(self.tasks)) \
             if args.track_au else None
         self.step = MultiTaskStep(self.optimizer, self.weighting, shared, own, args.clip_grad_norm, self.tracker)
+        self.config = self.make_config(config)
         if config is None:
             name = args.name or f"{args.method}-{args.weighting}-s{args.seed}-{datetime.now():%Y%m%d-%H%M%S-%f}"
-            self.run_dir = run_record.create_run_dir(args.out, name)
+            self.run_dir, self.ownership = new_run_dir(Path(args.out) / name)
         else:
-            self.run_dir = Path(args.resume)
-        self.config = self.make_config(config)
+            self.run_dir, self.ownership = Path(args.resume), None
 
     def make_config(self, previous):
         config = {
+            "schema_version": run_config.SCHEMA_VERSION,
             "settings": settings_of(self.args),
             "data": {"name": self.source.name, "root": str(self.source.root), "synthetic": self.source.synthetic,
                      "synthcity": self.source.metadata, "image_size": list(self.image_size),
-                     "train_samples": len(self.train_set), "val_samples": len(self.test_set)},
+                     "train_samples": len(self.train_set), "val_samples": len(self.test_set),
+                     "identity": self.data_identity},
             "baseline": {"name": self.baseline_name, "reason": self.baseline_reason, "metrics": self.baseline},
             "tasks": list(self.tasks),
             "weighting": {"name": self.args.weighting, "options": self.weighting.options()},
-            "device": str(self.device),
+            "environment": self.environment(),
             "parameters": self.model.parameter_counts(),
             "git_commit": git_commit(),
             "versions": {"python": platform.python_version(), "torch": torch.__version__, "numpy": np.__version__},
@@ -262,6 +340,13 @@ class Experiment:
             config["started"] = previous["started"]
             config["resumed"] = previous.get("resumed", []) + [datetime.now().isoformat(timespec="seconds")]
         return config
+
+    def environment(self):
+        """Where the run runs (never compared: a resume may move it)."""
+        return {**{key: getattr(self.args, key) for key in run_config.ENVIRONMENT_FLAGS},
+                "device": str(self.device), "host": platform.node(), "pid": os.getpid(),
+                "cuda_visible_devices": os.environ.get("CUDA_VISIBLE_DEVICES"),
+                "torch_threads": torch.get_num_threads()}
 
     def loader(self, dataset, epoch, shuffle):
         # The shuffle order depends only on (seed, epoch): a rerun or a resumed run repeats it.
@@ -284,28 +369,33 @@ class Experiment:
             losses = [LOSSES[t](p, y).float() for t, p, y in zip(self.tasks, preds, targets)]
         return preds, losses
 
-    def checkpoint_state(self, next_epoch, step, rows):
+    def checkpoint_state(self, next_epoch, step, rows, au_rows):
         return {
-            "epoch": next_epoch, "step": step, "rows": rows, "settings": result_settings(self.args),
+            "epoch": next_epoch, "step": step, "rows": rows, "au_rows": au_rows,
+            "schema_version": run_config.SCHEMA_VERSION, "settings": result_settings(self.args),
+            "data_identity": self.data_identity,
             "model": self.model.state_dict(), "optimizer": self.optimizer.state_dict(),
             "scheduler": self.scheduler.state_dict(), "weighting": self.weighting.state_dict(),
             "tracker": self.tracker.state_dict() if self.tracker else None, "rng": run_record.rng_state(),
         }
 
     def restore(self):
-        """(first epoch, global step, metrics rows) from the last good checkpoint."""
+        """(first epoch, global step, metrics rows, au.csv rows) from the last good checkpoint."""
         state, messages = run_record.load_checkpoint(self.run_dir, map_location=self.device)
         for message in messages:
             print(f"warning: {message}; continuing from {run_record.PREVIOUS}", flush=True)
         if state is None:
             print(f"{self.run_dir}: no checkpoint yet; starting from epoch 1", flush=True)
-            return 0, 0, []
+            return 0, 0, [], []
         expected = result_settings(self.args)
-        for key in sorted(set(expected) | set(state["settings"])):
-            if expected.get(key) != state["settings"].get(key):
+        recorded = run_config.settings({"schema_version": state.get("schema_version", 1),
+                                        "settings": state["settings"]})
+        for key in sorted(set(expected) | set(recorded)):
+            if expected.get(key) != recorded.get(key):
                 raise run_record.RunFolderError(
-                    f"--resume {self.run_dir}: the checkpoint was made with {key}={state['settings'].get(key)!r}, "
+                    f"--resume {self.run_dir}: the checkpoint was made with {key}={recorded.get(key)!r}, "
                     f"the run's config.json says {expected.get(key)!r}; refusing to mix them")
+        check_same_data(self.run_dir, state.get("data_identity"), self.data_identity, "its checkpoint records")
         self.model.load_state_dict(state["model"])
         self.optimizer.load_state_dict(state["optimizer"])
         self.scheduler.load_state_dict(state["scheduler"])
@@ -314,7 +404,33 @@ class Experiment:
             self.tracker.load_state_dict(state["tracker"])
         run_record.set_rng_state(state["rng"])
         print(f"resuming {self.run_dir} at epoch {state['epoch'] + 1}", flush=True)
-        return state["epoch"], state["step"], state["rows"]
+        return state["epoch"], state["step"], state["rows"], state.get("au_rows", [])
+
+
+def check_same_data(run_dir, recorded, found, where):
+    """A resumed run continues on the data it started on: the identity its config or checkpoint
+    records must be the identity of the data found now (a missing record: a run older than
+    the record, nothing to compare)."""
+    if recorded is not None and recorded != found:
+        raise run_record.RunFolderError(
+            f"--resume {run_dir}: {where} the data {json.dumps(recorded, sort_keys=True)[:300]}, but its data "
+            f"folder now holds {json.dumps(found, sort_keys=True)[:300]}; the data changed or config.json's "
+            f"data.root was edited; refusing to mix them")
+
+
+def new_run_dir(run_dir):
+    """Create <out>/<name> and own it in one step (run_lock), then refuse it, still owned, if it
+    holds a run already. (run_dir, ownership)."""
+    try:
+        ownership = run_lock.acquire(run_dir, create=True)
+    except OSError as e:
+        raise run_record.RunWriteError(f"cannot create the run folder {run_dir}: {e.strerror or e}") from None
+    try:
+        run_record.check_new_run_dir(run_dir, run_lock.run_files(run_dir))
+    except BaseException:
+        ownership.release()
+        raise
+    return run_dir, ownership
 
 
 def train_epoch(exp, epoch, writer, step):
@@ -329,7 +445,8 @@ def train_epoch(exp, epoch, writer, step):
         values = [l.item() for l in losses]
         bad = [(t, v) for t, v in zip(exp.tasks, values) if not np.isfinite(v)]
         if bad:
-            raise NonFiniteLoss(f"epoch {epoch + 1}, step {step}: " + ", ".join(f"loss_{t} is {v}" for t, v in bad))
+            raise NonFinite(f"non-finite loss in epoch {epoch + 1}, step {step}: "
+                            + ", ".join(f"loss_{t} is {v}" for t, v in bad))
         ctx = StepContext(losses=None, epoch=epoch, step=step, lr=exp.optimizer.param_groups[0]["lr"],
                           losses_after=losses_after_fn(exp.model, lambda: torch.stack(exp.predict_and_losses(image, targets)[1]),
                                                        exp.model.shared_parameters()))
@@ -410,12 +527,30 @@ def log_epoch(writer, row, panels):
     writer.flush()
 
 
+def check_finite(exp, epoch, test_metrics):
+    """The losses are checked every step, but the last step can still turn the weights NaN,
+    and only the test metrics would show it. Checked once per epoch, before anything of it
+    is written."""
+    tensors = [*exp.model.parameters(), *(b for b in exp.model.buffers() if b.is_floating_point())]
+    if not all(torch.isfinite(t).all() for t in tensors):
+        raise NonFinite(f"the network's weights became NaN or infinite in epoch {epoch + 1} (the losses were "
+                        f"still finite): the run diverged")
+    bad = [f"{k} is {v}" for k, v in test_metrics.items() if v is not None and not math.isfinite(v)]
+    if bad:
+        raise NonFinite(f"non-finite test metrics after epoch {epoch + 1}: {', '.join(bad)}")
+
+
 def run(exp):
     args = exp.args
-    first_epoch, step, rows = exp.restore() if args.resume else (0, 0, [])
-    if args.resume:
-        run_record.rewrite_metrics(exp.run_dir, rows)
-        run_record.truncate_csv(exp.run_dir / AU_CSV, first_epoch)
+    first_epoch, step, rows, au_rows = exp.restore() if args.resume else (0, 0, [], [])
+    if args.resume:  # the files as the checkpoint knew them: epochs run after it are dropped
+        for stale in run_record.stale_temporaries(exp.run_dir):
+            stale.unlink()
+        run_record.write_metrics(exp.run_dir, rows)
+        if exp.tracker:
+            write_au(exp, au_rows)
+        if exp.extending:  # a finished run given more --epochs: unfinished again until they are done
+            (exp.run_dir / run_record.SUMMARY).unlink()
     run_record.write_json(exp.run_dir / run_record.CONFIG, exp.config)
     print(f"run folder {exp.run_dir}  |  {exp.source.name} ({exp.source.root}), {len(exp.train_set)} train / "
           f"{len(exp.test_set)} val, {exp.image_size[0]}x{exp.image_size[1]}, {args.classes} classes  |  "
@@ -425,25 +560,32 @@ def run(exp):
         print(f"Δm: n/a ({exp.baseline_reason})", flush=True)
     # purge_step drops the per-step events a killed run logged after its last checkpoint
     writer = SummaryWriter(log_dir=str(exp.run_dir), purge_step=step if args.resume else None)
-    for epoch in range(first_epoch, args.epochs):
-        start = time.perf_counter()
-        lr = exp.optimizer.param_groups[0]["lr"]
-        train_metrics, step = train_epoch(exp, epoch, writer, step)
-        test_metrics, panels = evaluate(exp)
-        exp.scheduler.step()
-        if exp.baseline is not None:
-            test_metrics["delta_m"] = delta_m(test_metrics, exp.baseline)
-        elif len(exp.tasks) == len(TASKS):
-            test_metrics["delta_m"] = None
-        row = {"epoch": epoch, "lr": lr, "seconds": time.perf_counter() - start,
-               "train": train_metrics, "test": test_metrics}
-        run_record.append_metrics(exp.run_dir, row)
-        rows.append(row)
-        if exp.tracker:
-            log_dominance(writer, exp, epoch)
-        run_record.save_checkpoint(exp.run_dir, exp.checkpoint_state(epoch + 1, step, rows))
-        log_epoch(writer, row, panels)
-        tqdm.write(epoch_line(row, args.epochs))
+    try:
+        for epoch in range(first_epoch, args.epochs):
+            start = time.perf_counter()
+            lr = exp.optimizer.param_groups[0]["lr"]
+            train_metrics, step = train_epoch(exp, epoch, writer, step)
+            test_metrics, panels = evaluate(exp)
+            check_finite(exp, epoch, test_metrics)
+            exp.scheduler.step()
+            if exp.baseline is not None:
+                test_metrics["delta_m"] = delta_m(test_metrics, exp.baseline)
+            elif len(exp.tasks) == len(TASKS):
+                test_metrics["delta_m"] = None
+            row = {"epoch": epoch, "lr": lr, "seconds": time.perf_counter() - start,
+                   "train": train_metrics, "test": test_metrics}
+            rows.append(row)
+            run_record.write_metrics(exp.run_dir, rows)
+            if exp.tracker:
+                au_rows += log_dominance(writer, exp, epoch)
+                write_au(exp, au_rows)
+            run_record.save_checkpoint(exp.run_dir, exp.checkpoint_state(epoch + 1, step, rows, au_rows))
+            log_epoch(writer, row, panels)
+            tqdm.write(epoch_line(row, args.epochs))
+    except BaseException:  # a stopped run keeps the events it logged
+        with contextlib.suppress(OSError):
+            writer.close()
+        raise
     summary = run_record.summarize(rows, exp.baseline, exp.baseline_name)
     run_record.write_json(exp.run_dir / run_record.SUMMARY, summary)
     log_hparams(writer, exp, summary)
@@ -453,13 +595,18 @@ def run(exp):
     return exp.run_dir
 
 
+def write_au(exp, au_rows):
+    with run_record.atomic_file(exp.run_dir / AU_CSV) as f:
+        write_au_csv(f, au_rows)
+
+
 def log_dominance(writer, exp, epoch):
-    """Per shared layer (input → output) and task: mean rAU, to au.csv and TensorBoard."""
+    """Per shared layer (input → output) and task: mean rAU to TensorBoard; returns the epoch's au.csv rows."""
     rows = exp.tracker.layer_summary()
-    write_au_csv(exp.run_dir / AU_CSV, rows, epoch, exp.tasks)
     for row in rows:
         task = exp.tasks[row["task"]]
         writer.add_scalar(f"rau_{task}/{row['layer_index']:02d}-{row['layer']}", row["mean_rau"], epoch)
+    return au_csv_rows(rows, epoch, exp.tasks)
 
 
 def log_hparams(writer, exp, summary):
@@ -473,25 +620,81 @@ def log_hparams(writer, exp, summary):
     writer.add_hparams(hparams, metrics, run_name=".")
 
 
+def continue_command(run_dir):
+    """The exact command that continues a run, with the interpreter that ran this one."""
+    main_file = os.path.relpath(__file__) if not os.path.relpath(__file__).startswith("..") else __file__
+    return shlex.join([sys.executable, main_file, "--resume", str(run_dir)])
+
+
+def where_it_stands(exp):
+    """What a stopped run kept, and how to continue it."""
+    if exp is None or not (exp.run_dir / run_record.CONFIG).exists():
+        return "the run had not started; nothing was written"
+    kept = exp.run_dir / run_record.CHECKPOINT
+    done = f"the last good checkpoint is {kept}" if kept.exists() else "no epoch had finished"
+    return f"{done}; continue with: {continue_command(exp.run_dir)}"
+
+
+def raise_on_signals():
+    """SIGINT and SIGTERM (Ctrl-C, kill, Slurm and Ray preemption) raise Interrupted in the main
+    thread. Returns the previous handlers."""
+    def handler(signum, frame):
+        raise Interrupted(signum)
+    return {sig: signal.signal(sig, handler) for sig in EXIT_SIGNAL}
+
+
+def set_threads(threads):
+    """OMP_NUM_THREADS, when set, wins over --threads: a launcher that pins it knows the machine."""
+    from_env = os.environ.get("OMP_NUM_THREADS", "").strip()
+    if from_env.isdigit() and int(from_env) > 0:
+        threads = int(from_env)
+    if threads is not None:
+        torch.set_num_threads(threads)
+
+
 def main(argv=None):
     args = parse_args(argv)
-    try:  # bad input fails here, before any training, with a message instead of a traceback
-        exp = Experiment(args)
-    except (DatasetError, run_record.RunFolderError, ValueError) as e:
-        print(f"error: {e}", file=sys.stderr)
-        return EXIT_BAD_INPUT
+    set_threads(args.threads)
+    previous_handlers = raise_on_signals()
+    exp = ownership = None
     try:
+        run_lock.exit_with_parent_from_env()  # launchers such as scripts/sweep.sh set MTL_PARENT_PID
+        if args.resume:
+            if not Path(args.resume).is_dir():
+                raise run_record.RunFolderError(f"--resume {args.resume}: no such run folder")
+            ownership = run_lock.acquire(Path(args.resume))  # before its files are read
+        # bad input fails here, before any training, with a message instead of a traceback
+        exp = Experiment(args)
+        ownership = ownership or exp.ownership
         run(exp)
-    except run_record.RunFolderError as e:
+        return 0
+    except run_lock.RunBusy as e:
+        print(f"error: {e}", file=sys.stderr)
+        return EXIT_BUSY
+    except (DatasetError, run_record.RunFolderError, run_config.ConfigError) as e:
         print(f"error: {e}", file=sys.stderr)
         return EXIT_BAD_INPUT
-    except NonFiniteLoss as e:
-        kept = exp.run_dir / run_record.CHECKPOINT
-        where = f"the last good checkpoint is {kept}" if kept.exists() else "no epoch finished, so no checkpoint"
-        print(f"error: non-finite loss, stopping: {e}. {where}; metrics.jsonl holds the finished epochs. "
+    except ValueError as e:
+        if exp is not None:  # past the checks, a ValueError is a bug: let its traceback show
+            raise
+        print(f"error: {e}", file=sys.stderr)
+        return EXIT_BAD_INPUT
+    except NonFinite as e:
+        print(f"error: {e}. Stopping; {where_it_stands(exp)} (metrics.jsonl holds the finished epochs). "
               f"Lower --lr or try --clip-grad-norm in a new run.", file=sys.stderr)
         return EXIT_NON_FINITE
-    return 0
+    except run_record.RunWriteError as e:
+        print(f"error: {e}. Nothing written before it was lost; {where_it_stands(exp)} once the folder is "
+              f"writable again.", file=sys.stderr)
+        return EXIT_WRITE
+    except Interrupted as e:
+        print(f"\nstopped by {e}; {where_it_stands(exp)}", file=sys.stderr)
+        return EXIT_SIGNAL[e.signum]
+    finally:
+        if ownership is not None:
+            ownership.release()
+        for sig, handler in previous_handlers.items():
+            signal.signal(sig, handler)
 
 
 if __name__ == "__main__":

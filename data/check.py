@@ -6,10 +6,16 @@ Every problem names the file or folder and what was expected; all problems are c
 and raised together as one DatasetError. Nothing is skipped or replaced by zeros.
 `quick_check` (folders, counts, indices, .npy headers and file sizes; no data read) is run
 by the dataset at construction; `check_dataset(deep=True)` also loads every array and
-checks its values.
+checks its values. `load_valid` checks one array's values as it is loaded (the dataset does
+this for every sample it reads).
+
+Both checks first refuse a folder that data.prepare_cityscapes started (it holds
+prepare.json) but did not finish (no COMPLETE), or whose SHA256SUMS changed after it
+finished: a partial build must never pass as a smaller release.
 """
 import argparse
-import functools
+import hashlib
+import json
 import os
 import sys
 from collections import Counter
@@ -17,7 +23,16 @@ from collections import Counter
 import numpy as np
 from tqdm import tqdm
 
-from data.layout import CLASS_COUNTS, DEPTH_DIR, IMAGE_DIR, SPLITS, label_dir
+from data.layout import (
+    BUILD_CHECKSUMS,
+    BUILD_COMPLETE,
+    BUILD_SETTINGS,
+    CLASS_COUNTS,
+    DEPTH_DIR,
+    IMAGE_DIR,
+    SPLITS,
+    label_dir,
+)
 
 MAX_LISTED = 20
 # The network pools five times, so H and W must divide by 2**5.
@@ -86,6 +101,19 @@ def _list_indices(folder, problems):
     return indices
 
 
+def _gaps(indices, count):
+    """The (first, last) ranges of 0..count-1 missing from the sorted `indices`.
+
+    Walks the indices present only: a stray 10000000.npy costs one range, not a set of ten
+    million indices.
+    """
+    previous = -1
+    for i in [*indices, count]:
+        if i > previous + 1:
+            yield previous + 1, i - 1
+        previous = i
+
+
 def _check_split_structure(split_dir, subdirs, problems):
     """Report missing/empty folders, gaps and count mismatches; return the files found.
 
@@ -112,13 +140,18 @@ def _check_split_structure(split_dir, subdirs, problems):
     if len(set(counts.values())) > 1:
         listing = ", ".join(f"{sub} {n}" for sub, n in counts.items())
         problems.add(split_dir, f"file counts differ between subfolders ({listing}); they must be equal")
+    found = {sub: sorted(ix) for sub, ix in found.items()}
+    rule = f"indices must run 0..{count - 1} in every subfolder"
     for sub, indices in found.items():
         if not indices:  # already reported as empty
             continue
-        for i in sorted(set(range(count)) - indices):
-            problems.add(os.path.join(split_dir, sub, f"{i}.npy"),
-                         f"missing file (indices must run 0..{count - 1} in every subfolder)")
-    return count, {sub: sorted(ix) for sub, ix in found.items()}
+        for first, last in _gaps(indices, count):
+            if first == last:
+                problems.add(os.path.join(split_dir, sub, f"{first}.npy"), f"missing file ({rule})")
+            else:
+                problems.add(os.path.join(split_dir, sub),
+                             f"missing files {first}..{last}.npy ({last - first + 1} files; {rule})")
+    return count, found
 
 
 # --- headers --------------------------------------------------------------------------
@@ -174,6 +207,52 @@ def _check_sizes(sizes, problems):
     return height, width
 
 
+# --- the builder's completion marker ---------------------------------------------------
+
+
+def completion_marker(checksums):
+    """The content of COMPLETE for SHA256SUMS content `checksums` (bytes): its sha256sum line."""
+    return f"{hashlib.sha256(checksums).hexdigest()}  {BUILD_CHECKSUMS}\n".encode()
+
+
+def _rerun_command(root):
+    """The data.prepare_cityscapes command that finishes or repairs the build in root."""
+    try:
+        with open(os.path.join(root, BUILD_SETTINGS)) as f:
+            settings = json.load(f)
+        height, width = settings["size"]
+        options = f" --size {height}x{width} --splits {' '.join(settings['splits'])}"
+    except (OSError, ValueError, KeyError, TypeError):
+        options = " with the --size and --splits of the first run"
+    return (f"python3 -m data.prepare_cityscapes --raw RAW --out {root}{options} "
+            "(RAW: the raw packages it was built from)")
+
+
+def _check_build_finished(root):
+    """Raise DatasetError for a folder the builder started but did not finish, or whose
+    SHA256SUMS no longer matches COMPLETE. Folders without prepare.json are not the
+    builder's (the MTAN release, SynthCity) and pass."""
+    if not os.path.isfile(os.path.join(root, BUILD_SETTINGS)):
+        return
+    marker, sums = os.path.join(root, BUILD_COMPLETE), os.path.join(root, BUILD_CHECKSUMS)
+    if not os.path.isfile(marker):
+        raise DatasetError(
+            f"{marker} is missing: the build in {root} is unfinished ({BUILD_SETTINGS} is there, so "
+            f"data.prepare_cityscapes started it, but it was interrupted or failed before its last step) "
+            f"and its data may be partial. Finish it by rerunning the build: {_rerun_command(root)}")
+    try:
+        with open(marker, "rb") as f:
+            marked = f.read()
+        with open(sums, "rb") as f:
+            matches = completion_marker(f.read()) == marked
+    except OSError as e:
+        raise DatasetError(f"{e.filename}: cannot read the finished build's {os.path.basename(e.filename)} "
+                           f"({e.strerror}); repair it by rerunning the build: {_rerun_command(root)}") from e
+    if not matches:
+        raise DatasetError(f"{sums} does not match {marker}: the release changed after its build finished; "
+                           f"repair it by rerunning the build: {_rerun_command(root)}")
+
+
 # --- values ---------------------------------------------------------------------------
 
 
@@ -209,6 +288,27 @@ def _label_problem(label, num_classes):
     return f"label values {listing}{more}; expected -1 (void) or 0..{num_classes - 1}"
 
 
+_LABEL_CLASSES = {label_dir(c): c for c in CLASS_COUNTS}
+
+
+def _value_problem(subdir, array):
+    """What is wrong with the values of an array of `subdir` (image, label_<C>, depth), or None."""
+    if subdir == IMAGE_DIR:
+        return _image_problem(array)
+    if subdir == DEPTH_DIR:
+        return _depth_problem(array)
+    return _label_problem(array, _LABEL_CLASSES[subdir])
+
+
+def load_valid(path, subdir):
+    """load_npy, then the value check of `subdir`: the array, or DatasetError naming the file and its bad values."""
+    array = load_npy(path)
+    what = _value_problem(subdir, array)
+    if what:
+        raise DatasetError(f"{path}: {what}")
+    return array
+
+
 # --- the checks -----------------------------------------------------------------------
 
 
@@ -216,12 +316,14 @@ def check_dataset(root, classes=CLASS_COUNTS, deep=True, progress=False, splits=
     """Check a dataset root; raise DatasetError listing every problem, else return a summary.
 
     classes: the label sets to check (label_7, label_19). deep=False reads only the .npy
-    headers; deep=True also loads every array and checks its values.
+    headers; deep=True also loads every array and checks its values. An unfinished or
+    changed build of data.prepare_cityscapes is refused before anything else.
     Summary: {"root", "splits": {split: count}, "image_size": (H, W), "classes"}.
     """
     root = os.fspath(root)
     if not os.path.isdir(root):
         raise DatasetError(f"{root}: data folder not found (expected {'/, '.join(SPLITS)}/ inside)")
+    _check_build_finished(root)
     problems = _Problems()
     subdirs = (IMAGE_DIR, *(label_dir(c) for c in classes), DEPTH_DIR)
     counts, files = {}, []
@@ -238,17 +340,12 @@ def check_dataset(root, classes=CLASS_COUNTS, deep=True, progress=False, splits=
     image_size = _check_sizes(sizes, problems)
 
     if deep:
-        value_problem = {IMAGE_DIR: _image_problem, DEPTH_DIR: _depth_problem}
-        value_problem.update({label_dir(c): functools.partial(_label_problem, num_classes=c) for c in classes})
         readable = [(path, sub) for path, sub in files if path in sizes]
         for path, sub in tqdm(readable, desc="values", disable=not progress, leave=False):
             try:
-                what = value_problem[sub](load_npy(path))
+                load_valid(path, sub)
             except DatasetError as e:  # its message already names the file
                 problems.lines.append(str(e))
-                continue
-            if what:
-                problems.add(path, what)
 
     problems.raise_if_any(root)
     return {"root": root, "splits": counts, "image_size": image_size, "classes": tuple(classes)}

@@ -9,27 +9,38 @@ and disparity_trainvaltest.zip:
     RAW/gtFine/<split>/<city>/<city>_<seq>_<frame>_gtFine_labelIds.png
     RAW/disparity/<split>/<city>/<city>_<seq>_<frame>_disparity.png      (16-bit)
 
+Every leftImg8bit image needs its gtFine label and disparity map and vice versa: the three
+packages' file lists are cross-checked per split and city, and any mismatch (a missing or
+unreadable city folder, a missing file, an orphan label or disparity) stops the run before
+it writes anything, listing the mismatches.
+
 OUT receives <split>/{image,label_7,label_19,depth}/<i>.npy, numbered in sorted (city, file
 name) order, and
     index.csv     split,index,city,image,label,disparity (raw paths relative to RAW)
     prepare.json  size, splits, sample counts, format version, OpenCV and NumPy versions
     SHA256SUMS    every .npy plus index.csv and prepare.json: `cd OUT && sha256sum -c SHA256SUMS`
+    COMPLETE      written last: the sha256sum line of SHA256SUMS (`sha256sum -c COMPLETE`)
 Images are resized with cv2.INTER_AREA, labels and disparity with cv2.INTER_NEAREST.
 
-Rerunning over an existing OUT:
+A folder with prepare.json but no COMPLETE is an unfinished build: data.check, and so
+training, refuse it. The first write of any run removes COMPLETE, so an interrupted run
+(even kill -9) never leaves a folder that passes as finished. Each file is written to a
+hidden temporary neighbour and renamed into place (os.replace), so OUT holds only whole
+files. One run per OUT at a time.
+
+Rerunning over an existing OUT (the way to finish an interrupted build):
 - OUT must hold the same build: the same raw file list (index.csv), --size and --splits
   (prepare.json). Otherwise the run stops before writing anything, so two builds never mix.
-- Default: complete and repair. A sample whose four files exist, have the expected shape and
-  match the hashes SHA256SUMS holds for them (when it lists them) is kept without reading
-  the raw data. Any other sample is converted again and only its files whose bytes differ
-  from the conversion are written. index.csv, prepare.json and SHA256SUMS are rewritten only
-  when their content changes, so a rerun over a complete OUT touches nothing.
+- Default: complete and repair. A rerun vouches only for bytes it computed itself from RAW
+  in this run: every sample is converted again and each file in OUT is compared with the
+  conversion; a file is kept when its bytes are equal and written otherwise. SHA256SUMS is
+  made from the fresh conversion, never from the files found in OUT, so a damaged file is
+  repaired even when SHA256SUMS is gone. A rerun costs a full conversion but writes only
+  what differs: over a complete, intact OUT it touches nothing.
 - --verify: convert every sample again and compare with OUT byte for byte (index.csv,
-  prepare.json and SHA256SUMS too); writes nothing and fails listing every difference.
-  `sha256sum -c` checks the files against SHA256SUMS only; --verify also checks them
-  against the raw data and this code.
-Each file is written to a hidden temporary neighbour and renamed into place (os.replace), so
-an interrupted run leaves only whole files; rerun to finish it. One run per OUT at a time.
+  prepare.json, SHA256SUMS and COMPLETE too); writes nothing and fails listing every
+  difference. `sha256sum -c` checks the files against SHA256SUMS only; --verify also checks
+  them against the raw data and this code.
 """
 import argparse
 import csv
@@ -38,6 +49,7 @@ import io
 import json
 import os
 import sys
+import threading
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import NamedTuple
@@ -46,8 +58,19 @@ import cv2
 import numpy as np
 from tqdm import tqdm
 
+from data.check import completion_marker
 from data.labels import label_id_tables
-from data.layout import DEPTH_DIR, IMAGE_DIR, SPLITS, SUBDIRS, label_dir
+from data.layout import (
+    BUILD_CHECKSUMS,
+    BUILD_COMPLETE,
+    BUILD_INDEX,
+    BUILD_SETTINGS,
+    DEPTH_DIR,
+    IMAGE_DIR,
+    SPLITS,
+    SUBDIRS,
+    label_dir,
+)
 
 FORMAT_VERSION = 1
 DEFAULT_SIZE = (128, 256)
@@ -59,7 +82,7 @@ PACKAGES = {
     "label": ("gtFine", "_gtFine_labelIds.png"),
     "disparity": ("disparity", "_disparity.png"),
 }
-SUMS_NAME, INDEX_NAME, SETTINGS_NAME = "SHA256SUMS", "index.csv", "prepare.json"
+MAX_LISTED = 20  # mismatches listed in an error; the rest are counted
 
 
 class PrepareError(Exception):
@@ -113,29 +136,77 @@ def parse_size(text):
     return h, w
 
 
-def list_samples(raw, split):
-    """The samples of one split, sorted by city then file name; PrepareError if the raw tree is incomplete."""
+def _package_files(raw, package, split, suffix):
+    """{(city, frame): path relative to RAW} of the *suffix files of one package's split.
+
+    A folder that cannot be listed is an error, never an empty city.
+    """
+    top = raw / package / split
+    files = {}
+    try:
+        with os.scandir(top) as entries:
+            cities = sorted(entry.name for entry in entries if entry.is_dir() and not entry.name.startswith("."))
+        for city in cities:
+            with os.scandir(top / city) as entries:
+                for entry in entries:
+                    if entry.name.endswith(suffix) and not entry.name.startswith(".") and entry.is_file():
+                        files[city, entry.name[: -len(suffix)]] = f"{package}/{split}/{city}/{entry.name}"
+    except OSError as e:
+        raise PrepareError(f"cannot list {e.filename}: {e.strerror}") from None
+    return files
+
+
+def _mismatches(raw, split, files):
+    """One line per city a package lacks entirely, else per file it lacks (orphans included)."""
+    frames_by_city = {}
+    for city, frame in sorted(set().union(*files.values())):
+        frames_by_city.setdefault(city, []).append(frame)
+    lines = []
+    for city, frames in frames_by_city.items():
+        for field, (package, suffix) in PACKAGES.items():
+            lacking = [frame for frame in frames if (city, frame) not in files[field]]
+            folder = raw / package / split / city
+            if len(frames) > 1 and len(lacking) == len(frames):
+                others = ", ".join(f"{PACKAGES[other][0]} has {sum((city, f) in files[other] for f in frames)}"
+                                   for other in PACKAGES if other != field)
+                lines.append(f"{folder}: missing or without *{suffix} files ({others} of city {city}'s samples)")
+                continue
+            for frame in lacking:
+                having = [PACKAGES[other][0] for other in PACKAGES if (city, frame) in files[other]]
+                lines.append(f"{folder / (frame + suffix)}: missing (the sample is in {' and '.join(having)})")
+    return lines
+
+
+def list_samples(raw, splits):
+    """{split: samples sorted by city then file name}; PrepareError if the raw tree is incomplete.
+
+    The three packages' file lists must agree per split and city; every mismatch is listed
+    (up to MAX_LISTED, the rest counted) in one error.
+    """
     raw = Path(raw)
     if not raw.is_dir():
         raise PrepareError(f"--raw {raw} is not a folder")
-    for package, _ in PACKAGES.values():
-        if not (raw / package).is_dir():
-            raise PrepareError(f"{raw / package} is missing: unpack the official {package}_trainvaltest.zip into {raw}")
-        if not (raw / package / split).is_dir():
-            raise PrepareError(f"{raw / package / split} is missing: the {package} package lacks the {split} split")
-    image_root = raw / "leftImg8bit" / split
-    samples, missing = [], []
-    for city in sorted(d.name for d in image_root.iterdir() if d.is_dir()):
-        for name in sorted(f.name for f in (image_root / city).glob("*" + IMAGE_SUFFIX)):
-            stem = name[: -len(IMAGE_SUFFIX)]
-            paths = {field: f"{package}/{split}/{city}/{stem}{suffix}" for field, (package, suffix) in PACKAGES.items()}
-            missing += [str(raw / p) for p in paths.values() if not (raw / p).is_file()]
-            samples.append(Sample(city, **paths))
-    if missing:
-        more = f" and {len(missing) - 5} more" if len(missing) > 5 else ""
-        raise PrepareError(f"{len(missing)} raw file(s) missing: {', '.join(missing[:5])}{more}")
-    if not samples:
-        raise PrepareError(f"{image_root} holds no <city>/*{IMAGE_SUFFIX} images")
+    for split in splits:
+        for package, _ in PACKAGES.values():
+            if not (raw / package).is_dir():
+                raise PrepareError(f"{raw / package} is missing: unpack the official {package}_trainvaltest.zip into {raw}")
+            if not (raw / package / split).is_dir():
+                raise PrepareError(f"{raw / package / split} is missing: the {package} package lacks the {split} split")
+    files = {split: {field: _package_files(raw, package, split, suffix) for field, (package, suffix) in PACKAGES.items()}
+             for split in splits}
+    mismatches = [line for split in splits for line in _mismatches(raw, split, files[split])]
+    if mismatches:
+        header = (f"the raw packages under {raw} do not match ({len(mismatches)} mismatch(es)); every "
+                  f"{IMAGE_SUFFIX} image needs its label and disparity and vice versa, so nothing was built:")
+        more = [f"  ... and {len(mismatches) - MAX_LISTED} more"] if len(mismatches) > MAX_LISTED else []
+        raise PrepareError("\n".join([header, *(f"  {line}" for line in mismatches[:MAX_LISTED]), *more]))
+    samples = {}
+    for split, split_files in files.items():
+        images = split_files["image"]
+        if not images:
+            raise PrepareError(f"{raw / 'leftImg8bit' / split} holds no <city>/*{IMAGE_SUFFIX} images")
+        keys = sorted(images, key=lambda key: (key[0], images[key]))  # city, then file name
+        samples[split] = [Sample(city, *(split_files[field][city, frame] for field in PACKAGES)) for city, frame in keys]
     return samples
 
 
@@ -201,17 +272,33 @@ def write_atomic(path, data):
     os.replace(tmp, path)
 
 
-def write_if_changed(path, data):
-    if not path.is_file() or path.read_bytes() != data:
-        write_atomic(path, data)
+class Writer:
+    """Writes whole files into OUT for one run.
 
+    Its first write removes COMPLETE, so OUT never carries the marker of a finished build
+    while its content changes; finish() writes SHA256SUMS and then COMPLETE, last.
+    """
 
-def read_sums(path):
-    """SHA256SUMS -> {relative path: hex digest}; empty if there is none."""
-    if not path.is_file():
-        return {}
-    entries = (line.partition("  ") for line in path.read_text().splitlines())
-    return {rel: digest for digest, _, rel in entries}
+    def __init__(self, out):
+        self.out = out
+        self._lock = threading.Lock()  # samples are written from a thread pool
+        self._unmarked = False
+
+    def write(self, rel, data):
+        with self._lock:
+            if not self._unmarked:
+                (self.out / BUILD_COMPLETE).unlink(missing_ok=True)
+                self._unmarked = True
+        write_atomic(self.out / rel, data)
+
+    def write_if_changed(self, rel, data):
+        path = self.out / rel
+        if not path.is_file() or path.read_bytes() != data:
+            self.write(rel, data)
+
+    def finish(self, sums):
+        self.write_if_changed(BUILD_CHECKSUMS, sums)
+        self.write_if_changed(BUILD_COMPLETE, completion_marker(sums))
 
 
 def index_csv_bytes(samples):
@@ -238,17 +325,6 @@ def settings_bytes(size, samples):
     return (json.dumps(settings, indent=2) + "\n").encode()
 
 
-def npy_templates(size):
-    """Per subdir, (header, length) of a correct .npy: a cheap test that a file has the right shape and is whole."""
-    h, w = size
-    shapes = {IMAGE_DIR: (h, w, 3), label_dir(7): (h, w), label_dir(19): (h, w), DEPTH_DIR: (h, w, 1)}
-    templates = {}
-    for kind, shape in shapes.items():
-        blank = npy_bytes(np.zeros(shape, np.float32))
-        templates[kind] = (blank[: len(blank) - 4 * int(np.prod(shape))], len(blank))
-    return templates
-
-
 def _first_difference(old, new):
     old_lines, new_lines = old.decode(errors="replace").splitlines(), new.decode().splitlines()
     for number, (a, b) in enumerate(zip(old_lines, new_lines), 1):
@@ -260,7 +336,7 @@ def _first_difference(old, new):
 
 def check_existing(out, size, splits, index_csv):
     """Refuse an OUT that holds another build (other raw files, size or splits), so builds never mix."""
-    settings_path, index_path = out / SETTINGS_NAME, out / INDEX_NAME
+    settings_path, index_path = out / BUILD_SETTINGS, out / BUILD_INDEX
     if settings_path.is_file():
         try:
             old = json.loads(settings_path.read_text())
@@ -277,73 +353,66 @@ def check_existing(out, size, splits, index_csv):
             raise PrepareError(
                 f"{index_path} does not match the raw files under --raw ({_first_difference(old_index, index_csv)}); "
                 "refusing to mix two builds: choose a new --out")
-    elif settings_path.is_file() or any((out / name).exists() for name in (*SPLITS, SUMS_NAME)):
-        raise PrepareError(f"{out} holds data but no {INDEX_NAME}: not made by this tool; choose a new --out")
+    elif settings_path.is_file() or any((out / name).exists() for name in (*SPLITS, BUILD_CHECKSUMS, BUILD_COMPLETE)):
+        raise PrepareError(f"{out} holds data but no {BUILD_INDEX}: not made by this tool; choose a new --out")
 
 
-def process_sample(raw, out, split, i, sample, size, templates, old_sums, verify):
-    """Make OUT/split/*/i.npy the conversion of `sample` (or only compare when verifying).
+def process_sample(raw, out, split, i, sample, size, write=None):
+    """Convert `sample` and make OUT/split/*/i.npy hold exactly that conversion.
 
-    Returns ({relative path: sha256 of the correct content}, [(relative path, "missing" | "differs")]).
+    Each existing file is compared with the fresh conversion and written with `write(rel,
+    data)` only when its bytes differ; write=None only compares (--verify). Returns
+    ({relative path: sha256 of the conversion}, [(relative path, "missing" | "differs")]).
     """
-    rels = {kind: f"{split}/{kind}/{i}.npy" for kind in SUBDIRS}
-    current = {kind: (out / rel).read_bytes() if (out / rel).is_file() else None for kind, rel in rels.items()}
-    digests = {rels[kind]: sha256(data) for kind, data in current.items() if data is not None}
-    intact = all(
-        data is not None
-        and len(data) == templates[kind][1] and data.startswith(templates[kind][0])
-        and old_sums.get(rels[kind], digests[rels[kind]]) == digests[rels[kind]]
-        for kind, data in current.items())
-    if intact and not verify:
-        return digests, []
-
     arrays = [read_png(raw / path) for path in (sample.image, sample.label, sample.disparity)]
     try:
         converted = convert_sample(*arrays, size)
     except SampleError as e:
         raise PrepareError(f"{raw / getattr(sample, e.role)}: {e}") from None
-    changes = []
+    digests, changes = {}, []
     for kind, array in converted.items():
-        data = npy_bytes(array)
-        digests[rels[kind]] = sha256(data)
-        if current[kind] != data:
-            changes.append((rels[kind], "missing" if current[kind] is None else "differs"))
-            if not verify:
-                write_atomic(out / rels[kind], data)
+        rel, data = f"{split}/{kind}/{i}.npy", npy_bytes(array)
+        digests[rel] = sha256(data)
+        path = out / rel
+        current = path.read_bytes() if path.is_file() else None
+        if current != data:
+            changes.append((rel, "missing" if current is None else "differs"))
+            if write is not None:
+                write(rel, data)
     return digests, changes
 
 
 def prepare(raw, out, size=DEFAULT_SIZE, splits=SPLITS, verify=False, workers=DEFAULT_WORKERS):
-    """Build (or complete, or with verify=True check) the release in `out`; see the module docstring.
+    """Build (or finish, or repair, or with verify=True check) the release in `out`; see the module docstring.
 
-    Returns {"samples": {split: count}, "written": [relative paths written]}; raises
+    Returns {"samples": {split: count}, "written": [relative .npy paths written]}; raises
     PrepareError on a bad raw tree or output folder, and when verify finds a difference.
     """
     raw, out = Path(raw), Path(out)
     check_size(size)
     splits = [split for split in SPLITS if split in splits]  # canonical order, no repeats
-    samples = {split: list_samples(raw, split) for split in splits}
+    samples = list_samples(raw, splits)
     index_csv, settings = index_csv_bytes(samples), settings_bytes(size, samples)
-    if verify and not (out / SETTINGS_NAME).is_file():
-        raise PrepareError(f"{out / SETTINGS_NAME} is missing: nothing to verify")
+    if verify and not (out / BUILD_SETTINGS).is_file():
+        raise PrepareError(f"{out / BUILD_SETTINGS} is missing: nothing to verify")
     check_existing(out, size, splits, index_csv)
+    writer = Writer(out)  # not used by verify
     if not verify:
         out.mkdir(parents=True, exist_ok=True)
         for stale in out.rglob(".*.tmp"):  # left by an interrupted run
             stale.unlink()
         # index.csv first: from here on a rerun from another raw tree is refused.
-        write_if_changed(out / INDEX_NAME, index_csv)
-        write_if_changed(out / SETTINGS_NAME, settings)
+        writer.write_if_changed(BUILD_INDEX, index_csv)
+        writer.write_if_changed(BUILD_SETTINGS, settings)
         for split in splits:
             for kind in SUBDIRS:
                 (out / split / kind).mkdir(parents=True, exist_ok=True)
 
-    old_sums, templates = read_sums(out / SUMS_NAME), npy_templates(size)
-    digests = {INDEX_NAME: sha256(index_csv), SETTINGS_NAME: sha256(settings)}
+    digests = {BUILD_INDEX: sha256(index_csv), BUILD_SETTINGS: sha256(settings)}
     changes = []
     for split in splits:
         with ThreadPoolExecutor(workers) as pool:  # cv2 decoding and resizing release the GIL
-            futures = [pool.submit(process_sample, raw, out, split, i, sample, size, templates, old_sums, verify)
+            futures = [pool.submit(process_sample, raw, out, split, i, sample, size, None if verify else writer.write)
                        for i, sample in enumerate(samples[split])]
             try:
                 for future in tqdm(futures, desc=f"{'verify' if verify else 'prepare'} {split}", unit="sample"):
@@ -354,19 +423,20 @@ def prepare(raw, out, size=DEFAULT_SIZE, splits=SPLITS, verify=False, workers=DE
                 pool.shutdown(cancel_futures=True)  # fail fast instead of converting the rest first
                 raise
     sums = "".join(f"{digest}  {rel}\n" for rel, digest in sorted(digests.items())).encode()
+    counts = {split: len(split_samples) for split, split_samples in samples.items()}
 
-    if verify:
-        for name, data in ((SETTINGS_NAME, settings), (SUMS_NAME, sums)):
-            path = out / name
-            if not path.is_file() or path.read_bytes() != data:
-                changes.append((name, "missing" if not path.is_file() else "differs"))
-        if changes:
-            listed = ", ".join(f"{rel} ({why})" for rel, why in changes[:10])
-            more = f" and {len(changes) - 10} more" if len(changes) > 10 else ""
-            raise PrepareError(f"{out} differs from a fresh build in {len(changes)} file(s): {listed}{more}")
-        return {"samples": {split: len(s) for split, s in samples.items()}, "written": []}
-    write_if_changed(out / SUMS_NAME, sums)
-    return {"samples": {split: len(s) for split, s in samples.items()}, "written": [rel for rel, _ in changes]}
+    if not verify:
+        writer.finish(sums)
+        return {"samples": counts, "written": [rel for rel, _ in changes]}
+    for name, data in ((BUILD_SETTINGS, settings), (BUILD_CHECKSUMS, sums), (BUILD_COMPLETE, completion_marker(sums))):
+        path = out / name
+        if not path.is_file() or path.read_bytes() != data:
+            changes.append((name, "missing" if not path.is_file() else "differs"))
+    if changes:
+        listed = ", ".join(f"{rel} ({why})" for rel, why in changes[:10])
+        more = f" and {len(changes) - 10} more" if len(changes) > 10 else ""
+        raise PrepareError(f"{out} differs from a fresh build in {len(changes)} file(s): {listed}{more}")
+    return {"samples": counts, "written": []}
 
 
 def main(argv=None):
@@ -401,8 +471,8 @@ def main(argv=None):
         print(f"{args.out}: {counts} samples match a fresh build")
     else:
         written, total = len(report["written"]), len(SUBDIRS) * sum(report["samples"].values())
-        print(f"{args.out}: {counts} samples; {written} .npy file(s) written, {total - written} kept; "
-              f"checksums in {args.out / SUMS_NAME}")
+        print(f"{args.out}: {counts} samples; {written} .npy file(s) written, {total - written} already "
+              f"equal to the conversion; checksums in {args.out / BUILD_CHECKSUMS}, build marked {BUILD_COMPLETE}")
     return 0
 
 

@@ -2,14 +2,15 @@
 
 The real release is used only when it is really there; without a --dataset or
 --data-path, a missing release falls back to SynthCity and says so. A path or dataset the
-user named that does not hold a valid release is an error, never a silent fallback.
+user named that does not hold a valid release is an error, never a silent fallback, and so
+is a broken or unfinished release at the default place.
 """
 from dataclasses import dataclass
 from pathlib import Path
 
 from . import synthcity
 from .check import DatasetError, quick_check
-from .layout import SYNTHETIC_MARKER
+from .layout import BUILD_SETTINGS, SPLITS, SYNTHETIC_MARKER
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 CITYSCAPES_ROOT = REPO_ROOT / "dataset" / "cityscapes"
@@ -44,6 +45,11 @@ def open_release(root, num_classes):
     return DataSource("cityscapes" if metadata is None else "synthcity", Path(root), metadata is not None, metadata)
 
 
+def _holds_a_release(root):
+    """Something of a release is at root (a split or the builder's prepare.json), valid or not."""
+    return any((Path(root) / name).exists() for name in (*SPLITS, BUILD_SETTINGS))
+
+
 def _synthcity(image_size, n_train, n_val):
     height, width = image_size
     root = synthcity.cached(SYNTHCITY_ROOT, n_train=n_train, n_val=n_val, height=height, width=width)
@@ -72,6 +78,9 @@ def resolve(dataset, data_path, image_size, num_classes, synth_train, synth_val,
     except DatasetError as e:
         if dataset == "cityscapes":
             raise DatasetError(f"--dataset cityscapes: no valid release at {CITYSCAPES_ROOT}; {GET_THE_DATA}.\n{e}") from None
+        if _holds_a_release(CITYSCAPES_ROOT):  # e.g. an interrupted build: fix it, never train on something else
+            raise DatasetError(f"{CITYSCAPES_ROOT} holds a release that fails its check; repair it, or pass "
+                               f"--dataset synthcity to train on SynthCity.\n{e}") from None
     announce(f"No CityScapes release at {CITYSCAPES_ROOT}: using SynthCity, a synthetic stand-in "
              f"(results are not comparable with published CityScapes numbers). For the real data {GET_THE_DATA}.",
              flush=True)

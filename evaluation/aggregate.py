@@ -1,12 +1,20 @@
 """A sweep folder → results/<sweep>.md, results/<sweep>.csv and results/<sweep>_curves.png.
 
-    python3 -m evaluation.aggregate runs/<sweep> [--results results] [--baseline FILE]
+    python3 -m evaluation.aggregate runs/<sweep> [--results results] [--baseline FILE] [--separate KEY ...]
 
 The field's reporting convention (METHODS §2): per seed the mean of the last 10 epochs'
 test metrics (summary.json "last10"); per (method, weighting) the mean ± sample std
 (ddof = 1) over seeds; Δm of the averaged metrics; Welch's t-test of the per-seed values
 against the adam + ew row. Δm is affine in the metrics, so Δm of the averaged metrics is
 the mean of the per-seed Δm, whose std and t-test are reported with it.
+
+Every finished run of the sweep, single-task ones included, must share one setup
+(evaluation.run_config.setup_of: every setting that changes results except the seed, method,
+weighting and tasks, plus the epochs and the data's identity, size and image size); a sweep
+that mixes setups is refused, naming each differing setting, its values and their runs.
+`--separate KEY ...` makes the named settings part of the row on purpose (an lr sweep): a row
+is then (method, weighting, KEY=value ...), tested against the adam + ew row with the same
+values, and its Δm uses single-task runs with the same values.
 
 Baselines for Δm: the published single-task row only for the real 7-class 128x256 release;
 the sweep's own single-task runs (sweep.sh --single-task) or --baseline FILE in any setup.
@@ -21,12 +29,23 @@ import warnings
 from pathlib import Path
 
 import numpy as np
-from matplotlib.figure import Figure  # no pyplot: the Agg canvas, no global backend state
+from matplotlib.figure import Figure  # no pyplot: Agg canvas, no global backend state
 from matplotlib.ticker import MaxNLocator
 from scipy import stats
 
-from .baseline import (TASK_METRICS, RunError, build_baseline, check_distinct_seeds, check_same_setup, mean_std,
-                       read_json, read_run)
+from .baseline import (
+    TASK_METRICS,
+    RunError,
+    build_baseline,
+    check_distinct_seeds,
+    describe_differences,
+    mean_std,
+    read_json,
+    read_run,
+    setting_text,
+    setup_differences,
+    shared_setup,
+)
 from .delta_m import METRIC_SIGNS, delta_m, load_baseline, select_baseline
 from .run_record import CONFIG, METRICS, SUMMARY, read_metrics
 
@@ -35,17 +54,49 @@ SINGLE_TASK = "single-task"
 ALPHA = 0.05
 BASELINE_KINDS = ("published", "single_task")
 COLUMNS = tuple(METRIC_SIGNS) + tuple(f"delta_m_{kind}" for kind in BASELINE_KINDS)
-CSV_FIELDS = ("method", "weighting", "n_seeds", "seeds") + tuple(
-    f"{col}{suffix}" for col in COLUMNS for suffix in ("", "_std", "_p"))
+STAT_FIELDS = ("n_seeds", "seeds") + tuple(f"{col}{suffix}" for col in COLUMNS for suffix in ("", "_std", "_p"))
 # Name, scale and decimals in the markdown: mIoU and PixAcc in percent as in the papers.
 SHOWN = {"miou": ("mIoU", 100, 2), "pix_acc": ("PixAcc", 100, 2), "abs_err": ("AbsErr", 1, 4),
          "rel_err": ("RelErr", 1, 4), "delta_m_published": ("Δm vs published", 1, 2),
          "delta_m_single_task": ("Δm vs single-task", 1, 2)}
 PERCENT = ("miou", "pix_acc", "delta_m_published", "delta_m_single_task")
+# The shared setup's settings that the markdown names; every run's config.json has them all.
+SETUP_SHOWN = ("data_name", "synthetic", "image_size", "train_samples", "val_samples", "classes", "arch", "width_mult",
+               "epochs", "batch_size", "lr")
+
+
+def csv_fields(separate=()):
+    """The CSV header: the row's key (method, weighting, the separated settings), then the statistics."""
+    return ("method", "weighting", *separate) + STAT_FIELDS
+
+
+def is_multi_task(run):
+    return set(run.tasks) == set(TASK_METRICS)
+
+
+def separated_values(run, separate):
+    """The run's values of the settings that separate rows (--separate), as setting_text writes them."""
+    return tuple(setting_text(run.setup[key]) for key in separate)
+
+
+def value_order(values):
+    """Separated values in order: numbers by value, before anything else by text."""
+    def order(text):
+        try:
+            return 0, float(text), ""
+        except ValueError:
+            return 1, 0.0, text
+    return tuple(order(text) for text in values)
 
 
 def group_order(key):
-    return (key != REFERENCE, *key)
+    method, weighting, values = key
+    return (key[:2] != REFERENCE, method, weighting, value_order(values))
+
+
+def labelled(text, separate, values):
+    """"adam + ew", or with separated settings "adam + ew (lr=0.001)"."""
+    return text + (f" ({', '.join(f'{k}={v}' for k, v in zip(separate, values))})" if separate else "")
 
 
 def _exit_status(sweep_dir, name):
@@ -80,28 +131,52 @@ def _not_averaged(sweep_dir, name):
 
 
 def scan_sweep(sweep_dir):
-    """(multi-task groups {(method, weighting): [Run] by seed}, single-task Runs, not-averaged rows)."""
+    """(finished Runs, not-averaged rows)."""
     sweep_dir = Path(sweep_dir)
     if not sweep_dir.is_dir():
         raise RunError(f"{sweep_dir}: not a folder; expected a sweep folder runs/<sweep> of run folders")
-    groups, single, problems = {}, [], []
+    finished, problems = [], []
     run_names = sorted(p.name for p in sweep_dir.iterdir() if p.is_dir())
     crashed_early = sorted(p.stem for p in sweep_dir.glob("*.exit") if not (sweep_dir / p.stem).exists()
                            and _exit_status(sweep_dir, p.stem) != 0)
     for name in run_names:
-        if not (sweep_dir / name / SUMMARY).exists():
-            problems.append(_not_averaged(sweep_dir, name))
-            continue
-        run = read_run(sweep_dir / name)
-        if set(run.tasks) == set(TASK_METRICS):
-            groups.setdefault((run.settings["method"], run.settings["weighting"]), []).append(run)
+        if (sweep_dir / name / SUMMARY).exists():
+            finished.append(read_run(sweep_dir / name))
         else:
-            single.append(run)
-    problems += [_not_averaged(sweep_dir, name) for name in crashed_early]
-    for key in groups:
-        groups[key].sort(key=lambda r: r.seed)
-        check_distinct_seeds(groups[key])
-    return dict(sorted(groups.items(), key=lambda item: group_order(item[0]))), single, problems
+            problems.append(_not_averaged(sweep_dir, name))
+    return finished, problems + [_not_averaged(sweep_dir, name) for name in crashed_early]
+
+
+def check_sweep_setup(sweep_dir, runs, separate):
+    """The setup all runs share, without the separated settings; RunError naming every other
+    setting whose values differ, or a --separate KEY that is not a setting of the runs."""
+    known = sorted(set().union(*(run.setup for run in runs)))
+    unknown = [key for key in separate if key not in known]
+    if unknown:
+        raise RunError(f"--separate {' '.join(unknown)}: not a setting of these runs; the settings that can "
+                       f"separate rows are {', '.join(known)}")
+    setup, differences = shared_setup(runs, ignore=separate)
+    if differences:
+        keys = " ".join(dict.fromkeys([*separate, *differences]))
+        raise RunError(f"{sweep_dir}: the finished runs differ in settings that change results:\n"
+                       f"{describe_differences(differences)}\n"
+                       f"Runs averaged into one row or tested against each other must agree on all of them. To make "
+                       f"such settings separate rows on purpose (a sweep over them): python3 -m evaluation.aggregate "
+                       f"{sweep_dir} --separate {keys}; otherwise leave the runs that differ out (move their "
+                       f"folders out of {sweep_dir})")
+    return setup
+
+
+def group_runs(runs, separate):
+    """{(method, weighting, separated values): [Run] by seed}, adam + ew first."""
+    groups = {}
+    for run in runs:
+        key = (run.settings["method"], run.settings["weighting"], separated_values(run, separate))
+        groups.setdefault(key, []).append(run)
+    for seeds in groups.values():
+        seeds.sort(key=lambda r: r.seed)
+        check_distinct_seeds(seeds)
+    return dict(sorted(groups.items(), key=lambda item: group_order(item[0])))
 
 
 def welch_p(a, b):
@@ -115,8 +190,11 @@ def welch_p(a, b):
     return None if math.isnan(p) else float(p)
 
 
-def find_baselines(setup, single, baseline_file=None):
-    """({kind: baseline dict}, {kind: where it comes from, or why it is absent})."""
+def find_baselines(setup, single, baseline_file=None, separate=()):
+    """({kind: baseline dict}, {kind: where it comes from, or why it is absent}) for the rows of
+    `setup`, the sweep's setup with the rows' values of the separated settings; `single`: the
+    single-task runs with those values. A --baseline FILE measured in another setup is refused,
+    unless only separated settings differ: then it serves none of these rows."""
     baselines, notes = {}, {}
     published, name, why = select_baseline(setup["classes"], tuple(setup["image_size"]), setup["synthetic"])
     if published is not None:
@@ -127,13 +205,21 @@ def find_baselines(setup, single, baseline_file=None):
         baseline = load_baseline(baseline_file)
         source = read_json(baseline_file).get("source")
         source = source if isinstance(source, dict) else {}  # absent in hand-written files
-        baselines["single_task"] = dict(baseline, source=source)
-        recorded = source.get("setup")
-        if recorded is not None and recorded != setup:
-            differ = "; ".join(f"{k} {recorded.get(k)} there, {v} here"
-                               for k, v in setup.items() if recorded.get(k) != v)
-            raise RunError(f"--baseline {baseline_file}: measured in another setup than the sweep's runs ({differ})")
-        notes["single_task"] = f"from {baseline_file}" + (", not the sweep's own single-task runs" if single else "")
+        recorded = source.get("setup", {})
+        if not isinstance(recorded, dict):
+            raise RunError(f"--baseline {baseline_file}: \"source\" → \"setup\" must be an object, not {recorded!r}")
+        differences = setup_differences({str(baseline_file): recorded, "the sweep's runs": setup}) if recorded else {}
+        if set(differences) - set(separate):
+            raise RunError(f"--baseline {baseline_file}: measured in another setup than the sweep's runs:\n"
+                           f"{describe_differences(differences)}\n"
+                           f"rebuild it (python3 -m evaluation.baseline) from single-task runs made with the "
+                           f"sweep's settings, or leave out --baseline")
+        if differences:
+            notes["single_task"] = (f"not available: {baseline_file} was measured with other values of "
+                                    f"{', '.join(differences)}")
+        else:
+            baselines["single_task"] = dict(baseline, source=source)
+            notes["single_task"] = f"from {baseline_file}" + (", not the sweep's own single-task runs" if single else "")
     elif single:
         try:
             baselines["single_task"] = build_baseline(single)
@@ -144,7 +230,7 @@ def find_baselines(setup, single, baseline_file=None):
             notes["single_task"] = f"not available: {e}"
     else:
         notes["single_task"] = ("not available: no single-task runs in the sweep folder (scripts/sweep.sh "
-                                "--single-task) and no --baseline FILE")
+                                "--single-task) with these rows' settings and no --baseline FILE")
     return baselines, notes
 
 
@@ -156,30 +242,31 @@ def group_samples(runs, baselines):
     return samples
 
 
-def table_rows(groups, baselines):
-    """One dict per group with the CSV_FIELDS: mean, std (None for one seed) and p-value (None
-    where undefined, or for the reference row itself) of every column."""
-    samples = {key: group_samples(runs, baselines) for key, runs in groups.items()}
-    reference = samples.get(REFERENCE)
+def table_rows(groups, baselines, separate=()):
+    """One dict per group with the csv_fields: mean, std (None for one seed) and p-value (None
+    where undefined, or for a reference row itself) of every column. `baselines`: {separated
+    values: {kind: baseline}}; a row's reference is the adam + ew row with its separated values."""
+    samples = {key: group_samples(runs, baselines[key[2]]) for key, runs in groups.items()}
     rows = []
-    for (method, weighting), runs in groups.items():
-        row = {"method": method, "weighting": weighting, "n_seeds": len(runs),
+    for (method, weighting, values), runs in groups.items():
+        reference = samples.get((*REFERENCE, values))
+        row = {"method": method, "weighting": weighting, **dict(zip(separate, values)), "n_seeds": len(runs),
                "seeds": " ".join(str(r.seed) for r in runs)}
         for col in COLUMNS:
-            values = samples[(method, weighting)].get(col)
-            row[col], row[f"{col}_std"] = mean_std(values) if values else (None, None)
-            compare = values and reference is not None and (method, weighting) != REFERENCE
-            row[f"{col}_p"] = welch_p(values, reference[col]) if compare else None
+            column = samples[(method, weighting, values)].get(col)
+            row[col], row[f"{col}_std"] = mean_std(column) if column else (None, None)
+            compare = column and reference is not None and (method, weighting) != REFERENCE
+            row[f"{col}_p"] = welch_p(column, reference[col]) if compare else None
         rows.append(row)
     return rows
 
 
-def write_csv(rows, path):
+def write_csv(rows, path, fields):
     with open(path, "w", newline="") as f:
-        writer = csv.DictWriter(f, fieldnames=CSV_FIELDS, lineterminator="\n")
+        writer = csv.DictWriter(f, fieldnames=fields, lineterminator="\n")
         writer.writeheader()
         for row in rows:
-            writer.writerow({k: "" if row[k] is None else row[k] for k in CSV_FIELDS})
+            writer.writerow({k: "" if row[k] is None else row[k] for k in fields})
 
 
 def _cell(row, col):
@@ -198,48 +285,59 @@ def _p_cell(p):
     return "" if p is None else f"{p:.3g}" + (" *" if p < ALPHA else "")
 
 
+def _key_cells(row, separate):
+    return [row["method"], row["weighting"], *(row[key] for key in separate)]
+
+
 def _md_table(header, lines):
     out = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     return out + ["| " + " | ".join(str(c).replace("|", "\\|") for c in line) + " |" for line in lines]
 
 
-def describe_setup(setup):
-    h, w = setup["image_size"]
-    return (f"{setup['dataset']}{' (synthetic)' if setup['synthetic'] else ''}, {setup['classes']} classes, {h}x{w}, "
-            f"{setup['train_samples']} train / {setup['val_samples']} test samples, "
-            f"{setup['arch']} x{setup['width_mult']}")
+def describe_setup(setup, separate):
+    """The shared setup's main settings in one line, then the settings that differ per row."""
+    shown = ", ".join(f"{key}={setting_text(setup[key])}" for key in SETUP_SHOWN if key in setup)
+    per_row = f"; per row: {', '.join(separate)}" if separate else ""
+    return f"{shown} and the same values of every other setting that changes results{per_row}"
 
 
-def markdown(name, setup, rows, baselines, notes, problems, figure):
-    cols = tuple(METRIC_SIGNS) + tuple(f"delta_m_{k}" for k in BASELINE_KINDS if k in baselines)
+def markdown(name, setup, separate, rows, baselines, notes, problems, figure):
+    """`baselines` and `notes`: {separated values: {kind: ...}}, as find_baselines gives them per value."""
+    kinds = [k for k in BASELINE_KINDS if any(k in found for found in baselines.values())]
+    cols = tuple(METRIC_SIGNS) + tuple(f"delta_m_{k}" for k in kinds)
+    reference = " + ".join(REFERENCE) + (f" row with the same {', '.join(separate)}" if separate else " row")
     out = [f"# Sweep `{name}`", ""]
     if not rows:
         out += ["No finished multi-task runs.", ""]
     else:
         n_runs = sum(r["n_seeds"] for r in rows)
-        delta = "Δm of the averaged metrics, ± the std of the per-seed Δm; lower is better. " if baselines else ""
-        out += [f"{n_runs} finished multi-task runs in {len(rows)} groups; {describe_setup(setup)}.", "",
-                "Per seed the mean of the last 10 epochs' test metrics; mean ± sample std (ddof = 1) over seeds "
-                f"(no std with one seed). {delta}`*`: p < {ALPHA} in Welch's t-test against the "
-                f"{' + '.join(REFERENCE)} row.", ""]
-        out += _md_table(["Method", "Weighting", "Seeds"] + [SHOWN[c][0] + " (%)" * (c in PERCENT) for c in cols],
-                         [[r["method"], r["weighting"], r["n_seeds"]] + [_cell(r, c) for c in cols] for r in rows])
+        delta = "Δm of the averaged metrics, ± the std of the per-seed Δm; lower is better. " if kinds else ""
+        out += [f"{n_runs} finished multi-task runs in {len(rows)} groups; every run has {describe_setup(setup, separate)}.",
+                "",
+                ("Per seed the mean of the last 10 epochs' test metrics; mean ± sample std (ddof = 1) over seeds "
+                 f"(no std with one seed). {delta}`*`: p < {ALPHA} in Welch's t-test against the {reference}."), ""]
+        key_header = ["Method", "Weighting", *separate]
+        out += _md_table(key_header + ["Seeds"] + [SHOWN[c][0] + " (%)" * (c in PERCENT) for c in cols],
+                         [_key_cells(r, separate) + [r["n_seeds"]] + [_cell(r, c) for c in cols] for r in rows])
         out += ["", f"## Welch's t-test against {' + '.join(REFERENCE)} (two-sided p-values)", ""]
         if not any(REFERENCE == (r["method"], r["weighting"]) for r in rows):
             out += [f"No {' + '.join(REFERENCE)} row in this sweep: no tests."]
         else:
-            out += _md_table(["Method", "Weighting"] + [SHOWN[c][0] for c in cols],
-                             [[r["method"], r["weighting"]] + [_p_cell(r[f"{c}_p"]) for c in cols] for r in rows
+            out += _md_table(key_header + [SHOWN[c][0] for c in cols],
+                             [_key_cells(r, separate) + [_p_cell(r[f"{c}_p"]) for c in cols] for r in rows
                               if (r["method"], r["weighting"]) != REFERENCE])
-            out += ["", "Empty: undefined (fewer than two seeds on a side, or no spread on either side)."]
+            no_reference = f", or no {reference}" if separate else ""
+            out += ["", f"Empty: undefined (fewer than two seeds on a side, or no spread on either side{no_reference})."]
     out += ["", "## Baselines for Δm", ""] if notes else []
-    for kind in notes:
-        line = f"- {kind.replace('_', '-')}: {notes[kind]}"
-        if kind in baselines:
-            std = baselines[kind].get("source", {}).get("std", {})
-            line += "; " + ", ".join(f"{m} {baselines[kind][m]:.6g}"
-                                     + (f" ± {std[m]:.2g}" if std.get(m) is not None else "") for m in METRIC_SIGNS)
-        out.append(line)
+    for values, found in notes.items():
+        for kind, note in found.items():
+            line = f"- {labelled(kind.replace('_', '-'), separate, values)}: {note}"
+            if kind in baselines[values]:
+                baseline = baselines[values][kind]
+                std = baseline.get("source", {}).get("std", {})
+                line += "; " + ", ".join(f"{m} {baseline[m]:.6g}"
+                                         + (f" ± {std[m]:.2g}" if std.get(m) is not None else "") for m in METRIC_SIGNS)
+            out.append(line)
     if problems:
         out += ["", "## Not averaged", ""]
         out += _md_table(["Run", "State", "Epochs done", "Last log line"],
@@ -266,7 +364,7 @@ def plot_curves(name, series, path):
             epochs = min(len(c) for c in curves)  # finished runs of one sweep share their epoch count
             values = np.array([c[:epochs] for c in curves])
             x = np.arange(1, epochs + 1)
-            style = dict(color="black", linestyle="--") if label == SINGLE_TASK else dict(color=f"C{i}")
+            style = {"color": f"C{i}", "linestyle": "--" if label.startswith(SINGLE_TASK) else "-"}
             (line,) = ax.plot(x, values.mean(axis=0), **style)
             legend[f"{label} (n={len(curves)})"] = line
             if len(curves) > 1:
@@ -278,39 +376,54 @@ def plot_curves(name, series, path):
     fig.savefig(path, dpi=100)
 
 
-def aggregate(sweep_dir, results_dir="results", baseline_file=None):
-    """Write <results>/<sweep>.md, .csv and _curves.png; returns the paths written."""
+def aggregate(sweep_dir, results_dir="results", baseline_file=None, separate=()):
+    """Write <results>/<sweep>.md, .csv and _curves.png; returns the paths written. `separate`:
+    the settings whose values make separate rows (--separate)."""
     sweep_dir = Path(sweep_dir)
     name = sweep_dir.resolve().name
-    groups, single, problems = scan_sweep(sweep_dir)
-    finished = [r for runs in groups.values() for r in runs] + single
-    setup = check_same_setup(finished) if finished else None
-    baselines, notes = find_baselines(setup, single, baseline_file) if setup else ({}, {})
-    rows = table_rows(groups, baselines)
+    separate = tuple(dict.fromkeys(separate))
+    finished, problems = scan_sweep(sweep_dir)
+    setup = check_sweep_setup(sweep_dir, finished, separate) if finished else None
+    groups = group_runs([r for r in finished if is_multi_task(r)], separate)
+    by_values = {}  # separated values → the finished runs with them
+    for run in finished:
+        by_values.setdefault(separated_values(run, separate), []).append(run)
+    single, baselines, notes = {}, {}, {}
+    for values, runs in sorted(by_values.items(), key=lambda item: value_order(item[0])):
+        single[values] = [r for r in runs if not is_multi_task(r)]
+        rows_setup = setup | {key: runs[0].setup[key] for key in separate}
+        baselines[values], notes[values] = find_baselines(rows_setup, single[values], baseline_file, separate)
+    rows = table_rows(groups, baselines, separate)
     results_dir = Path(results_dir)
     results_dir.mkdir(parents=True, exist_ok=True)
     paths = {"md": results_dir / f"{name}.md", "csv": results_dir / f"{name}.csv"}
     if finished:
         paths["png"] = results_dir / f"{name}_curves.png"
-        series = {f"{method} + {weighting}": runs for (method, weighting), runs in groups.items()}
-        plot_curves(name, series | ({SINGLE_TASK: single} if single else {}), paths["png"])
-    write_csv(rows, paths["csv"])
-    paths["md"].write_text(markdown(name, setup, rows, baselines, notes, problems,
+        series = {labelled(f"{method} + {weighting}", separate, values): runs
+                  for (method, weighting, values), runs in groups.items()}
+        series |= {labelled(SINGLE_TASK, separate, values): runs for values, runs in single.items() if runs}
+        plot_curves(name, series, paths["png"])
+    write_csv(rows, paths["csv"], csv_fields(separate))
+    paths["md"].write_text(markdown(name, setup, separate, rows, baselines, notes, problems,
                                     paths["png"].name if "png" in paths else None))
     return paths
 
 
 def main(argv=None):
     p = argparse.ArgumentParser(description="Tables (markdown, CSV) and test curves (PNG) from a sweep folder: "
-                                            "mean ± std over seeds per (method, weighting), Δm, Welch t-tests.")
+                                            "mean ± std over seeds per (method, weighting), Δm, Welch t-tests. "
+                                            "The runs must share every setting that changes results.")
     p.add_argument("sweep_dir", metavar="SWEEP_DIR", help="runs/<sweep>, a folder of run folders")
     p.add_argument("--results", default="results", metavar="DIR", help="where <sweep>.md, .csv and _curves.png go")
     p.add_argument("--baseline", default=None, metavar="FILE",
                    help="single-task baseline JSON (python3 -m evaluation.baseline); default: the sweep's own "
                         "single-task runs, if any")
+    p.add_argument("--separate", nargs="+", default=(), metavar="KEY",
+                   help="settings (config.json keys, e.g. lr) whose values make separate rows on purpose: a row per "
+                        "(method, weighting, KEY=value ...), tested against adam + ew with the same values")
     args = p.parse_args(argv)
     try:
-        paths = aggregate(args.sweep_dir, args.results, args.baseline)
+        paths = aggregate(args.sweep_dir, args.results, args.baseline, args.separate)
     except (RunError, ValueError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2

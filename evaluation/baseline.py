@@ -5,7 +5,11 @@ real 7-class 128x256 release, Δm needs a baseline measured in the same setup).
 
 mIoU and PixAcc come from the `--tasks semantic` runs, AbsErr and RelErr from the
 `--tasks depth` runs: per run the mean of its last 10 epochs' test metrics (summary.json
-"last10"), then the mean over seeds. The run folder helpers here are shared with
+"last10"), then the mean over seeds. The runs must share their setup,
+evaluation.run_config.setup_of: every setting that changes results except the seed and the
+tasks, plus the epochs and the data (its identity, size and image size); the baseline records
+it under "source" → "setup", and `evaluation.aggregate --baseline` compares it with the
+sweep's. The run folder helpers here (reading runs, comparing their setups) are shared with
 evaluation.aggregate.
 """
 import argparse
@@ -17,10 +21,13 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from .delta_m import METRIC_SIGNS
+from .run_config import ConfigError, read_config, setup_of
+from .run_config import settings as filled_settings
 from .run_record import CONFIG, SUMMARY, write_json
 
 TASK_METRICS = {"semantic": ("miou", "pix_acc"), "depth": ("abs_err", "rel_err")}
-SETUP_KEYS = ("dataset", "synthetic", "image_size", "train_samples", "val_samples", "classes", "arch", "width_mult")
+MAX_SETTINGS_LISTED, MAX_RUNS_LISTED = 10, 4  # bounds of a setup-mismatch message
+ABSENT = "(absent)"  # a setting a setup does not record
 
 
 class RunError(ValueError):
@@ -44,7 +51,7 @@ class Run:
 
     @property
     def settings(self):
-        return self.config["settings"]
+        return filled_settings(self.config)
 
     @property
     def tasks(self):
@@ -54,12 +61,10 @@ class Run:
     def seed(self):
         return self.settings["seed"]
 
+    @property
     def setup(self):
-        """What must be equal between runs for their test metrics to be comparable."""
-        data, s = self.config["data"], self.settings
-        return {"dataset": data["name"], "synthetic": data["synthetic"], "image_size": list(data["image_size"]),
-                "train_samples": data["train_samples"], "val_samples": data["val_samples"],
-                "classes": s["classes"], "arch": s["arch"], "width_mult": s["width_mult"]}
+        """What must be equal between runs for their test metrics to be averaged or compared."""
+        return setup_of(self.config)
 
     def last10(self, metric):
         value = (self.summary or {}).get("last10", {}).get(metric)
@@ -73,24 +78,56 @@ def read_run(path):
     path = Path(path)
     if not (path / CONFIG).is_file():
         raise RunError(f"{path}: no {CONFIG}; not a run folder of main_cityscapes.py")
-    run = Run(path, read_json(path / CONFIG), read_json(path / SUMMARY) if (path / SUMMARY).exists() else None)
-    try:  # read every field used later, so that a malformed config fails here, naming its file
-        [run.tasks, run.seed, run.settings["method"], run.settings["weighting"], run.setup()]
-    except (KeyError, TypeError) as e:
-        raise RunError(f"{path / CONFIG}: missing or malformed field {e}; expected the config.json "
-                       f"main_cityscapes.py writes (settings, data, tasks)") from e
-    return run
+    try:
+        config = read_config(path / CONFIG)
+    except ConfigError as e:
+        raise RunError(str(e)) from None
+    return Run(path, config, read_json(path / SUMMARY) if (path / SUMMARY).exists() else None)
 
 
-def check_same_setup(runs):
-    """Refuse runs whose setups differ, naming the first one that differs and how."""
-    first = runs[0].setup()
-    for run in runs[1:]:
-        for key, value in run.setup().items():
-            if value != first[key]:
-                raise RunError(f"{run.path}: {key} {value} but {runs[0].path} has {first[key]}; "
-                               f"runs compared with each other must share one setup ({', '.join(SETUP_KEYS)})")
-    return first
+def setting_text(value):
+    """A setting's value as messages and tables show it: a string bare, anything else as JSON."""
+    return value if isinstance(value, str) else json.dumps(value, sort_keys=True)
+
+
+def run_labels(runs):
+    """The runs' folder names, or their paths where two folders share a name."""
+    names = [r.path.name for r in runs]
+    return names if len(set(names)) == len(names) else [str(r.path) for r in runs]
+
+
+def setup_differences(setups):
+    """{setting: {value text: [labels]}} for every setting whose value differs between the
+    setups ({label: setup}), in the order of the settings' names."""
+    differences = {}
+    for key in sorted(set().union(*setups.values())):
+        by_value = {}
+        for label, setup in setups.items():
+            by_value.setdefault(setting_text(setup[key]) if key in setup else ABSENT, []).append(label)
+        if len(by_value) > 1:
+            differences[key] = by_value
+    return differences
+
+
+def describe_differences(differences):
+    """One line per differing setting, "lr: 0.0001 (adam-ew-s0) vs 0.003 (adam-ew-s1)",
+    at most MAX_SETTINGS_LISTED lines of at most MAX_RUNS_LISTED labels per value."""
+    def labels(names):
+        more = len(names) - MAX_RUNS_LISTED
+        return ", ".join(names[:MAX_RUNS_LISTED]) + (f" and {more} more" if more > 0 else "")
+
+    lines = [f"  {key}: " + " vs ".join(f"{value} ({labels(names)})" for value, names in by_value.items())
+             for key, by_value in list(differences.items())[:MAX_SETTINGS_LISTED]]
+    more = len(differences) - MAX_SETTINGS_LISTED
+    return "\n".join(lines + ([f"  and {more} more settings"] if more > 0 else []))
+
+
+def shared_setup(runs, ignore=()):
+    """(the first run's setup without the settings in `ignore`, the differences between the
+    runs' setups without them): the setup is the runs' common one when there are none."""
+    setups = {label: {k: v for k, v in run.setup.items() if k not in ignore}
+              for label, run in zip(run_labels(runs), runs)}
+    return next(iter(setups.values())), setup_differences(setups)
 
 
 def check_distinct_seeds(runs):
@@ -119,7 +156,12 @@ def build_baseline(runs):
         if len(run.tasks) != 1 or run.tasks[0] not in TASK_METRICS:
             raise RunError(f"{run.path}: trained tasks {', '.join(run.tasks)}; a baseline needs single-task runs "
                            f"(--tasks semantic, --tasks depth)")
-    setup = check_same_setup(runs)
+    setup, differences = shared_setup(runs)
+    if differences:
+        raise RunError(f"the single-task runs differ in settings that change results:\n"
+                       f"{describe_differences(differences)}\n"
+                       f"a baseline serves one setup: give only the single-task runs made with the settings of "
+                       f"the multi-task runs it is for, and leave the others out")
     by_task = {task: sorted((r for r in runs if r.tasks == (task,)), key=lambda r: r.seed) for task in TASK_METRICS}
     for task, task_runs in by_task.items():
         if not task_runs:

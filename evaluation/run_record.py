@@ -3,10 +3,12 @@
 One folder per run, never shared: a folder that already holds a run is refused. The
 summary is written last, so its presence is what marks a run as finished.
 """
+import errno
 import json
 import math
 import os
 import random
+from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
@@ -22,32 +24,59 @@ class RunFolderError(ValueError):
     pass
 
 
-def create_run_dir(out, name):
-    """<out>/<name>, new or empty; a folder holding a run (finished or not) is refused."""
-    run_dir = Path(out) / name
-    if (run_dir / SUMMARY).exists():
-        raise RunFolderError(f"--name {name}: {run_dir} holds a finished run; choose another --name or --out")
-    if run_dir.exists() and any(run_dir.iterdir()):
+class RunWriteError(Exception):
+    """A file of the run folder could not be written (disk full, read-only, quota); the
+    message names the file. The file it would have replaced is left as it was."""
+
+
+def check_new_run_dir(run_dir, entries):
+    """A new run's folder, owned by the caller already, must hold no run: a finished one is
+    refused, an unfinished one with the --resume command that continues it. `entries`: the
+    folder's names without the lock's own files (run_lock.run_files)."""
+    run_dir = Path(run_dir)
+    if SUMMARY in entries:
+        raise RunFolderError(f"--name {run_dir.name}: {run_dir} holds a finished run; choose another --name or --out")
+    if entries:
         raise RunFolderError(
-            f"--name {name}: {run_dir} holds an unfinished run; continue it with --resume {run_dir}, "
+            f"--name {run_dir.name}: {run_dir} holds an unfinished run; continue it with --resume {run_dir}, "
             f"or choose another --name"
         )
-    run_dir.mkdir(parents=True, exist_ok=True)
-    return run_dir
+
+
+@contextmanager
+def atomic_file(path, mode="w", previous=None):
+    """Write `path` through a temporary file that replaces it only once complete and on
+    disk, so a reader (or a resume after a kill) never sees half a file. `previous`: where
+    the replaced file goes. On any failure the temporary file is removed and OSError becomes
+    RunWriteError naming `path`."""
+    path = Path(path)
+    tmp = path.with_name(f"{path.name}.tmp")
+    try:
+        with open(tmp, mode) as f:
+            yield f
+            f.flush()
+            os.fsync(f.fileno())
+        if previous is not None and path.exists():
+            os.replace(path, previous)
+        os.replace(tmp, path)
+    except BaseException as e:
+        tmp.unlink(missing_ok=True)
+        if isinstance(e, OSError):
+            full = " (the disk is full)" if e.errno == errno.ENOSPC else ""
+            raise RunWriteError(f"cannot write {path}: {e.strerror or e}{full}") from None
+        raise
 
 
 def write_json(path, obj):
-    """Write atomically (temporary file, then rename), so a reader never sees half a file."""
-    tmp = Path(f"{path}.tmp")
-    tmp.write_text(json.dumps(obj, indent=2, allow_nan=False) + "\n")
-    os.replace(tmp, path)
+    with atomic_file(path) as f:
+        f.write(json.dumps(obj, indent=2, allow_nan=False) + "\n")
 
 
-def append_metrics(run_dir, row):
-    with open(Path(run_dir) / METRICS, "a") as f:
-        f.write(json.dumps(row, allow_nan=False) + "\n")
-        f.flush()
-        os.fsync(f.fileno())
+def write_metrics(run_dir, rows):
+    """metrics.jsonl from all finished epochs' rows, replaced whole: a kill or a full disk
+    never leaves a torn line, and a resume rewrites it from its checkpoint's rows."""
+    with atomic_file(Path(run_dir) / METRICS) as f:
+        f.write("".join(json.dumps(row, allow_nan=False) + "\n" for row in rows))
 
 
 def read_metrics(run_dir):
@@ -109,14 +138,12 @@ def save_checkpoint(run_dir, state):
     """Write atomically and keep the one before: the new file is complete before it
     replaces checkpoint.pt, and the old checkpoint.pt becomes checkpoint.prev.pt."""
     run_dir = Path(run_dir)
-    tmp = run_dir / f"{CHECKPOINT}.tmp"
-    with open(tmp, "wb") as f:
-        torch.save(state, f)
-        f.flush()
-        os.fsync(f.fileno())
-    if (run_dir / CHECKPOINT).exists():
-        os.replace(run_dir / CHECKPOINT, run_dir / PREVIOUS)
-    os.replace(tmp, run_dir / CHECKPOINT)
+    with atomic_file(run_dir / CHECKPOINT, "wb", previous=run_dir / PREVIOUS) as f:
+        try:
+            torch.save(state, f)
+        except RuntimeError as e:  # torch's zip writer reports a full disk as "unexpected pos"
+            raise RunWriteError(f"cannot write {run_dir / CHECKPOINT}: {str(e).strip().splitlines()[0]} "
+                                   "(disk full?)") from None
 
 
 def load_checkpoint(run_dir, map_location="cpu"):
@@ -130,27 +157,13 @@ def load_checkpoint(run_dir, map_location="cpu"):
         try:
             return torch.load(path, map_location=map_location, weights_only=True), messages
         except Exception as e:  # a truncated or corrupt file fails in many ways (zip, pickle, EOF)
-            messages.append(f"{path} is corrupt or truncated ({type(e).__name__}: {str(e).splitlines()[0][:120]})")
+            detail = next(iter(str(e).splitlines()), "") or "no detail"  # EOFError's message is empty
+            messages.append(f"{path} is corrupt or truncated ({type(e).__name__}: {detail[:120]})")
     if messages:
         raise RunFolderError("; ".join(messages) + "; no usable checkpoint left")
     return None, messages
 
 
-def rewrite_metrics(run_dir, rows):
-    """Replace metrics.jsonl by the rows a checkpoint recorded (drops epochs run after it)."""
-    tmp = Path(run_dir) / f"{METRICS}.tmp"
-    tmp.write_text("".join(json.dumps(row, allow_nan=False) + "\n" for row in rows))
-    os.replace(tmp, Path(run_dir) / METRICS)
-
-
-def truncate_csv(path, epochs):
-    """Keep the header and the rows of the first `epochs` epochs of a per-epoch CSV."""
-    path = Path(path)
-    if not path.exists():
-        return
-    lines = path.read_text().splitlines(keepends=True)
-    column = lines[0].rstrip("\n").split(",").index("epoch")
-    kept = lines[:1] + [line for line in lines[1:] if int(line.split(",")[column]) < epochs]
-    tmp = Path(f"{path}.tmp")
-    tmp.write_text("".join(kept))
-    os.replace(tmp, path)
+def stale_temporaries(run_dir):
+    """Temporary files a killed writer left behind; they never hold anything needed."""
+    return sorted(Path(run_dir).glob("*.tmp"))

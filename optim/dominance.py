@@ -243,14 +243,15 @@ class DominanceTracker:
                 target.copy_(source)
 
 
-def write_csv(path, rows, epoch, task_names):
-    """Append one epoch's `layer_summary()` rows to au.csv (header written once)."""
-    path = Path(path)
-    new = not path.exists() or path.stat().st_size == 0
-    with path.open("a", newline="") as f:
-        writer = csv.DictWriter(f, fieldnames=CSV_FIELDS)
-        if new:
-            writer.writeheader()
-        for row in rows:
-            floats = {key: f"{value:.6g}" for key, value in row.items() if isinstance(value, float)}
-            writer.writerow({**row, **floats, "epoch": epoch, "task": task_names[row["task"]]})
+def csv_rows(summary, epoch, task_names):
+    """One epoch's `layer_summary()` rows as au.csv rows (floats to 6 significant digits)."""
+    return [{**row, **{key: f"{value:.6g}" for key, value in row.items() if isinstance(value, float)},
+             "epoch": epoch, "task": task_names[row["task"]]} for row in summary]
+
+
+def write_csv(file, rows):
+    """au.csv: the header, then `csv_rows` of every epoch so far. The run writes the whole
+    file each epoch (through a temporary file), so a kill never leaves it torn."""
+    writer = csv.DictWriter(file, fieldnames=CSV_FIELDS, lineterminator="\n")
+    writer.writeheader()
+    writer.writerows(rows)

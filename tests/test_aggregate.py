@@ -5,13 +5,15 @@ import math
 
 import pytest
 from scipy import stats
-
-from evaluation.aggregate import CSV_FIELDS, aggregate, main, welch_p
-from evaluation.baseline import build_baseline, read_run
-from evaluation.delta_m import PUBLISHED_BASELINE
 from test_baseline import make_run, single_task_runs
 
-REAL = dict(dataset="cityscapes", synthetic=False, image_size=[128, 256], train_samples=2975, val_samples=500)
+from evaluation.aggregate import aggregate, csv_fields, main, welch_p
+from evaluation.baseline import build_baseline, read_run
+from evaluation.delta_m import PUBLISHED_BASELINE
+
+REAL = {"dataset": "cityscapes", "image_size": None,
+        "data": {"name": "cityscapes", "root": "dataset/cityscapes", "synthetic": False, "image_size": [128, 256],
+                 "train_samples": 2975, "val_samples": 500, "identity": {"kind": "sha256sums", "sha256": "ab12"}}}
 # Per-seed last-10 means (seeds 0, 1, 2) of two groups.
 ADAM = {"miou": [0.50, 0.52, 0.54], "pix_acc": [0.80, 0.81, 0.82], "abs_err": [0.020, 0.022, 0.024],
         "rel_err": [0.30, 0.33, 0.36]}
@@ -21,28 +23,28 @@ ADATASK = {"miou": [0.55, 0.56, 0.60], "pix_acc": [0.80, 0.81, 0.82], "abs_err":
 OWN = {"miou": 0.61, "pix_acc": 0.85, "abs_err": 0.019, "rel_err": 0.26}
 
 
-def make_group(sweep, method, weighting, values, **setup):
+def make_group(sweep, method, weighting, values, prefix="", **changes):
     for s in range(len(values["miou"])):
-        make_run(sweep, f"{method}-{weighting}-s{s}", of_seed(values, s), method=method, weighting=weighting,
-                 seed=s, **setup)
+        make_run(sweep, f"{prefix}{method}-{weighting}-s{s}", of_seed(values, s), method=method, weighting=weighting,
+                 seed=s, **changes)
 
 
-def make_sweep(sweep, single_task=True, **setup):
+def make_sweep(sweep, single_task=True, **changes):
     """adam + ew and adam_with_adatask + ew over 3 seeds, adam + pcgrad with 1 seed, an
     interrupted run, a crashed one and one that failed before creating its folder."""
-    make_group(sweep, "adam_with_adatask", "ew", ADATASK, **setup)
-    make_group(sweep, "adam", "pcgrad", {k: v[:1] for k, v in ADAM.items()}, **setup)
-    make_group(sweep, "adam", "ew", ADAM, **setup)
-    make_run(sweep, "adam-ew-s3", {k: 0.0 for k in ADAM}, seed=3, finished=False, **setup)
+    make_group(sweep, "adam_with_adatask", "ew", ADATASK, **changes)
+    make_group(sweep, "adam", "pcgrad", {k: v[:1] for k, v in ADAM.items()}, **changes)
+    make_group(sweep, "adam", "ew", ADAM, **changes)
+    make_run(sweep, "adam-ew-s3", {k: 0.0 for k in ADAM}, seed=3, finished=False, **changes)
     make_run(sweep, "adam_with_adatask-ew-s3", {k: 9.0 for k in ADAM}, method="adam_with_adatask", seed=3,
-             finished=False, **setup)
+             finished=False, **changes)
     (sweep / "adam_with_adatask-ew-s3.exit").write_text("1\n")
     (sweep / "adam_with_adatask-ew-s3.log").write_text("epoch 4/12 ...\nerror: NaN loss at epoch 5\n")
     (sweep / "adam-gdod-s0.exit").write_text("2\n")
     (sweep / "adam-gdod-s0.log").write_text("error: --weighting gdod: unknown\n")
     (sweep / "adam-ew-s0.exit").write_text("0\n")  # a finished run's status: not a problem
     if single_task:
-        single_task_runs(sweep, **setup)
+        single_task_runs(sweep, **changes)
     return sweep
 
 
@@ -111,9 +113,9 @@ def test_welch_p_values_against_adam_ew(synthetic):
     _, rows = synthetic
     adam, _, adatask = rows
     assert adam["miou_p"] == ""  # the reference row
-    for key in ADAM:
+    for key, values in ADAM.items():
         assert float(adatask[f"{key}_p"]) == pytest.approx(
-            stats.ttest_ind(ADATASK[key], ADAM[key], equal_var=False).pvalue, rel=1e-9)
+            stats.ttest_ind(ADATASK[key], values, equal_var=False).pvalue, rel=1e-9)
     # Welch by hand for mIoU: variances 0.0007 and 0.0004 over 3 seeds each.
     a, b = 0.0007 / 3, 0.0004 / 3
     t, df = (0.57 - 0.52) / math.sqrt(a + b), (a + b) ** 2 / (a ** 2 / 2 + b ** 2 / 2)
@@ -134,9 +136,9 @@ def test_welch_p_is_undefined_without_two_seeds_or_spread():
 
 
 def test_csv_columns(synthetic):
-    paths, rows = synthetic
+    paths, _ = synthetic
     header = paths["csv"].read_text().splitlines()[0].split(",")
-    assert tuple(header) == CSV_FIELDS
+    assert tuple(header) == csv_fields()
     assert header[:7] == ["method", "weighting", "n_seeds", "seeds", "miou", "miou_std", "miou_p"]
     assert header[-3:] == ["delta_m_single_task", "delta_m_single_task_std", "delta_m_single_task_p"]
 
@@ -206,7 +208,21 @@ def test_baseline_file_option_and_its_setup_check(tmp_path, capsys):
     baseline["source"]["setup"]["classes"] = 19
     path.write_text(json.dumps(baseline))
     assert main([str(sweep), "--results", str(tmp_path / "results"), "--baseline", str(path)]) == 2
-    assert "another setup" in capsys.readouterr().err
+    err = capsys.readouterr().err
+    assert "another setup" in err and f"classes: 19 ({path}) vs 7 (the sweep's runs)" in err
+    baseline["source"]["setup"]["classes"] = 7
+    baseline["source"]["setup"]["lr"] = 3e-3
+    path.write_text(json.dumps(baseline))
+    assert main([str(sweep), "--results", str(tmp_path / "results"), "--baseline", str(path)]) == 2
+    assert f"lr: 0.003 ({path}) vs 0.0001 (the sweep's runs)" in capsys.readouterr().err
+    # A file from before setup_of recorded only the data, classes and network: it is rebuilt, not trusted.
+    baseline["source"]["setup"] = {"dataset": "synthcity", "synthetic": True, "image_size": [64, 128],
+                                   "train_samples": 40, "val_samples": 16, "classes": 7, "arch": "mtan",
+                                   "width_mult": 0.25}
+    path.write_text(json.dumps(baseline))
+    assert main([str(sweep), "--results", str(tmp_path / "results"), "--baseline", str(path)]) == 2
+    err = capsys.readouterr().err
+    assert f"  batch_size: (absent) ({path}) vs 8 (the sweep's runs)\n" in err and "rebuild it" in err
 
 
 def test_refuses_a_sweep_of_mixed_setups(tmp_path, capsys):
@@ -224,3 +240,120 @@ def test_a_sweep_without_finished_runs_lists_them(tmp_path):
     assert "No finished multi-task runs." in paths["md"].read_text()
     assert "adam-ew-s0 | unfinished" in paths["md"].read_text()
     assert read_csv(paths["csv"]) == [] and "png" not in paths
+
+
+def refusal(capsys, sweep, tmp_path, *options):
+    """stderr of the CLI refusing the sweep: exit 2, no traceback, nothing written."""
+    assert main([str(sweep), "--results", str(tmp_path / "results"), *options]) == 2
+    captured = capsys.readouterr()
+    assert captured.out == "" and "Traceback" not in captured.err and not (tmp_path / "results").exists()
+    return captured.err
+
+
+def test_refuses_seeds_with_another_lr_naming_both_values_and_runs(tmp_path, capsys):
+    sweep = tmp_path / "runs" / "lr"
+    make_run(sweep, "adam-ew-s0", of_seed(ADAM, 0), seed=0)
+    make_run(sweep, "adam-ew-s1", of_seed(ADAM, 1), seed=1, lr=3e-3)
+    err = refusal(capsys, sweep, tmp_path)
+    assert err.startswith(f"error: {sweep}: the finished runs differ in settings that change results:\n")
+    assert "  lr: 0.0001 (adam-ew-s0) vs 0.003 (adam-ew-s1)\n" in err
+    assert f"python3 -m evaluation.aggregate {sweep} --separate lr;" in err and "leave the runs that differ out" in err
+
+
+@pytest.mark.parametrize("change, line", [
+    ({"data": {"identity": {"kind": "synthcity", "generator": {"seed": 1}}}},
+     ('data_identity: {"generator": {"seed": 0}, "kind": "synthcity"} (adam-ew-s0, adam-ew-s1, adam-ew-s2, '
+      'adam-pcgrad-s0 and 7 more) vs {"generator": {"seed": 1}, "kind": "synthcity"} (sgd-ew-s0)')),
+    ({"epochs": 20}, "epochs: 12 ("), ({"batch_size": 16}, "batch_size: 8 ("),
+    ({"pcgrad_seed": 3}, "pcgrad_seed: 0 ("), ({"depth_rule": "multiply"}, "depth_rule: divide ("),
+    ({"clip_grad_norm": 1.0}, "clip_grad_norm: null ("), ({"augment": False}, "augment: true ("),
+    ({"data": {"train_samples": 80}}, "train_samples: 40 (")])
+def test_refuses_runs_that_differ_in_any_setting_that_changes_results(tmp_path, capsys, change, line):
+    sweep = make_sweep(tmp_path / "mixed")
+    make_run(sweep, "sgd-ew-s0", of_seed(ADAM, 0), method="sgd", **change)
+    err = refusal(capsys, sweep, tmp_path)
+    key = line.split(":")[0]
+    assert f"\n  {line}" in err and "(sgd-ew-s0)\n" in err and f"--separate {key};" in err
+
+
+def test_lists_every_differing_setting(tmp_path, capsys):
+    sweep = make_sweep(tmp_path / "mixed", single_task=False)
+    make_run(sweep, "sgd-ew-s0", of_seed(ADAM, 0), method="sgd", lr=3e-3, batch_size=16, data={"val_samples": 8})
+    err = refusal(capsys, sweep, tmp_path)
+    differing = [line.split(":")[0].strip() for line in err.splitlines() if line.startswith("  ")]
+    assert differing == ["batch_size", "lr", "val_samples"]
+    assert "--separate batch_size lr val_samples;" in err
+
+
+def lr_sweep(sweep, single_task=True):
+    """adam + ew and adam_with_adatask + ew, 3 seeds each, at lr 1e-4 (ADAM, ADATASK) and at lr 3e-3
+    (ADATASK for both, so that adam_with_adatask ties with its own lr's adam + ew); single-task
+    runs only at lr 1e-4."""
+    make_group(sweep, "adam", "ew", ADAM)
+    make_group(sweep, "adam_with_adatask", "ew", ADATASK)
+    for method in ("adam", "adam_with_adatask"):
+        make_group(sweep, method, "ew", ADATASK, prefix="lr3e-3-", lr=3e-3)
+    if single_task:
+        single_task_runs(sweep)
+    return sweep
+
+
+def test_separate_lr_makes_rows_per_lr_tested_against_adam_ew_with_the_same_lr(tmp_path):
+    paths = aggregate(lr_sweep(tmp_path / "runs" / "lrs"), tmp_path / "results", separate=["lr"])
+    rows = read_csv(paths["csv"])
+    assert tuple(paths["csv"].read_text().splitlines()[0].split(",")) == csv_fields(("lr",))
+    assert [(r["method"], r["lr"], r["seeds"]) for r in rows] == [
+        ("adam", "0.0001", "0 1 2"), ("adam", "0.003", "0 1 2"),
+        ("adam_with_adatask", "0.0001", "0 1 2"), ("adam_with_adatask", "0.003", "0 1 2")]
+    adam_slow, adam_fast, adatask_slow, adatask_fast = rows
+    for key, values in ADAM.items():
+        assert float(adam_slow[key]) == pytest.approx(means(ADAM)[key])
+        assert float(adam_fast[key]) == float(adatask_fast[key]) == pytest.approx(means(ADATASK)[key])
+        assert float(adatask_slow[f"{key}_p"]) == pytest.approx(
+            stats.ttest_ind(ADATASK[key], values, equal_var=False).pvalue, rel=1e-9)
+        assert float(adatask_fast[f"{key}_p"]) == pytest.approx(1.0)  # against lr 3e-3's adam + ew, not lr 1e-4's
+    # Δm against single-task runs with the same lr: there are some only for lr 1e-4.
+    assert float(adatask_slow["delta_m_single_task"]) == pytest.approx(hand_delta_m(means(ADATASK), OWN))
+    assert adam_fast["delta_m_single_task"] == adatask_fast["delta_m_single_task"] == ""
+    md = paths["md"].read_text()
+    assert "| Method | Weighting | lr | Seeds | mIoU (%) |" in md
+    assert "| adam_with_adatask | ew | 0.003 | 3 | 57.00 ± 2.65 |" in md
+    assert "against the adam + ew row with the same lr." in md and "per row: lr" in md
+    assert "- single-task (lr=0.0001): the sweep's single-task runs, semantic seeds [0, 1]" in md
+    assert "- single-task (lr=0.003): not available: no single-task runs" in md
+
+
+def test_separate_uses_a_baseline_file_only_for_the_rows_of_its_setup(tmp_path):
+    baseline = build_baseline([read_run(d) for d in single_task_runs(tmp_path / "elsewhere")])
+    path = tmp_path / "baseline.json"
+    path.write_text(json.dumps(baseline))
+    paths = aggregate(lr_sweep(tmp_path / "runs" / "lrs", single_task=False), tmp_path / "results", path, ["lr"])
+    rows = read_csv(paths["csv"])
+    assert [r["delta_m_single_task"] != "" for r in rows] == [True, False, True, False]
+    assert f"- single-task (lr=0.003): not available: {path} was measured with other values of lr" in \
+        paths["md"].read_text()
+
+
+def test_separate_refuses_an_unknown_setting_naming_the_valid_ones(tmp_path, capsys):
+    err = refusal(capsys, lr_sweep(tmp_path / "runs" / "lrs"), tmp_path, "--separate", "lr", "learning_rate")
+    assert "--separate learning_rate: not a setting of these runs" in err
+    assert "batch_size, classes, clip_grad_norm, data_identity, " in err and ", lr, " in err
+
+
+def test_a_schema_1_sweep_still_aggregates_and_is_still_checked(tmp_path, capsys):
+    sweep = make_sweep(tmp_path / "old", schema=1)
+    config = json.loads((sweep / "adam-ew-s0" / "config.json").read_text())
+    assert "schema_version" not in config and config["settings"]["device"] == "cpu"
+    paths = aggregate(sweep, tmp_path / "results")
+    adam = read_csv(paths["csv"])[0]
+    assert float(adam["miou"]) == pytest.approx(0.52)
+    assert float(adam["delta_m_single_task"]) == pytest.approx(hand_delta_m(means(ADAM), OWN))
+    # Runs on other machines (device, loader workers) still average; another lr does not.
+    make_run(sweep, "adam-ew-s4", of_seed(ADAM, 0), seed=4, schema=1, device="cuda", num_workers=4)
+    aggregate(sweep, tmp_path / "results")
+    make_run(sweep, "adam-ew-s5", of_seed(ADAM, 0), seed=5, schema=1, lr=3e-3)
+    assert "\n  lr: 0.0001 (adam-ew-s0, " in refusal(capsys, sweep, tmp_path / "other")
+    # Without a data identity, an old run cannot be averaged with a new one.
+    (sweep / "adam-ew-s5" / "summary.json").unlink()
+    make_run(sweep, "adam-ew-s6", of_seed(ADAM, 0), seed=6)
+    assert 'data_identity: null (adam-ew-s0, ' in refusal(capsys, sweep, tmp_path / "other")

@@ -9,24 +9,36 @@ import pytest
 from evaluation import run_record
 from evaluation.baseline import RunError, build_baseline, main, read_run
 from evaluation.delta_m import load_baseline
+from evaluation.run_config import setup_of
 
-SETUP = dict(dataset="synthcity", synthetic=True, image_size=[64, 128], train_samples=40, val_samples=16,
-             classes=7, arch="mtan", width_mult=0.25)
 TASK_KEYS = {"semantic": ("miou", "pix_acc"), "depth": ("abs_err", "rel_err")}
 EPOCHS = 12
+# config.json's "settings" of a fabricated small SynthCity run: the settings that tests change,
+# and weighting options of each type, as main_cityscapes.py records them.
+SETTINGS = {"classes": 7, "arch": "mtan", "width_mult": 0.25, "epochs": EPOCHS, "batch_size": 8, "lr": 1e-4,
+            "lr_step": 100, "lr_gamma": 0.5, "augment": True, "depth_rule": "divide", "clip_grad_norm": None,
+            "pcgrad_seed": 0, "gdod_zeros": "shared", "hydalearn_eta": 0.01, "amp": False, "dataset": "synthcity",
+            "data_path": None, "image_size": "64x128", "synthcity_train": 40, "synthcity_val": 16, "baseline": None,
+            "diagnostics_every": 50, "name": None, "out": "runs", "resume": None}
+DATA = {"name": "synthcity", "root": "runs/.synthcity/s0", "synthetic": True, "image_size": [64, 128],
+        "train_samples": 40, "val_samples": 16, "identity": {"kind": "synthcity", "generator": {"seed": 0}}}
+ENVIRONMENT = {"device": "cpu", "num_workers": 0, "in_memory": False}
 
 
 def make_run(parent, name, last10, method="adam", weighting="ew", seed=0, tasks=("semantic", "depth"),
-             finished=True, **setup):
-    """A run folder whose last 10 epochs' test metrics are `last10` (two worse epochs before)."""
-    setup = dict(SETUP, **setup)
+             finished=True, data=None, schema=2, **settings):
+    """A run folder whose last 10 epochs' test metrics are `last10` (two worse epochs before);
+    `data` and `settings` change config.json's "data" and "settings". Schema 1: the format
+    before schema_version, with the environment flags among the settings and no data identity."""
     run_dir = parent / name
     run_dir.mkdir(parents=True)
-    config = {"settings": {"method": method, "weighting": weighting, "seed": seed, "classes": setup["classes"],
-                           "arch": setup["arch"], "width_mult": setup["width_mult"], "epochs": EPOCHS},
-              "data": {"name": setup["dataset"], "synthetic": setup["synthetic"], "image_size": setup["image_size"],
-                       "train_samples": setup["train_samples"], "val_samples": setup["val_samples"]},
-              "tasks": list(tasks)}
+    config = {"schema_version": 2,
+              "settings": SETTINGS | {"method": method, "weighting": weighting, "seed": seed, "tasks": list(tasks)}
+              | settings,
+              "data": DATA | (data or {}), "tasks": list(tasks), "environment": ENVIRONMENT}
+    if schema == 1:
+        config["settings"] |= config.pop("environment")
+        del config["schema_version"], config["data"]["identity"]
     run_record.write_json(run_dir / run_record.CONFIG, config)
     keys = [k for t in tasks for k in TASK_KEYS[t]]
     rows = []
@@ -34,21 +46,21 @@ def make_run(parent, name, last10, method="adam", weighting="ew", seed=0, tasks=
         worse = 1.5 if epoch < 2 else 1.0  # only the last 10 epochs count
         test = {k: last10[k] * (worse if k in ("abs_err", "rel_err") else 1 / worse) for k in keys}
         rows.append({"epoch": epoch, "lr": 1e-4, "seconds": 1.0, "train": dict(test), "test": dict(test, delta_m=None)})
-        run_record.append_metrics(run_dir, rows[-1])
+    run_record.write_metrics(run_dir, rows)
     if finished:
         run_record.write_json(run_dir / run_record.SUMMARY, run_record.summarize(rows, None, None))
     return run_dir
 
 
-def single_task_runs(parent, seeds=(0, 1), **setup):
+def single_task_runs(parent, seeds=(0, 1), **changes):
     """Semantic runs with mIoU 0.60, 0.62 and PixAcc 0.84, 0.86; depth runs with AbsErr
     0.018, 0.020 and RelErr 0.25, 0.27 (seed 0, seed 1)."""
     dirs = []
     for i, seed in enumerate(seeds):
         semantic = {"miou": 0.60 + 0.02 * i, "pix_acc": 0.84 + 0.02 * i}
         depth = {"abs_err": 0.018 + 0.002 * i, "rel_err": 0.25 + 0.02 * i}
-        dirs.append(make_run(parent, f"single-semantic-s{seed}", semantic, seed=seed, tasks=("semantic",), **setup))
-        dirs.append(make_run(parent, f"single-depth-s{seed}", depth, seed=seed, tasks=("depth",), **setup))
+        dirs.append(make_run(parent, f"single-semantic-s{seed}", semantic, seed=seed, tasks=("semantic",), **changes))
+        dirs.append(make_run(parent, f"single-depth-s{seed}", depth, seed=seed, tasks=("depth",), **changes))
     return dirs
 
 
@@ -62,7 +74,8 @@ def test_baseline_is_the_mean_over_seeds_of_the_last10_means(tmp_path):
                                            "abs_err": 0.002 / 2 ** 0.5, "rel_err": 0.02 / 2 ** 0.5})
     assert source["seeds"] == {"semantic": [0, 1], "depth": [0, 1]}
     assert source["runs"]["depth"] == [str(tmp_path / "single-depth-s0"), str(tmp_path / "single-depth-s1")]
-    assert source["setup"] == SETUP
+    assert source["setup"] == setup_of(json.loads((tmp_path / "single-depth-s0" / run_record.CONFIG).read_text()))
+    assert source["setup"]["lr"] == 1e-4 and source["setup"]["data_identity"] == DATA["identity"]
 
 
 def test_cli_writes_a_file_that_load_baseline_reads(tmp_path, capsys):
@@ -94,13 +107,35 @@ def test_refuses_multi_task_runs(tmp_path, capsys):
     assert str(multi) in err and "single-task" in err
 
 
-@pytest.mark.parametrize("change, word", [({"classes": 19}, "classes"), ({"image_size": [128, 256]}, "image_size"),
-                                          ({"dataset": "cityscapes", "synthetic": False}, "dataset"),
-                                          ({"arch": "split"}, "arch"), ({"width_mult": 0.5}, "width_mult")])
+@pytest.mark.parametrize("change, word", [
+    ({"classes": 19}, "classes"), ({"data": {"image_size": [128, 256]}}, "image_size"),
+    ({"data": {"name": "cityscapes", "synthetic": False}}, "data_name"), ({"arch": "split"}, "arch"),
+    ({"width_mult": 0.5}, "width_mult"), ({"batch_size": 16}, "batch_size: 8"), ({"epochs": 20}, "epochs: 12"),
+    ({"depth_rule": "multiply"}, "depth_rule: divide"),
+    ({"data": {"identity": {"kind": "synthcity", "generator": {"seed": 1}}}}, "data_identity")])
 def test_refuses_runs_of_different_setups(tmp_path, capsys, change, word):
     other = make_run(tmp_path, "single-depth-s5", {"abs_err": 0.02, "rel_err": 0.3}, seed=5, tasks=("depth",), **change)
     err = _error(capsys, single_task_runs(tmp_path) + [other], tmp_path)
-    assert str(other) in err and word in err
+    assert "(single-depth-s5)\n" in err and word in err and "Traceback" not in err
+
+
+def test_refuses_runs_with_another_lr_naming_both_values_and_the_runs(tmp_path, capsys):
+    other = make_run(tmp_path, "single-depth-s5", {"abs_err": 0.02, "rel_err": 0.3}, seed=5, tasks=("depth",), lr=3e-3)
+    err = _error(capsys, single_task_runs(tmp_path) + [other], tmp_path)
+    assert err == ("error: the single-task runs differ in settings that change results:\n"
+                   "  lr: 0.0001 (single-semantic-s0, single-depth-s0, single-semantic-s1, single-depth-s1) "
+                   "vs 0.003 (single-depth-s5)\n"
+                   "a baseline serves one setup: give only the single-task runs made with the settings of the "
+                   "multi-task runs it is for, and leave the others out\n")
+
+
+def test_names_every_differing_setting_and_runs_by_path_where_names_repeat(tmp_path, capsys):
+    dirs = single_task_runs(tmp_path, lr=3e-3, batch_size=16)
+    dirs.append(make_run(tmp_path / "other", "single-semantic-s0", {"miou": 0.6, "pix_acc": 0.84}, seed=2,
+                         tasks=("semantic",)))
+    err = _error(capsys, dirs, tmp_path)
+    runs = f"{dirs[0]}, {dirs[1]}, {dirs[2]}, {dirs[3]}"
+    assert f"\n  batch_size: 16 ({runs}) vs 8 ({dirs[4]})\n  lr: 0.003 ({runs}) vs 0.0001 ({dirs[4]})\n" in err
 
 
 def test_needs_both_tasks(tmp_path, capsys):
@@ -134,5 +169,5 @@ def test_names_a_config_without_the_expected_fields(tmp_path):
     config = json.loads((run_dir / run_record.CONFIG).read_text())
     del config["tasks"]
     (run_dir / run_record.CONFIG).write_text(json.dumps(config))
-    with pytest.raises(RunError, match=r"config\.json: missing or malformed field 'tasks'"):
+    with pytest.raises(RunError, match=r'config\.json: "tasks" must be a non-empty list'):
         read_run(run_dir)

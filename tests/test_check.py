@@ -1,12 +1,14 @@
+import json
 import os
 import shutil
 import subprocess
 import sys
+import time
 
 import numpy as np
 import pytest
 
-from data.check import DatasetError, check_dataset, main, quick_check
+from data.check import DatasetError, check_dataset, completion_marker, main, quick_check
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 COUNTS = {"train": 4, "val": 2}
@@ -176,6 +178,64 @@ def test_many_problems_are_counted(root):
     assert "26 problems" in problems(root) and "... and 6 more" in problems(root)
 
 
+def test_stray_huge_index_is_one_range_in_bounded_memory(root):
+    for sub in ("image", "label_7", "label_19", "depth"):
+        shutil.copy(root / "train" / sub / "0.npy", root / "train" / sub / "10000000.npy")
+    start = time.perf_counter()
+    message = problems(root)
+    assert time.perf_counter() - start < 5  # was 40 s and 2.9 GB before a MemoryError
+    assert (f"{root / 'train' / 'image'}: missing files 4..9999999.npy (9999996 files; "
+            "indices must run 0..10000000 in every subfolder)") in message
+    assert "4 problems" in message  # one range per subfolder, not one line per index
+
+
+def test_gaps_are_single_files_or_ranges(root):
+    for i in (5, 6, 9):  # train holds 0..3: 4 and 7..8 are missing
+        write_sample(root, "train", i)
+    message = problems(root)
+    assert f"{root / 'train' / 'depth' / '4.npy'}: missing file (indices must run 0..9 in every subfolder)" in message
+    assert f"{root / 'train' / 'depth'}: missing files 7..8.npy (2 files; indices must run 0..9" in message
+    assert "8 problems" in message
+
+
+def builders_folder(root):
+    """Make the valid fixture look like data.prepare_cityscapes' output, before its last step."""
+    (root / "prepare.json").write_text(json.dumps({"size": [32, 64], "splits": ["train", "val"]}))
+    (root / "SHA256SUMS").write_bytes(b"0" * 64 + b"  index.csv\n")
+
+
+def test_unfinished_build_is_refused(root):
+    builders_folder(root)
+    for deep in (True, False):
+        message = problems(root, deep=deep)
+        assert message.startswith(f"{root / 'COMPLETE'} is missing: the build in {root} is unfinished")
+        assert f"python3 -m data.prepare_cityscapes --raw RAW --out {root} --size 32x64 --splits train val" in message
+    with pytest.raises(DatasetError, match="unfinished"):
+        quick_check(root, 7)
+    (root / "COMPLETE").write_bytes(completion_marker((root / "SHA256SUMS").read_bytes()))
+    assert check_dataset(root)["splits"] == COUNTS
+
+
+def test_finished_build_whose_checksums_changed_is_refused(root):
+    builders_folder(root)
+    (root / "COMPLETE").write_bytes(completion_marker((root / "SHA256SUMS").read_bytes()))
+    (root / "SHA256SUMS").write_bytes(b"1" * 64 + b"  index.csv\n")
+    assert f"{root / 'SHA256SUMS'} does not match {root / 'COMPLETE'}" in problems(root)
+    (root / "SHA256SUMS").unlink()
+    assert f"{root / 'SHA256SUMS'}: cannot read the finished build's SHA256SUMS" in problems(root)
+
+
+def test_folders_without_prepare_json_are_not_the_builders(root):
+    (root / "SHA256SUMS").write_text("made by hand\n")  # e.g. beside the MTAN release
+    assert check_dataset(root)["splits"] == COUNTS
+
+
+def test_cli_refuses_an_unfinished_build(root, capsys):
+    builders_folder(root)
+    assert main(["--data-path", str(root)]) == 1
+    assert "unfinished" in capsys.readouterr().err
+
+
 def test_missing_root(tmp_path):
     assert f"{tmp_path / 'nowhere'}: data folder not found" in problems(tmp_path / "nowhere")
 
@@ -200,7 +260,7 @@ def test_cli_failure_exits_1_without_traceback(root):
     path.write_bytes(path.read_bytes()[:50])
     for data_path, named in ((root, path), (root / "nowhere", root / "nowhere")):
         result = subprocess.run([sys.executable, "-m", "data.check", "--data-path", str(data_path)],
-                                cwd=REPO, capture_output=True, text=True)
+                                check=False, cwd=REPO, capture_output=True, text=True)
         assert result.returncode == 1
         assert str(named) in result.stderr
         assert "Traceback" not in result.stderr and result.stdout == ""

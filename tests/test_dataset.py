@@ -1,4 +1,5 @@
 import os
+import traceback
 
 import numpy as np
 import pytest
@@ -150,3 +151,47 @@ def test_bad_arguments_are_refused(root):
         CityscapesNpy(root, "train", depth_rule="log")
     with pytest.raises(IndexError):
         CityscapesNpy(root, "val")[2]
+
+
+def filled(value):
+    return lambda array: np.full_like(array, value)
+
+
+@pytest.mark.parametrize("split, sub, change, shown", [
+    ("train", "label_7", filled(6.5), "label values 6.5 (2048 pixels)"),
+    ("train", "label_7", filled(0.9), "label values 0.9 (2048 pixels)"),
+    ("train", "label_7", filled(-1.5), "label values -1.5 (2048 pixels)"),
+    ("train", "label_7", filled(255), "label values 255 (2048 pixels)"),
+    ("train", "label_7", filled(-7), "label values -7 (2048 pixels)"),
+    ("train", "label_7", filled(np.nan), "label values nan (2048 pixels)"),
+    ("train", "image", lambda image: image * 255, "values outside [0, 1]"),
+    ("train", "depth", lambda depth: -depth, "negative values"),
+    ("val", "label_7", filled(6.5), "label values 6.5 (2048 pixels)"),
+])
+def test_bad_values_are_refused_as_they_are_loaded(root, split, sub, change, shown):
+    path = root / split / sub / "1.npy"
+    np.save(path, change(np.load(path)))
+    dataset = CityscapesNpy(root, split, augment=split == "train")  # the header check cannot see values
+    dataset[0]
+    with pytest.raises(DatasetError) as error:
+        dataset[1]
+    assert str(error.value).startswith(f"{path}: ") and shown in str(error.value)
+    with pytest.raises(DatasetError, match=str(path)):
+        CityscapesNpy(root, split, in_memory=True)
+
+
+def test_bad_values_raise_dataset_error_from_loader_workers(root):
+    path = root / "train" / "label_7" / "3.npy"
+    np.save(path, np.full((H, W), 255, np.float32))
+    loader = DataLoader(CityscapesNpy(root, "train"), batch_size=1, num_workers=2)
+    with pytest.raises(DatasetError) as error:  # the type survives the worker boundary
+        list(loader)
+    assert f"{path}: label values 255" in str(error.value)
+    # Free the loader's iterator now: left to the garbage collector, torch waits 10 s for its workers.
+    traceback.clear_frames(error.tb)
+
+
+def test_unfinished_build_fails_at_construction(root):
+    (root / "prepare.json").write_text('{"size": [32, 64], "splits": ["train", "val"]}')
+    with pytest.raises(DatasetError, match="unfinished"):
+        CityscapesNpy(root, "val")

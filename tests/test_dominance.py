@@ -9,7 +9,7 @@ import torch
 
 from models import build_model
 from optim import OPTIMIZERS, AdagradWithAdaTask, AdamWithAdaTask, RMSpropWithAdaTask
-from optim.dominance import CSV_FIELDS, DominanceTracker, write_csv
+from optim.dominance import CSV_FIELDS, DominanceTracker, csv_rows, write_csv
 
 REPO = Path(__file__).resolve().parent.parent
 ADATASK = {
@@ -206,12 +206,12 @@ def test_state_dict_round_trip(tmp_path):
         DominanceTracker(optimizer, layers(params), 2, beta=0.9).load_state_dict(state["au"])
 
 
-def test_write_csv_appends_one_block_per_epoch(tmp_path):
+def test_write_csv_writes_one_block_per_epoch(tmp_path):
     rows = [{"layer_index": 0, "layer": "enc", "task": k, "mean_rau": 0.5, "dominated": 0.0, "q10": 0.4,
              "q50": 0.5, "q90": 0.6} for k in range(2)]
     path = tmp_path / "au.csv"
-    write_csv(path, rows, 1, ["semantic", "depth"])
-    write_csv(path, rows, 2, ["semantic", "depth"])
+    with open(path, "w") as f:
+        write_csv(f, csv_rows(rows, 1, ["semantic", "depth"]) + csv_rows(rows, 2, ["semantic", "depth"]))
     lines = path.read_text().splitlines()
     assert lines[0] == ",".join(CSV_FIELDS) and len(lines) == 5
     assert lines[1] == "1,0,enc,semantic,0.5,0,0.4,0.5,0.6" and lines[4].startswith("2,0,enc,depth,")
@@ -221,14 +221,17 @@ def fake_run(folder, method, semantic_rau):
     """A run folder with config.json and an au.csv of two epochs over eight layers."""
     folder.mkdir()
     (folder / "config.json").write_text(json.dumps({"settings": {"method": method, "weighting": "ew"}}))
+    rows = []
     for epoch in (1, 2):
-        rows = []
+        summary = []
         for i, r in enumerate(semantic_rau):
             for k, value in enumerate((r, 1 - r)):
-                rows.append({"layer_index": i, "layer": f"layer{i}", "task": k, "mean_rau": value,
-                             "dominated": float(value > 0.9), "q10": max(value - 0.1, 0.0), "q50": value,
-                             "q90": min(value + 0.1, 1.0)})
-        write_csv(folder / "au.csv", rows, epoch, ["semantic", "depth"])
+                summary.append({"layer_index": i, "layer": f"layer{i}", "task": k, "mean_rau": value,
+                                "dominated": float(value > 0.9), "q10": max(value - 0.1, 0.0), "q50": value,
+                                "q90": min(value + 0.1, 1.0)})
+        rows += csv_rows(summary, epoch, ["semantic", "depth"])
+    with open(folder / "au.csv", "w") as f:
+        write_csv(f, rows)
     return folder
 
 

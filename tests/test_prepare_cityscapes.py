@@ -1,16 +1,30 @@
 """data.prepare_cityscapes on a tiny raw tree in the official Cityscapes format."""
 import csv
+import hashlib
 import json
+import os
+import random
 import shutil
+import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import cv2
 import numpy as np
 import pytest
 
-from data.prepare_cityscapes import PrepareError, SampleError, convert_sample, list_samples, parse_size, prepare
+from data import prepare_cityscapes
+from data.check import DatasetError, check_dataset
+from data.prepare_cityscapes import (
+    PrepareError,
+    SampleError,
+    convert_sample,
+    list_samples,
+    parse_size,
+    prepare,
+)
 
 REPO = Path(__file__).resolve().parents[1]
 SRC = (64, 128)   # raw image size; outputs (32, 64) and (64, 128) make nearest sampling exact
@@ -36,12 +50,12 @@ def blocks(small, factor):
     return np.repeat(np.repeat(small, factor, axis=0), factor, axis=1)
 
 
-def make_raw(root, size=OUT):
-    """Write the raw tree; return {stem: (rgb uint8, label ids, disparity)} at `size`, the output grid."""
+def make_raw(root, size=OUT, samples=RAW_SAMPLES):
+    """Write the raw tree of `samples`; return {stem: (rgb uint8, label ids, disparity)} at `size`, the output grid."""
     rng = np.random.default_rng(0)
     factor = SRC[0] // size[0]
     truth = {}
-    for split, city, frame in RAW_SAMPLES:
+    for split, city, frame in samples:
         stem = f"{city}_{frame}"
         if split == "val":  # pure red, to pin the channel order
             rgb = np.zeros((*size, 3), np.uint8)
@@ -80,13 +94,20 @@ def snapshot(folder):
 def assert_sha256sum_passes(out):
     if not shutil.which("sha256sum"):
         pytest.skip("no sha256sum on this machine")
-    check = subprocess.run(["sha256sum", "-c", "--quiet", "SHA256SUMS"], cwd=out, capture_output=True, text=True)
-    assert check.returncode == 0, check.stdout + check.stderr
+    for sums in ("SHA256SUMS", "COMPLETE"):
+        check = subprocess.run(["sha256sum", "-c", "--quiet", sums], check=False, cwd=out, capture_output=True,
+                               text=True)
+        assert check.returncode == 0, check.stdout + check.stderr
 
 
 def run_cli(*args):
     return subprocess.run([sys.executable, "-m", "data.prepare_cityscapes", *map(str, args)],
-                          cwd=REPO, capture_output=True, text=True)
+                          check=False, cwd=REPO, capture_output=True, text=True)
+
+
+def tree(folder):
+    """{relative path: bytes} of every file, hidden ones included."""
+    return {p.relative_to(folder).as_posix(): p.read_bytes() for p in sorted(folder.rglob("*")) if p.is_file()}
 
 
 def test_convert_sample_labels_depth_and_rgb():
@@ -133,7 +154,7 @@ def test_parse_size():
 
 
 def test_list_samples_sorted_by_city_then_name(raw):
-    samples = list_samples(raw, "train")
+    samples = list_samples(raw, ["train"])["train"]
     assert [Path(s.image).name for s in samples] == [f"{stem}_leftImg8bit.png" for stem in SORTED_TRAIN]
     assert samples[0] == ("aachen", "leftImg8bit/train/aachen/aachen_000000_000042_leftImg8bit.png",
                           "gtFine/train/aachen/aachen_000000_000042_gtFine_labelIds.png",
@@ -170,8 +191,11 @@ def test_build_outputs_index_and_checksums(tmp_path):
     assert settings["size"] == list(OUT) and settings["counts"] == {"train": 3, "val": 1}
     listed = [line.split("  ")[1] for line in (out / "SHA256SUMS").read_text().splitlines()]
     assert sorted(listed) == sorted(str(p.relative_to(out)) for p in out.rglob("*") if p.is_file()
-                                    and p.name != "SHA256SUMS")
+                                    and p.name not in ("SHA256SUMS", "COMPLETE"))
+    sums_digest = hashlib.sha256((out / "SHA256SUMS").read_bytes()).hexdigest()
+    assert (out / "COMPLETE").read_text() == f"{sums_digest}  SHA256SUMS\n"
     assert_sha256sum_passes(out)
+    assert check_dataset(out)["splits"] == {"train": 3, "val": 1}
 
 
 def test_rerun_keeps_restores_repairs_and_verifies(raw, tmp_path):
@@ -195,7 +219,7 @@ def test_rerun_keeps_restores_repairs_and_verifies(raw, tmp_path):
     assert not list(out.rglob("*.tmp"))
     after = snapshot(out)
     changed = {p.relative_to(out).as_posix() for p in after if after[p] != before.get(p)}
-    assert changed == {"train/depth/1.npy", "val/image/0.npy"}
+    assert changed == {"train/depth/1.npy", "val/image/0.npy", "COMPLETE"}  # the marker: removed, then rewritten
     prepare(raw, out, size=OUT, verify=True)
     assert_sha256sum_passes(out)
 
@@ -226,7 +250,7 @@ def test_rerun_refuses_another_build(raw, tmp_path):
     (lambda raw: shutil.rmtree(raw / "gtFine"), r"raw/gtFine is missing"),
     (lambda raw: shutil.rmtree(raw / "disparity" / "val"), r"raw/disparity/val is missing"),
     (lambda raw: (raw / "gtFine/train/bochum/bochum_000000_000019_gtFine_labelIds.png").unlink(),
-     r"missing: \S*raw/gtFine/train/bochum/bochum_000000_000019_gtFine_labelIds.png"),
+     r"bochum_000000_000019_gtFine_labelIds.png: missing \(the sample is in leftImg8bit and disparity\)"),
     (lambda raw: (raw / "disparity/val/frankfurt/frankfurt_000000_000294_disparity.png").write_bytes(b"junk"),
      r"cannot read \S*raw/disparity/val/frankfurt/frankfurt_000000_000294_disparity.png"),
 ])
@@ -256,3 +280,129 @@ def test_cli(raw, tmp_path):
     shutil.rmtree(raw / "gtFine" / "train")
     done = run_cli("--raw", raw, "--out", tmp_path / "out2")
     assert done.returncode == 1 and "gtFine/train is missing" in done.stderr and "Traceback" not in done.stderr
+
+
+def test_unfinished_build_is_refused_until_rerun(raw, tmp_path):
+    # Enough val samples that a run killed in val leaves a smaller, consistent-looking release.
+    samples = [*RAW_SAMPLES, *(("val", "frankfurt", f"000001_{k:06d}") for k in range(4))]
+    make_raw(raw, samples=samples)
+    out = tmp_path / "out"
+    prepare(raw, out, size=OUT)
+    clean = tree(out)
+    # The state of a run killed while writing val: no SHA256SUMS, no COMPLETE, val cut short.
+    for name in ("COMPLETE", "SHA256SUMS", *(f"val/{kind}/4.npy" for kind in ("image", "label_7", "label_19", "depth"))):
+        (out / name).unlink()
+    with pytest.raises(DatasetError) as error:
+        check_dataset(out)
+    message = str(error.value)
+    assert f"{out / 'COMPLETE'} is missing: the build in {out} is unfinished" in message
+    assert f"python3 -m data.prepare_cityscapes --raw RAW --out {out} --size 32x64 --splits train val" in message
+    with pytest.raises(DatasetError, match="unfinished"):
+        check_dataset(out, deep=False)
+
+    assert sorted(prepare(raw, out, size=OUT)["written"]) == [f"val/{kind}/4.npy" for kind in
+                                                               ("depth", "image", "label_19", "label_7")]
+    assert tree(out) == clean
+    assert check_dataset(out)["splits"] == {"train": 3, "val": 5}
+
+
+def test_rerun_without_checksums_repairs_tampered_files(raw, tmp_path):
+    out = tmp_path / "out"
+    prepare(raw, out, size=OUT)
+    clean = tree(out)
+    tampered = out / "train" / "label_7" / "1.npy"
+    label = np.load(tampered)
+    label[:4] = 0  # still valid values and the right shape: only the raw data can tell
+    np.save(tampered, label)
+    (out / "SHA256SUMS").unlink()
+    assert prepare(raw, out, size=OUT)["written"] == ["train/label_7/1.npy"]
+    assert tree(out) == clean
+    prepare(raw, out, size=OUT, verify=True)
+
+
+def test_raw_mismatches_are_all_listed(raw, tmp_path):
+    shutil.rmtree(raw / "leftImg8bit" / "train" / "bochum")  # a whole city of two samples
+    (raw / "disparity" / "train" / "aachen" / "aachen_000000_000042_disparity.png").unlink()
+    orphans = raw / "gtFine" / "val" / "lindau"
+    orphans.mkdir()
+    for k in range(25):  # more than are listed
+        (orphans / f"lindau_000000_{k:06d}_gtFine_labelIds.png").write_bytes(b"")
+    with pytest.raises(PrepareError) as error:
+        prepare(raw, tmp_path / "out", size=OUT)
+    message = str(error.value)
+    assert "(4 mismatch(es))" in message and "nothing was built" in message
+    assert (f"{raw}/leftImg8bit/train/bochum: missing or without *_leftImg8bit.png files "
+            "(gtFine has 2, disparity has 2 of city bochum's samples)") in message
+    assert (f"{raw}/disparity/train/aachen/aachen_000000_000042_disparity.png: missing "
+            "(the sample is in leftImg8bit and gtFine)") in message
+    assert f"{raw}/leftImg8bit/val/lindau: missing or without" in message
+    assert f"{raw}/disparity/val/lindau: missing or without" in message
+    assert not (tmp_path / "out").exists()
+
+    shutil.rmtree(orphans)
+    for k in range(24):  # orphans in a city with samples: listed file by file, up to 20
+        (raw / "gtFine" / "val" / "frankfurt" / f"frankfurt_000009_{k:06d}_gtFine_labelIds.png").write_bytes(b"")
+    with pytest.raises(PrepareError) as error:
+        prepare(raw, tmp_path / "out", size=OUT)
+    message = str(error.value)
+    assert "(50 mismatch(es))" in message and "... and 30 more" in message  # 2 above, 2 per orphan
+    assert f"{raw}/leftImg8bit/val/frankfurt/frankfurt_000009_000000_leftImg8bit.png: missing" in message
+
+
+def test_unreadable_city_folder_is_an_error(raw, tmp_path, monkeypatch):
+    unreadable = raw / "leftImg8bit" / "train" / "bochum"
+    scandir = os.scandir
+
+    def refusing_scandir(path):
+        if Path(path) == unreadable:
+            raise PermissionError(13, "Permission denied", str(path))
+        return scandir(path)
+
+    monkeypatch.setattr(prepare_cityscapes.os, "scandir", refusing_scandir)  # chmod does not stop root
+    with pytest.raises(PrepareError, match=f"cannot list {unreadable}: Permission denied"):
+        prepare(raw, tmp_path / "out", size=OUT)
+
+
+def test_kill_9_at_random_moments_never_leaves_a_release_that_passes(tmp_path):
+    """SIGKILL the builder mid-run again and again: after each kill the folder is refused
+    (or, where the run had finished, equals a clean build); a last rerun equals a clean build."""
+    cities = (("train", "aachen"), ("train", "bochum"), ("val", "frankfurt"))
+    samples = [(*cities[k % 3], f"000000_{k:06d}") for k in range(120)]
+    raw, out, clean_out = tmp_path / "raw", tmp_path / "out", tmp_path / "clean"
+    make_raw(raw, samples=samples)
+    start = time.perf_counter()
+    prepare(raw, clean_out, size=OUT, workers=2)
+    build_seconds = time.perf_counter() - start
+    clean = tree(clean_out)
+
+    rng = random.Random(0)
+    command = ["--raw", raw, "--out", out, "--size", "32x64", "--workers", 2]
+    npy_at_refused_kills = []
+    for _ in range(30):
+        if (out / "COMPLETE").exists():
+            shutil.rmtree(out)  # start again: kill builds, not reruns that have nothing to do
+        builder = subprocess.Popen([sys.executable, "-m", "data.prepare_cityscapes", *map(str, command)], cwd=REPO,
+                                   stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+        while builder.poll() is None and not (out / "index.csv").exists():  # the build phase has begun
+            time.sleep(0.002)
+        time.sleep(rng.uniform(0, 1.5 * build_seconds))
+        if builder.poll() is None:
+            os.killpg(builder.pid, signal.SIGKILL)  # its own session: only the builder
+        returncode = builder.wait()
+        if (out / "COMPLETE").exists():  # it finished, or was killed after its last step
+            check_dataset(out)
+            assert tree(out) == clean
+        else:
+            assert returncode == -signal.SIGKILL
+            with pytest.raises(DatasetError):
+                check_dataset(out)
+            npy_at_refused_kills.append(len(list(out.rglob("*.npy"))))
+        if len(npy_at_refused_kills) == 6:
+            break
+    assert len(npy_at_refused_kills) == 6
+    assert any(0 < n < len(samples) * 4 for n in npy_at_refused_kills), npy_at_refused_kills  # some mid-data
+
+    done = run_cli(*command)
+    assert done.returncode == 0, done.stderr
+    assert (out / "SHA256SUMS").read_bytes() == (clean_out / "SHA256SUMS").read_bytes()
+    assert tree(out) == clean

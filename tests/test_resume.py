@@ -101,10 +101,11 @@ def test_resume_refuses_a_checkpoint_from_another_config(data, tmp_path, capsys)
     assert "seed" in capsys.readouterr().err
 
 
-def test_resume_of_a_finished_run_is_refused(data, tmp_path, capsys):
+def test_resume_of_a_finished_run_without_more_epochs_is_refused(data, tmp_path, capsys):
     assert main_cityscapes.main(argv(data, tmp_path, "run", epochs=1)) == 0
     assert main_cityscapes.main(["--resume", str(tmp_path / "run")]) == 2
-    assert "finished" in capsys.readouterr().err
+    err = capsys.readouterr().err
+    assert "finished" in err and "--epochs N" in err
 
 
 def test_non_finite_loss_stops_keeps_the_checkpoint_and_exits_non_zero(data, tmp_path, monkeypatch, capsys):
@@ -134,3 +135,132 @@ def test_a_diverging_run_stops_cleanly(data, tmp_path, capsys):
     err = capsys.readouterr().err
     assert "non-finite loss" in err and "Traceback" not in err
     assert not (tmp_path / "run" / "summary.json").exists()
+
+
+def finished_then_unfinished(data, tmp_path, *flags, epochs=1):
+    """A run whose summary.json is gone, as if killed after its last checkpoint."""
+    assert main_cityscapes.main(argv(data, tmp_path, "run", *flags, epochs=epochs)) == 0
+    run = tmp_path / "run"
+    (run / "summary.json").unlink()
+    return run
+
+
+def edit_config(run, edit):
+    config = json.loads((run / "config.json").read_text())
+    edit(config)
+    (run / "config.json").write_text(json.dumps(config))
+
+
+@pytest.mark.parametrize("edit, named", [
+    (lambda c: c["settings"].update(lr_gamma=-0.5), "--lr-gamma -0.5: must be positive"),
+    (lambda c: c["settings"].update(epochs="3"), '"settings.epochs" is \'3\'; expected an integer'),
+    (lambda c: c["settings"].update(method="adamw"), '"settings.method" is \'adamw\'; expected one of adam,'),
+    (lambda c: c.pop("settings"), '"settings" is missing'),
+    (lambda c: c["settings"].pop("lr"), '"settings.lr" is missing'),
+    (lambda c: c.update(data=["not", "an", "object"]), '"data" must be an object, not list'),
+    (lambda c: c.update(tasks="semantic"), '"tasks" must be a non-empty list'),
+    (lambda c: c.update(schema_version=99), "schema_version is 99; this version reads 1..2"),
+])
+def test_a_hand_edited_config_is_refused_naming_file_and_key(data, tmp_path, capsys, edit, named):
+    run = finished_then_unfinished(data, tmp_path)
+    edit_config(run, edit)
+    assert main_cityscapes.main(["--resume", str(run), "--epochs", "2"]) == 2
+    err = capsys.readouterr().err
+    assert f"{run / 'config.json'}: {named}" in err and "Traceback" not in err
+
+
+def test_a_config_that_is_not_json_is_refused_naming_the_file(data, tmp_path, capsys):
+    run = finished_then_unfinished(data, tmp_path)
+    (run / "config.json").write_text("")
+    assert main_cityscapes.main(["--resume", str(run)]) == 2
+    err = capsys.readouterr().err
+    assert f"{run / 'config.json'}: not valid JSON" in err and "Traceback" not in err
+
+
+def test_config_pointing_at_other_data_is_refused(data, tmp_path, tmp_path_factory, capsys):
+    other = synthcity.generate(tmp_path_factory.mktemp("other") / "d", n_train=48, n_val=8, height=32, width=64,
+                               seed=3, progress=False)
+    run = finished_then_unfinished(data, tmp_path, epochs=2)
+    edit_config(run, lambda c: c["data"].update(root=str(other)))
+    assert main_cityscapes.main(["--resume", str(run), "--epochs", "3"]) == 2
+    err = capsys.readouterr().err
+    assert "data.root was edited" in err and "refusing to mix" in err
+    assert len(rows_without_wall_clock(run)) == 2  # nothing trained on the other data
+
+
+def test_the_checkpoint_guards_the_data_even_when_the_config_identity_is_edited_too(data, tmp_path,
+                                                                                      tmp_path_factory, capsys):
+    other = synthcity.generate(tmp_path_factory.mktemp("other") / "d", n_train=48, n_val=8, height=32, width=64,
+                               seed=3, progress=False)
+    run = finished_then_unfinished(data, tmp_path)
+    other_identity = json.loads(json.dumps(main_cityscapes.data_identity(other)))
+    edit_config(run, lambda c: c["data"].update(root=str(other), identity=other_identity))
+    assert main_cityscapes.main(["--resume", str(run), "--epochs", "2"]) == 2
+    assert "its checkpoint records the data" in capsys.readouterr().err
+
+
+def test_config_records_schema_and_environment_apart_from_settings(data, tmp_path):
+    run = finished_then_unfinished(data, tmp_path)
+    config = json.loads((run / "config.json").read_text())
+    assert config["schema_version"] == 2 and config["data"]["identity"]["kind"] == "synthcity"
+    assert not {"device", "num_workers", "in_memory"} & set(config["settings"])
+    assert {"device", "num_workers", "in_memory", "host", "cuda_visible_devices", "torch_threads"} \
+        <= set(config["environment"])
+    # a resume may move the run: the environment is this call's
+    assert main_cityscapes.main(["--resume", str(run), "--epochs", "2", "--num-workers", "1"]) == 0
+    assert json.loads((run / "config.json").read_text())["environment"]["num_workers"] == 1
+
+
+def test_a_schema_1_config_still_resumes(data, tmp_path):
+    """Files written before schema_version: environment flags under settings, no identity."""
+    run = finished_then_unfinished(data, tmp_path)
+
+    def to_schema_1(config):
+        del config["schema_version"], config["environment"], config["data"]["identity"]
+        config["settings"].update(device="cpu", num_workers=0, in_memory=False)
+    edit_config(run, to_schema_1)
+    assert main_cityscapes.main(["--resume", str(run), "--epochs", "2"]) == 0
+    assert len(rows_without_wall_clock(run)) == 2
+
+
+def test_settings_added_later_read_as_the_behaviour_before_them(monkeypatch):
+    from evaluation import run_config
+
+    monkeypatch.setattr(run_config, "ADDED_SETTINGS", {"head_grads": (3, "own")})
+    old = {"schema_version": 2, "settings": {"lr": 1e-4}}
+    assert run_config.settings(old) == {"lr": 1e-4, "head_grads": "own"}
+    assert run_config.settings({**old, "schema_version": 3}) == {"lr": 1e-4}  # a newer file must say it
+
+
+def test_an_empty_latest_checkpoint_falls_back_to_the_previous_one(data, tmp_path, capsys):
+    assert main_cityscapes.main(argv(data, tmp_path, "full", epochs=3)) == 0
+    run = finished_then_unfinished(data, tmp_path, epochs=2)
+    (run / "checkpoint.pt").write_bytes(b"")
+    capsys.readouterr()
+    assert main_cityscapes.main(["--resume", str(run), "--epochs", "3"]) == 0
+    out = capsys.readouterr().out
+    assert "checkpoint.pt is corrupt or truncated" in out and "at epoch 2" in out
+    assert rows_without_wall_clock(run) == rows_without_wall_clock(tmp_path / "full")
+
+
+@pytest.mark.parametrize("damage", [b"", b"epoch,layer_in", b"epoch,layer_index,layer\n0,3"])
+def test_a_torn_au_csv_is_rebuilt_from_the_checkpoint(data, tmp_path, damage):
+    assert main_cityscapes.main(argv(data, tmp_path, "full", "--track-au", epochs=2)) == 0
+    run = finished_then_unfinished(data, tmp_path, "--track-au", epochs=1)
+    (run / "au.csv").write_bytes(damage)
+    assert main_cityscapes.main(["--resume", str(run), "--epochs", "2"]) == 0
+    assert (run / "au.csv").read_text() == (tmp_path / "full" / "au.csv").read_text()
+    assert not list(run.glob("*.tmp"))
+
+
+def test_epochs_extend_a_finished_run(data, tmp_path, capsys):
+    assert main_cityscapes.main(argv(data, tmp_path, "full", epochs=3)) == 0
+    assert main_cityscapes.main(argv(data, tmp_path, "run", epochs=2)) == 0
+    run = tmp_path / "run"
+    assert main_cityscapes.main(["--resume", str(run), "--epochs", "2"]) == 2
+    assert "--epochs must be larger" in capsys.readouterr().err
+    assert main_cityscapes.main(["--resume", str(run), "--epochs", "3"]) == 0
+    assert rows_without_wall_clock(run) == rows_without_wall_clock(tmp_path / "full")
+    summary = lambda d: json.loads((d / "summary.json").read_text())["last10"]  # noqa: E731
+    assert summary(run) == summary(tmp_path / "full")
+    assert json.loads((run / "config.json").read_text())["settings"]["epochs"] == 3

@@ -1,0 +1,138 @@
+"""config.json's schema: what a run records, which settings change its results, and how a
+file written by an older version reads.
+
+A run's flags split three ways (docs/run-folder.md):
+- environment (device, loader workers, in-memory loading, threads, host, visible GPUs): facts
+  about where it ran, recorded under "environment", never compared;
+- bookkeeping (epochs, name, out, resume, diagnostics cadence): may change on resume;
+- everything else changes results. A resume must agree with all of it, and runs averaged
+  into one table row must agree with all of it except the keys that name the row or the
+  data (ROW_KEYS), plus the epochs they ran and the data's identity.
+
+A key missing from an older file means the behaviour of the version that wrote it
+(ADDED_SETTINGS), in resume, grouping and aggregation alike.
+"""
+import json
+import math
+from pathlib import Path
+
+SCHEMA_VERSION = 2
+ENVIRONMENT_FLAGS = ("device", "num_workers", "in_memory", "threads")
+BOOKKEEPING = ("epochs", "name", "out", "resume", "diagnostics_every")
+FREE_ON_RESUME = frozenset(ENVIRONMENT_FLAGS + BOOKKEEPING) - {"name", "out"}
+# The keys that distinguish the runs of a sweep from each other, or say where the data lives
+# (its identity is compared instead).
+ROW_KEYS = frozenset({"seed", "data_path", "dataset", "baseline", "method", "weighting", "tasks"})
+# setting → (schema version that added it, the value that reproduces the behaviour before it)
+ADDED_SETTINGS: dict[str, tuple[int, object]] = {}
+
+
+class ConfigError(ValueError):
+    """A config.json that cannot be used; the message names the file and the key."""
+
+
+def read_config(path):
+    """config.json as a checked dict; ConfigError naming the file when it is unreadable or malformed."""
+    path = Path(path)
+    try:
+        config = json.loads(path.read_text())
+    except OSError as e:
+        raise ConfigError(f"{path}: cannot read it ({e.strerror})") from None
+    except (json.JSONDecodeError, UnicodeDecodeError) as e:
+        raise ConfigError(f"{path}: not valid JSON ({e}); expected the config.json main_cityscapes.py writes") from None
+    check_structure(config, path)
+    return config
+
+
+def _expect(condition, path, key, what):
+    if not condition:
+        raise ConfigError(f"{path}: {key} {what}")
+
+
+def check_structure(config, path):
+    """The parts every reader relies on: settings, data, tasks and their types."""
+    _expect(isinstance(config, dict), path, "the file", "must hold a JSON object, e.g. {\"settings\": {...}, ...}")
+    version = config.get("schema_version", 1)
+    _expect(isinstance(version, int) and not isinstance(version, bool) and 1 <= version <= SCHEMA_VERSION,
+            path, "schema_version", f"is {version!r}; this version reads 1..{SCHEMA_VERSION}")
+    for key in ("settings", "data"):
+        _expect(key in config, path, f'"{key}"', "is missing")
+        _expect(isinstance(config[key], dict), path, f'"{key}"', f"must be an object, not {type(config[key]).__name__}")
+    tasks = config.get("tasks")
+    _expect(isinstance(tasks, list) and tasks and all(isinstance(t, str) for t in tasks), path, '"tasks"',
+            f"must be a non-empty list of task names, not {tasks!r}")
+    data = config["data"]
+    for key, kind in (("root", str), ("name", str), ("synthetic", bool), ("image_size", list)):
+        _expect(isinstance(data.get(key), kind), path, f'"data.{key}"', f"must be a {kind.__name__}, not {data.get(key)!r}")
+    for key in ("method", "weighting", "seed"):
+        _expect(key in config["settings"], path, f'"settings.{key}"', "is missing")
+
+
+def settings(config):
+    """The run's settings, with the value that reproduces the older behaviour for every
+    setting added after the version that wrote the file."""
+    version = config.get("schema_version", 1)
+    filled = dict(config["settings"])
+    for key, (added_in, before) in ADDED_SETTINGS.items():
+        if version < added_in:
+            filled.setdefault(key, before)
+    return filled
+
+
+def result_settings(all_settings):
+    """The settings that change a run's results: what a resume must agree with."""
+    return {k: v for k, v in all_settings.items() if k not in FREE_ON_RESUME | {"name", "out"}}
+
+
+def setup_of(config):
+    """What must be equal between runs averaged or compared in one table: every result
+    setting except the row's own keys, the epochs run, and the data (by identity, shape
+    and size)."""
+    s = settings(config)
+    setup = {k: v for k, v in result_settings(s).items() if k not in ROW_KEYS}
+    data = config["data"]
+    setup.update(epochs=s.get("epochs"), data_identity=data.get("identity"), data_name=data["name"],
+                 synthetic=data["synthetic"], image_size=list(data["image_size"]),
+                 train_samples=data.get("train_samples"), val_samples=data.get("val_samples"))
+    return setup
+
+
+def check_settings(config, parser, path):
+    """Every flag's setting is present (environment flags may not be; older files: filled in
+    by settings()) and has the type and choices the command line would give it; ConfigError
+    naming the key otherwise."""
+    filled = settings(config)
+    for action in parser._actions:
+        key = action.dest
+        if key == "help" or key in ENVIRONMENT_FLAGS and key not in filled:
+            continue
+        _expect(key in filled, path, f'"settings.{key}"', "is missing")
+        value = filled[key]
+        if value is None and action.default is None:
+            continue
+        many = action.nargs in ("+", "*")
+        _expect(not many or isinstance(value, list), path, f'"settings.{key}"', f"must be a list, not {value!r}")
+        for item in value if many else [value]:
+            _expect(_has_type(item, _kind(action)), path, f'"settings.{key}"', f"is {item!r}; {_WANTED[_kind(action)]}")
+            if action.choices is not None:
+                _expect(item in action.choices, path, f'"settings.{key}"',
+                        f"is {item!r}; expected one of {', '.join(map(str, action.choices))}")
+    return filled
+
+
+def _kind(action):
+    if action.type in (int, float):
+        return action.type
+    return bool if isinstance(action.default, bool) else str
+
+
+def _has_type(value, kind):
+    if kind is float:
+        return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+    if kind is int:
+        return isinstance(value, int) and not isinstance(value, bool)
+    return isinstance(value, kind)
+
+
+_WANTED = {float: "expected a finite number", int: "expected an integer", bool: "expected true or false",
+           str: "expected a string"}

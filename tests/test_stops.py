@@ -1,0 +1,142 @@
+"""How a run stops: divergence, Ctrl-C, SIGTERM, a full disk, a read-only folder. Each ends in
+one clear line, a distinct exit code, the exact command that continues, and nothing lost."""
+import os
+import signal
+import subprocess
+import sys
+import time
+from contextlib import contextmanager
+from pathlib import Path
+
+import pytest
+import torch
+
+import main_cityscapes
+from data import synthcity
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+@pytest.fixture(scope="module")
+def data(tmp_path_factory):
+    return synthcity.generate(tmp_path_factory.mktemp("stops") / "d", n_train=48, n_val=8, height=32, width=64,
+                              seed=4, progress=False)
+
+
+def argv(data, out, name, *extra, epochs=2):
+    return ["--data-path", str(data), "--epochs", str(epochs), "--batch-size", "4", "--width-mult", "0.125",
+            "--num-workers", "0", "--device", "cpu", "--out", str(out), "--name", name, *extra]
+
+
+def start(data, out, name, *extra, epochs=50):
+    env = dict(os.environ, OMP_NUM_THREADS="1")
+    return subprocess.Popen([sys.executable, str(REPO / "main_cityscapes.py"), *argv(data, out, name, *extra,
+                                                                                     epochs=epochs)],
+                            cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+
+def wait_for(path, proc, timeout=120):
+    deadline = time.monotonic() + timeout
+    while not path.exists():
+        assert proc.poll() is None, proc.communicate()
+        assert time.monotonic() < deadline, f"{path} never appeared"
+        time.sleep(0.05)
+
+
+def test_weights_that_turn_nan_on_the_last_step_stop_the_run_keeping_the_last_good_epoch(data, tmp_path, monkeypatch,
+                                                                                          capsys):
+    """Finite losses, NaN weights: caught once per epoch, before the epoch is written."""
+    train_epoch = main_cityscapes.train_epoch
+
+    def poisoned(exp, epoch, writer, step):
+        result = train_epoch(exp, epoch, writer, step)
+        if epoch == 1:
+            with torch.no_grad():
+                next(exp.model.parameters()).fill_(float("nan"))
+        return result
+
+    monkeypatch.setattr(main_cityscapes, "train_epoch", poisoned)
+    run = tmp_path / "run"
+    assert main_cityscapes.main(argv(data, tmp_path, "run", epochs=3)) == 3
+    err = capsys.readouterr().err
+    assert "weights became NaN or infinite in epoch 2" in err and "Traceback" not in err
+    assert f"--resume {run}" in err and "Lower --lr" in err
+    assert len((run / "metrics.jsonl").read_text().splitlines()) == 1
+    assert torch.load(run / "checkpoint.pt", weights_only=True)["epoch"] == 1
+
+
+@pytest.mark.parametrize("flags", [["--method=sgd", "--lr", "10"], ["--method=sgd", "--lr", "3"]])
+def test_sgd_with_a_huge_lr_stops_with_exit_3(data, tmp_path, capsys, flags):
+    assert main_cityscapes.main(argv(data, tmp_path, "run", *flags, epochs=3)) == 3
+    err = capsys.readouterr().err
+    assert "non-finite" in err or "became NaN" in err
+    assert "Traceback" not in err and "JSON compliant" not in err
+    assert not (tmp_path / "run" / "summary.json").exists()
+
+
+@pytest.mark.parametrize("sig, code, workers", [(signal.SIGINT, 130, "0"), (signal.SIGTERM, 143, "0"),
+                                                (signal.SIGTERM, 143, "2")])
+def test_a_signal_ends_the_run_with_one_line_and_the_command_that_continues(data, tmp_path, sig, code, workers):
+    run = tmp_path / "run"
+    proc = start(data, tmp_path, "run", "--num-workers", workers)
+    try:
+        wait_for(run / "checkpoint.pt", proc)
+        proc.send_signal(sig)
+        proc.wait(timeout=60)
+        exited = time.monotonic()
+        _, err = proc.communicate(timeout=30)  # returns once every writer of the pipes is gone
+        lingered = time.monotonic() - exited
+    finally:
+        proc.kill()
+    assert proc.returncode == code, err
+    assert "Traceback" not in err and "KeyboardInterrupt" not in err
+    [line] = [line for line in err.splitlines() if line.strip()]
+    assert line.startswith(f"stopped by {signal.Signals(sig).name}; the last good checkpoint is {run}")
+    command = line.split("continue with: ")[1]
+    assert command.endswith(f"main_cityscapes.py --resume {run}")
+    assert lingered < 1, f"loader workers kept the pipes open {lingered:.1f} s after the run exited"
+    assert not list(run.glob("*.tmp"))
+    # the command continues the run
+    done = subprocess.run(command.split() + ["--epochs", "2"], cwd=REPO, capture_output=True, text=True,
+                          timeout=300, env=dict(os.environ, OMP_NUM_THREADS="1"))
+    assert done.returncode == 0, done.stderr
+    assert (run / "summary.json").exists()
+
+
+@contextmanager
+def mounted_tmpfs(path, options):
+    """A small file system of our own; needs root (CI runs as root)."""
+    path.mkdir()
+    if os.geteuid() != 0:
+        if os.environ.get("CI") == "true":
+            pytest.fail("CI must run as root to mount the tmpfs of the full-disk and read-only tests")
+        pytest.skip("mounting a tmpfs needs root")
+    result = subprocess.run(["mount", "-t", "tmpfs", "-o", options, "tmpfs", str(path)], capture_output=True,
+                            text=True)
+    if result.returncode != 0:
+        if os.environ.get("CI") == "true":
+            pytest.fail(f"mount -t tmpfs failed: {result.stderr}")
+        pytest.skip(f"cannot mount a tmpfs here: {result.stderr.strip()}")
+    try:
+        yield path
+    finally:
+        subprocess.run(["umount", "-l", str(path)], check=False)
+
+
+def test_a_full_disk_stops_with_exit_74_and_leaves_no_temporary_file(data, tmp_path, capsys):
+    with mounted_tmpfs(tmp_path / "small", "size=2m") as out:
+        code = main_cityscapes.main(argv(data, out, "run"))
+        err = capsys.readouterr().err
+        assert code == 74, err
+        assert "cannot write" in err and "checkpoint.pt" in err and "Traceback" not in err
+        assert "--resume" in err
+        assert not list((out / "run").glob("*.tmp"))
+
+
+def test_a_read_only_out_stops_with_exit_74_naming_the_folder(data, tmp_path, capsys):
+    with mounted_tmpfs(tmp_path / "ro", "ro,size=1m") as out:
+        code = main_cityscapes.main(argv(data, out, "run"))
+        err = capsys.readouterr().err
+        assert code == 74, err
+        assert f"cannot create the run folder {out / 'run'}" in err and "Read-only" in err
+        assert "Traceback" not in err
