@@ -26,7 +26,8 @@ from torch.utils.data import DataLoader, RandomSampler
 from torch.utils.tensorboard import SummaryWriter
 from tqdm import tqdm
 
-from data import source as data_source, synthcity
+from data import source as data_source
+from data import synthcity
 from data.augment import DEPTH_RULES
 from data.check import DatasetError
 from data.cityscapes import CityscapesNpy
@@ -39,11 +40,13 @@ from evaluation.visualize import sample_panel
 from models import MODELS, TASKS, build_model
 from models.losses import LOSSES
 from optim import OPTIMIZERS, build_optimizer
-from optim.dominance import DominanceTracker, csv_rows as au_csv_rows, write_csv as write_au_csv
+from optim.dominance import DominanceTracker
+from optim.dominance import csv_rows as au_csv_rows
+from optim.dominance import write_csv as write_au_csv
 from optim.multitask_step import MultiTaskStep
 from optim.weighting import WEIGHTINGS
-from optim.weighting.cli import add_weighting_flags, build_weighting_from_args, flag_dest
 from optim.weighting.base import StepContext
+from optim.weighting.cli import add_weighting_flags, build_weighting_from_args, flag_dest
 from optim.weighting.lookahead import losses_after_fn
 
 NUM_PANELS = 4  # fixed validation images shown in TensorBoard each epoch
@@ -447,9 +450,11 @@ def train_epoch(exp, epoch, writer, step):
         if bad:
             raise NonFinite(f"non-finite loss in epoch {epoch + 1}, step {step}: "
                             + ", ".join(f"loss_{t} is {v}" for t, v in bad))
+        def losses_now(image=image, targets=targets):
+            return torch.stack(exp.predict_and_losses(image, targets)[1])
+
         ctx = StepContext(losses=None, epoch=epoch, step=step, lr=exp.optimizer.param_groups[0]["lr"],
-                          losses_after=losses_after_fn(exp.model, lambda: torch.stack(exp.predict_and_losses(image, targets)[1]),
-                                                       exp.model.shared_parameters()))
+                          losses_after=losses_after_fn(exp.model, losses_now, exp.model.shared_parameters()))
         want = exp.step.computes_task_gradients and step % exp.args.diagnostics_every == 0
         info = exp.step(losses, ctx, want_diagnostics=want)
         meter.update([p.detach() for p in preds], targets, values)

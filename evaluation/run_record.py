@@ -156,7 +156,7 @@ def load_checkpoint(run_dir, map_location="cpu"):
             continue
         try:
             return torch.load(path, map_location=map_location, weights_only=True), messages
-        except Exception as e:  # a truncated or corrupt file fails in many ways (zip, pickle, EOF)
+        except Exception as e:  # noqa: BLE001 -- a truncated or corrupt file fails in many ways (zip, pickle, EOF)
             detail = next(iter(str(e).splitlines()), "") or "no detail"  # EOFError's message is empty
             messages.append(f"{path} is corrupt or truncated ({type(e).__name__}: {detail[:120]})")
     if messages:

@@ -16,4 +16,4 @@ def build_model(arch, num_classes=7, width_mult=1.0, tasks=TASKS):
     return MODELS[arch](num_classes=num_classes, width_mult=width_mult, tasks=tasks)
 
 
-__all__ = ["TASKS", "MODELS", "build_model", "check_image_size", "SegNetMTAN", "SegNetSplit"]
+__all__ = ["MODELS", "TASKS", "SegNetMTAN", "SegNetSplit", "build_model", "check_image_size"]

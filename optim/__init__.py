@@ -41,6 +41,11 @@ def build_optimizer(name, shared_params, task_params, lr):
 
 
 __all__ = [
-    "AdaTaskOptimizer", "AdamWithAdaTask", "RMSpropWithAdaTask", "AdagradWithAdaTask",
-    "OPTIMIZERS", "build_optimizer", "task_gradients",
+    "OPTIMIZERS",
+    "AdaTaskOptimizer",
+    "AdagradWithAdaTask",
+    "AdamWithAdaTask",
+    "RMSpropWithAdaTask",
+    "build_optimizer",
+    "task_gradients",
 ]

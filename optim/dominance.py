@@ -21,7 +21,6 @@ any clipping), K lists aligned with the shared parameters.
 """
 import csv
 import math
-from pathlib import Path
 
 import torch
 

@@ -22,8 +22,8 @@ import torch
 from torch.utils.data import DataLoader, Subset
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-from data.cityscapes import CityscapesNpy  # noqa: E402
-from data.layout import DEPTH_DIR, IMAGE_DIR, SPLITS, label_dir  # noqa: E402
+from data.cityscapes import CityscapesNpy
+from data.layout import DEPTH_DIR, IMAGE_DIR, SPLITS, label_dir
 
 SETTINGS = (  # (augment, in_memory, workers)
     (True, False, 0),

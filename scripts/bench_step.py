@@ -46,15 +46,15 @@ import warnings
 import torch
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-from data.labels import VOID  # noqa: E402
-from data.source import parse_image_size  # noqa: E402
-from models import TASKS, build_model  # noqa: E402
-from models.losses import LOSSES  # noqa: E402
-from optim import OPTIMIZERS, AdaTaskOptimizer, build_optimizer, task_gradients  # noqa: E402
-from optim.multitask_step import MultiTaskStep, gram_matrix, mix_gradients  # noqa: E402
-from optim.weighting import WEIGHTINGS, build_weighting  # noqa: E402
-from optim.weighting.base import StepContext  # noqa: E402
-from optim.weighting.lookahead import losses_after_fn  # noqa: E402
+from data.labels import VOID
+from data.source import parse_image_size
+from models import TASKS, build_model
+from models.losses import LOSSES
+from optim import OPTIMIZERS, AdaTaskOptimizer, build_optimizer, task_gradients
+from optim.multitask_step import MultiTaskStep, gram_matrix, mix_gradients
+from optim.weighting import WEIGHTINGS, build_weighting
+from optim.weighting.base import StepContext
+from optim.weighting.lookahead import losses_after_fn
 
 NUM_CLASSES = 7
 LR = 1e-4  # the reference protocol's; the step costs the same for any value
@@ -330,7 +330,7 @@ def check_vmapped(model, batch):
         warnings.simplefilter("always")
         try:
             batched = vmapped_task_gradients(losses, shared, retain_graph=True)
-        except Exception as error:  # any failure means the path is unusable here: report it
+        except Exception as error:  # noqa: BLE001 -- any failure means the path is unusable here: report it
             return {"works": False, "error": f"{type(error).__name__}: {error}".strip()}
     reference = task_gradients(losses, shared, own)
     model.zero_grad(set_to_none=True)

@@ -18,7 +18,7 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
-from evaluation.trivial import trivial_metrics  # noqa: E402
+from evaluation.trivial import trivial_metrics
 
 METHODS = ("adam", "adam_with_adatask")
 DEMO_FLAGS = [

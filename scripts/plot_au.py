@@ -121,11 +121,11 @@ def plot(runs, path):
 def markdown(runs, figure=None):
     task = runs[0].task
     out = ["# Task dominance (rAU) per shared layer", "",
-           f"rAU of `{task}` averaged over the lower and the upper half of the shared layers (input → output); "
-           "the largest |rAU − 1/K| of a layer mean over all tasks; the fraction of elements dominated by any task "
-           "(rAU above the tracker's threshold, 0.9 by default), averaged over the top quarter of the layers.", "",
-           f"| Run | Epoch | rAU({task}), lower half | rAU({task}), upper half | max \\|rAU − 1/K\\| "
-           "| dominated, top quarter |",
+           (f"rAU of `{task}` averaged over the lower and the upper half of the shared layers (input → output); "
+            "the largest |rAU − 1/K| of a layer mean over all tasks; the fraction of elements dominated by any task "
+            "(rAU above the tracker's threshold, 0.9 by default), averaged over the top quarter of the layers."), "",
+           (f"| Run | Epoch | rAU({task}), lower half | rAU({task}), upper half | max \\|rAU − 1/K\\| "
+            "| dominated, top quarter |"),
            "|---|---:|---:|---:|---:|---:|"]
     for run in runs:
         s = summary(run)

@@ -93,7 +93,7 @@ def test_unknown_depth_rule_is_refused():
 @pytest.mark.parametrize("seed", range(20))
 def test_void_and_invalid_depth_survive(seed):
     image, label, depth = sample()
-    out_image, out_label, out_depth = scale_crop_flip(image, label, depth, np.random.default_rng(seed))
+    _, out_label, out_depth = scale_crop_flip(image, label, depth, np.random.default_rng(seed))
     assert set(np.unique(out_label)) <= set(np.unique(label))
     np.testing.assert_array_equal(out_label == -1, out_depth[..., 0] == 0)
     assert (out_label == -1).any()

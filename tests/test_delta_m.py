@@ -2,8 +2,7 @@ import json
 
 import pytest
 
-from evaluation.delta_m import (METRIC_SIGNS, PUBLISHED_BASELINE, PUBLISHED_NAME, delta_m,
-                                load_baseline, select_baseline)
+from evaluation.delta_m import METRIC_SIGNS, PUBLISHED_BASELINE, PUBLISHED_NAME, delta_m, load_baseline, select_baseline
 
 # METHODS §2 table (Nash-MTL paper): mIoU, PixAcc (percent), AbsErr, RelErr, printed Δm,
 # then the four relative changes s_j (M_j - B_j) / B_j x 100 worked out by hand, in the

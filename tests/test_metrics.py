@@ -3,8 +3,16 @@ import math
 import pytest
 import torch
 
-from evaluation.metrics import (ConfusionMatrix, DepthErrors, SplitMeter, confusion_counts,
-                                depth_error_sums, iou_per_class, miou, pix_acc)
+from evaluation.metrics import (
+    ConfusionMatrix,
+    DepthErrors,
+    SplitMeter,
+    confusion_counts,
+    depth_error_sums,
+    iou_per_class,
+    miou,
+    pix_acc,
+)
 
 # 2x2 image, one void pixel: counted pairs (target, pred) = (0,0), (1,1), (1,2).
 PRED = torch.tensor([[[0, 1], [1, 2]]])

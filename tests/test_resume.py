@@ -53,7 +53,7 @@ def test_sigkill_mid_epoch_then_resume_equals_an_uninterrupted_run(data, tmp_pat
 
     assert main_cityscapes.main(["--resume", str(cut), "--num-workers", "1"]) == 0
     assert rows_without_wall_clock(cut) == rows_without_wall_clock(tmp_path / "full")
-    summary = lambda d: json.loads((d / "summary.json").read_text())["last10"]  # noqa: E731
+    summary = lambda d: json.loads((d / "summary.json").read_text())["last10"]
     assert summary(cut) == summary(tmp_path / "full")
 
 
@@ -261,6 +261,6 @@ def test_epochs_extend_a_finished_run(data, tmp_path, capsys):
     assert "--epochs must be larger" in capsys.readouterr().err
     assert main_cityscapes.main(["--resume", str(run), "--epochs", "3"]) == 0
     assert rows_without_wall_clock(run) == rows_without_wall_clock(tmp_path / "full")
-    summary = lambda d: json.loads((d / "summary.json").read_text())["last10"]  # noqa: E731
+    summary = lambda d: json.loads((d / "summary.json").read_text())["last10"]
     assert summary(run) == summary(tmp_path / "full")
     assert json.loads((run / "config.json").read_text())["settings"]["epochs"] == 3

@@ -31,7 +31,7 @@ def test_two_steps_give_finite_changed_parameters(batches, method, weighting):
     for i, (image, label, depth) in enumerate(batches):
         targets = [label, depth]
 
-        def compute_losses():
+        def compute_losses(image=image, targets=targets):
             return [LOSSES[t](p, y) for t, p, y in zip(TASKS, model(image), targets)]
 
         ctx = StepContext(losses=None, epoch=i, step=i, lr=1e-3,

@@ -10,8 +10,9 @@ Loss-only methods (needs_grads = False) give their weights from the losses alone
 plain optimizer pays one backward of Σ w_k L_k. Gradient methods (needs_grads = True)
 get the Gram matrix M = G Gᵀ and, when they need more, the gradients themselves.
 """
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Callable, NamedTuple, Optional
+from typing import Any, NamedTuple
 
 import torch
 
@@ -34,9 +35,9 @@ class StepContext:
     epoch: int
     step: int
     lr: float
-    gram: Optional[torch.Tensor] = None
-    grads: Optional[list] = None
-    losses_after: Optional[Callable] = None
+    gram: torch.Tensor | None = None
+    grads: list | None = None
+    losses_after: Callable | None = None
 
 
 class _OptionFields(NamedTuple):
