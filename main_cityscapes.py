@@ -54,7 +54,8 @@ REPORTED = ("miou", "pix_acc", "abs_err", "rel_err")
 AU_CSV = "au.csv"
 # Exit codes (README, "Exit codes"): 74 and 75 are sysexits' EX_IOERR and EX_TEMPFAIL, 128 + N a signal.
 EXIT_BAD_INPUT, EXIT_NON_FINITE, EXIT_WRITE, EXIT_BUSY = 2, 3, 74, 75
-EXIT_SIGNAL = {signal.SIGINT: 130, signal.SIGTERM: 143}
+# SIGUSR2: Slurm's (submitit's) warning before a time limit or preemption
+EXIT_SIGNAL = {signal.SIGINT: 130, signal.SIGTERM: 143, signal.SIGUSR2: 140}
 AT_LEAST_ONE = ("epochs", "batch_size", "lr_step", "synthcity_train", "synthcity_val", "diagnostics_every")
 POSITIVE = ("lr", "lr_gamma", "width_mult", "clip_grad_norm")
 SEED_RANGE = 2 ** 32  # numpy's
@@ -641,8 +642,8 @@ def where_it_stands(exp):
 
 
 def raise_on_signals():
-    """SIGINT and SIGTERM (Ctrl-C, kill, Slurm and Ray preemption) raise Interrupted in the main
-    thread. Returns the previous handlers."""
+    """SIGINT, SIGTERM and SIGUSR2 (Ctrl-C, kill, Slurm and Ray preemption) raise Interrupted in
+    the main thread. Returns the previous handlers."""
     def handler(signum, frame):
         raise Interrupted(signum)
     return {sig: signal.signal(sig, handler) for sig in EXIT_SIGNAL}

@@ -136,7 +136,8 @@ def scan_sweep(sweep_dir):
     if not sweep_dir.is_dir():
         raise RunError(f"{sweep_dir}: not a folder; expected a sweep folder runs/<sweep> of run folders")
     finished, problems = [], []
-    run_names = sorted(p.name for p in sweep_dir.iterdir() if p.is_dir())
+    # hidden folders belong to the launchers (submitit's .slurm), not to runs
+    run_names = sorted(p.name for p in sweep_dir.iterdir() if p.is_dir() and not p.name.startswith("."))
     crashed_early = sorted(p.stem for p in sweep_dir.glob("*.exit") if not (sweep_dir / p.stem).exists()
                            and _exit_status(sweep_dir, p.stem) != 0)
     for name in run_names:

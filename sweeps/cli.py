@@ -1,0 +1,257 @@
+"""scripts/sweep.sh: plan a sweep, run it on one backend (this machine, Slurm or Ray), then
+aggregate its tables; or --status of a sweep.
+
+The plan goes to <runs>/<sweep>/plan.json before any run starts. A backend is the module
+sweeps.<module> with run(sweep_dir, runs, opts) -> {name: exit status}, or None when it
+submitted the runs without waiting for them. It is imported only when chosen: the cluster
+backends need the packages of requirements-cluster.txt.
+"""
+import argparse
+import importlib
+import os
+import shlex
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+from . import plan, runner, status
+
+BACKEND_MODULES = {"local": "local", "slurm": "slurm", "ray": "ray_backend"}
+OPTIONAL_PACKAGES = {"slurm": "submitit", "ray": "ray"}  # in requirements-cluster.txt
+# Options that only one backend reads: with another backend they are refused, not ignored.
+BACKEND_OF = {"gpus": "local", "jobs": "local", "slurm_partition": "slurm", "slurm_time": "slurm",
+              "slurm_mem": "slurm", "slurm_cpus_per_run": "slurm", "slurm_array_parallelism": "slurm",
+              "slurm_packing": "slurm", "ray_address": "ray", "cpus_per_run": "ray"}
+EXIT_FAILED, EXIT_USAGE, EXIT_INTERRUPTED = 1, 2, 130
+AFTER_DASHES = "flags for main_cityscapes.py go after --; see --help"
+
+
+def _seeds(text):
+    seeds = text.split()
+    for seed in seeds:
+        if not seed.isdigit():
+            raise argparse.ArgumentTypeError(f"{seed} is not a non-negative integer")
+    return [int(seed) for seed in seeds]
+
+
+def _positive(text):
+    if not text.isdigit() or int(text) < 1:
+        raise argparse.ArgumentTypeError(f"{text} is not a positive integer")
+    return int(text)
+
+
+def build_parser():
+    p = argparse.ArgumentParser(
+        prog="scripts/sweep.sh", allow_abbrev=False,
+        usage='scripts/sweep.sh --sweep NAME --methods "M ..." [options] [-- FLAGS ...]\n'
+              "       scripts/sweep.sh --status --sweep NAME [--runs DIR]",
+        description="Seed sweeps: every method x weighting x seed as one run of main_cityscapes.py, on this "
+                    "machine, on Slurm or on Ray, then the tables. Run <method>-<weighting>-s<seed> goes to "
+                    "<runs>/NAME/, its output to <name>.log and its exit status to <name>.exit beside it. "
+                    "Finished runs are skipped and unfinished ones resumed with the same flags, so rerunning "
+                    "the command completes a sweep. Exit status: 0 every run finished; 1 a run failed (after "
+                    "the others ran); 75 some runs are running in another process (rerun when they end); "
+                    "2 bad arguments; 130 interrupted (rerun to resume).")
+    g = p.add_argument_group("plan (written to <runs>/NAME/plan.json before any run starts)")
+    g.add_argument("--sweep", metavar="NAME", help="the sweep's folder name, no / (required)")
+    g.add_argument("--methods", type=str.split, default=[], metavar='"M ..."',
+                   help='optimizers, e.g. "adam adam_with_adatask" (required)')
+    g.add_argument("--weightings", type=str.split, default=["ew"], metavar='"W ..."',
+                   help='task weightings, e.g. "ew pcgrad" (default: ew)')
+    g.add_argument("--seeds", type=_seeds, default=[0, 1, 2], metavar='"S ..."', help="seeds (default: 0 1 2)")
+    g.add_argument("--tasks", type=str.split, default=None, metavar='"T ..."',
+                   help='the tasks every run trains, e.g. "semantic depth" (default: main_cityscapes.py\'s)')
+    g.add_argument("--single-task", action="store_true",
+                   help="add a baseline single-<task>-s<seed> per task of --tasks (default: semantic, depth) and "
+                        "seed, with the first method and weighting ew")
+    g.add_argument("--runs", default="runs", metavar="DIR", help="the folder of sweep folders (default: runs)")
+    g.add_argument("--results", default="results", metavar="DIR",
+                   help="where the tables go: DIR/NAME.md, .csv and _curves.png (default: results)")
+    g.add_argument("run_flags", nargs="*", metavar="-- FLAGS",
+                   help="after --: flags for every run of main_cityscapes.py, e.g. --epochs 20 --device cpu; not "
+                        f"{' '.join(plan.OWNED_FLAGS)}, which the sweep sets")
+
+    g = p.add_argument_group("every backend")
+    g.add_argument("--backend", choices=list(BACKEND_MODULES), default="local",
+                   help="local: this machine; slurm: a Slurm job array (submitit); ray: Ray tasks (default: local)")
+    g.add_argument("--python", default=sys.executable, metavar="PATH",
+                   help="the interpreter of the runs and of the aggregation (default: the sweep's own)")
+    g.add_argument("--runs-per-gpu", type=_positive, default=1, metavar="K",
+                   help="K runs share one GPU at a time; they must fit in its memory together (default: 1)")
+    g.add_argument("--dry-run", action="store_true", help="write plan.json and show what would run; start nothing")
+    g.add_argument("--wait", action="store_true",
+                   help="slurm: stay until every run has ended, then aggregate (default: return once "
+                        "submitted; local and ray always wait: a Ray sweep's tasks end with the sweep)")
+
+    g = p.add_argument_group("local backend")
+    g.add_argument("--gpus", type=str.split, default=[], metavar='"ID ..."',
+                   help='GPU ids, e.g. "0 1": --runs-per-gpu runs on each at a time, each with '
+                        "CUDA_VISIBLE_DEVICES=<id> (default: none set)")
+    g.add_argument("--jobs", type=_positive, default=1, metavar="N",
+                   help="without --gpus: N runs side by side on this machine's CPUs (default: 1)")
+
+    g = p.add_argument_group("slurm backend")
+    g.add_argument("--slurm-partition", metavar="NAME", help="the partition to submit to (default: the cluster's)")
+    g.add_argument("--slurm-time", type=_positive, default=240, metavar="MIN",
+                   help="time limit of each job in minutes; a run cut short resumes when resubmitted (default: 240)")
+    g.add_argument("--slurm-mem", metavar="SIZE",
+                   help="memory of each job, e.g. 16G (default: the cluster's; a job without it may hold a whole node)")
+    g.add_argument("--slurm-cpus-per-run", type=_positive, default=2, metavar="N", help="CPUs per run (default: 2)")
+    g.add_argument("--slurm-array-parallelism", type=_positive, default=None, metavar="N",
+                   help="at most N jobs of the array at once (default: no limit)")
+    g.add_argument("--slurm-packing", choices=("shards", "inside"), default="shards",
+                   help="how --runs-per-gpu runs share a GPU: shards, one job per run on a GRES shard (the cluster "
+                        "must have shards); inside, one job per GPU running them side by side (default: shards)")
+
+    g = p.add_argument_group("ray backend")
+    g.add_argument("--ray-address", metavar="ADDR",
+                   help="a running Ray cluster, e.g. auto or HOST:6379 (default: start Ray on this machine for the "
+                        "sweep)")
+    g.add_argument("--cpus-per-run", type=_positive, default=1, metavar="N",
+                   help="CPUs Ray reserves for each run (default: 1)")
+
+    g = p.add_argument_group("status")
+    g.add_argument("--status", action="store_true",
+                   help="print each run's state (finished, running, failed, pending), epoch and last test "
+                        "metrics from <runs>/NAME; start nothing")
+    return p
+
+
+def device_of(run_flags):
+    """The --device the runs get (the last one given, as argparse takes it), None without one."""
+    device = None
+    for flag, value in zip(run_flags, [*run_flags[1:], None]):
+        if flag == "--device":
+            device = value
+        elif flag.startswith("--device="):
+            device = flag.partition("=")[2]
+    return device
+
+
+def run_threads(args):
+    """Torch threads per run: 1 where runs share a CPU (each would otherwise start one thread
+    per core), else None (torch's default)."""
+    shared = {"local": args.jobs > 1 or len(args.gpus) * args.runs_per_gpu > 1,
+              "slurm": args.slurm_packing == "inside",
+              "ray": True}[args.backend]
+    return 1 if shared else None
+
+
+def parse(parser, argv):
+    """(args, the run flags after --); bad arguments exit 2 with a message."""
+    cut = argv.index("--") if "--" in argv else len(argv)
+    args, unknown = parser.parse_known_args(argv[:cut])
+    if unknown or args.run_flags:
+        stray = (unknown or args.run_flags)[0]
+        parser.error(f"unknown {'option' if stray.startswith('-') else 'argument'} {stray} ({AFTER_DASHES})")
+    if not args.sweep or "/" in args.sweep or args.sweep in (".", ".."):
+        parser.error("--sweep NAME is required (a folder name, no /)")
+    for dest, backend in BACKEND_OF.items():
+        if getattr(args, dest) != parser.get_default(dest) and args.backend != backend:
+            parser.error(f"--{dest.replace('_', '-')} is an option of --backend {backend}")
+    if len(set(args.gpus)) < len(args.gpus):
+        parser.error(f"--gpus {' '.join(args.gpus)}: an id given twice (use --runs-per-gpu)")
+    if args.backend == "local" and args.gpus and args.jobs > 1:
+        parser.error("--jobs is for machines without --gpus; with --gpus use --runs-per-gpu K")
+    if args.backend == "local" and not args.gpus and args.runs_per_gpu > 1:
+        parser.error("--runs-per-gpu needs --gpus on the local backend (on CPUs use --jobs N)")
+    return args, argv[cut + 1:]
+
+
+def backend_options(args, run_flags):
+    """The options every backend's run() reads."""
+    return argparse.Namespace(
+        sweep=args.sweep, runs=args.runs, results=args.results, backend=args.backend, python=args.python,
+        runs_per_gpu=args.runs_per_gpu, gpus=args.gpus, jobs=args.jobs, threads=run_threads(args),
+        cpu_only=device_of(run_flags) == "cpu", slurm_partition=args.slurm_partition, slurm_time=args.slurm_time,
+        slurm_mem=args.slurm_mem, slurm_cpus_per_run=args.slurm_cpus_per_run,
+        slurm_array_parallelism=args.slurm_array_parallelism, slurm_packing=args.slurm_packing,
+        dry_run=args.dry_run, wait=args.wait, ray_address=args.ray_address, cpus_per_run=args.cpus_per_run)
+
+
+def aggregate(sweep_dir, opts):
+    """python -m evaluation.aggregate <sweep_dir> --results <results>; True when it succeeded."""
+    path = os.pathsep.join(filter(None, [str(runner.REPO), os.environ.get("PYTHONPATH")]))
+    return subprocess.run([opts.python, "-m", "evaluation.aggregate", str(sweep_dir), "--results", opts.results],
+                          env={**os.environ, "PYTHONPATH": path}, check=False).returncode == 0
+
+
+def conclude(sweep_dir, runs, statuses, opts):
+    """Aggregate and say how the sweep ended; returns the sweep's exit status."""
+    running = [r.name for r in runs if statuses.get(r.name) == runner.EXIT_BUSY]
+    failed = [r.name for r in runs if r.name not in running
+              and (runner.state(sweep_dir, r.name) != "finished" or statuses.get(r.name, 0) != 0)]
+    if not aggregate(sweep_dir, opts):
+        print("sweep: the aggregation failed", file=sys.stderr)
+        failed.append("(aggregation)")
+    if running:
+        print(f"sweep: {len(running)} still running in other processes: {' '.join(running)}; rerun when they end",
+              file=sys.stderr)
+    if failed:
+        print(f"sweep: {len(failed)} failed: {' '.join(failed)}", file=sys.stderr)
+        return EXIT_FAILED
+    if running:
+        return runner.EXIT_BUSY
+    print(f"sweep {opts.sweep}: all {len(runs)} runs finished; tables in {Path(opts.results) / opts.sweep}.md")
+    return 0
+
+
+def sweep(sweep_dir, runs, opts, backend):
+    """Write the plan, run it on the backend, conclude; returns the exit status."""
+    plan.write_plan(sweep_dir, runs, opts.backend, vars(opts))
+    print(f"sweep {opts.sweep}: {len(runs)} runs in {sweep_dir} ({opts.backend})", flush=True)
+    statuses = backend.run(sweep_dir, runs, opts)
+    if opts.dry_run:
+        return 0
+    if statuses is None:
+        follow = shlex.join(["scripts/sweep.sh", "--status", "--sweep", opts.sweep, "--runs", opts.runs])
+        tables = shlex.join(["python", "-m", "evaluation.aggregate", str(sweep_dir), "--results", opts.results])
+        print(f"sweep {opts.sweep}: submitted; follow it with: {follow}\ntables once every run has ended: {tables}")
+        return 0
+    return conclude(sweep_dir, runs, statuses, opts)
+
+
+def interrupt_on_signals():
+    """SIGINT and SIGTERM raise runner.Interrupted in the main thread, once: the backend stops
+    its runs, which then stop cleanly on the one signal forwarded to them."""
+    received = []
+
+    def handler(signum, frame):
+        if not received:
+            received.append(signum)
+            raise runner.Interrupted(signum)
+
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, handler)
+
+
+def main(argv=None):
+    parser = build_parser()
+    args, run_flags = parse(parser, list(sys.argv[1:] if argv is None else argv))
+    # Absolute: a backend may run the runs elsewhere than in this working directory.
+    sweep_dir = (Path(args.runs) / args.sweep).absolute()
+    if args.status:
+        return status.main(sweep_dir)
+    try:
+        runs = plan.build_plan(args.methods, args.weightings, args.seeds, args.single_task, args.tasks, run_flags)
+    except plan.PlanError as e:
+        parser.error(str(e))
+    opts = backend_options(args, run_flags)
+    try:
+        backend = importlib.import_module(f"{__package__}.{BACKEND_MODULES[opts.backend]}")
+        interrupt_on_signals()
+        return sweep(sweep_dir, runs, opts, backend)
+    except ModuleNotFoundError as e:
+        package = OPTIONAL_PACKAGES.get(opts.backend)
+        if (e.name or "").split(".")[0] != package:
+            raise
+        print(f"sweep: --backend {opts.backend} needs the Python package {package}, which is not installed: "
+              f"pip install -r {runner.REPO / 'requirements-cluster.txt'}", file=sys.stderr)
+        return EXIT_USAGE
+    except (plan.PlanError, runner.BackendError) as e:
+        print(f"sweep: {e}", file=sys.stderr)
+        return EXIT_USAGE
+    except runner.Interrupted:
+        print("sweep: interrupted; rerun the same command to resume", file=sys.stderr)
+        return EXIT_INTERRUPTED

@@ -1,0 +1,80 @@
+"""The local backend: the runs side by side on this machine, each a subprocess of this process.
+
+Slots: --gpus "0 1" with --runs-per-gpu K gives K slots per GPU, each run in one with
+CUDA_VISIBLE_DEVICES=<its GPU>; without --gpus, --jobs N slots that set no GPU. Each run goes
+to the next free slot, in plan order. One thread per slot waits on its run, so that if this
+process dies, even by kill -9, no new run starts (the threads die with it) and the runs, which
+watch its pid (MTL_PARENT_PID), stop within 2 s.
+"""
+import queue
+import shlex
+import signal
+from concurrent import futures
+from concurrent.futures import ThreadPoolExecutor
+
+from . import runner
+
+
+def slot_gpus(opts):
+    """The CUDA_VISIBLE_DEVICES of each slot, None where it sets none. The GPUs alternate, so
+    that fewer runs than slots spread over every GPU."""
+    if opts.gpus:
+        return [gpu for _ in range(opts.runs_per_gpu) for gpu in opts.gpus]
+    return [None] * opts.jobs
+
+
+def describe(opts):
+    slots = len(slot_gpus(opts))
+    at_once = f"{slots} run{'s' if slots > 1 else ''} at a time"
+    if opts.gpus:
+        return f"{at_once}, {opts.runs_per_gpu} per GPU on GPUs {' '.join(opts.gpus)}"
+    return at_once
+
+
+def show(sweep_dir, runs, opts):
+    """--dry-run: each run's verb and command line."""
+    for run in runs:
+        if runner.state(sweep_dir, run.name) == "finished":
+            print(f"{'skip':<7} {run.name} (finished)")
+        else:
+            verb, argv = runner.command(sweep_dir, run, opts.python, opts.threads)
+            print(f"{verb:<7} {run.name}: {shlex.join(argv)}")
+
+
+def run(sweep_dir, runs, opts):
+    """Every run to its end, at most one per slot at a time; returns {name: exit status} (None
+    for a dry run). On Ctrl-C or SIGTERM (runner.Interrupted) the runs get the signal and are
+    waited for, then the interrupt goes on."""
+    print(f"local: {describe(opts)}", flush=True)
+    if opts.dry_run:
+        show(sweep_dir, runs, opts)
+        return None
+    waiting = queue.SimpleQueue()
+    for planned in runs:
+        waiting.put(planned)
+    statuses = {}
+
+    def serve(gpu):
+        env = {"CUDA_VISIBLE_DEVICES": gpu} if gpu is not None else None
+        while True:
+            try:
+                planned = waiting.get_nowait()
+                statuses[planned.name] = runner.run_one(sweep_dir, planned, opts.python, opts.threads, env)
+            except (queue.Empty, runner.Stopped):
+                return
+
+    # Waited for through futures, not Thread.join: a join that a signal interrupts marks its
+    # thread as ended while it still runs (CPython's bpo-45274 fix), so it cannot be redone.
+    with ThreadPoolExecutor(len(slot_gpus(opts)), thread_name_prefix="slot") as pool:
+        slots = []
+        try:
+            for gpu in slot_gpus(opts):
+                slots.append(pool.submit(serve, gpu))
+            futures.wait(slots)
+        except KeyboardInterrupt as interrupt:
+            runner.stop_runs(getattr(interrupt, "signum", signal.SIGINT))
+            futures.wait(slots)
+            raise
+    for slot in slots:
+        slot.result()  # a slot's own error (an unwritable log, say), with its traceback
+    return statuses

@@ -1,0 +1,140 @@
+"""One planned run as one subprocess of main_cityscapes.py, the same on every backend.
+
+A run is started, or resumed (--resume, with its flags again, which main_cityscapes.py checks)
+when its folder holds an unfinished run, and skipped when finished. Its output is appended to
+<sweep>/<name>.log and its exit status written to <sweep>/<name>.exit; a run whose folder
+another live process owns (exit 75) is left to its owner, with no .exit written. Because a run
+always continues from its last checkpoint, a backend may retry it after preemption, a killed
+worker or a lost node.
+
+stop_runs() stops this process's runs (Ctrl-C or SIGTERM of a sweep): they exit 130/143
+keeping their checkpoints, no .exit is written for them, and no further run starts here.
+"""
+import os
+import shlex
+import signal
+import subprocess
+import sys
+import threading
+from datetime import datetime
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parent.parent
+MAIN = REPO / "main_cityscapes.py"
+EXIT_BUSY = 75  # main_cityscapes.py: the run folder is owned by another live process
+# The file names of evaluation.run_record, which cannot be imported without torch.
+CONFIG, METRICS, SUMMARY = "config.json", "metrics.jsonl", "summary.json"
+
+
+class Interrupted(KeyboardInterrupt):
+    """SIGINT or SIGTERM of the sweep, raised in its main thread; a KeyboardInterrupt, so that
+    a backend's `except KeyboardInterrupt` cleans up after either."""
+
+    def __init__(self, signum):
+        super().__init__(signal.Signals(signum).name)
+        self.signum = signum
+
+
+class BackendError(RuntimeError):
+    """A backend cannot run the sweep as asked (a missing tool, a refused submission):
+    scripts/sweep.sh prints the message, without a traceback, and exits 2."""
+
+
+class Stopped(Exception):
+    """run_one was asked to start a run after stop_runs(): the sweep is stopping."""
+
+
+_lock = threading.Lock()  # guards _children and _stopping
+_print_lock = threading.Lock()
+_children = set()  # the runs of this process that are going
+_stopping = threading.Event()  # set by stop_runs()
+
+
+def state(sweep_dir, name):
+    """'finished', 'unfinished' (a config.json, no summary.json) or 'new', from the folder alone."""
+    run_dir = Path(sweep_dir) / name
+    if (run_dir / SUMMARY).exists():
+        return "finished"
+    return "unfinished" if (run_dir / CONFIG).exists() else "new"
+
+
+def command(sweep_dir, run, python=None, threads=None):
+    """(verb, argv) that starts or resumes `run` (a PlannedRun) in <sweep_dir>/<run.name>."""
+    python = python or sys.executable
+    run_dir = Path(sweep_dir) / run.name
+    own = list(run.flags) + (["--threads", str(threads)] if threads else [])
+    if state(sweep_dir, run.name) == "unfinished":
+        return "resume", [python, str(MAIN), "--resume", str(run_dir), *own]
+    return "start", [python, str(MAIN), *own, "--out", str(sweep_dir), "--name", run.name]
+
+
+def say(*args, **kwargs):
+    """print(), flushed, for lines that several threads write at once."""
+    with _print_lock:
+        print(*args, **{"flush": True, **kwargs})
+
+
+def stopping():
+    """Whether stop_runs() was called in this process."""
+    return _stopping.is_set()
+
+
+def stop_runs(signum=signal.SIGTERM):
+    """Forward signum to every run this process has going, and start no other. Only the first
+    call forwards: a second signal would cut the runs' own clean stop short."""
+    with _lock:
+        if _stopping.is_set():
+            return
+        _stopping.set()
+        for child in _children:
+            child.send_signal(signum)
+
+
+def run_one(sweep_dir, run, python=None, threads=None, env=None, announce=say, cwd=None):
+    """Run `run` to its end; returns its exit status (0 for a run that was finished already,
+    EXIT_BUSY for one owned by another process). env: extra environment variables
+    (CUDA_VISIBLE_DEVICES); the subprocess gets MTL_PARENT_PID=<this process>, so it stops
+    within seconds if this process dies. cwd: the run's working directory, where relative paths
+    in its flags are read (default: this process's). Raises Stopped after stop_runs()."""
+    sweep_dir = Path(sweep_dir)
+    if state(sweep_dir, run.name) == "finished":
+        announce(f"{'skip':<7} {run.name} (finished)", flush=True)
+        return 0
+    verb, argv = command(sweep_dir, run, python, threads)
+    exit_file, log_file = sweep_dir / f"{run.name}.exit", sweep_dir / f"{run.name}.log"
+    gpu = (env or {}).get("CUDA_VISIBLE_DEVICES")
+    on_gpu = f" CUDA_VISIBLE_DEVICES={gpu}" if gpu else ""
+    child_env = {**os.environ, **(env or {}), "MTL_PARENT_PID": str(os.getpid())}
+    with _lock:
+        if _stopping.is_set():
+            raise Stopped(run.name)
+        exit_file.unlink(missing_ok=True)  # no stale status while it runs
+        with open(log_file, "a") as log:
+            log.write(f"# {datetime.now():%Y-%m-%d %H:%M:%S} {verb}{on_gpu}: {shlex.join(argv)}\n")
+            log.flush()
+            # Its own process group: a Ctrl-C at the terminal reaches the sweep alone, which
+            # forwards it once (a second signal would cut the run's own clean stop short).
+            child = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
+                                     env=child_env, cwd=cwd, process_group=0)
+        _children.add(child)
+    announce(f"{verb:<7} {run.name}" + (f" (GPU {gpu})" if gpu else ""), flush=True)
+    try:
+        status = child.wait()
+    except BaseException as e:  # this thread was interrupted (a worker that runs the run in its main thread)
+        child.send_signal(getattr(e, "signum", signal.SIGINT if isinstance(e, KeyboardInterrupt) else signal.SIGTERM))
+        child.wait()  # the run stops as on that signal, keeping its checkpoint
+        raise
+    finally:
+        with _lock:
+            _children.discard(child)
+    if status < 0:  # killed by signal N: 128 + N, as a shell reports it
+        status = 128 - status
+    if status == EXIT_BUSY:  # not ours to record: its owner writes the .exit
+        announce(f"{'running':<7} {run.name} (owned by another process, see {log_file})", flush=True)
+    elif stopping():  # stopped by the sweep itself: resumable, not failed
+        announce(f"{'stopped':<7} {run.name} (exit {status}; rerunning the sweep resumes it)", flush=True)
+    else:
+        exit_file.write_text(f"{status}\n")
+        announce(f"{'done':<7} {run.name}" if status == 0 else
+                 f"{'FAILED':<7} {run.name} (exit {status}, see {log_file})", flush=True)
+    return status
