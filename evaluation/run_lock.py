@@ -129,7 +129,7 @@ def _warn(message):
 # ------------------------------------------------------------------ the lease
 
 
-def _read_lease(path):
+def read_lease(path):
     """The lease as a dict, None when there is none, {} when it is unreadable."""
     try:
         lease = json.loads(Path(path).read_text())
@@ -170,7 +170,7 @@ def live_owner(run_dir):
     and it means the same on every node of a shared file system (the lease, not flock, which
     some network file systems keep per node).
     """
-    lease = _read_lease(Path(run_dir) / LEASE)
+    lease = read_lease(Path(run_dir) / LEASE)
     if not lease:
         return None
     takeover, _ = _verdict(lease, time.time(), lease_timeout())
@@ -227,7 +227,7 @@ class RunOwnership:
                 if self._stop.is_set():
                     return
                 try:
-                    lease = _read_lease(self.lease_path)
+                    lease = read_lease(self.lease_path)
                     if lease is not None and not self._mine(lease):
                         self.lost = True
                     else:
@@ -249,7 +249,7 @@ class RunOwnership:
             if self._fd is None:
                 return
             try:
-                if self._mine(_read_lease(self.lease_path) or {}):
+                if self._mine(read_lease(self.lease_path) or {}):
                     self.lease_path.unlink(missing_ok=True)
             except OSError as e:
                 _warn(f"could not remove {self.lease_path}: {e}")
@@ -296,13 +296,13 @@ def acquire(run_dir, create=False, heartbeat=None, on_lost=None):
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:  # a live process holds it
-            lease = _read_lease(run_dir / LEASE) or {}
+            lease = read_lease(run_dir / LEASE) or {}
             renewed = lease.get("renewed")
             raise RunBusy(run_dir, lease.get("host"), lease.get("pid"),
                           time.time() - renewed if isinstance(renewed, (int, float)) else None) from None
         except OSError as e:  # no flock on this file system (ENOLCK, EOPNOTSUPP, ...): the lease only
             _warn(f"{run_dir}: file locks are not available ({e}); relying on the lease alone")
-        lease = _read_lease(run_dir / LEASE)
+        lease = read_lease(run_dir / LEASE)
         if lease is not None:
             now = time.time()
             takeover, reason = _verdict(lease, now, timeout)

@@ -28,7 +28,6 @@ Token authentication, which multi-node clusters should use: RAY_AUTH_MODE=token 
 RAY_AUTH_TOKEN_PATH, or in RAY_AUTH_TOKEN. A Ray started by the sweep enables token
 authentication by itself (Ray 2.59 and later), writing ~/.ray/auth_token when there is none.
 """
-import json
 import os
 import socket
 import sys
@@ -162,9 +161,9 @@ def owner_is_gone(run_dir, poll=2.0, grace=5.0):
     the owner is alive: its lease renewed meanwhile, or its process of this host still running
     after `grace` seconds (a killed worker's run stops within 2 s)."""
     lease_path = Path(run_dir) / run_lock.LEASE
-    first, timeout, since = read_lease(lease_path), run_lock.lease_timeout(), time.monotonic()
+    first, timeout, since = run_lock.read_lease(lease_path), run_lock.lease_timeout(), time.monotonic()
     while True:
-        lease = read_lease(lease_path)
+        lease = run_lock.read_lease(lease_path)
         if lease is None or not isinstance(lease.get("renewed"), (int, float)):
             return True
         if lease != first:
@@ -177,14 +176,3 @@ def owner_is_gone(run_dir, poll=2.0, grace=5.0):
         elif time.time() - lease["renewed"] >= timeout:
             return True
         time.sleep(poll)
-
-
-def read_lease(path):
-    """<run>/lease.json as a dict; None when there is none; {} when it is unreadable."""
-    try:
-        lease = json.loads(Path(path).read_text())
-    except FileNotFoundError:
-        return None
-    except (OSError, ValueError):
-        return {}
-    return lease if isinstance(lease, dict) else {}
