@@ -451,6 +451,7 @@ def train_epoch(exp, epoch, writer, step):
         if bad:
             raise NonFinite(f"non-finite loss in epoch {epoch + 1}, step {step}: "
                             + ", ".join(f"loss_{t} is {v}" for t, v in bad))
+
         def losses_now(image=image, targets=targets):
             return torch.stack(exp.predict_and_losses(image, targets)[1])
 
