@@ -502,8 +502,9 @@ def test_kill_9_of_a_sweep_leaves_no_training_process(tiny_synthcity, tmp_path):
 
 
 class GpuWatch:
-    """Samples, while it runs, the CUDA_VISIBLE_DEVICES of the training processes under a folder:
-    the most that shared each id at once."""
+    """Samples, while it runs, the CUDA_VISIBLE_DEVICES of the training runs under a folder: the
+    most that shared each id at once. Runs are told apart by command line, since a run's own
+    short-lived forks (git, between fork and exec) show the same one."""
 
     def __init__(self, folder):
         self.folder, self.most, self._stop = folder, {}, threading.Event()
@@ -512,14 +513,14 @@ class GpuWatch:
     def _watch(self):
         while not self._stop.wait(0.05):
             now = {}
-            for pid in training(self.folder):
+            for pid, cmdline in training(self.folder).items():
                 with contextlib.suppress(OSError):
                     environ = dict(item.split(b"=", 1) for item in Path(f"/proc/{pid}/environ").read_bytes()
                                    .split(b"\0") if b"=" in item)
                     gpu = environ.get(b"CUDA_VISIBLE_DEVICES", b"").decode()
-                    now[gpu] = now.get(gpu, 0) + 1
-            for gpu, count in now.items():
-                self.most[gpu] = max(self.most.get(gpu, 0), count)
+                    now.setdefault(gpu, set()).add(cmdline)
+            for gpu, runs in now.items():
+                self.most[gpu] = max(self.most.get(gpu, 0), len(runs))
 
     def __enter__(self):
         self._thread.start()
