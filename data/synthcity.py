@@ -25,6 +25,8 @@ split, index, height, width), and one scene keeps its layout across image sizes.
     python3 -m data.synthcity --out DIR [--n-train N] [--n-val M] [--height H] [--width W] [--seed S]
 """
 import argparse
+import contextlib
+import fcntl
 import json
 import os
 import shutil
@@ -1004,36 +1006,59 @@ def generate(out_dir, n_train, n_val, height=DEFAULT_HEIGHT, width=DEFAULT_WIDTH
 
     The data are written to a hidden sibling folder that is renamed to out_dir when complete,
     so an interrupted run never leaves a complete-looking out_dir. An out_dir that already
-    holds this data set is left as it is; one holding anything else is an error.
+    holds this data set is left as it is; one holding anything else is an error. Processes
+    that ask for the same out_dir at once (runs of a sweep, the demo's two runs) take turns
+    through a lock beside it: one generates, the others wait and then find it complete.
     """
     check_arguments(n_train, n_val, height, width, seed)
     out = Path(out_dir)
     metadata = _metadata(n_train, n_val, height, width, seed)
     if _is_complete(out, metadata):
         return out
-    if out.exists() and (not out.is_dir() or any(out.iterdir())):
-        there = read_metadata(out) if out.is_dir() else None
-        held = ("other content" if there is None else "an incomplete copy of this data set" if there == metadata
-                else f"a SynthCity data set with other parameters ({there})")
-        raise FileExistsError(f"{out} already holds {held}, not the one asked for ({metadata}); "
-                              "choose another folder or remove it")
     out.parent.mkdir(parents=True, exist_ok=True)
+    with _generation_lock(out):
+        if _is_complete(out, metadata):  # another process generated it while this one waited
+            return out
+        if out.exists() and (not out.is_dir() or any(out.iterdir())):
+            there = read_metadata(out) if out.is_dir() else None
+            held = ("other content" if there is None else "an incomplete copy of this data set" if there == metadata
+                    else f"a SynthCity data set with other parameters ({there})")
+            raise FileExistsError(f"{out} already holds {held}, not the one asked for ({metadata}); "
+                                  "choose another folder or remove it")
+        _write_dataset(out, metadata, progress)
+    return out
+
+
+@contextlib.contextmanager
+def _generation_lock(out):
+    with open(out.parent / f".{out.name}.lock", "a") as lock:
+        try:
+            fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            print(f"waiting for another process that is generating {out} ...", flush=True)
+            fcntl.flock(lock, fcntl.LOCK_EX)
+        yield
+
+
+def _write_dataset(out, metadata, progress):
+    n_train, n_val, seed = metadata["n_train"], metadata["n_val"], metadata["seed"]
+    height, width = metadata["height"], metadata["width"]
     partial = Path(tempfile.mkdtemp(prefix=f".{out.name}.partial-", dir=out.parent))
+    # A bar only on a terminal: in a log file every refresh would be a line of its own.
+    interactive = progress and sys.stderr.isatty()
+    if progress and not interactive:
+        print(f"generating SynthCity {out.name} ({n_train + n_val} samples) ...", flush=True)
     try:
-        with tqdm(total=n_train + n_val, desc=f"SynthCity {out.name}", unit="sample", disable=not progress) as bar:
+        with tqdm(total=n_train + n_val, desc=f"SynthCity {out.name}", unit="sample", disable=not interactive,
+                  leave=False) as bar:
             _write_split(partial, seed, "train", n_train, height, width, bar)
             _write_split(partial, seed, "val", n_val, height, width, bar)
         (partial / SYNTHETIC_MARKER).write_text(json.dumps(metadata, indent=2) + "\n")
-        if out.is_dir():  # empty (checked above)
+        if out.is_dir():  # empty (checked by the caller, under the lock)
             out.rmdir()
-        try:
-            partial.rename(out)
-        except OSError:
-            if not _is_complete(out, metadata):  # not another process that finished first
-                raise
+        partial.rename(out)
     finally:
         shutil.rmtree(partial, ignore_errors=True)
-    return out
 
 
 def cache_name(n_train, n_val, height, width, seed):

@@ -144,7 +144,8 @@ def test_interrupted_generation_leaves_nothing_that_looks_complete(tmp_path, mon
     monkeypatch.setattr(sc, "render_sample", interrupted)
     with pytest.raises(KeyboardInterrupt):
         sc.generate(tmp_path / "synth", progress=False, **SMALL)
-    assert list(tmp_path.iterdir()) == []  # neither the target nor the partial sibling
+    # neither the target nor the partial sibling; only the (empty) lock that serialises generators
+    assert [p.name for p in tmp_path.iterdir()] == [".synth.lock"]
     monkeypatch.setattr(sc, "render_sample", real)
     assert sc.read_metadata(sc.generate(tmp_path / "synth", progress=False, **SMALL))["n_train"] == 3
 
@@ -171,6 +172,20 @@ def test_cache_is_reused_and_keyed_by_parameters(tmp_path, monkeypatch):
     other = sc.cached(tmp_path, progress=False, **{**SMALL, "seed": 1})
     assert other != first and sc.read_metadata(other)["seed"] == 1
     assert sc.cached(tmp_path, progress=False, **{**SMALL, "n_val": 1}) not in (first, other)
+
+
+def test_concurrent_requests_for_one_cache_generate_it_once(tmp_path):
+    # The demo's two runs, or a sweep's --jobs, ask for the same SynthCity at the same moment.
+    code = ("import sys; from data import synthcity as sc; "
+            f"print(sc.cached(sys.argv[1], progress=False, n_train=12, n_val=4, height={H}, width={W}))")
+    procs = [subprocess.Popen([sys.executable, "-c", code, str(tmp_path)], cwd=REPO, text=True,
+                              stdout=subprocess.PIPE, stderr=subprocess.PIPE) for _ in range(3)]
+    outputs = [p.communicate(timeout=300) for p in procs]
+    assert [p.returncode for p in procs] == [0, 0, 0], [err for _, err in outputs]
+    roots = {out.strip().splitlines()[-1] for out, _ in outputs}
+    assert len(roots) == 1
+    check_dataset(Path(roots.pop()), deep=True)
+    assert not list(tmp_path.glob(".*partial*"))
 
 
 # --- class statistics ------------------------------------------------------------------
