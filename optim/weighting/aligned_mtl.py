@@ -1,6 +1,4 @@
 """Aligned-MTL through torchjd's AlignedMTLWeighting (METHODS §4)."""
-from torchjd.aggregation import AlignedMTLWeighting
-
 from .base import Option
 from .torchjd_gram import TorchJDGramWeighting
 
@@ -18,4 +16,5 @@ class AlignedMTL(TorchJDGramWeighting):
     }
 
     def build(self):
+        from torchjd.aggregation import AlignedMTLWeighting  # lazy: see torchjd_gram.py
         return AlignedMTLWeighting(scale_mode=self.scale_mode)

@@ -1,6 +1,4 @@
 """CAGrad through torchjd's CAGradWeighting (METHODS §4)."""
-from torchjd.aggregation import CAGradWeighting
-
 from .base import Option
 from .torchjd_gram import TorchJDGramWeighting
 
@@ -18,4 +16,5 @@ class CAGrad(TorchJDGramWeighting):
     }
 
     def build(self):
+        from torchjd.aggregation import CAGradWeighting  # lazy: see torchjd_gram.py
         return CAGradWeighting(c=self.c, norm_eps=self.norm_eps)

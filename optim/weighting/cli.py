@@ -7,27 +7,29 @@ chosen method is built from the parsed flags, and config.json records its option
 from . import WEIGHTINGS
 
 MAIN_TASK_FLAG = ("hydalearn", "main_task")
+METAVARS = {int: "N", float: "X"}  # str options list their choices
 
 
 def flag_dest(method, option):
     return "main_task" if (method, option) == MAIN_TASK_FLAG else f"{method}_{option}"
 
 
-def add_weighting_flags(parser):
-    group = parser.add_argument_group("weighting options (used only by the named --weighting method)")
+def add_weighting_flags(group):
+    """The --<method>-<option> flags, into `group` (a parser or an argument group). A flag
+    named after its method needs no "method:" prefix in its help; numbers show as N or X."""
     for method, cls in WEIGHTINGS.items():
         for option, spec in cls.OPTIONS.items():
             dest = flag_dest(method, option)
             flag = "--" + dest.replace("_", "-")
             if (method, option) == MAIN_TASK_FLAG:
                 group.add_argument(flag, dest=dest, default="semantic", choices=("semantic", "depth"),
-                                   help=f"{method}: {spec.help}")
+                                   help=f"{method}: the main task")
             elif spec.type is bool:
                 group.add_argument(flag, dest=dest, default=spec.default, type=_boolean, metavar="{true,false}",
-                                   help=f"{method}: {spec.help}")
+                                   help=spec.help)
             else:
                 group.add_argument(flag, dest=dest, default=spec.default, type=spec.type, choices=spec.choices,
-                                   help=f"{method}: {spec.help}")
+                                   metavar=METAVARS.get(spec.type), help=spec.help)
 
 
 def _boolean(text):

@@ -1,6 +1,4 @@
 """IMTL-G through torchjd's IMTLGWeighting (METHODS §4)."""
-from torchjd.aggregation import IMTLGWeighting
-
 from .torchjd_gram import TorchJDGramWeighting
 
 
@@ -13,4 +11,5 @@ class IMTLG(TorchJDGramWeighting):
     cost = "Gram matrix O(K²P) + a K×K pseudo-inverse"
 
     def build(self):
+        from torchjd.aggregation import IMTLGWeighting  # lazy: see torchjd_gram.py
         return IMTLGWeighting()

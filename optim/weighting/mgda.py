@@ -1,6 +1,4 @@
 """MGDA-UB through torchjd's MGDAWeighting (METHODS §4)."""
-from torchjd.aggregation import MGDAWeighting
-
 from .base import Option
 from .torchjd_gram import TorchJDGramWeighting
 
@@ -18,4 +16,5 @@ class MGDA(TorchJDGramWeighting):
     }
 
     def build(self):
+        from torchjd.aggregation import MGDAWeighting  # lazy: see torchjd_gram.py
         return MGDAWeighting(epsilon=self.epsilon, max_iters=self.max_iters)

@@ -2,6 +2,9 @@
 
 torchjd's aggregator for each of them is `weights(J Jᵀ) @ J` (GramianWeightedAggregator),
 so the per-task contributions are w_k g_k: A = diag(w). The weights keep torchjd's scale.
+
+Each subclass imports torchjd in `build`, not at module top: torchjd pulls in cvxpy and
+scipy (seconds), and the registry (--help, the CLI flags) must not pay that.
 """
 import torch
 

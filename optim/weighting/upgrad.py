@@ -1,7 +1,4 @@
 """UPGrad through torchjd's UPGradWeighting (METHODS §4)."""
-from torchjd.aggregation import UPGradWeighting
-from torchjd.linalg import QuadprogProjector
-
 from .base import Option
 from .torchjd_gram import TorchJDGramWeighting
 
@@ -19,4 +16,6 @@ class UPGrad(TorchJDGramWeighting):
     }
 
     def build(self):
+        from torchjd.aggregation import UPGradWeighting  # lazy: see torchjd_gram.py
+        from torchjd.linalg import QuadprogProjector
         return UPGradWeighting(projector=QuadprogProjector(norm_eps=self.norm_eps, reg_eps=self.reg_eps))
