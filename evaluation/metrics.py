@@ -9,6 +9,8 @@ import math
 
 import torch
 
+from data import labels
+
 TASKS = ("semantic", "depth")
 
 
@@ -143,14 +145,20 @@ class SplitMeter:
     `update(preds, targets, losses)` takes one entry per task, in the order of `tasks`:
     semantic log-probs (B,C,H,W) with long labels (B,H,W); depth (B,1,H,W) with targets of
     the same shape; losses as floats (or 0-dim tensors). `compute()` gives Python floats under
-    the repository's metric names, only for the tasks present.
+    the repository's metric names, only for the tasks present, and with segmentation
+    "class_iou": {class name: IoU, None where undefined (the class in neither prediction nor
+    target)}. `class_names` default: the label tables' names of `num_classes`.
     """
 
-    def __init__(self, num_classes, tasks=TASKS, device="cpu"):
+    def __init__(self, num_classes, tasks=TASKS, device="cpu", class_names=None):
         unknown = [t for t in tasks if t not in TASKS]
         if unknown or not tasks:
             raise ValueError(f"tasks must be a non-empty subset of {TASKS}, got {tuple(tasks)}")
         self.tasks = tuple(tasks)
+        if "semantic" in self.tasks:
+            self.class_names = tuple(class_names or labels.class_names(num_classes))
+            if len(self.class_names) != num_classes:
+                raise ValueError(f"{len(self.class_names)} class names for {num_classes} classes")
         self.confusion = ConfusionMatrix(num_classes, device) if "semantic" in self.tasks else None
         self.depth = DepthErrors() if "depth" in self.tasks else None
         self.reset()
@@ -181,6 +189,8 @@ class SplitMeter:
         if self.confusion is not None:
             out["miou"] = self.confusion.miou()
             out["pix_acc"] = self.confusion.pix_acc()
+            out["class_iou"] = {name: None if math.isnan(iou) else iou  # None: JSON has no NaN
+                                for name, iou in zip(self.class_names, self.confusion.iou_per_class().tolist())}
         if self.depth is not None:
             out["abs_err"] = self.depth.abs_err()
             out["rel_err"] = self.depth.rel_err()

@@ -85,20 +85,32 @@ def read_metrics(run_dir):
 
 
 def _mean_of(rows):
+    """The mean of each metric over `rows`; "class_iou" per class over the rows where that
+    class's IoU is defined (None where it never is). Rows older than class_iou lack it."""
     keys = [k for k, v in rows[0].items() if k != "delta_m" and isinstance(v, (int, float))]
-    return {k: math.fsum(r[k] for r in rows) / len(rows) for k in keys}
+    mean = {k: math.fsum(r[k] for r in rows) / len(rows) for k in keys}
+    per_class = [r["class_iou"] for r in rows if "class_iou" in r]
+    if per_class:
+        mean["class_iou"] = {}
+        for name in per_class[-1]:
+            defined = [ious[name] for ious in per_class if ious.get(name) is not None]
+            mean["class_iou"][name] = math.fsum(defined) / len(defined) if defined else None
+    return mean
 
 
 def summarize(rows, baseline, baseline_name):
     """summary.json from the metrics.jsonl rows: the last epoch's test metrics, the mean of
     the last 10 epochs' test metrics, and Δm of both (Δm of the mean, not the mean of Δm,
-    as the field reports it)."""
+    as the field reports it). A run shorter than 10 epochs averages all of them:
+    "last10_epochs" says how many were averaged (the key "last10" is kept for readers)."""
     final = rows[-1]["test"]
-    last = _mean_of([r["test"] for r in rows[-LAST_N:]])
+    averaged = rows[-LAST_N:]
+    last = _mean_of([r["test"] for r in averaged])
     has_metrics = baseline is not None and all(k in final for k in baseline)
     return {
         "final": final,
         "last10": last,
+        "last10_epochs": len(averaged),
         "delta_m": {
             "final": delta_m(final, baseline) if has_metrics else None,
             "last10": delta_m(last, baseline) if has_metrics else None,

@@ -141,28 +141,33 @@ def _semantic_batch():
     return log_probs, TARGET
 
 
+NAMES = ("a", "b", "c")
+
+
 def test_split_meter_both_tasks():
-    meter = SplitMeter(3)
+    meter = SplitMeter(3, class_names=NAMES)
     log_probs, target = _semantic_batch()
     (d1, t1), (d2, t2) = DEPTH_BATCHES[:2]
     meter.update([log_probs, _as_b1hw(d1)], [target, _as_b1hw(t1)], [1.0, 0.5])
     meter.update([log_probs, _as_b1hw(d2)], [target, _as_b1hw(t2)], [torch.tensor(3.0), 1.5])
     out = meter.compute()
-    assert set(out) == {"loss_semantic", "loss_depth", "miou", "pix_acc",
+    assert set(out) == {"loss_semantic", "loss_depth", "miou", "pix_acc", "class_iou",
                         "abs_err", "rel_err", "abs_err_px", "rel_err_px"}
-    assert all(type(v) is float for v in out.values())
+    assert all(type(v) is float for k, v in out.items() if k != "class_iou")
     assert out["loss_semantic"] == 2.0 and out["loss_depth"] == 1.0
     assert out["miou"] == pytest.approx(0.5) and out["pix_acc"] == pytest.approx(2 / 3)
     assert out["abs_err"] == pytest.approx(0.75) and out["abs_err_px"] == pytest.approx(5 / 6)
     meter.reset()
-    assert all(math.isnan(v) for v in meter.compute().values())
+    out = meter.compute()
+    assert out.pop("class_iou") == dict.fromkeys(NAMES)  # undefined: None, never NaN
+    assert all(math.isnan(v) for v in out.values())
 
 
 def test_split_meter_single_task_keys():
     log_probs, target = _semantic_batch()
-    seg = SplitMeter(3, tasks=("semantic",))
+    seg = SplitMeter(3, tasks=("semantic",), class_names=NAMES)
     seg.update([log_probs], [target], [1.0])
-    assert set(seg.compute()) == {"loss_semantic", "miou", "pix_acc"}
+    assert set(seg.compute()) == {"loss_semantic", "miou", "pix_acc", "class_iou"}
     depth = SplitMeter(3, tasks=("depth",))
     depth.update([_as_b1hw(DEPTH_BATCHES[0][0])], [_as_b1hw(DEPTH_BATCHES[0][1])], [1.0])
     assert set(depth.compute()) == {"loss_depth", "abs_err", "rel_err", "abs_err_px", "rel_err_px"}
@@ -172,4 +177,44 @@ def test_split_meter_rejects_unknown_tasks_and_wrong_lengths():
     with pytest.raises(ValueError, match="normals"):
         SplitMeter(3, tasks=("semantic", "normals"))
     with pytest.raises(ValueError, match="per task"):
-        SplitMeter(3).update([PRED], [TARGET], [1.0])
+        SplitMeter(3, class_names=NAMES).update([PRED], [TARGET], [1.0])
+
+
+def test_class_iou_by_hand_names_each_class_and_leaves_an_absent_one_undefined():
+    """CM rows (target) [1 0 0 0], [0 1 1 0], zeros: IoU a = 1/1, b = 1/(2+1-1), c = 0/(0+1-0);
+    d is in neither prediction nor target: None."""
+    meter = SplitMeter(4, tasks=("semantic",), class_names=("a", "b", "c", "d"))
+    meter.update([PRED], [TARGET], [0.0])
+    out = meter.compute()
+    assert out["class_iou"] == {"a": 1.0, "b": 0.5, "c": 0.0, "d": None}
+    assert out["miou"] == pytest.approx(0.5)  # the mean over the defined classes
+
+
+def test_class_names_default_to_the_label_tables():
+    from data.labels import CATEGORY_NAMES, TRAIN_ID_NAMES
+
+    assert SplitMeter(7).class_names == CATEGORY_NAMES and SplitMeter(19).class_names == TRAIN_ID_NAMES
+    with pytest.raises(ValueError, match="2 class names for 3 classes"):
+        SplitMeter(3, class_names=("a", "b"))
+
+
+def test_summary_averages_class_iou_per_class_where_defined():
+    from evaluation.run_record import summarize
+
+    ious = [{"a": 0.2, "b": None}, {"a": 0.4, "b": 0.6}, {"a": 0.9, "b": None}]
+    rows = [{"epoch": i, "test": {"miou": 0.5, "class_iou": iou}} for i, iou in enumerate(ious)]
+    rows.append({"epoch": 3, "test": {"miou": 0.5, "class_iou": {"a": None, "b": None}}})
+    assert summarize(rows, None, None)["last10"]["class_iou"] == {"a": pytest.approx(0.5), "b": 0.6}
+    assert summarize(rows[3:], None, None)["last10"]["class_iou"] == {"a": None, "b": None}
+
+
+@pytest.mark.parametrize("epochs, averaged", [(1, 1), (4, 4), (10, 10), (13, 10)])
+def test_the_last10_mean_says_how_many_epochs_it_averages(epochs, averaged):
+    from evaluation.console import final_table
+    from evaluation.run_record import summarize
+
+    rows = [{"epoch": i, "test": {"miou": float(i)}} for i in range(epochs)]
+    summary = summarize(rows, None, None)
+    assert summary["last10_epochs"] == averaged
+    assert summary["last10"]["miou"] == pytest.approx(sum(range(epochs - averaged, epochs)) / averaged)
+    assert f"last-{averaged} mean" in final_table(summary, None, None)

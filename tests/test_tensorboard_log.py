@@ -1,0 +1,103 @@
+"""What a run writes for TensorBoard, read back with TensorBoard's own event reader."""
+import json
+
+import pytest
+from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+from tensorboard.plugins.custom_scalar import layout_pb2
+from tensorboard.plugins.hparams import plugin_data_pb2
+
+import main_cityscapes
+from data.labels import TRAIN_ID_NAMES
+from evaluation.tensorboard_log import layout
+from evaluation.visualize import BAR, CAPTION, GAP
+
+EPOCHS = 2
+
+
+@pytest.fixture(scope="module")
+def run(tiny_synthcity, tmp_path_factory):
+    """A 2-epoch, 19-class run with a baseline file, so that Δm is defined."""
+    out = tmp_path_factory.mktemp("tb")
+    (out / "b.json").write_text(json.dumps({"miou": 0.5, "pix_acc": 0.8, "abs_err": 0.05, "rel_err": 0.5}))
+    argv = ["--data-path", str(tiny_synthcity), "--epochs", str(EPOCHS), "--batch-size", "4", "--width-mult", "0.125",
+            "--num-workers", "0", "--device", "cpu", "--classes", "19", "--method", "adam", "--weighting", "ew",
+            "--seed", "3", "--baseline", str(out / "b.json"), "--out", str(out), "--name", "run"]
+    assert main_cityscapes.main(argv) == 0
+    events = EventAccumulator(str(out / "run"), size_guidance={"images": 0, "scalars": 0, "tensors": 0})
+    events.Reload()
+    return out / "run", events
+
+
+def test_epoch_scalars_are_test_first_and_count_epochs_from_1(run):
+    run_dir, events = run
+    scalars = events.Tags()["scalars"]
+    for key in ("miou", "pix_acc", "abs_err", "rel_err", "loss_semantic", "loss_depth", "delta_m"):
+        assert f"1 test/{key}" in scalars
+    for key in ("miou", "abs_err", "loss_depth", "lr"):
+        assert f"2 train/{key}" in scalars
+    assert not [tag for tag in scalars if tag.startswith(("val/", "hparams/", "test/", "train/")) or tag == "lr"]
+    assert [e.step for e in events.Scalars("1 test/miou")] == [1, 2] == [e.step for e in events.Scalars("2 train/lr")]
+    rows = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
+    assert [row["epoch"] for row in rows] == [0, 1]  # metrics.jsonl keeps its 0-based epochs
+    assert [e.value for e in events.Scalars("1 test/delta_m")] == pytest.approx([r["test"]["delta_m"] for r in rows])
+    # the groups a reader opens first sort before every other group
+    assert sorted({tag.split("/")[0] for tag in scalars})[:2] == ["1 test", "2 train"]
+
+
+def test_per_class_iou_is_logged_with_the_class_names(run):
+    run_dir, events = run
+    rows = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
+    for split, group in (("test", "3 test IoU"), ("train", "4 train IoU")):
+        assert list(rows[-1][split]["class_iou"]) == list(TRAIN_ID_NAMES)
+        logged = {tag.split("/", 1)[1] for tag in events.Tags()["scalars"] if tag.startswith(f"{group}/")}
+        assert logged == {name for row in rows for name, iou in row[split]["class_iou"].items() if iou is not None}
+    assert "traffic light" in rows[-1]["test"]["class_iou"]
+    summary = json.loads((run_dir / "summary.json").read_text())
+    assert list(summary["last10"]["class_iou"]) == list(TRAIN_ID_NAMES)
+
+
+def test_custom_scalars_layout_pairs_train_and_test(run):
+    _, events = run
+    [event] = events.Tensors("custom_scalars__config__")
+    written = layout_pb2.Layout.FromString(event.tensor_proto.string_val[0])
+    charts = {chart.title: list(chart.multiline.tag) for category in written.category for chart in category.chart}
+    for key in ("miou", "pix_acc", "abs_err", "rel_err", "loss_semantic", "loss_depth"):
+        assert charts[key] == [f"^(2 train|1 test)/{key}$"]
+    assert charts["learning rate"] == ["^2 train/lr$"] and charts["test Δm (%, lower is better)"] == ["^1 test/delta_m$"]
+
+
+def test_layout_of_a_single_task_run_without_baseline():
+    charts = {title for category in layout(("depth",), with_delta_m=False).values() for title in category}
+    assert charts == {"abs_err", "rel_err", "loss_depth", "learning rate"}
+
+
+def test_sample_panels_are_test_images_of_the_grid_size(run):
+    _, events = run
+    images = events.Tags()["images"]
+    assert images == [f"1 test/sample {i}" for i in range(1, 5)]
+    first = events.Images(images[0])
+    assert [e.step for e in first] == [1, 2]
+    # 32x64 samples enlarged 4x: two rows of 128 x 256 cells under captions, the colour bar below
+    assert (first[0].height, first[0].width) == (2 * (CAPTION + 128) + GAP + BAR, 3 * 256 + 2 * GAP)
+
+
+def test_hparams_session_identifies_the_run_and_names_final_and_last10(run):
+    run_dir, events = run
+    content = {tag: plugin_data_pb2.HParamsPluginData.FromString(data)
+               for tag, data in events.PluginTagToContent("hparams").items()}
+    experiment = content["_hparams_/experiment"].experiment
+    shown = {info.name for info in experiment.hparam_infos if info.differs}
+    assert shown == {"data", "method", "weighting", "seed", "tasks"}  # TensorBoard ticks these five
+    assert {"classes", "arch", "epochs", "lr"} <= {info.name for info in experiment.hparam_infos}
+    metric_tags = [info.name.tag for info in experiment.metric_infos]
+    assert metric_tags[:5] == ["last10/miou", "last10/pix_acc", "last10/abs_err", "last10/rel_err", "last10/delta_m"]
+    assert set(metric_tags[5:]) == {"final/miou", "final/pix_acc", "final/abs_err", "final/rel_err", "final/delta_m"}
+    hparams = content["_hparams_/session_start_info"].session_start_info.hparams
+    assert (hparams["method"].string_value, hparams["weighting"].string_value, hparams["seed"].number_value,
+            hparams["tasks"].string_value) == ("adam", "ew", 3, "semantic+depth")
+    assert hparams["data"].string_value == "synthcity 32x64" and hparams["classes"].number_value == 19
+    summary = json.loads((run_dir / "summary.json").read_text())
+    for kind in ("final", "last10"):
+        [point] = events.Scalars(f"{kind}/miou")
+        assert point.step == EPOCHS and point.value == pytest.approx(summary[kind]["miou"])
+        assert events.Scalars(f"{kind}/delta_m")[0].value == pytest.approx(summary["delta_m"][kind])
