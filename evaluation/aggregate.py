@@ -1,12 +1,16 @@
-"""A sweep folder → results/<sweep>.md, results/<sweep>.csv and results/<sweep>_curves.png.
+"""A sweep folder → <sweep>.md, <sweep>.csv and <sweep>_curves.png in runs/<sweep>/results/.
 
-    python3 -m evaluation.aggregate runs/<sweep> [--results results] [--baseline FILE] [--separate KEY ...]
+    python3 -m evaluation.aggregate runs/<sweep> [--results DIR] [--baseline FILE] [--separate KEY ...]
 
-The field's reporting convention (METHODS §2): per seed the mean of the last 10 epochs'
-test metrics (summary.json "last10"); per (method, weighting) the mean ± sample std
-(ddof = 1) over seeds; Δm of the averaged metrics; Welch's t-test of the per-seed values
-against the adam + ew row. Δm is affine in the metrics, so Δm of the averaged metrics is
-the mean of the per-seed Δm, whose std and t-test are reported with it.
+The output stays inside the sweep's folder unless --results names another (the committed
+demonstrations pass --results results).
+
+The field's reporting convention (METHODS §2): per seed the mean of the last N = min(10,
+epochs) epochs' test metrics (summary.json "last10", N its "last10_epochs"); per (method,
+weighting) the mean ± sample std (ddof = 1) over seeds; Δm of the averaged metrics; Welch's
+t-test of the per-seed values against the adam + ew row, with Holm's correction over all the
+tests of the table. Δm is affine in the metrics, so Δm of the averaged metrics is the mean of
+the per-seed Δm, whose std and t-test are reported with it.
 
 Every finished run of the sweep, single-task ones included, must share one setup
 (evaluation.run_config.setup_of: every setting that changes results except the seed, method,
@@ -23,15 +27,10 @@ known from the `<name>.exit` status file that scripts/sweep.sh writes beside the
 """
 import argparse
 import csv
-import math
 import sys
-import warnings
 from pathlib import Path
 
 import numpy as np
-from matplotlib.figure import Figure  # no pyplot: Agg canvas, no global backend state
-from matplotlib.ticker import MaxNLocator
-from scipy import stats
 
 from .baseline import (
     TASK_METRICS,
@@ -39,6 +38,8 @@ from .baseline import (
     build_baseline,
     check_distinct_seeds,
     describe_differences,
+    last_epochs_phrase,
+    last_epochs_text,
     mean_std,
     read_json,
     read_run,
@@ -47,14 +48,20 @@ from .baseline import (
     shared_setup,
 )
 from .delta_m import METRIC_SIGNS, delta_m, load_baseline, select_baseline
+from .figures import Curve, Panel, plot_curves
 from .run_record import CONFIG, METRICS, SUMMARY, read_metrics
+from .significance import holm, welch_p
 
 REFERENCE = ("adam", "ew")  # the row every other (method, weighting) is tested against
 SINGLE_TASK = "single-task"
+RESULTS = "results"  # the default output folder, inside the sweep's folder
 ALPHA = 0.05
 BASELINE_KINDS = ("published", "single_task")
+FIGURE_KINDS = ("single_task", "published")  # the figure's Δm: single-task runs of the sweep's own setup first
 COLUMNS = tuple(METRIC_SIGNS) + tuple(f"delta_m_{kind}" for kind in BASELINE_KINDS)
-STAT_FIELDS = ("n_seeds", "seeds") + tuple(f"{col}{suffix}" for col in COLUMNS for suffix in ("", "_std", "_p"))
+# p: Welch's raw p-value; p_holm: Holm-adjusted over every test of the table, which the `*` marks use.
+STAT_FIELDS = ("n_seeds", "seeds", "epochs_averaged") + tuple(
+    f"{col}{suffix}" for col in COLUMNS for suffix in ("", "_std", "_p", "_p_holm"))
 # Name, scale and decimals in the markdown: mIoU and PixAcc in percent as in the papers.
 SHOWN = {"miou": ("mIoU", 100, 2), "pix_acc": ("PixAcc", 100, 2), "abs_err": ("AbsErr", 1, 4),
          "rel_err": ("RelErr", 1, 4), "delta_m_published": ("Δm vs published", 1, 2),
@@ -130,14 +137,17 @@ def _not_averaged(sweep_dir, name):
     return {"run": name, "state": state, "epochs": epochs, "note": _last_log_line(sweep_dir, name)}
 
 
-def scan_sweep(sweep_dir):
-    """(finished Runs, not-averaged rows)."""
+def scan_sweep(sweep_dir, results_dir=None):
+    """(finished Runs, not-averaged rows); `results_dir`, the output folder, is no run even where
+    it lies in the sweep's folder, and neither is the default one."""
     sweep_dir = Path(sweep_dir)
     if not sweep_dir.is_dir():
         raise RunError(f"{sweep_dir}: not a folder; expected a sweep folder runs/<sweep> of run folders")
     finished, problems = [], []
+    outputs = {(sweep_dir / RESULTS).resolve()} | ({Path(results_dir).resolve()} if results_dir else set())
     # hidden folders belong to the launchers (submitit's .slurm), not to runs
-    run_names = sorted(p.name for p in sweep_dir.iterdir() if p.is_dir() and not p.name.startswith("."))
+    run_names = sorted(p.name for p in sweep_dir.iterdir()
+                       if p.is_dir() and not p.name.startswith(".") and p.resolve() not in outputs)
     crashed_early = sorted(p.stem for p in sweep_dir.glob("*.exit") if not (sweep_dir / p.stem).exists()
                            and _exit_status(sweep_dir, p.stem) != 0)
     for name in run_names:
@@ -178,17 +188,6 @@ def group_runs(runs, separate):
         seeds.sort(key=lambda r: r.seed)
         check_distinct_seeds(seeds)
     return dict(sorted(groups.items(), key=lambda item: group_order(item[0])))
-
-
-def welch_p(a, b):
-    """Two-sided p-value of Welch's t-test; None where it is undefined (fewer than two
-    seeds on a side, or no spread on either side)."""
-    if len(a) < 2 or len(b) < 2 or (len(set(a)) == 1 and len(set(b)) == 1):
-        return None
-    with warnings.catch_warnings():  # scipy warns about identical samples; the NaN is handled here
-        warnings.simplefilter("ignore", RuntimeWarning)
-        p = stats.ttest_ind(a, b, equal_var=False).pvalue
-    return None if math.isnan(p) else float(p)
 
 
 def find_baselines(setup, single, baseline_file=None, separate=()):
@@ -244,22 +243,31 @@ def group_samples(runs, baselines):
 
 
 def table_rows(groups, baselines, separate=()):
-    """One dict per group with the csv_fields: mean, std (None for one seed) and p-value (None
-    where undefined, or for a reference row itself) of every column. `baselines`: {separated
-    values: {kind: baseline}}; a row's reference is the adam + ew row with its separated values."""
+    """One dict per group with the csv_fields: mean, std (None for one seed), p-value and its Holm
+    adjustment over all the table's tests (None where undefined, or for a reference row itself) of
+    every column. `baselines`: {separated values: {kind: baseline}}; a row's reference is the
+    adam + ew row with its separated values."""
     samples = {key: group_samples(runs, baselines[key[2]]) for key, runs in groups.items()}
     rows = []
     for (method, weighting, values), runs in groups.items():
         reference = samples.get((*REFERENCE, values))
         row = {"method": method, "weighting": weighting, **dict(zip(separate, values)), "n_seeds": len(runs),
-               "seeds": " ".join(str(r.seed) for r in runs)}
+               "seeds": " ".join(str(r.seed) for r in runs), "epochs_averaged": last_epochs_text(runs)}
         for col in COLUMNS:
             column = samples[(method, weighting, values)].get(col)
             row[col], row[f"{col}_std"] = mean_std(column) if column else (None, None)
             compare = column and reference is not None and (method, weighting) != REFERENCE
             row[f"{col}_p"] = welch_p(column, reference[col]) if compare else None
         rows.append(row)
+    tests = [(row, col) for row in rows for col in COLUMNS]
+    for (row, col), adjusted in zip(tests, holm([row[f"{col}_p"] for row, col in tests]), strict=True):
+        row[f"{col}_p_holm"] = adjusted
     return rows
+
+
+def family_size(rows):
+    """How many tests Holm's correction counts: every defined p-value of the table."""
+    return sum(row[f"{col}_p"] is not None for row in rows for col in COLUMNS)
 
 
 def write_csv(rows, path, fields):
@@ -278,12 +286,17 @@ def _cell(row, col):
     text = f"{row[col] * scale:{sign}.{digits}f}"
     if row[f"{col}_std"] is not None:
         text += f" ± {row[f'{col}_std'] * scale:.{digits}f}"
+    return text + _mark(row[f"{col}_p_holm"])
+
+
+def _mark(p_holm):
+    return " *" if p_holm is not None and p_holm < ALPHA else ""
+
+
+def _p_cell(row, col):
+    """"Holm-adjusted p (raw p)"."""
     p = row[f"{col}_p"]
-    return text + (" *" if p is not None and p < ALPHA else "")
-
-
-def _p_cell(p):
-    return "" if p is None else f"{p:.3g}" + (" *" if p < ALPHA else "")
+    return "" if p is None else f"{row[f'{col}_p_holm']:.3g} ({p:.3g})" + _mark(row[f"{col}_p_holm"])
 
 
 def _key_cells(row, separate):
@@ -302,8 +315,9 @@ def describe_setup(setup, separate):
     return f"{shown} and the same values of every other setting that changes results{per_row}"
 
 
-def markdown(name, setup, separate, rows, baselines, notes, problems, figure):
-    """`baselines` and `notes`: {separated values: {kind: ...}}, as find_baselines gives them per value."""
+def markdown(name, setup, separate, rows, baselines, notes, problems, averaged, figure):
+    """`baselines` and `notes`: {separated values: {kind: ...}}, as find_baselines gives them per value;
+    `averaged`: "the last N epochs" of the rows' runs; `figure`: (file name, caption) or None."""
     kinds = [k for k in BASELINE_KINDS if any(k in found for found in baselines.values())]
     cols = tuple(METRIC_SIGNS) + tuple(f"delta_m_{k}" for k in kinds)
     reference = " + ".join(REFERENCE) + (f" row with the same {', '.join(separate)}" if separate else " row")
@@ -313,22 +327,27 @@ def markdown(name, setup, separate, rows, baselines, notes, problems, figure):
     else:
         n_runs = sum(r["n_seeds"] for r in rows)
         delta = "Δm of the averaged metrics, ± the std of the per-seed Δm; lower is better. " if kinds else ""
+        holm_note = (f"Holm's step-down correction over all {family_size(rows)} tests of this table (every cell of the "
+                     f"p-value table below)")
         out += [f"{n_runs} finished multi-task runs in {len(rows)} groups; every run has {describe_setup(setup, separate)}.",
                 "",
-                ("Per seed the mean of the last 10 epochs' test metrics; mean ± sample std (ddof = 1) over seeds "
-                 f"(no std with one seed). {delta}`*`: p < {ALPHA} in Welch's t-test against the {reference}."), ""]
+                (f"Per seed the mean of the test metrics over {averaged}; mean ± sample std (ddof = 1) over seeds "
+                 f"(no std with one seed). {delta}`*`: Holm-adjusted p < {ALPHA} in Welch's t-test against the "
+                 f"{reference}; {holm_note}."), ""]
         key_header = ["Method", "Weighting", *separate]
         out += _md_table(key_header + ["Seeds"] + [SHOWN[c][0] + " (%)" * (c in PERCENT) for c in cols],
                          [_key_cells(r, separate) + [r["n_seeds"]] + [_cell(r, c) for c in cols] for r in rows])
-        out += ["", f"## Welch's t-test against {' + '.join(REFERENCE)} (two-sided p-values)", ""]
+        out += ["", f"## Welch's t-test against {' + '.join(REFERENCE)}: Holm-adjusted p (raw p), two-sided", ""]
         if not any(REFERENCE == (r["method"], r["weighting"]) for r in rows):
             out += [f"No {' + '.join(REFERENCE)} row in this sweep: no tests."]
         else:
             out += _md_table(key_header + [SHOWN[c][0] for c in cols],
-                             [_key_cells(r, separate) + [_p_cell(r[f"{c}_p"]) for c in cols] for r in rows
+                             [_key_cells(r, separate) + [_p_cell(r, c) for c in cols] for r in rows
                               if (r["method"], r["weighting"]) != REFERENCE])
             no_reference = f", or no {reference}" if separate else ""
-            out += ["", f"Empty: undefined (fewer than two seeds on a side, or no spread on either side{no_reference})."]
+            out += ["", (f"{holm_note}; `*`: adjusted p < {ALPHA}. Empty: undefined (fewer than two seeds on a side, "
+                         f"or no spread on either side{no_reference}). The CSV has both: `<column>_p` raw, "
+                         f"`<column>_p_holm` adjusted.")]
     out += ["", "## Baselines for Δm", ""] if notes else []
     for values, found in notes.items():
         for kind, note in found.items():
@@ -344,46 +363,76 @@ def markdown(name, setup, separate, rows, baselines, notes, problems, figure):
         out += _md_table(["Run", "State", "Epochs done", "Last log line"],
                          [[p["run"], p["state"], p["epochs"], p["note"] and f"`{p['note']}`"] for p in problems])
     if figure:
-        out += ["", "## Test curves", "", "Mean over seeds per epoch, band min to max over seeds.", "",
-                f"![test curves]({figure})"]
+        file_name, caption = figure
+        out += ["", "## Test curves", "", caption, "", f"![test curves]({file_name})"]
     return "\n".join(out) + "\n"
 
 
-def plot_curves(name, series, path):
-    """A 2x2 grid, one subplot per metric: per series (label → runs) the mean over seeds per
-    epoch and a min-max band. Single-task runs draw only their own task's metrics."""
-    history = {r.path: read_metrics(r.path) for runs in series.values() for r in runs}
-    fig = Figure(figsize=(12, 8), layout="constrained")
-    fig.suptitle(f"{name}: test metrics per epoch (mean over seeds, band min to max)")
-    legend = {}  # label → line, one legend for the figure
-    for ax, metric in zip(fig.subplots(2, 2).flat, METRIC_SIGNS):
-        for i, (label, runs) in enumerate(series.items()):
-            curves = [[row["test"][metric] for row in history[r.path]] for r in runs
-                      if any(metric in TASK_METRICS[t] for t in r.tasks)]
-            if not curves:
-                continue
-            epochs = min(len(c) for c in curves)  # finished runs of one sweep share their epoch count
-            values = np.array([c[:epochs] for c in curves])
-            x = np.arange(1, epochs + 1)
-            style = {"color": f"C{i}", "linestyle": "--" if label.startswith(SINGLE_TASK) else "-"}
-            (line,) = ax.plot(x, values.mean(axis=0), **style)
-            legend[f"{label} (n={len(curves)})"] = line
-            if len(curves) > 1:
-                ax.fill_between(x, values.min(axis=0), values.max(axis=0), alpha=0.2, color=style["color"])
-        ax.set(title=SHOWN[metric][0], xlabel="epoch")
-        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
-        ax.grid(alpha=0.3)
-    fig.legend(list(legend.values()), list(legend), loc="outside lower center", ncols=min(len(legend), 3))
-    fig.savefig(path, dpi=100)
+def panels(delta_kind):
+    """The figure's panels, named as the tables' columns with their unit and which way is better."""
+    keys = list(METRIC_SIGNS) + ([f"delta_m_{delta_kind}"] if delta_kind else [])
+    better = {key: "↑" if METRIC_SIGNS.get(key, 1) < 0 else "↓" for key in keys}
+    return [Panel(key, f"{SHOWN[key][0]}{' (%)' * (key in PERCENT)} {better[key]}") for key in keys]
 
 
-def aggregate(sweep_dir, results_dir="results", baseline_file=None, separate=()):
-    """Write <results>/<sweep>.md, .csv and _curves.png; returns the paths written. `separate`:
-    the settings whose values make separate rows (--separate)."""
+def run_curves(run, baseline, delta_key):
+    """{panel key: per-epoch test values} of one run on the tables' scale (percent where they show
+    percent): its tasks' metrics, and Δm against `baseline` for a multi-task run. Only the metric
+    keys are read: the epochs' rows hold other entries (a per-class dict) beside them."""
+    tests = [row["test"] for row in read_metrics(run.path)]
+    curves = {m: [SHOWN[m][1] * test[m] for test in tests] for task in run.tasks for m in TASK_METRICS[task]}
+    if baseline is not None and is_multi_task(run):
+        curves[delta_key] = [delta_m({m: test[m] for m in METRIC_SIGNS}, baseline) for test in tests]
+    return curves
+
+
+def figure_curves(series, baselines, delta_kind):
+    """[Curve] of the series ((method, weighting or None for single-task runs, separated values) →
+    runs): per panel the runs' per-epoch values, cut to the fewest epochs among them (finished
+    runs of one setup share their epoch count)."""
+    delta_key = f"delta_m_{delta_kind}"
+    out = []
+    for (method, weighting, values), runs in series.items():
+        per_run = [run_curves(r, baselines[values].get(delta_kind), delta_key) for r in runs]
+        stacked = {}
+        for key in dict.fromkeys(key for curves in per_run for key in curves):
+            rows = [curves[key] for curves in per_run if key in curves]
+            epochs = min(len(row) for row in rows)
+            stacked[key] = np.array([row[:epochs] for row in rows])
+        out.append(Curve(method, weighting, stacked))
+    return out
+
+
+def seeds_text(series):
+    """"3" seeds per line, or "1–3" where lines differ (a series of single-task runs has each seed twice)."""
+    counts = sorted({len({r.seed for r in runs}) for runs in series.values()})
+    return f"{counts[0]}" if len(counts) == 1 else f"{counts[0]}–{counts[-1]}"
+
+
+def draw_figure(name, path, series, baselines, averaged, window):
+    """Draw the curves figure; returns its caption for the markdown."""
+    delta_kind = next((kind for kind in FIGURE_KINDS if any(kind in found for found in baselines.values())), None)
+    curves = figure_curves(series, baselines, delta_kind)
+    n = seeds_text(series)
+    plot_curves(path, f"{name}: test metrics per epoch, mean over {n} seeds, band min–max over seeds",
+                panels(delta_kind), curves, window)
+    single = " Black dotted: the single-task runs, in their own task's panels." if any(
+        weighting is None for _, weighting, _ in series) else ""
+    epochs = max(values.shape[1] for curve in curves for values in curve.values.values())
+    shaded = f" Grey background: {averaged}, whose mean the tables report." if window < epochs else ""
+    return (f"Test metrics per epoch (epoch 1 is the first): mean over seeds ({n} per line), light band from the "
+            f"minimum to the maximum over seeds. Colour: weighting; line style and marker: method.{single}{shaded}")
+
+
+def aggregate(sweep_dir, results_dir=None, baseline_file=None, separate=()):
+    """Write <results>/<sweep>.md, .csv and _curves.png; returns the paths written. `results_dir`:
+    default the sweep folder's results/; `separate`: the settings whose values make separate rows
+    (--separate)."""
     sweep_dir = Path(sweep_dir)
     name = sweep_dir.resolve().name
+    results_dir = Path(results_dir) if results_dir is not None else sweep_dir / RESULTS
     separate = tuple(dict.fromkeys(separate))
-    finished, problems = scan_sweep(sweep_dir)
+    finished, problems = scan_sweep(sweep_dir, results_dir)
     setup = check_sweep_setup(sweep_dir, finished, separate) if finished else None
     groups = group_runs([r for r in finished if is_multi_task(r)], separate)
     by_values = {}  # separated values → the finished runs with them
@@ -395,27 +444,30 @@ def aggregate(sweep_dir, results_dir="results", baseline_file=None, separate=())
         rows_setup = setup | {key: runs[0].setup[key] for key in separate}
         baselines[values], notes[values] = find_baselines(rows_setup, single[values], baseline_file, separate)
     rows = table_rows(groups, baselines, separate)
-    results_dir = Path(results_dir)
     results_dir.mkdir(parents=True, exist_ok=True)
     paths = {"md": results_dir / f"{name}.md", "csv": results_dir / f"{name}.csv"}
+    averaged = last_epochs_phrase([r for runs in groups.values() for r in runs] or finished) if finished else None
+    figure = None
     if finished:
         paths["png"] = results_dir / f"{name}_curves.png"
-        series = {labelled(f"{method} + {weighting}", separate, values): runs
-                  for (method, weighting, values), runs in groups.items()}
-        series |= {labelled(SINGLE_TASK, separate, values): runs for values, runs in single.items() if runs}
-        plot_curves(name, series, paths["png"])
+        series = dict(groups) | {(SINGLE_TASK, None, values): runs for values, runs in single.items() if runs}
+        series = {(labelled(method, separate, values), weighting, values): runs
+                  for (method, weighting, values), runs in series.items()}
+        window = max(r.last_epochs for r in finished)
+        figure = paths["png"].name, draw_figure(name, paths["png"], series, baselines, averaged, window)
     write_csv(rows, paths["csv"], csv_fields(separate))
-    paths["md"].write_text(markdown(name, setup, separate, rows, baselines, notes, problems,
-                                    paths["png"].name if "png" in paths else None))
+    paths["md"].write_text(markdown(name, setup, separate, rows, baselines, notes, problems, averaged, figure))
     return paths
 
 
 def main(argv=None):
     p = argparse.ArgumentParser(description="Tables (markdown, CSV) and test curves (PNG) from a sweep folder: "
-                                            "mean ± std over seeds per (method, weighting), Δm, Welch t-tests. "
+                                            "mean ± std over seeds per (method, weighting), Δm, Welch t-tests "
+                                            "with Holm's correction. "
                                             "The runs must share every setting that changes results.")
     p.add_argument("sweep_dir", metavar="SWEEP_DIR", help="runs/<sweep>, a folder of run folders")
-    p.add_argument("--results", default="results", metavar="DIR", help="where <sweep>.md, .csv and _curves.png go")
+    p.add_argument("--results", default=None, metavar="DIR",
+                   help=f"where <sweep>.md, .csv and _curves.png go (default: SWEEP_DIR/{RESULTS})")
     p.add_argument("--baseline", default=None, metavar="FILE",
                    help="single-task baseline JSON (python3 -m evaluation.baseline); default: the sweep's own "
                         "single-task runs, if any")

@@ -4,8 +4,8 @@ real 7-class 128x256 release, Δm needs a baseline measured in the same setup).
     python3 -m evaluation.baseline runs/<sweep>/single-*/ --out baseline.json
 
 mIoU and PixAcc come from the `--tasks semantic` runs, AbsErr and RelErr from the
-`--tasks depth` runs: per run the mean of its last 10 epochs' test metrics (summary.json
-"last10"), then the mean over seeds. The runs must share their setup,
+`--tasks depth` runs: per run the mean of its last N epochs' test metrics (summary.json
+"last10", N = min(10, epochs)), then the mean over seeds. The runs must share their setup,
 evaluation.run_config.setup_of: every setting that changes results except the seed and the
 tasks, plus the epochs and the data (its identity, size and image size); the baseline records
 it under "source" → "setup", and `evaluation.aggregate --baseline` compares it with the
@@ -23,7 +23,7 @@ from pathlib import Path
 from .delta_m import METRIC_SIGNS
 from .run_config import ConfigError, read_config, setup_of
 from .run_config import settings as filled_settings
-from .run_record import CONFIG, SUMMARY, write_json
+from .run_record import CONFIG, LAST_N, SUMMARY, read_metrics, write_json
 
 TASK_METRICS = {"semantic": ("miou", "pix_acc"), "depth": ("abs_err", "rel_err")}
 MAX_SETTINGS_LISTED, MAX_RUNS_LISTED = 10, 4  # bounds of a setup-mismatch message
@@ -71,6 +71,30 @@ class Run:
         if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
             raise RunError(f"{self.path / SUMMARY}: \"last10\" has no finite {metric!r} (got {value!r})")
         return float(value)
+
+    @property
+    def last_epochs(self):
+        """How many epochs "last10" averages: summary.json's "last10_epochs", or in a summary from
+        before it, min(10, the epochs in metrics.jsonl) as run_record.summarize took them."""
+        n = (self.summary or {}).get("last10_epochs")
+        if n is None:
+            n = min(LAST_N, len(read_metrics(self.path)))
+        if isinstance(n, bool) or not isinstance(n, int) or n < 1:
+            raise RunError(f"{self.path}: \"last10\" averages {n!r} epochs (summary.json \"last10_epochs\", "
+                           f"else the rows of metrics.jsonl); expected a positive integer")
+        return n
+
+
+def last_epochs_text(runs):
+    """The N of "the mean of the last N epochs" of `runs`: one number, since runs of one setup share
+    their epochs; should they not, every N, "5/10", rather than a wrong one."""
+    return "/".join(str(n) for n in sorted({r.last_epochs for r in runs}))
+
+
+def last_epochs_phrase(runs):
+    """"the last 10 epochs", "the last epoch"."""
+    text = last_epochs_text(runs)
+    return "the last epoch" if text == "1" else f"the last {text} epochs"
 
 
 def read_run(path):
@@ -176,7 +200,8 @@ def build_baseline(runs):
                 raise RunError(f"single-task {task} runs {', '.join(str(r.path) for r in task_runs)}: "
                                f"mean {metric} is {baseline[metric]}, not positive; they cannot serve as a baseline")
     baseline["source"] = {
-        "kind": "single-task runs, per run the mean of the last 10 epochs' test metrics, then the mean over seeds",
+        "kind": f"single-task runs, per run the mean of its test metrics over {last_epochs_phrase(runs)}, then the "
+                "mean over seeds",
         "setup": setup,
         "runs": {task: [str(r.path) for r in rs] for task, rs in by_task.items()},
         "seeds": {task: [r.seed for r in rs] for task, rs in by_task.items()},
@@ -202,7 +227,8 @@ def main(argv=None):
     for metric in METRIC_SIGNS:
         std = baseline["source"]["std"][metric]
         print(f"{metric:<8} {baseline[metric]:.6g}" + (f" ± {std:.2g}" if std is not None else " (n=1)"))
-    print(f"from semantic seeds {seeds['semantic']}, depth seeds {seeds['depth']}; written to {args.out}")
+    print(f"{baseline['source']['kind']}: semantic seeds {seeds['semantic']}, depth seeds {seeds['depth']}; "
+          f"written to {args.out}")
     return 0
 
 

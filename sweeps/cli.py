@@ -24,6 +24,7 @@ BACKEND_OF = {"gpus": "local", "jobs": "local", "slurm_partition": "slurm", "slu
               "slurm_mem": "slurm", "slurm_cpus_per_run": "slurm", "slurm_array_parallelism": "slurm",
               "slurm_packing": "slurm", "ray_address": "ray", "cpus_per_run": "ray"}
 EXIT_FAILED, EXIT_USAGE, EXIT_INTERRUPTED = 1, 2, 130
+RESULTS = "results"  # as evaluation.aggregate's default (not imported: it loads scipy and matplotlib)
 AFTER_DASHES = "flags for main_cityscapes.py go after --; see --help"
 
 
@@ -66,8 +67,9 @@ def build_parser():
                    help="add a baseline single-<task>-s<seed> per task of --tasks (default: semantic, depth) and "
                         "seed, with the first method and weighting ew")
     g.add_argument("--runs", default="runs", metavar="DIR", help="the folder of sweep folders (default: runs)")
-    g.add_argument("--results", default="results", metavar="DIR",
-                   help="where the tables go: DIR/NAME.md, .csv and _curves.png (default: results)")
+    g.add_argument("--results", default=None, metavar="DIR",
+                   help=f"where the tables go: DIR/NAME.md, .csv and _curves.png (default: <runs>/NAME/{RESULTS}, "
+                        "inside the sweep's folder)")
     g.add_argument("run_flags", nargs="*", metavar="-- FLAGS",
                    help="after --: flags for every run of main_cityscapes.py, e.g. --epochs 20 --device cpu; not "
                         f"{' '.join(plan.OWNED_FLAGS)}, which the sweep sets")
@@ -170,10 +172,21 @@ def backend_options(args, run_flags):
         dry_run=args.dry_run, wait=args.wait, ray_address=args.ray_address, cpus_per_run=args.cpus_per_run)
 
 
+def results_dir(sweep_dir, opts):
+    """Where the tables go: --results DIR, else the sweep's own folder (the checkout stays clean)."""
+    return Path(opts.results) if opts.results is not None else Path(sweep_dir) / RESULTS
+
+
+def aggregate_command(sweep_dir, opts):
+    """The arguments after the interpreter; --results always, so that the folder named to the user
+    is the one written."""
+    return ["-m", "evaluation.aggregate", str(sweep_dir), "--results", str(results_dir(sweep_dir, opts))]
+
+
 def aggregate(sweep_dir, opts):
     """python -m evaluation.aggregate <sweep_dir> --results <results>; True when it succeeded."""
     path = os.pathsep.join(filter(None, [str(runner.REPO), os.environ.get("PYTHONPATH")]))
-    return subprocess.run([opts.python, "-m", "evaluation.aggregate", str(sweep_dir), "--results", opts.results],
+    return subprocess.run([opts.python, *aggregate_command(sweep_dir, opts)],
                           env={**os.environ, "PYTHONPATH": path}, check=False).returncode == 0
 
 
@@ -193,7 +206,7 @@ def conclude(sweep_dir, runs, statuses, opts):
         return EXIT_FAILED
     if running:
         return runner.EXIT_BUSY
-    print(f"sweep {opts.sweep}: all {len(runs)} runs finished; tables in {Path(opts.results) / opts.sweep}.md")
+    print(f"sweep {opts.sweep}: all {len(runs)} runs finished; tables in {results_dir(sweep_dir, opts) / opts.sweep}.md")
     return 0
 
 
@@ -206,7 +219,7 @@ def sweep(sweep_dir, runs, opts, backend):
         return 0
     if statuses is None:
         follow = shlex.join(["scripts/sweep.sh", "--status", "--sweep", opts.sweep, "--runs", opts.runs])
-        tables = shlex.join(["python", "-m", "evaluation.aggregate", str(sweep_dir), "--results", opts.results])
+        tables = shlex.join(["python", *aggregate_command(sweep_dir, opts)])
         print(f"sweep {opts.sweep}: submitted; follow it with: {follow}\ntables once every run has ended: {tables}")
         return 0
     return conclude(sweep_dir, runs, statuses, opts)

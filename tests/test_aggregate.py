@@ -7,9 +7,11 @@ import pytest
 from scipy import stats
 from test_baseline import make_run, single_task_runs
 
-from evaluation.aggregate import aggregate, csv_fields, main, welch_p
+from evaluation import run_record
+from evaluation.aggregate import aggregate, csv_fields, figure_curves, main, panels
 from evaluation.baseline import build_baseline, read_run
 from evaluation.delta_m import PUBLISHED_BASELINE
+from evaluation.significance import holm
 
 REAL = {"dataset": "cityscapes", "image_size": None,
         "data": {"name": "cityscapes", "root": "dataset/cityscapes", "synthetic": False, "image_size": [128, 256],
@@ -128,19 +130,45 @@ def test_welch_p_values_against_adam_ew(synthetic):
     assert float(adatask["pix_acc_p"]) == pytest.approx(1.0)
 
 
-def test_welch_p_is_undefined_without_two_seeds_or_spread():
-    assert welch_p([1.0], [1.0, 2.0]) is None
-    assert welch_p([1.0, 1.0], [2.0, 2.0]) is None
-    assert welch_p([1.0, 2.0, 3.0], [4.0, 5.0, 7.0]) == pytest.approx(
-        stats.ttest_ind([1, 2, 3], [4, 5, 7], equal_var=False).pvalue)
+def test_holm_over_every_test_of_the_table_marks_the_stars(synthetic):
+    paths, rows = synthetic
+    adam, pcgrad, adatask = rows
+    # The family: adam_with_adatask's five defined tests (pcgrad has one seed, adam + ew is the reference).
+    columns = ("miou", "pix_acc", "abs_err", "rel_err", "delta_m_single_task")
+    raw = [float(adatask[f"{c}_p"]) for c in columns]
+    assert [float(adatask[f"{c}_p_holm"]) for c in columns] == pytest.approx(holm(raw), rel=1e-9)
+    assert adam["miou_p_holm"] == pcgrad["miou_p_holm"] == adatask["delta_m_published_p_holm"] == ""
+    md = paths["md"].read_text()
+    assert "Holm's step-down correction over all 5 tests of this table" in md
+    assert "`*`: Holm-adjusted p < 0.05 in Welch's t-test against the adam + ew row" in md
+    row = next(line for line in md.split("## Welch")[1].splitlines() if line.startswith("| adam_with_adatask |"))
+    assert f"| {float(adatask['miou_p_holm']):.3g} ({float(adatask['miou_p']):.3g}) |" in row
+
+
+def test_a_raw_p_below_alpha_gets_no_star_unless_holm_keeps_it(tmp_path):
+    """mIoU far apart with little spread (p ~ 1e-5 survives x5); RelErr apart with more spread
+    (p ~ 0.04 raw, not after Holm)."""
+    sweep = tmp_path / "runs" / "holm"
+    make_group(sweep, "adam", "ew", ADAM)
+    far = ADAM | {"miou": [0.70, 0.71, 0.72], "rel_err": [0.38, 0.41, 0.43]}
+    make_group(sweep, "adam_with_adatask", "ew", far)
+    paths = aggregate(sweep, tmp_path / "results")
+    _, adatask = read_csv(paths["csv"])
+    assert float(adatask["miou_p_holm"]) < 0.05 and float(adatask["rel_err_p"]) < 0.05 <= float(
+        adatask["rel_err_p_holm"])
+    row = next(line for line in paths["md"].read_text().splitlines() if line.startswith("| adam_with_adatask |"))
+    miou, rel_err = row.split(" | ")[3], row.split(" | ")[6]
+    assert miou.endswith(" *") and not rel_err.endswith("*")
 
 
 def test_csv_columns(synthetic):
     paths, _ = synthetic
     header = paths["csv"].read_text().splitlines()[0].split(",")
     assert tuple(header) == csv_fields()
-    assert header[:7] == ["method", "weighting", "n_seeds", "seeds", "miou", "miou_std", "miou_p"]
-    assert header[-3:] == ["delta_m_single_task", "delta_m_single_task_std", "delta_m_single_task_p"]
+    assert header[:9] == ["method", "weighting", "n_seeds", "seeds", "epochs_averaged", "miou", "miou_std", "miou_p",
+                          "miou_p_holm"]
+    assert header[-4:] == ["delta_m_single_task", "delta_m_single_task_std", "delta_m_single_task_p",
+                           "delta_m_single_task_p_holm"]
 
 
 def test_markdown_table_and_lists(synthetic):
@@ -160,6 +188,9 @@ def test_markdown_table_and_lists(synthetic):
     assert "nan" not in md.split("## Not averaged")[0].lower()
     assert "semantic seeds [0, 1]" in md
     assert "![test curves](demo_curves.png)" in md
+    assert "Per seed the mean of the test metrics over the last 10 epochs; " in md
+    assert "band from the minimum to the maximum over seeds. Colour: weighting; line style and marker: method." in md
+    assert "Grey background: the last 10 epochs, whose mean the tables report." in md  # 12 epochs
 
 
 def test_png_written(synthetic):
@@ -168,11 +199,83 @@ def test_png_written(synthetic):
     assert paths["png"].stat().st_size > 10_000
 
 
+def test_figure_panels_have_the_tables_names_units_and_direction():
+    assert [p.label for p in panels("single_task")] == [
+        "mIoU (%) ↑", "PixAcc (%) ↑", "AbsErr ↓", "RelErr ↓", "Δm vs single-task (%) ↓"]
+    assert [p.key for p in panels(None)] == ["miou", "pix_acc", "abs_err", "rel_err"]
+
+
+def test_figure_curves_are_on_the_tables_scale(synthetic):
+    paths, _ = synthetic
+    sweep = paths["md"].parent.parent / "runs" / "demo"
+    runs = {name: read_run(sweep / name) for name in ("adam-ew-s0", "adam-ew-s1", "single-depth-s0")}
+    baseline = {"miou": 0.61, "pix_acc": 0.85, "abs_err": 0.019, "rel_err": 0.26}
+    adam, single = figure_curves({("adam", "ew", ()): [runs["adam-ew-s0"], runs["adam-ew-s1"]],
+                                  ("single-task", None, ()): [runs["single-depth-s0"]]},
+                                 {(): {"single_task": baseline}}, "single_task")
+    assert adam.values["miou"].shape == (2, 12)  # seeds x epochs
+    assert adam.values["miou"][:, -1] == pytest.approx([50.0, 52.0])  # percent, as in the tables
+    assert adam.values["abs_err"][:, -1] == pytest.approx([0.020, 0.022])
+    assert adam.values["delta_m_single_task"][:, -1] == pytest.approx(
+        [hand_delta_m(of_seed(ADAM, s), baseline) for s in range(2)])
+    assert set(single.values) == {"abs_err", "rel_err"} and single.weighting is None  # only its own task, no Δm
+
+
 def test_output_is_deterministic(tmp_path, synthetic):
     paths, _ = synthetic
     again = aggregate(paths["md"].parent.parent / "runs" / "demo", tmp_path / "again")
     assert again["md"].read_text() == paths["md"].read_text()
     assert again["csv"].read_text() == paths["csv"].read_text()
+    assert again["png"].read_bytes() == paths["png"].read_bytes()
+
+
+def test_by_default_the_output_goes_into_the_sweeps_folder(tmp_path, monkeypatch):
+    sweep = make_sweep(tmp_path / "runs" / "demo")
+    monkeypatch.chdir(tmp_path)
+    assert main([str(sweep)]) == 0
+    assert sorted(p.name for p in (sweep / "results").iterdir()) == ["demo.csv", "demo.md", "demo_curves.png"]
+    assert not (tmp_path / "results").exists()
+    # Aggregated again, the output folder is not taken for a run that failed to start.
+    assert main([str(sweep)]) == 0
+    assert "| results |" not in (sweep / "results" / "demo.md").read_text()
+
+
+def test_a_short_run_says_how_many_epochs_it_averages(tmp_path):
+    """5 epochs: "last10" averages all 5. N is summary.json's "last10_epochs"; a summary written
+    before it had none, and then N = min(10, metrics.jsonl's rows)."""
+    sweep = tmp_path / "runs" / "short"
+    make_group(sweep, "adam", "ew", ADAM, epochs=5)
+    for name in ("adam-ew-s0", "adam-ew-s1", "adam-ew-s2"):
+        summary = json.loads((sweep / name / run_record.SUMMARY).read_text())
+        summary.pop("last10_epochs", None)
+        (sweep / name / run_record.SUMMARY).write_text(json.dumps(summary))
+    paths = aggregate(sweep, tmp_path / "results")
+    assert read_csv(paths["csv"])[0]["epochs_averaged"] == "5"
+    md = paths["md"].read_text()
+    assert "over the last 5 epochs;" in md and "last 10" not in md and "Grey background" not in md
+    summary = json.loads((sweep / "adam-ew-s0" / run_record.SUMMARY).read_text())
+    for name in ("adam-ew-s0", "adam-ew-s1", "adam-ew-s2"):
+        (sweep / name / run_record.SUMMARY).write_text(json.dumps(summary | {"last10_epochs": 3}))
+    paths = aggregate(sweep, tmp_path / "results")
+    assert read_csv(paths["csv"])[0]["epochs_averaged"] == "3"
+    assert "over the last 3 epochs;" in paths["md"].read_text()
+
+
+def test_metric_dicts_with_a_per_class_dict_beside_the_metrics(tmp_path, synthetic):
+    """metrics.jsonl rows and summary.json may hold "class_iou": {class: IoU or null}: only the
+    metrics are read, and the tables are the same."""
+    _, rows = synthetic
+    sweep = make_sweep(tmp_path / "runs" / "demo")
+    for run_dir in (p for p in sweep.iterdir() if (p / run_record.METRICS).exists()):
+        per_class = {"road": 0.9, "rider": None}
+        lines = [json.loads(line) for line in (run_dir / run_record.METRICS).read_text().splitlines()]
+        run_record.write_metrics(run_dir, [row | {"test": row["test"] | {"class_iou": per_class}} for row in lines])
+        if (run_dir / run_record.SUMMARY).exists():
+            summary = json.loads((run_dir / run_record.SUMMARY).read_text())
+            summary["final"]["class_iou"] = summary["last10"]["class_iou"] = per_class
+            (run_dir / run_record.SUMMARY).write_text(json.dumps(summary))
+    again = aggregate(sweep, tmp_path / "results")
+    assert read_csv(again["csv"]) == rows
 
 
 def test_published_baseline_for_the_real_7_class_release(tmp_path):
@@ -318,7 +421,7 @@ def test_separate_lr_makes_rows_per_lr_tested_against_adam_ew_with_the_same_lr(t
     md = paths["md"].read_text()
     assert "| Method | Weighting | lr | Seeds | mIoU (%) |" in md
     assert "| adam_with_adatask | ew | 0.003 | 3 | 57.00 ± 2.65 |" in md
-    assert "against the adam + ew row with the same lr." in md and "per row: lr" in md
+    assert "against the adam + ew row with the same lr; Holm" in md and "per row: lr" in md
     assert "- single-task (lr=0.0001): the sweep's single-task runs, semantic seeds [0, 1]" in md
     assert "- single-task (lr=0.003): not available: no single-task runs" in md
 

@@ -27,9 +27,10 @@ ENVIRONMENT = {"device": "cpu", "num_workers": 0, "in_memory": False}
 
 def make_run(parent, name, last10, method="adam", weighting="ew", seed=0, tasks=("semantic", "depth"),
              finished=True, data=None, schema=2, **settings):
-    """A run folder whose last 10 epochs' test metrics are `last10` (two worse epochs before);
-    `data` and `settings` change config.json's "data" and "settings". Schema 1: the format
-    before schema_version, with the environment flags among the settings and no data identity."""
+    """A run folder of settings["epochs"] epochs (default EPOCHS) whose last 10 epochs' test metrics
+    are `last10` (worse epochs before); `data` and `settings` change config.json's "data" and
+    "settings". Schema 1: the format before schema_version, with the environment flags among the
+    settings and no data identity."""
     run_dir = parent / name
     run_dir.mkdir(parents=True)
     config = {"schema_version": 2,
@@ -41,9 +42,9 @@ def make_run(parent, name, last10, method="adam", weighting="ew", seed=0, tasks=
         del config["schema_version"], config["data"]["identity"]
     run_record.write_json(run_dir / run_record.CONFIG, config)
     keys = [k for t in tasks for k in TASK_KEYS[t]]
-    rows = []
-    for epoch in range(EPOCHS if finished else 4):
-        worse = 1.5 if epoch < 2 else 1.0  # only the last 10 epochs count
+    rows, epochs = [], settings.get("epochs", EPOCHS)
+    for epoch in range(epochs if finished else 4):
+        worse = 1.5 if epoch < epochs - 10 else 1.0  # only the last 10 epochs count
         test = {k: last10[k] * (worse if k in ("abs_err", "rel_err") else 1 / worse) for k in keys}
         rows.append({"epoch": epoch, "lr": 1e-4, "seconds": 1.0, "train": dict(test), "test": dict(test, delta_m=None)})
     run_record.write_metrics(run_dir, rows)
@@ -171,3 +172,39 @@ def test_names_a_config_without_the_expected_fields(tmp_path):
     (run_dir / run_record.CONFIG).write_text(json.dumps(config))
     with pytest.raises(RunError, match=r'config\.json: "tasks" must be a non-empty list'):
         read_run(run_dir)
+
+
+def test_a_short_run_averages_and_says_all_its_epochs(tmp_path, capsys):
+    out = tmp_path / "baseline.json"
+    dirs = single_task_runs(tmp_path / "runs", epochs=4)
+    for run_dir in dirs:  # a summary.json from before "last10_epochs": N from metrics.jsonl's rows
+        summary = json.loads((run_dir / run_record.SUMMARY).read_text())
+        summary.pop("last10_epochs", None)
+        (run_dir / run_record.SUMMARY).write_text(json.dumps(summary))
+    assert [read_run(d).last_epochs for d in dirs] == [4] * 4
+    assert main([str(d) for d in dirs] + ["--out", str(out)]) == 0
+    kind = json.loads(out.read_text())["source"]["kind"]
+    assert kind == "single-task runs, per run the mean of its test metrics over the last 4 epochs, then the mean over seeds"
+    assert kind in capsys.readouterr().out
+
+
+def test_last_epochs_comes_from_the_summary_where_it_says_it(tmp_path):
+    dirs = single_task_runs(tmp_path)
+    summary = json.loads((dirs[0] / run_record.SUMMARY).read_text())
+    (dirs[0] / run_record.SUMMARY).write_text(json.dumps(summary | {"last10_epochs": 7}))
+    assert read_run(dirs[0]).last_epochs == 7
+    (dirs[0] / run_record.SUMMARY).write_text(json.dumps(summary | {"last10_epochs": "ten"}))
+    with pytest.raises(RunError, match="last10_epochs"):
+        build_baseline([read_run(d) for d in dirs])
+
+
+def test_reads_only_the_metrics_it_needs_beside_a_per_class_dict(tmp_path):
+    """metrics.jsonl rows and summary.json's dicts may hold "class_iou": {class: IoU or null}."""
+    dirs = single_task_runs(tmp_path)
+    for run_dir in dirs:
+        summary = json.loads((run_dir / run_record.SUMMARY).read_text())
+        for key in ("final", "last10"):
+            summary[key]["class_iou"] = {"road": 0.9, "rider": None}
+        (run_dir / run_record.SUMMARY).write_text(json.dumps(summary))
+    baseline = build_baseline([read_run(d) for d in dirs])
+    assert baseline["miou"] == pytest.approx(0.61) and baseline["rel_err"] == pytest.approx(0.26)

@@ -16,11 +16,12 @@ import sys
 import threading
 import time
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 
 from evaluation import run_lock
-from sweeps import plan
+from sweeps import cli, plan
 
 REPO = Path(__file__).resolve().parent.parent
 SWEEP = REPO / "scripts" / "sweep.sh"
@@ -142,6 +143,27 @@ def test_plan_names_flags_plan_json_and_aggregation(sweep, tmp_path):
         assert (tmp_path / "runs" / "s" / f"{name}.exit").read_text() == "0\n"
         assert "start: " in (tmp_path / "runs" / "s" / f"{name}.log").read_text()
     assert "sweep s: all 12 runs finished; tables in res/s.md" in done.stdout
+
+
+def test_without_results_the_tables_go_into_the_sweeps_own_folder(fake_env, tmp_path):
+    """The checkout's results/ holds only what the committed demonstrations write (--results results)."""
+    command = [a for a in sweep_command(fake_env, "--methods", "adam", "--seeds", "0") if a not in ("--results", "res")]
+    done = subprocess.run(command, check=False, cwd=tmp_path, env=fake_env, capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stderr
+    sweep_dir = tmp_path / "runs" / "s"
+    aggregation = read_calls(Path(fake_env["FAKE_LOG"]))[-1]["args"]
+    assert aggregation == ["-m", "evaluation.aggregate", str(sweep_dir), "--results", str(sweep_dir / "results")]
+    assert f"tables in {sweep_dir / 'results' / 's.md'}" in done.stdout
+
+
+@pytest.mark.parametrize("given, results", [((), "{sweep}/results"), (("--results", "res"), "res")])
+def test_a_submitted_sweep_names_the_command_of_its_tables(tmp_path, capsys, given, results):
+    args, run_flags = cli.parse(cli.build_parser(), ["--sweep", "s", "--methods", "adam", *given])
+    sweep_dir = tmp_path / "runs" / "s"
+    submitted = SimpleNamespace(run=lambda sweep_dir, runs, opts: None)  # a cluster backend without --wait
+    assert cli.sweep(sweep_dir, plan.build_plan(["adam"]), cli.backend_options(args, run_flags), submitted) == 0
+    expected = f"python -m evaluation.aggregate {sweep_dir} --results {results.format(sweep=sweep_dir)}"
+    assert f"tables once every run has ended: {expected}\n" in capsys.readouterr().out
 
 
 @pytest.mark.parametrize("tasks, singles", [("semantic depth", ["semantic", "depth"]), ("depth", ["depth"])])

@@ -1,0 +1,32 @@
+"""Significance of differences between seeds' results: Welch's t-test, and Holm's step-down
+correction over a family of such tests (a table's tests: without it, 35 tests at α = 0.05
+would mark about two differences by chance alone)."""
+import math
+import warnings
+
+from scipy import stats
+
+
+def welch_p(a, b):
+    """Two-sided p-value of Welch's t-test; None where it is undefined (fewer than two
+    seeds on a side, or no spread on either side)."""
+    if len(a) < 2 or len(b) < 2 or (len(set(a)) == 1 and len(set(b)) == 1):
+        return None
+    with warnings.catch_warnings():  # scipy warns about identical samples; the NaN is handled here
+        warnings.simplefilter("ignore", RuntimeWarning)
+        p = stats.ttest_ind(a, b, equal_var=False).pvalue
+    return None if math.isnan(p) else float(p)
+
+
+def holm(p_values):
+    """Holm-adjusted p-values, in the order given; None (an undefined test) stays None and is
+    not counted in the family. With the m defined p-values sorted ascending, the i-th (from 0)
+    becomes max over j <= i of min(1, (m - j) p_(j)): a test is rejected at level α exactly
+    when Holm's step-down procedure rejects it, which holds the family-wise error rate at α
+    under any dependence between the tests (the metrics of one run are correlated)."""
+    order = sorted((p, i) for i, p in enumerate(p_values) if p is not None)
+    adjusted, running = list(p_values), 0.0
+    for rank, (p, i) in enumerate(order):
+        running = max(running, min(1.0, (len(order) - rank) * p))
+        adjusted[i] = running
+    return adjusted
