@@ -12,10 +12,10 @@ import math
 import os
 import platform
 import random
-import shlex
 import signal
 import subprocess
 import sys
+import textwrap
 import time
 from datetime import datetime
 from pathlib import Path
@@ -23,7 +23,6 @@ from pathlib import Path
 import numpy as np
 import torch
 from torch.utils.data import DataLoader, RandomSampler
-from torch.utils.tensorboard import SummaryWriter
 from tqdm import tqdm
 
 from data import source as data_source
@@ -33,7 +32,7 @@ from data.check import DatasetError
 from data.cityscapes import CityscapesNpy
 from data.identity import data_identity
 from data.layout import CLASS_COUNTS
-from evaluation import run_config, run_lock, run_record
+from evaluation import console, run_config, run_lock, run_record, tensorboard_log
 from evaluation.delta_m import delta_m, select_baseline
 from evaluation.metrics import SplitMeter
 from evaluation.visualize import sample_panel
@@ -50,7 +49,6 @@ from optim.weighting.cli import add_weighting_flags, build_weighting_from_args, 
 from optim.weighting.lookahead import losses_after_fn
 
 NUM_PANELS = 4  # fixed validation images shown in TensorBoard each epoch
-REPORTED = ("miou", "pix_acc", "abs_err", "rel_err")
 AU_CSV = "au.csv"
 # Exit codes (README, "Exit codes"): 74 and 75 are sysexits' EX_IOERR and EX_TEMPFAIL, 128 + N a signal.
 EXIT_BAD_INPUT, EXIT_NON_FINITE, EXIT_WRITE, EXIT_BUSY = 2, 3, 74, 75
@@ -73,65 +71,104 @@ class Interrupted(BaseException):
         self.signum = signum
 
 
+class HelpFormatter(argparse.HelpFormatter):
+    """Each default shown once: appended to the help unless the help states it already, and
+    not for None (the help says what happens then) nor for switches, which are off unless given."""
+
+    def _get_help_string(self, action):
+        text = action.help or ""
+        switch_off = action.nargs == 0 and action.default is False
+        if action.default is None or action.default == argparse.SUPPRESS or switch_off or "(default" in text:
+            return text
+        return f"{text} (default: %(default)s)"
+
+    def _split_lines(self, text, width):
+        return textwrap.wrap(" ".join(text.split()), width, break_on_hyphens=False)  # flags in a help stay whole
+
+
 def build_parser():
     p = argparse.ArgumentParser(
-        description="Multi-task SegNet on CityScapes (segmentation + depth) with AdaTask and friends.",
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+        usage="%(prog)s [options]", formatter_class=HelpFormatter,
+        description="Multi-task SegNet on CityScapes (segmentation + depth) with AdaTask and friends. "
+                    "Switches (flags without a value) are off unless given.",
     )
-    p.add_argument("--method", default="adam_with_adatask", choices=list(OPTIMIZERS), help="optimizer")
-    p.add_argument("--weighting", default="ew", choices=list(WEIGHTINGS), help="multi-task gradient method")
-    add_weighting_flags(p)
-    p.add_argument("--clip-grad-norm", type=float, default=None, metavar="X",
-                   help="clip the total norm of the final update gradient to X, the same way for every method")
-    p.add_argument("--diagnostics-every", type=int, default=50, metavar="N",
-                   help="log task-gradient cosine, norm ratio and method weights every N steps (when per-task "
-                        "gradients are computed anyway)")
-    p.add_argument("--track-au", action="store_true",
-                   help="track per-task update dominance (AU/rAU) of every shared layer: au.csv and TensorBoard; "
-                        "under a plain optimizer it costs about what AdaTask costs")
-    p.add_argument("--tasks", nargs="+", default=list(TASKS), choices=TASKS,
-                   help="tasks to train; one task trains a single-task baseline (the same network minus the "
-                        "other branch)")
-    p.add_argument("--arch", default="mtan", choices=list(MODELS), help="network")
-    p.add_argument("--width-mult", type=float, default=1.0, help="channel multiplier of the network")
-    p.add_argument("--dataset", choices=data_source.DATASETS, default=None,
-                   help="default: cityscapes if dataset/cityscapes holds the release, else synthcity")
-    p.add_argument("--data-path", default=None, help="a dataset root in the release layout (real or SynthCity)")
-    p.add_argument("--image-size", default=None, metavar="HxW",
-                   help="SynthCity only: the size it generates (default 128x256); multiples of 32")
-    p.add_argument("--synthcity-train", type=int, default=synthcity.DEFAULT_N_TRAIN, metavar="N",
-                   help="SynthCity only: number of generated training samples")
-    p.add_argument("--synthcity-val", type=int, default=synthcity.DEFAULT_N_VAL, metavar="N",
-                   help="SynthCity only: number of generated validation samples")
-    p.add_argument("--classes", type=int, default=7, choices=CLASS_COUNTS, help="segmentation classes")
-    p.add_argument("--epochs", type=int, default=200)
-    p.add_argument("--batch-size", type=int, default=8)
-    p.add_argument("--lr", type=float, default=1e-4)
-    p.add_argument("--lr-step", type=int, default=100, help="StepLR: epochs between learning-rate decays")
-    p.add_argument("--lr-gamma", type=float, default=0.5, help="StepLR: factor applied every --lr-step epochs")
-    p.add_argument("--seed", type=int, default=42)
-    p.add_argument("--augment", action=argparse.BooleanOptionalAction, default=True,
-                   help="random scale-crop and flip of the reference protocol")
-    p.add_argument("--depth-rule", default="divide", choices=DEPTH_RULES,
-                   help="depth under zoom: divide by the scale (reference code) or multiply (right for inverse depth)")
-    p.add_argument("--baseline", default=None, metavar="FILE",
-                   help="JSON of single-task miou, pix_acc, abs_err, rel_err for Δm (default: the published "
-                        "7-class row, for the real 7-class 128x256 release only)")
-    p.add_argument("--amp", action="store_true", help="bf16 autocast for forward and losses")
-    p.add_argument("--channels-last", action="store_true", help="channels-last memory format for model and inputs")
-    p.add_argument("--compile", action="store_true", help="torch.compile the model (slow first step)")
-    p.add_argument("--out", default="runs", help="parent folder of run folders")
-    p.add_argument("--name", default=None, help="run folder name (default <method>-<weighting>-s<seed>-<timestamp>)")
-    p.add_argument("--resume", default=None, metavar="RUN_DIR",
-                   help="continue an interrupted run from its last good checkpoint")
-    p.add_argument("--device", default="auto", help="auto (CUDA when present), cpu, cuda, cuda:N")
-    p.add_argument("--threads", type=int, default=None, metavar="N",
-                   help="torch threads of this process (default: torch's, one per core); OMP_NUM_THREADS, when "
-                        "set, overrides it. Give 1 when several processes share the CPU")
-    p.add_argument("--num-workers", type=int, default=min(4, (os.cpu_count() or 2) // 2),
-                   help="DataLoader worker processes (0: load in the main process)")
-    p.add_argument("--in-memory", action="store_true",
-                   help="load the whole training and test sets into RAM once (small machines with fast GPUs)")
+    data = p.add_argument_group("data")
+    data.add_argument("--dataset", choices=data_source.DATASETS, default=None,
+                      help="default: cityscapes if dataset/cityscapes holds the release, else synthcity")
+    data.add_argument("--data-path", default=None, metavar="DIR",
+                      help="a dataset root in the release layout (real or SynthCity)")
+    data.add_argument("--image-size", default=None, metavar="HxW",
+                      help="SynthCity only: the size it generates, multiples of 32 (default 128x256)")
+    data.add_argument("--synthcity-train", type=int, default=synthcity.DEFAULT_N_TRAIN, metavar="N",
+                      help="SynthCity only: generated training samples")
+    data.add_argument("--synthcity-val", type=int, default=synthcity.DEFAULT_N_VAL, metavar="N",
+                      help="SynthCity only: generated validation samples")
+    data.add_argument("--classes", type=int, default=7, choices=CLASS_COUNTS, help="segmentation classes")
+    data.add_argument("--augment", action=argparse.BooleanOptionalAction, default=True,
+                      help="random scale-crop and flip of the reference protocol")
+    data.add_argument("--depth-rule", default="divide", choices=DEPTH_RULES,
+                      help="depth under zoom: divide by the scale (reference code) or multiply (inverse depth)")
+
+    model = p.add_argument_group("model")
+    model.add_argument("--tasks", nargs="+", default=list(TASKS), choices=TASKS,
+                       help=f"tasks to train (default: {' '.join(TASKS)}); one task: a single-task baseline "
+                            f"(the same network minus the other branch)")
+    model.add_argument("--arch", default="mtan", choices=list(MODELS), help="network")
+    model.add_argument("--width-mult", type=float, default=1.0, metavar="X", help="channel multiplier")
+
+    optimisation = p.add_argument_group("optimisation")
+    optimisation.add_argument("--method", default="adam_with_adatask", choices=list(OPTIMIZERS), help="optimizer")
+    optimisation.add_argument("--epochs", type=int, default=200, metavar="N", help="training epochs")
+    optimisation.add_argument("--batch-size", type=int, default=8, metavar="N", help="images per step")
+    optimisation.add_argument("--lr", type=float, default=1e-4, metavar="X", help="learning rate")
+    optimisation.add_argument("--lr-step", type=int, default=100, metavar="N",
+                              help="StepLR: epochs between learning-rate decays")
+    optimisation.add_argument("--lr-gamma", type=float, default=0.5, metavar="X",
+                              help="StepLR: factor applied every --lr-step epochs")
+    optimisation.add_argument("--seed", type=int, default=42, metavar="N",
+                              help="seed of the initialisation, the augmentation and the data order")
+    optimisation.add_argument("--clip-grad-norm", type=float, default=None, metavar="X",
+                              help="clip the total norm of the final update gradient to X (every method alike)")
+
+    methods = p.add_argument_group("methods", "--<method>-<option> flags apply only to that --weighting method")
+    methods.add_argument("--weighting", default="ew", choices=list(WEIGHTINGS), help="multi-task gradient method")
+    add_weighting_flags(methods)
+
+    run_folder = p.add_argument_group("run folder and logging")
+    run_folder.add_argument("--out", default="runs", metavar="DIR", help="parent folder of run folders")
+    run_folder.add_argument("--name", default=None,
+                            help="run folder name (default <method>-<weighting>-s<seed>-<timestamp>)")
+    run_folder.add_argument("--resume", default=None, metavar="RUN_DIR",
+                            help="continue an interrupted run from its last good checkpoint")
+    run_folder.add_argument("--baseline", default=None, metavar="FILE",
+                            help="JSON of single-task miou, pix_acc, abs_err, rel_err for Δm (default: the "
+                                 "published 7-class row, for the real 7-class 128x256 release only)")
+    run_folder.add_argument("--diagnostics-every", type=int, default=50, metavar="N",
+                            help="log task-gradient cosine, norm ratio and method weights every N steps (runs "
+                                 "that compute per-task gradients; others with --diagnostics)")
+    run_folder.add_argument("--diagnostics", action="store_true", default=False,
+                            help="also log the diagnostics for runs that do not compute per-task gradients (a "
+                                 "plain optimizer with a loss-only weighting): the K per-task gradients are "
+                                 "computed on the diagnostic steps only; the update still comes from the summed "
+                                 "backward, so results do not change; costs about K extra backward passes every "
+                                 "--diagnostics-every steps")
+    run_folder.add_argument("--track-au", action="store_true",
+                            help="track per-task update dominance (AU/rAU) of every shared layer: au.csv and "
+                                 "TensorBoard; under a plain optimizer it costs about what AdaTask costs")
+
+    performance = p.add_argument_group("performance")
+    performance.add_argument("--device", default="auto", help="auto (CUDA when present), cpu, cuda, cuda:N")
+    performance.add_argument("--threads", type=int, default=None, metavar="N",
+                             help="torch threads (default: torch's, one per core); OMP_NUM_THREADS, when set, "
+                                  "overrides it. Give 1 when several processes share the CPU")
+    performance.add_argument("--num-workers", type=int, default=min(4, (os.cpu_count() or 2) // 2), metavar="N",
+                             help="DataLoader worker processes (0: load in the main process)")
+    performance.add_argument("--in-memory", action="store_true",
+                             help="load the whole training and test sets into RAM once (small machines, fast GPUs)")
+    performance.add_argument("--amp", action="store_true", help="bf16 autocast for forward and losses")
+    performance.add_argument("--channels-last", action="store_true",
+                             help="channels-last memory format for model and inputs")
+    performance.add_argument("--compile", action="store_true", help="torch.compile the model (slow first step)")
     return p
 
 
@@ -358,7 +395,8 @@ class Experiment:
             if shuffle else None
         dataset.set_epoch(epoch)
         return DataLoader(dataset, batch_size=self.args.batch_size, sampler=sampler,
-                          num_workers=self.args.num_workers, pin_memory=self.device.type == "cuda")
+                          num_workers=self.args.num_workers, pin_memory=self.device.type == "cuda",
+                          worker_init_fn=leave_stopping_to_the_run)
 
     def to_device(self, batch):
         image, label, depth = (t.to(self.device, non_blocking=True) for t in batch)
@@ -411,6 +449,23 @@ class Experiment:
         return state["epoch"], state["step"], state["rows"], state.get("au_rows", [])
 
 
+def leave_stopping_to_the_run(worker_id):
+    """A DataLoader worker is forked with the run's signal handlers; Ctrl-C reaches the whole
+    process group, so a worker would print its own traceback. The run stops its workers itself
+    (and they die with it: run_lock's PDEATHSIG). A batch in flight when the run stops leaves
+    the worker's file-descriptor server (multiprocessing.resource_sharer) with a reset
+    connection, which it would report as a traceback: a hang-up is no error here."""
+    for sig in (signal.SIGINT, signal.SIGUSR2):
+        signal.signal(sig, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
+    sys.excepthook = _silent_on_hang_up
+
+
+def _silent_on_hang_up(kind, value, traceback):
+    if not issubclass(kind, (ConnectionError, EOFError)):
+        sys.__excepthook__(kind, value, traceback)
+
+
 def check_same_data(run_dir, recorded, found, where):
     """A resumed run continues on the data it started on: the identity its config or checkpoint
     records must be the identity of the data found now (a missing record: a run older than
@@ -457,7 +512,7 @@ def train_epoch(exp, epoch, writer, step):
 
         ctx = StepContext(losses=None, epoch=epoch, step=step, lr=exp.optimizer.param_groups[0]["lr"],
                           losses_after=losses_after_fn(exp.model, losses_now, exp.model.shared_parameters()))
-        want = exp.step.computes_task_gradients and step % exp.args.diagnostics_every == 0
+        want = step % exp.args.diagnostics_every == 0 and (exp.step.computes_task_gradients or exp.args.diagnostics)
         info = exp.step(losses, ctx, want_diagnostics=want)
         meter.update([p.detach() for p in preds], targets, values)
         loss_sums += torch.tensor(values, dtype=torch.float64)
@@ -495,45 +550,6 @@ def evaluate(exp):
     return meter.compute(), panels
 
 
-def fmt(metrics, key, spec):
-    return format(metrics[key], spec) if key in metrics else "-"
-
-
-def epoch_line(row, total_epochs):
-    tr, te = row["train"], row["test"]
-    dm = "n/a" if te.get("delta_m") is None else f"{te['delta_m']:+.2f}%"
-    return (f"epoch {row['epoch'] + 1:>3}/{total_epochs}  lr {row['lr']:.1e}  "
-            f"train loss sem {fmt(tr, 'loss_semantic', '.4f')} dep {fmt(tr, 'loss_depth', '.4f')} | "
-            f"test mIoU {fmt(te, 'miou', '.4f')} pixacc {fmt(te, 'pix_acc', '.4f')} abs {fmt(te, 'abs_err', '.4f')} "
-            f"rel {fmt(te, 'rel_err', '.4f')} Δm {dm}  ({row['seconds']:.1f} s)")
-
-
-def final_table(summary, baseline, baseline_name, reason):
-    lines = [f"{'metric':<10}{'final':>12}{'last-10 mean':>15}{'baseline':>12}"]
-    for key in REPORTED:
-        if key in summary["final"]:
-            base = f"{baseline[key]:.4f}" if baseline else "-"
-            lines.append(f"{key:<10}{summary['final'][key]:>12.4f}{summary['last10'][key]:>15.4f}{base:>12}")
-    dm = summary["delta_m"]
-    if dm["baseline"] is None:
-        lines.append(f"{'delta_m':<10}{'n/a':>12}{'n/a':>15}   ({reason})")
-    else:
-        lines.append(f"{'delta_m':<10}{dm['final']:>+11.2f}%{dm['last10']:>+14.2f}%   (vs {baseline_name}; lower is better)")
-    return "\n".join(lines)
-
-
-def log_epoch(writer, row, panels):
-    epoch = row["epoch"]
-    writer.add_scalar("lr", row["lr"], epoch)
-    for split in ("train", "test"):
-        for key, value in row[split].items():
-            if value is not None:
-                writer.add_scalar(f"{split}/{key}", value, epoch)
-    for i, panel in enumerate(panels):
-        writer.add_image(f"val/{i}: image | pred | true seg | pred | true depth", panel, epoch, dataformats="HWC")
-    writer.flush()
-
-
 def check_finite(exp, epoch, test_metrics):
     """The losses are checked every step, but the last step can still turn the weights NaN,
     and only the test metrics would show it. Checked once per epoch, before anything of it
@@ -542,7 +558,8 @@ def check_finite(exp, epoch, test_metrics):
     if not all(torch.isfinite(t).all() for t in tensors):
         raise NonFinite(f"the network's weights became NaN or infinite in epoch {epoch + 1} (the losses were "
                         f"still finite): the run diverged")
-    bad = [f"{k} is {v}" for k, v in test_metrics.items() if v is not None and not math.isfinite(v)]
+    # class_iou, a dict of ratios of counts, is finite or None by construction
+    bad = [f"{k} is {v}" for k, v in test_metrics.items() if isinstance(v, float) and not math.isfinite(v)]
     if bad:
         raise NonFinite(f"non-finite test metrics after epoch {epoch + 1}: {', '.join(bad)}")
 
@@ -559,14 +576,19 @@ def run(exp):
         if exp.extending:  # a finished run given more --epochs: unfinished again until they are done
             (exp.run_dir / run_record.SUMMARY).unlink()
     run_record.write_json(exp.run_dir / run_record.CONFIG, exp.config)
-    print(f"run folder {exp.run_dir}  |  {exp.source.name} ({exp.source.root}), {len(exp.train_set)} train / "
-          f"{len(exp.test_set)} val, {exp.image_size[0]}x{exp.image_size[1]}, {args.classes} classes  |  "
-          f"{args.arch} x{args.width_mult}, {exp.model.parameter_counts()['total']:,} parameters  |  "
-          f"{args.method} + {args.weighting}, tasks {'+'.join(exp.tasks)}, {exp.device}", flush=True)
-    if exp.baseline is None:
-        print(f"Δm: n/a ({exp.baseline_reason})", flush=True)
+    print(console.header(
+        exp.run_dir, f"{args.method} + {args.weighting}, seed {args.seed}, {'+'.join(exp.tasks)}",
+        f"{exp.source.name} {exp.image_size[0]}x{exp.image_size[1]}, {len(exp.train_set)} train / "
+        f"{len(exp.test_set)} test, {args.classes} classes",
+        f"{args.arch} x{args.width_mult}, {exp.model.parameter_counts()['total'] / 1e6:.2f} M parameters, "
+        f"{exp.device}, {console.thread_count(torch.get_num_threads())}",
+        exp.baseline_reason if exp.baseline is None and len(exp.tasks) > 1 else None), flush=True)
+    from torch.utils.tensorboard import SummaryWriter  # a quarter second: not for --help or bad flags
+
     # purge_step drops the per-step events a killed run logged after its last checkpoint
     writer = SummaryWriter(log_dir=str(exp.run_dir), purge_step=step if args.resume else None)
+    if first_epoch == 0:
+        tensorboard_log.write_layout(writer, exp.tasks, with_delta_m=exp.baseline is not None)
     try:
         for epoch in range(first_epoch, args.epochs):
             start = time.perf_counter()
@@ -587,8 +609,8 @@ def run(exp):
                 au_rows += log_dominance(writer, exp, epoch)
                 write_au(exp, au_rows)
             run_record.save_checkpoint(exp.run_dir, exp.checkpoint_state(epoch + 1, step, rows, au_rows))
-            log_epoch(writer, row, panels)
-            tqdm.write(epoch_line(row, args.epochs))
+            tensorboard_log.log_epoch(writer, row, panels)
+            tqdm.write(console.epoch_line(row, rows, args.epochs))
     except BaseException:  # a stopped run keeps the events it logged
         with contextlib.suppress(OSError):
             writer.close()
@@ -597,8 +619,9 @@ def run(exp):
     run_record.write_json(exp.run_dir / run_record.SUMMARY, summary)
     log_hparams(writer, exp, summary)
     writer.close()
-    print(final_table(summary, exp.baseline, exp.baseline_name, exp.baseline_reason))
-    print(f"results in {exp.run_dir} (tensorboard --logdir {exp.run_dir.parent})")
+    print(console.final_table(summary, exp.baseline, exp.baseline_name))
+    print(f"results in {console.shown_path(exp.run_dir)}; curves: "
+          f"{console.tool_command('tensorboard', '--logdir', console.shown_path(exp.run_dir.parent))}")
     return exp.run_dir
 
 
@@ -610,27 +633,27 @@ def write_au(exp, au_rows):
 def log_dominance(writer, exp, epoch):
     """Per shared layer (input → output) and task: mean rAU to TensorBoard; returns the epoch's au.csv rows."""
     rows = exp.tracker.layer_summary()
-    for row in rows:
-        task = exp.tasks[row["task"]]
-        writer.add_scalar(f"rau_{task}/{row['layer_index']:02d}-{row['layer']}", row["mean_rau"], epoch)
+    tensorboard_log.log_dominance(writer, rows, exp.tasks, epoch)
     return au_csv_rows(rows, epoch, exp.tasks)
 
 
 def log_hparams(writer, exp, summary):
-    """TensorBoard's HParams tab: the run's settings beside its final metrics."""
-    keys = ("method", "weighting", "arch", "width_mult", "lr", "batch_size", "epochs", "seed", "classes")
-    hparams = {k: getattr(exp.args, k) for k in keys}
-    hparams["tasks"] = "+".join(exp.tasks)
-    metrics = {f"hparams/{k}": v for k, v in summary["last10"].items() if k in REPORTED}
-    if summary["delta_m"]["last10"] is not None:
-        metrics["hparams/delta_m"] = summary["delta_m"]["last10"]
-    writer.add_hparams(hparams, metrics, run_name=".")
+    """TensorBoard's HParams tab: what tells the run apart, what a comparison holds equal, and
+    its final and last-10 metrics."""
+    args = exp.args
+    identity = {"data": f"{exp.source.name} {exp.image_size[0]}x{exp.image_size[1]}", "method": args.method,
+                "weighting": args.weighting, "seed": args.seed, "tasks": "+".join(exp.tasks)}
+    setup = {key: getattr(args, key) for key in ("classes", "arch", "width_mult", "epochs", "batch_size", "lr",
+                                                 "augment")}
+    choices = {"method": list(OPTIMIZERS), "weighting": list(WEIGHTINGS),
+               "tasks": ["+".join(TASKS), *TASKS], "arch": list(MODELS)}
+    tensorboard_log.log_hparams(writer, identity, setup, choices, summary, args.epochs)
 
 
 def continue_command(run_dir):
     """The exact command that continues a run, with the interpreter that ran this one."""
-    main_file = os.path.relpath(__file__) if not os.path.relpath(__file__).startswith("..") else __file__
-    return shlex.join([sys.executable, main_file, "--resume", str(run_dir)])
+    main_file = Path(__file__)
+    return console.python_command(console.shown_path(main_file), "--resume", console.shown_path(run_dir))
 
 
 def where_it_stands(exp):
@@ -646,6 +669,8 @@ def raise_on_signals():
     """SIGINT, SIGTERM and SIGUSR2 (Ctrl-C, kill, Slurm and Ray preemption) raise Interrupted in
     the main thread. Returns the previous handlers."""
     def handler(signum, frame):
+        for sig in EXIT_SIGNAL:  # a second signal (Ctrl-C twice, a launcher passing it on) must not
+            signal.signal(sig, signal.SIG_IGN)  # interrupt the clean stop with a traceback
         raise Interrupted(signum)
     return {sig: signal.signal(sig, handler) for sig in EXIT_SIGNAL}
 

@@ -4,7 +4,7 @@ file written by an older version reads.
 A run's flags split three ways (docs/run-folder.md):
 - environment (device, loader workers, in-memory loading, threads, host, visible GPUs): facts
   about where it ran, recorded under "environment", never compared;
-- bookkeeping (epochs, name, out, resume, diagnostics cadence): may change on resume;
+- bookkeeping (epochs, name, out, resume, what diagnostics are logged): may change on resume;
 - everything else changes results. A resume must agree with all of it, and runs averaged
   into one table row must agree with all of it except the keys that name the row or the
   data (ROW_KEYS), plus the epochs they ran and the data's identity.
@@ -16,15 +16,15 @@ import json
 import math
 from pathlib import Path
 
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3  # 3: the --diagnostics flag
 ENVIRONMENT_FLAGS = ("device", "num_workers", "in_memory", "threads")
-BOOKKEEPING = ("epochs", "name", "out", "resume", "diagnostics_every")
+BOOKKEEPING = ("epochs", "name", "out", "resume", "diagnostics_every", "diagnostics")
 FREE_ON_RESUME = frozenset(ENVIRONMENT_FLAGS + BOOKKEEPING) - {"name", "out"}
 # The keys that distinguish the runs of a sweep from each other, or say where the data lives
 # (its identity is compared instead).
 ROW_KEYS = frozenset({"seed", "data_path", "dataset", "baseline", "method", "weighting", "tasks"})
 # setting → (schema version that added it, the value that reproduces the behaviour before it)
-ADDED_SETTINGS: dict[str, tuple[int, object]] = {}
+ADDED_SETTINGS: dict[str, tuple[int, object]] = {"diagnostics": (3, False)}
 
 
 class ConfigError(ValueError):

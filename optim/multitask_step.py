@@ -93,16 +93,18 @@ class MultiTaskStep:
     def __call__(self, losses, ctx, want_diagnostics=False):
         """losses: K scalar losses (a list, so each task's backward starts at its own loss).
         ctx: a StepContext with epoch, step, lr and, if offered, losses_after.
-        Returns the diagnostics dict (empty unless asked for and per-task gradients exist)."""
+        want_diagnostics: return the diagnostics dict of this step (else an empty one); a step
+        that takes one summed backward then computes the per-task gradients for them alone."""
         ctx = replace(ctx, losses=torch.stack([l.detach() for l in losses]))
         self.optimizer.zero_grad(set_to_none=True)
         if not self.computes_task_gradients:
             weights = self.weighting.weights(ctx).to(losses[0].device)
+            info = self._probe_diagnostics(losses, weights) if want_diagnostics else {}
             sum(w * l for w, l in zip(weights, losses)).backward()
             self._clip_plain()
             self.optimizer.step()
             self.weighting.after_step(ctx)
-            return {}
+            return info
         if self.weighting.needs_grads:
             grads = task_gradients(losses, self.shared_params, self.task_params)
             ctx = replace(ctx, grads=grads, gram=gram_matrix(grads))
@@ -128,6 +130,14 @@ class MultiTaskStep:
             self.tracker.update(grads)
         self.weighting.after_step(ctx)
         return info
+
+    def _probe_diagnostics(self, losses, weights):
+        """The diagnostics of a step that needs no per-task gradients: they are computed on the
+        side, keeping the graph and leaving every .grad alone, so the summed backward that
+        follows, and so the update, is exactly the one without diagnostics. Costs K backward
+        passes through the shared trunk."""
+        grads = task_gradients([w * l for w, l in zip(weights, losses)], self.shared_params, keep_graph=True)
+        return diagnostics(gram_matrix(grads), torch.diag(weights))
 
     def _clip_plain(self):
         if self.clip_grad_norm is not None:

@@ -14,7 +14,7 @@ def _task_roots(losses):
     return [(loss, None) if loss.requires_grad else None for loss in losses]
 
 
-def task_gradients(losses, shared_params, task_params=None):
+def task_gradients(losses, shared_params, task_params=None, keep_graph=False):
     """Backpropagate each task's loss on its own.
 
     losses: K scalar losses (a sequence, or a 1-D tensor such as torch.stack([...])).
@@ -26,6 +26,7 @@ def task_gradients(losses, shared_params, task_params=None):
     get their gradient accumulated into `.grad` from the same pass, so no extra
     backward is needed for them. Each pass asks autograd only for the shared
     parameters and task k's own, so it walks task k's branch and the shared trunk only.
+    keep_graph: keep the graph after the last pass, for a backward that follows.
     """
     shared_params = list(shared_params)
     roots = _task_roots(losses)
@@ -45,7 +46,7 @@ def task_gradients(losses, shared_params, task_params=None):
         output, grad_output = root
         grads = torch.autograd.grad(
             [output], inputs, grad_outputs=None if grad_output is None else [grad_output],
-            retain_graph=k < last, allow_unused=True,
+            retain_graph=keep_graph or k < last, allow_unused=True,
         )
         for i, g in zip(trainable, grads):
             shared_grads[i] = g

@@ -4,8 +4,8 @@
 # adam against adam_with_adatask, --track-au, the reference lr and batch; extra flags go
 # to both runs (e.g. --device cuda). A few minutes on one GPU; far too slow for a 2-core CPU.
 set -euo pipefail
-cd "$(dirname "$0")/.."
-PY=${PYTHON:-python3}
+source "$(dirname "$0")/repo_python.sh"
+cd "$REPO"
 out=${AU_RUNS:-runs/au-analysis}
 for method in adam adam_with_adatask; do
   [[ -f $out/$method/summary.json ]] && continue

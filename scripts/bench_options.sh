@@ -3,8 +3,8 @@
 # SegNet-MTAN on the default SynthCity with adam_with_adatask (meant for a GPU; extra flags
 # go to every run). Prints a table of the steady (last) epoch's seconds and test metrics.
 set -euo pipefail
-cd "$(dirname "$0")/.."
-PY=${PYTHON:-python3}
+source "$(dirname "$0")/repo_python.sh"
+cd "$REPO"
 out=${OPTIONS_RUNS:-runs/options-bench}
 configs=("default" "--amp" "--channels-last" "--amp --channels-last" "--compile")
 for i in "${!configs[@]}"; do

@@ -1,24 +1,35 @@
 """The README demo: adam and adam_with_adatask on a small SynthCity, against trivial predictors.
 
-    python3 scripts/demo.py
+    .venv/bin/python scripts/demo.py [--update-results] [extra main_cityscapes.py flags]
 
-Trains a narrow SegNet-MTAN with each method through main_cityscapes.py (the real CLI,
-so every run folder is a normal one), then scores the trivial predictors (the most
-frequent training class; the mean training depth) on the same validation split and
-writes the comparison to results/demo.md. Extra flags go to both training runs.
+Trains a narrow SegNet-MTAN with each method through main_cityscapes.py (the real CLI, so
+each run folder is a normal one) into runs/demo/<method>/, then scores the trivial predictors
+(the most frequent training class; the mean training depth) on the same test split and
+writes the comparison to runs/demo/demo.md (and, with --update-results, to the committed
+results/demo.md). Extra flags go to both runs.
+
+Thread policy (measured by scripts/bench_threads.py): the two runs go side by side, each
+with half the CPUs (one thread each on a 2-core machine); one run per core is what keeps a
+shared machine fast, while two threads per run on a busy core slow each other down many
+times over. An estimate of the time is printed up front, from timing a few training steps
+now, on this machine as it is loaded now, and the time left after every epoch.
+
+A rerun continues: finished runs are kept, interrupted ones resume from their checkpoint.
 """
 import argparse
 import json
+import math
+import os
+import signal
 import subprocess
 import sys
 import time
-from datetime import datetime
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
-from evaluation.trivial import trivial_metrics
+from evaluation.console import duration, python_command, shown_path, time_left
 
 METHODS = ("adam", "adam_with_adatask")
 DEMO_FLAGS = [
@@ -27,6 +38,196 @@ DEMO_FLAGS = [
     "--num-workers", "0", "--seed", "0",
 ]
 METRICS = ("miou", "pix_acc", "abs_err", "rel_err")
+POLL_SECONDS = 1.0
+EXIT_INTERRUPTED = 130
+
+
+class Stopped(Exception):
+    """Ctrl-C or SIGTERM reached the demo."""
+
+
+def thread_policy(cpus):
+    """(runs side by side, torch threads per run)."""
+    if cpus >= len(METHODS):
+        return len(METHODS), cpus // len(METHODS)
+    return 1, 1
+
+
+def demo_settings(flags):
+    """The few settings the estimate needs, read from the flags as main_cityscapes.py reads them."""
+    p = argparse.ArgumentParser(add_help=False)
+    for flag, kind in (("--epochs", int), ("--batch-size", int), ("--synthcity-train", int),
+                       ("--synthcity-val", int), ("--width-mult", float), ("--image-size", str)):
+        p.add_argument(flag, type=kind)
+    known, _ = p.parse_known_args(flags)
+    known.height, known.width = (int(v) for v in known.image_size.split("x"))
+    return known
+
+
+def busy_cpus_besides_us(seconds_spent_by_us, wall, before, after):
+    """CPUs kept busy by other processes over a window, from /proc/stat's counters."""
+    busy = (after[0] - before[0]) / os.sysconf("SC_CLK_TCK")
+    return max(0.0, busy / wall - seconds_spent_by_us / wall)
+
+
+def cpu_counters():
+    fields = [int(v) for v in Path("/proc/stat").read_text().split("\n")[0].split()[1:]]
+    idle = fields[3] + fields[4]
+    return sum(fields) - idle, idle
+
+
+def estimate(settings, threads, parallel, data_missing):
+    """Seconds the demo should take: a few timed steps of each method here and now, scaled
+    to the run's steps, plus the test passes and the data generation, and slowed by the
+    share of the CPUs that other processes keep busy, plus a run's start (its imports, timed
+    here as this process makes the same ones)."""
+    started = time.perf_counter()
+    import torch
+
+    from data import synthcity
+    from models import build_model
+    from models.losses import LOSSES
+    from optim import build_optimizer
+    from optim.multitask_step import MultiTaskStep
+    from optim.weighting import build_weighting
+    from optim.weighting.base import StepContext
+
+    startup = time.perf_counter() - started
+    torch.set_num_threads(threads)
+    gen = torch.Generator().manual_seed(0)
+    image = torch.rand(settings.batch_size, 3, settings.height, settings.width, generator=gen)
+    targets = [torch.randint(0, 7, (settings.batch_size, settings.height, settings.width), generator=gen),
+               torch.rand(settings.batch_size, 1, settings.height, settings.width, generator=gen)]
+    before, cpu_start, start = cpu_counters(), time.process_time(), time.perf_counter()
+    step_seconds = {}
+    for method in METHODS:
+        model = build_model("mtan", 7, settings.width_mult)
+        shared, own = model.shared_parameters(), model.task_specific_parameters()
+        step = MultiTaskStep(build_optimizer(method, shared, own, 1e-3), build_weighting("ew", 2), shared, own)
+        times = []
+        for _ in range(4):  # the first is a warm-up
+            t0 = time.perf_counter()
+            preds = model(image)
+            step([LOSSES[t](p, y) for t, p, y in zip(("semantic", "depth"), preds, targets)],
+                 StepContext(losses=None, epoch=0, step=0, lr=1e-3))
+            times.append(time.perf_counter() - t0)
+        step_seconds[method] = sorted(times[1:])[1]
+        with torch.no_grad():
+            t0 = time.perf_counter()
+            model.eval()(image)
+            forward = time.perf_counter() - t0
+    render = 0.0
+    if data_missing:
+        t0 = time.perf_counter()
+        synthcity.render_sample(0, "train", 0, settings.height, settings.width)
+        render = (time.perf_counter() - t0) * (settings.synthcity_train + settings.synthcity_val)
+    wall = time.perf_counter() - start
+    others = busy_cpus_besides_us(time.process_time() - cpu_start, wall, before, cpu_counters())
+    cpus = os.cpu_count() or 1
+    demand = others + parallel * threads  # threads that want a CPU while the runs train
+    slowdown = max(1.0, demand / cpus)
+    steps = math.ceil(settings.synthcity_train / settings.batch_size) * settings.epochs
+    tests = math.ceil(settings.synthcity_val / settings.batch_size) * settings.epochs * forward
+    per_run = {m: startup + (steps * s + tests) * slowdown for m, s in step_seconds.items()}
+    training = max(per_run.values()) if parallel > 1 else sum(per_run.values())
+    return render + training, per_run, others
+
+
+def run_commands(out, threads, extra):
+    """Per method: (command, how it starts). A finished run is kept; an unfinished one resumes."""
+    commands = {}
+    for method in METHODS:
+        run = out / method
+        environment = ["--threads", str(threads)]
+        if (run / "summary.json").exists():
+            commands[method] = (None, "finished")
+        elif (run / "config.json").exists():
+            # the flags again, so that a rerun with other flags is refused rather than mixed
+            commands[method] = (["--resume", shown_path(run), *DEMO_FLAGS, *extra, *environment], "resumes")
+        else:
+            commands[method] = ([f"--method={method}", *DEMO_FLAGS, *extra, *environment, "--out", shown_path(out),
+                                 "--name", method], "starts")
+    return commands
+
+
+def read_rows(run):
+    path = run / "metrics.jsonl"
+    if not path.exists():
+        return []
+    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+
+
+def progress_line(method, row, rows, epochs, left):
+    test = row["test"]
+    return (f"{method:<18} epoch {row['epoch'] + 1}/{epochs}  test mIoU {test['miou']:.4f} PixAcc "
+            f"{test['pix_acc']:.4f} AbsErr {test['abs_err']:.4f}  ({duration(row['seconds'])}/epoch)  "
+            f"demo: ~{duration(left)} left")
+
+
+def train(out, commands, parallel, estimated, epochs):
+    """Run the methods' commands, `parallel` at a time, printing each finished epoch."""
+    env = dict(os.environ, MTL_PARENT_PID=str(os.getpid()))  # the runs stop if the demo is killed
+    env.pop("OMP_NUM_THREADS", None)  # --threads says it
+    pending = [m for m in METHODS if commands[m][0] is not None]
+    running, seen = {}, {m: len(read_rows(out / m)) for m in METHODS}
+    try:
+        supervise(out, commands, parallel, estimated, epochs, env, pending, running, seen)
+    except Stopped:
+        stop(running)
+        raise
+
+
+def supervise(out, commands, parallel, estimated, epochs, env, pending, running, seen):
+    while pending or running:
+        while pending and len(running) < parallel:
+            method = pending.pop(0)
+            log = open(out / f"{method}.log", "a")  # noqa: SIM115 -- closed when the run ends
+            proc = subprocess.Popen([sys.executable, str(REPO / "main_cityscapes.py"), *commands[method][0]],
+                                    cwd=Path.cwd(), env=env, stdout=log, stderr=subprocess.STDOUT)
+            running[method] = (proc, log)
+        time.sleep(POLL_SECONDS)
+        for method in METHODS:
+            rows = read_rows(out / method)
+            for row in rows[seen[method]:]:
+                print(progress_line(method, row, rows, epochs, demo_left(out, parallel, estimated, epochs)), flush=True)
+            seen[method] = len(rows)
+        for method, (proc, log) in list(running.items()):
+            if proc.poll() is None:
+                continue
+            log.close()
+            del running[method]
+            if proc.returncode != 0:
+                stop(running)
+                last = (out / f"{method}.log").read_text().strip().splitlines()[-1:] or ["(no output)"]
+                sys.exit(f"{method} failed (exit {proc.returncode}): {last[0]}\n"
+                         f"its log: {shown_path(out / f'{method}.log')}")
+
+
+def demo_left(out, parallel, estimated, epochs):
+    """Seconds left: each run's epochs to go at its own recent pace (the estimate before its first)."""
+    left = []
+    for method in METHODS:
+        rows = read_rows(out / method)
+        if (out / method / "summary.json").exists():
+            left.append(0.0)
+        elif rows:
+            left.append(time_left(rows, epochs))
+        else:
+            left.append(estimated[method])
+    return max(left) if parallel > 1 else sum(left)
+
+
+def stop(running):
+    """Ctrl-C in a terminal has reached the runs already; a signal to the demo alone has not."""
+    for proc, log in running.values():
+        if proc.poll() is None:
+            proc.send_signal(signal.SIGINT)
+    for proc, log in running.values():
+        try:
+            proc.wait(timeout=60)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+        log.close()
 
 
 def table(rows):
@@ -35,39 +236,75 @@ def table(rows):
     return "\n".join(lines)
 
 
-def main():
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--out", default=str(REPO / "runs"), help="parent of the demo's run folders")
-    parser.add_argument("--results", default=str(REPO / "results" / "demo.md"))
-    args, extra = parser.parse_known_args()
-    out = Path(args.out) / f"demo-{datetime.now():%Y%m%d-%H%M%S}"
-    start = time.perf_counter()
-    rows, seconds = [], {}
-    for method in METHODS:
-        t0 = time.perf_counter()
-        cmd = [sys.executable, str(REPO / "main_cityscapes.py"), f"--method={method}", *DEMO_FLAGS, *extra,
-               "--out", str(out), "--name", method]
-        print("$ " + " ".join(cmd[1:]), flush=True)
-        subprocess.run(cmd, check=True, cwd=REPO)
-        seconds[method] = time.perf_counter() - t0
-        rows.append((method, json.loads((out / method / "summary.json").read_text())["final"]))
+def report(out, flags, seconds):
+    from evaluation.trivial import trivial_metrics
+
+    rows = [(m, json.loads((out / m / "summary.json").read_text())["final"]) for m in METHODS]
     data_root = json.loads((out / METHODS[0] / "config.json").read_text())["data"]["root"]
     trivial = trivial_metrics(data_root, num_classes=7)
     rows.append(("trivial (majority class, mean depth)", trivial))
-    total = time.perf_counter() - start
-
-    report = "\n".join([
+    timing = {m: sum(r["seconds"] for r in read_rows(out / m)) for m in METHODS}
+    return "\n".join([
         "# Demo: SynthCity, final test metrics", "",
-        "Made by `python3 scripts/demo.py` (" + " ".join(DEMO_FLAGS + extra) + ").", "",
+        "Made by `.venv/bin/python scripts/demo.py` (" + " ".join(flags) + ").", "",
         table(rows), "",
-        "Wall time: " + ", ".join(f"{m} {s / 60:.1f} min" for m, s in seconds.items())
-        + f"; whole demo {total / 60:.1f} min (data generation included).",
+        "Training time per run: " + ", ".join(f"{m} {duration(s)}" for m, s in timing.items())
+        + (f"; this call of the demo took {duration(seconds)}." if seconds is not None else "."),
         f"Trivial predictors: class {trivial['majority_class']} everywhere, depth {trivial['mean_depth']:.4f} everywhere.",
     ])
-    Path(args.results).parent.mkdir(parents=True, exist_ok=True)
-    Path(args.results).write_text(report + "\n")
-    print("\n" + report)
-    print(f"\nrun folders in {out}; this table in {args.results}")
+
+
+def raise_stopped(signum, frame):
+    raise Stopped(signal.Signals(signum).name)
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--out", default="runs", help="the demo's runs go to OUT/demo/ (default runs)")
+    parser.add_argument("--update-results", action="store_true",
+                        help="also write the committed results/demo.md (maintainers)")
+    parser.add_argument("--threads", type=int, default=None,
+                        help="torch threads per run (default: the policy above)")
+    args, extra = parser.parse_known_args()
+    out = Path(args.out) / "demo"
+    out.mkdir(parents=True, exist_ok=True)
+    cpus = os.cpu_count() or 1
+    parallel, threads = thread_policy(cpus)
+    threads = args.threads or threads
+    flags = DEMO_FLAGS + extra
+    commands = run_commands(out, threads, extra)
+    for method, (command, how) in commands.items():
+        print(f"{method}: {how}" + (f": {python_command(shown_path(REPO / 'main_cityscapes.py'), *command)}" if command else
+                                    f" ({shown_path(out / method)})"), flush=True)
+    start = time.perf_counter()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, raise_stopped)
+    settings = demo_settings(flags)
+    try:
+        if any(command for command, _ in commands.values()):
+            from data import source, synthcity
+
+            name = synthcity.cache_name(settings.synthcity_train, settings.synthcity_val, settings.height,
+                                        settings.width, 0)
+            data_missing = not (source.SYNTHCITY_ROOT / name / "synthcity.json").exists()
+            total, per_run, others = estimate(settings, threads, parallel, data_missing)
+            print(f"{parallel} run{'s' * (parallel > 1)} at a time, {threads} thread{'s' * (threads > 1)} each, "
+                  f"on {cpus} CPUs"
+                  + (f" ({others:.1f} busy with other work)" if others >= 0.5 else "")
+                  + f"; expected time: about {duration(total)} (from a few steps timed now). Logs: "
+                  f"{shown_path(out)}/<method>.log", flush=True)
+            train(out, commands, parallel, per_run, settings.epochs)
+    except Stopped as e:
+        print(f"\nstopped by {e}; the runs keep their last finished epoch; continue with: "
+              f"{python_command(shown_path(Path(__file__)), *sys.argv[1:])}", file=sys.stderr)
+        sys.exit(EXIT_INTERRUPTED)
+    text = report(out, flags, time.perf_counter() - start)
+    (out / "demo.md").write_text(text + "\n")
+    if args.update_results:
+        (REPO / "results" / "demo.md").write_text(text + "\n")
+    print("\n" + text)
+    print(f"\nrun folders and this table (demo.md) in {shown_path(out)}; curves: "
+          f"{shown_path(Path(sys.executable).parent / 'tensorboard')} --logdir {shown_path(out)}")
 
 
 if __name__ == "__main__":

@@ -9,10 +9,11 @@ import pytest
 
 import main_cityscapes
 from data import source
+from data.labels import CATEGORY_NAMES
 from evaluation.delta_m import PUBLISHED_BASELINE, PUBLISHED_NAME, delta_m
 
 REPO = Path(__file__).resolve().parent.parent
-SPLIT_KEYS = {"loss_semantic", "loss_depth", "miou", "pix_acc", "abs_err", "rel_err"}
+SPLIT_KEYS = {"loss_semantic", "loss_depth", "miou", "pix_acc", "class_iou", "abs_err", "rel_err"}
 TEST_KEYS = SPLIT_KEYS | {"abs_err_px", "rel_err_px", "delta_m"}
 
 
@@ -44,8 +45,9 @@ def test_one_epoch_writes_every_contract_file_and_key(tiny_synthcity, tmp_path, 
     assert set(row) == {"epoch", "lr", "seconds", "train", "test"} and row["epoch"] == 0
     assert set(row["train"]) == SPLIT_KEYS | {"abs_err_px", "rel_err_px"}
     assert set(row["test"]) == TEST_KEYS and row["test"]["delta_m"] is None  # synthetic: no baseline
+    assert list(row["test"]["class_iou"]) == list(row["train"]["class_iou"]) == list(CATEGORY_NAMES)
     summary = json.loads((run / "summary.json").read_text())
-    assert set(summary) == {"final", "last10", "delta_m"}
+    assert set(summary) == {"final", "last10", "last10_epochs", "delta_m"} and summary["last10_epochs"] == 1
     assert summary["final"] == row["test"]
     assert summary["delta_m"] == {"final": None, "last10": None, "baseline": None}
     assert list(run.glob("events.out.tfevents.*"))
@@ -167,7 +169,7 @@ def test_gpu_options_train_correctly_on_cpu(tiny_synthcity, tmp_path, flags):
     assert train(tiny_synthcity, tmp_path, "run", "--method=adam_with_adatask", "--lr", "1e-2", *flags,
                  epochs=2) == 0
     rows = read_rows(tmp_path / "run")
-    assert all(np.isfinite(v) for row in rows for v in row["test"].values() if v is not None)
+    assert all(np.isfinite(v) for row in rows for v in row["test"].values() if isinstance(v, float))
     assert rows[1]["train"]["loss_depth"] < rows[0]["train"]["loss_depth"]
 
 

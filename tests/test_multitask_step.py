@@ -86,3 +86,24 @@ def test_tracking_under_a_plain_optimizer_takes_per_task_gradients():
     rows = step.tracker.layer_summary()
     assert [r["task"] for r in rows] == [0, 1]
     assert sum(r["mean_rau"] for r in rows) == pytest.approx(1.0)
+
+
+@pytest.mark.parametrize("weighting", ["ew", "dwa"])
+def test_diagnostics_of_a_plain_optimizer_leave_its_update_unchanged(weighting):
+    """--diagnostics: per-task gradients on the side of the one summed backward."""
+    x = torch.randn(8, 4, generator=torch.Generator().manual_seed(1))
+    plain_net, plain = make_step("adam", weighting)
+    probed_net, probed = make_step("adam", weighting)
+    assert plain(plain_net.losses(x), ctx()) == {}
+    info = probed(probed_net.losses(x), ctx(), want_diagnostics=True)
+    for a, b in zip(plain_net.parameters(), probed_net.parameters()):
+        assert torch.equal(a, b)  # bit for bit: results do not depend on the flag
+    assert probed_net.backward_calls == 3  # two per-task passes for the diagnostics, then the summed one
+    # the diagnostics are those of the per-task gradients, as a step that needs them reports them
+    fresh = Net()
+    losses = fresh.losses(x)
+    g = [torch.cat([t.reshape(-1) for t in torch.autograd.grad(l, list(fresh.trunk.parameters()),
+                                                               retain_graph=True)]) for l in losses]
+    assert info["cosine/0-1"] == pytest.approx(float(g[0] @ g[1] / (g[0].norm() * g[1].norm())), rel=1e-5)
+    assert info["norm_ratio/0-1"] == pytest.approx(float(g[0].norm() / g[1].norm()), rel=1e-5)
+    assert info["weight/0"] == info["weight/1"] == 1.0

@@ -159,7 +159,7 @@ def edit_config(run, edit):
     (lambda c: c["settings"].pop("lr"), '"settings.lr" is missing'),
     (lambda c: c.update(data=["not", "an", "object"]), '"data" must be an object, not list'),
     (lambda c: c.update(tasks="semantic"), '"tasks" must be a non-empty list'),
-    (lambda c: c.update(schema_version=99), "schema_version is 99; this version reads 1..2"),
+    (lambda c: c.update(schema_version=99), "schema_version is 99; this version reads 1..3"),
 ])
 def test_a_hand_edited_config_is_refused_naming_file_and_key(data, tmp_path, capsys, edit, named):
     run = finished_then_unfinished(data, tmp_path)
@@ -202,7 +202,7 @@ def test_the_checkpoint_guards_the_data_even_when_the_config_identity_is_edited_
 def test_config_records_schema_and_environment_apart_from_settings(data, tmp_path):
     run = finished_then_unfinished(data, tmp_path)
     config = json.loads((run / "config.json").read_text())
-    assert config["schema_version"] == 2 and config["data"]["identity"]["kind"] == "synthcity"
+    assert config["schema_version"] == 3 and config["data"]["identity"]["kind"] == "synthcity"
     assert not {"device", "num_workers", "in_memory"} & set(config["settings"])
     assert {"device", "num_workers", "in_memory", "host", "cuda_visible_devices", "torch_threads"} \
         <= set(config["environment"])
@@ -219,6 +219,17 @@ def test_a_schema_1_config_still_resumes(data, tmp_path):
         del config["schema_version"], config["environment"], config["data"]["identity"]
         config["settings"].update(device="cpu", num_workers=0, in_memory=False)
     edit_config(run, to_schema_1)
+    assert main_cityscapes.main(["--resume", str(run), "--epochs", "2"]) == 0
+    assert len(rows_without_wall_clock(run)) == 2
+
+
+def test_a_schema_2_config_without_the_diagnostics_flag_still_resumes(data, tmp_path):
+    run = finished_then_unfinished(data, tmp_path)
+
+    def to_schema_2(config):
+        config["schema_version"] = 2
+        del config["settings"]["diagnostics"]
+    edit_config(run, to_schema_2)
     assert main_cityscapes.main(["--resume", str(run), "--epochs", "2"]) == 0
     assert len(rows_without_wall_clock(run)) == 2
 

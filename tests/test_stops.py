@@ -32,7 +32,8 @@ def start(data, out, name, *extra, epochs=50):
     env = dict(os.environ, OMP_NUM_THREADS="1")
     return subprocess.Popen([sys.executable, str(REPO / "main_cityscapes.py"), *argv(data, out, name, *extra,
                                                                                      epochs=epochs)],
-                            cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+                            cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            start_new_session=True)
 
 
 def wait_for(path, proc, timeout=120):
@@ -74,14 +75,19 @@ def test_sgd_with_a_huge_lr_stops_with_exit_3(data, tmp_path, capsys, flags):
     assert not (tmp_path / "run" / "summary.json").exists()
 
 
-@pytest.mark.parametrize("sig, code, workers", [(signal.SIGINT, 130, "0"), (signal.SIGTERM, 143, "0"),
-                                                (signal.SIGTERM, 143, "2")])
-def test_a_signal_ends_the_run_with_one_line_and_the_command_that_continues(data, tmp_path, sig, code, workers):
+# Ctrl-C in a terminal signals the whole process group: the run and its loader workers.
+@pytest.mark.parametrize("sig, code, workers, group", [(signal.SIGINT, 130, "0", False), (signal.SIGTERM, 143, "0", False),
+                                                       (signal.SIGTERM, 143, "2", False), (signal.SIGINT, 130, "2", True)])
+def test_a_signal_ends_the_run_with_one_line_and_the_command_that_continues(data, tmp_path, sig, code, workers, group):
     run = tmp_path / "run"
     proc = start(data, tmp_path, "run", "--num-workers", workers)
     try:
         wait_for(run / "checkpoint.pt", proc)
-        proc.send_signal(sig)
+        time.sleep(0.5)  # inside the next epoch, with its workers running
+        if group:
+            os.killpg(proc.pid, sig)
+        else:
+            proc.send_signal(sig)
         proc.wait(timeout=60)
         exited = time.monotonic()
         _, err = proc.communicate(timeout=30)  # returns once every writer of the pipes is gone

@@ -1,0 +1,94 @@
+"""What a run prints for a person: a short header, one line per epoch with the time left, a
+final table. Paths are shown as the user would type them (relative to the current folder
+when under it) and commands with the interpreter that runs them, so each can be pasted."""
+import os
+import shlex
+import sys
+from pathlib import Path
+
+REPORTED = ("miou", "pix_acc", "abs_err", "rel_err")
+RECENT_EPOCHS = 3  # the time left is extrapolated from the last few epochs' mean duration
+
+
+def shown_path(path):
+    """A path relative to the current folder when it lies under it, else absolute."""
+    path = Path(path).absolute()
+    try:
+        return str(path.relative_to(Path.cwd()))
+    except ValueError:
+        return str(path)
+
+
+def python_command(*args):
+    """A shell command running this interpreter (e.g. `.venv/bin/python main_cityscapes.py …`)."""
+    return shlex.join([shown_path(sys.executable), *map(str, args)])
+
+
+def tool_command(tool, *args):
+    """A console script installed beside this interpreter (tensorboard), else the bare name."""
+    beside = Path(sys.executable).parent / tool
+    return shlex.join([shown_path(beside) if beside.exists() else tool, *map(str, args)])
+
+
+def duration(seconds):
+    if seconds < 90:
+        return f"{seconds:.0f} s"
+    if seconds < 90 * 60:
+        return f"{seconds / 60:.1f} min"
+    return f"{seconds / 3600:.1f} h"
+
+
+def time_left(rows, total_epochs):
+    """Seconds left: the mean duration of the last few finished epochs times the epochs to go."""
+    recent = [row["seconds"] for row in rows[-RECENT_EPOCHS:]]
+    return sum(recent) / len(recent) * (total_epochs - len(rows)) if recent else None
+
+
+def header(run_dir, setting, data, model, delta_m_reason):
+    """The run's identity in four short lines (config.json has every detail)."""
+    lines = [f"run    {shown_path(run_dir)}  ({setting})", f"data   {data}", f"model  {model}"]
+    if delta_m_reason is not None:
+        lines.append(f"Δm     n/a: {delta_m_reason}")
+    return "\n".join(lines)
+
+
+def _fmt(metrics, key):
+    return format(metrics[key], ".4f") if key in metrics else "-"
+
+
+def epoch_line(row, rows, total_epochs):
+    """One epoch: train losses, test metrics, Δm when a baseline applies, its time and the time left."""
+    train, test = row["train"], row["test"]
+    losses = " ".join(f"{key[5:8]} {_fmt(train, key)}" for key in train if key.startswith("loss_"))
+    line = (f"epoch {row['epoch'] + 1:>3}/{total_epochs}  lr {row['lr']:.1e}  train loss {losses} | test mIoU "
+            f"{_fmt(test, 'miou')} pixacc {_fmt(test, 'pix_acc')} abs {_fmt(test, 'abs_err')} "
+            f"rel {_fmt(test, 'rel_err')}")
+    if test.get("delta_m") is not None:
+        line += f" Δm {test['delta_m']:+.2f}%"
+    left = time_left(rows, total_epochs)
+    line += f"  ({duration(row['seconds'])}"
+    return line + (f", ~{duration(left)} left)" if left else ")")
+
+
+def last_n_label(n):
+    return "last-10 mean" if n == 10 else f"last-{n} mean"  # shorter runs average every epoch they have
+
+
+def final_table(summary, baseline, baseline_name):
+    """Final and last-min(10, N)-epoch mean test metrics, the baseline and Δm."""
+    averaged = last_n_label(summary.get("last10_epochs", 10))
+    lines = [f"{'test':<10}{'final':>12}{averaged:>15}{'baseline':>12}"]
+    for key in REPORTED:
+        if key in summary["final"]:
+            base = f"{baseline[key]:.4f}" if baseline else "-"
+            lines.append(f"{key:<10}{summary['final'][key]:>12.4f}{summary['last10'][key]:>15.4f}{base:>12}")
+    dm = summary["delta_m"]
+    if dm["baseline"] is not None:
+        lines.append(f"{'delta_m':<10}{dm['final']:>+11.2f}%{dm['last10']:>+14.2f}%   (vs {baseline_name}; "
+                     f"lower is better)")
+    return "\n".join(lines)
+
+
+def thread_count(torch_threads):
+    return f"{torch_threads} thread" + ("s" if torch_threads != 1 else "") + (
+        " (OMP_NUM_THREADS)" if os.environ.get("OMP_NUM_THREADS") else "")
