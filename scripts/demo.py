@@ -33,7 +33,7 @@ from evaluation.console import duration, python_command, shown_path, time_left
 
 METHODS = ("adam", "adam_with_adatask")
 DEMO_FLAGS = [
-    "--dataset", "synthcity", "--image-size", "64x128", "--synthcity-train", "512", "--synthcity-val", "128",
+    "--dataset", "synthcity", "--image-size", "64x128", "--synthcity-train", "256", "--synthcity-val", "128",
     "--arch", "mtan", "--width-mult", "0.25", "--epochs", "8", "--batch-size", "8", "--lr", "1e-3",
     "--num-workers", "0", "--seed", "0",
 ]
