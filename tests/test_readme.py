@@ -34,3 +34,9 @@ def test_readme_method_table_is_the_registry_table():
     from optim.weighting import method_table
 
     assert method_table() in README.read_text()
+
+
+def test_readme_demo_table_is_the_committed_one():
+    committed = [line for line in (README.parent / "results" / "demo.md").read_text().splitlines()
+                 if line.startswith("|")]
+    assert "\n".join(committed) in README.read_text()
