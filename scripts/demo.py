@@ -30,6 +30,7 @@ REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
 from evaluation.console import duration, python_command, shown_path, time_left
+from evaluation.run_record import read_metrics
 
 METHODS = ("adam", "adam_with_adatask")
 DEMO_FLAGS = [
@@ -64,16 +65,15 @@ def demo_settings(flags):
     return known
 
 
-def busy_cpus_besides_us(seconds_spent_by_us, wall, before, after):
-    """CPUs kept busy by other processes over a window, from /proc/stat's counters."""
-    busy = (after[0] - before[0]) / os.sysconf("SC_CLK_TCK")
-    return max(0.0, busy / wall - seconds_spent_by_us / wall)
+def busy_cpus_besides_us(seconds_spent_by_us, wall, busy_before, busy_after):
+    """CPUs kept busy by other processes over a window, from two busy_cpu_seconds() readings."""
+    return max(0.0, (busy_after - busy_before - seconds_spent_by_us) / wall)
 
 
-def cpu_counters():
+def busy_cpu_seconds():
+    """CPU seconds all processes have spent busy (not idle, not waiting for I/O): /proc/stat."""
     fields = [int(v) for v in Path("/proc/stat").read_text().split("\n")[0].split()[1:]]
-    idle = fields[3] + fields[4]
-    return sum(fields) - idle, idle
+    return (sum(fields) - fields[3] - fields[4]) / os.sysconf("SC_CLK_TCK")
 
 
 def estimate(settings, threads, parallel, data_missing):
@@ -98,7 +98,7 @@ def estimate(settings, threads, parallel, data_missing):
     image = torch.rand(settings.batch_size, 3, settings.height, settings.width, generator=gen)
     targets = [torch.randint(0, 7, (settings.batch_size, settings.height, settings.width), generator=gen),
                torch.rand(settings.batch_size, 1, settings.height, settings.width, generator=gen)]
-    before, cpu_start, start = cpu_counters(), time.process_time(), time.perf_counter()
+    before, cpu_start, start = busy_cpu_seconds(), time.process_time(), time.perf_counter()
     step_seconds = {}
     for method in METHODS:
         model = build_model("mtan", 7, settings.width_mult)
@@ -122,7 +122,7 @@ def estimate(settings, threads, parallel, data_missing):
         synthcity.render_sample(0, "train", 0, settings.height, settings.width)
         render = (time.perf_counter() - t0) * (settings.synthcity_train + settings.synthcity_val)
     wall = time.perf_counter() - start
-    others = busy_cpus_besides_us(time.process_time() - cpu_start, wall, before, cpu_counters())
+    others = busy_cpus_besides_us(time.process_time() - cpu_start, wall, before, busy_cpu_seconds())
     cpus = os.cpu_count() or 1
     demand = others + parallel * threads  # threads that want a CPU while the runs train
     slowdown = max(1.0, demand / cpus)
@@ -150,14 +150,7 @@ def run_commands(out, threads, extra):
     return commands
 
 
-def read_rows(run):
-    path = run / "metrics.jsonl"
-    if not path.exists():
-        return []
-    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
-
-
-def progress_line(method, row, rows, epochs, left):
+def progress_line(method, row, epochs, left):
     test = row["test"]
     return (f"{method:<18} epoch {row['epoch'] + 1}/{epochs}  test mIoU {test['miou']:.4f} PixAcc "
             f"{test['pix_acc']:.4f} AbsErr {test['abs_err']:.4f}  ({duration(row['seconds'])}/epoch)  "
@@ -169,7 +162,7 @@ def train(out, commands, parallel, estimated, epochs):
     env = dict(os.environ, MTL_PARENT_PID=str(os.getpid()))  # the runs stop if the demo is killed
     env.pop("OMP_NUM_THREADS", None)  # --threads says it
     pending = [m for m in METHODS if commands[m][0] is not None]
-    running, seen = {}, {m: len(read_rows(out / m)) for m in METHODS}
+    running, seen = {}, {m: len(read_metrics(out / m)) for m in METHODS}
     try:
         supervise(out, commands, parallel, estimated, epochs, env, pending, running, seen)
     except Stopped:
@@ -186,11 +179,11 @@ def supervise(out, commands, parallel, estimated, epochs, env, pending, running,
                                     cwd=Path.cwd(), env=env, stdout=log, stderr=subprocess.STDOUT)
             running[method] = (proc, log)
         time.sleep(POLL_SECONDS)
+        rows = {m: read_metrics(out / m) for m in METHODS}
         for method in METHODS:
-            rows = read_rows(out / method)
-            for row in rows[seen[method]:]:
-                print(progress_line(method, row, rows, epochs, demo_left(out, parallel, estimated, epochs)), flush=True)
-            seen[method] = len(rows)
+            for row in rows[method][seen[method]:]:
+                print(progress_line(method, row, epochs, demo_left(out, rows, parallel, estimated, epochs)), flush=True)
+            seen[method] = len(rows[method])
         for method, (proc, log) in list(running.items()):
             if proc.poll() is None:
                 continue
@@ -203,15 +196,14 @@ def supervise(out, commands, parallel, estimated, epochs, env, pending, running,
                          f"its log: {shown_path(out / f'{method}.log')}")
 
 
-def demo_left(out, parallel, estimated, epochs):
+def demo_left(out, rows, parallel, estimated, epochs):
     """Seconds left: each run's epochs to go at its own recent pace (the estimate before its first)."""
     left = []
     for method in METHODS:
-        rows = read_rows(out / method)
         if (out / method / "summary.json").exists():
             left.append(0.0)
-        elif rows:
-            left.append(time_left(rows, epochs))
+        elif rows[method]:
+            left.append(time_left(rows[method], epochs))
         else:
             left.append(estimated[method])
     return max(left) if parallel > 1 else sum(left)
@@ -243,13 +235,13 @@ def report(out, flags, seconds):
     data_root = json.loads((out / METHODS[0] / "config.json").read_text())["data"]["root"]
     trivial = trivial_metrics(data_root, num_classes=7)
     rows.append(("trivial (majority class, mean depth)", trivial))
-    timing = {m: sum(r["seconds"] for r in read_rows(out / m)) for m in METHODS}
+    timing = {m: sum(r["seconds"] for r in read_metrics(out / m)) for m in METHODS}
     return "\n".join([
         "# Demo: SynthCity, final test metrics", "",
         "Made by `.venv/bin/python scripts/demo.py` (" + " ".join(flags) + ").", "",
         table(rows), "",
         "Training time per run: " + ", ".join(f"{m} {duration(s)}" for m, s in timing.items())
-        + (f"; this call of the demo took {duration(seconds)}." if seconds is not None else "."),
+        + f"; this call of the demo took {duration(seconds)}.",
         f"Trivial predictors: class {trivial['majority_class']} everywhere, depth {trivial['mean_depth']:.4f} everywhere.",
     ])
 
