@@ -1,8 +1,13 @@
-"""The reference augmentation of METHODS §1 as pure functions on numpy arrays.
+"""The reference augmentation (docs/methods.md, "Augmentation") as pure functions on numpy arrays.
 
-Random scale-crop (zoom in by s), resize back, horizontal flip. Arrays keep the on-disk
-layout: image (H, W, 3), label (H, W), depth (H, W, 1).
+Random scale-crop (zoom in by s), resize back, horizontal flip. `draw_crop` draws one
+crop; the image follows it here, and each task's target follows it through its task's
+`augment` (tasks/), by nearest neighbour plus whatever the zoom and the flip mean for its
+values (depth scales, instance offsets stretch and mirror). Arrays keep the on-disk layout
+(H, W[, C]).
 """
+from typing import NamedTuple
+
 import cv2
 import numpy as np
 
@@ -23,44 +28,53 @@ def _nearest_index(size_in, size_out, start):
     return start + np.minimum((np.arange(size_out) * (size_in / size_out)).astype(np.intp), size_in - 1)
 
 
-def scale_crop_flip(image, label, depth, rng, scales=SCALES, depth_rule="divide"):
-    """Zoom into a random window by a scale from `scales`, then flip with p = 0.5.
+class Crop(NamedTuple):
+    """One drawn zoom: the window (top, left, h, w) of an (height, width) sample, scale s, flip."""
 
-    The window is (int(H/s), int(W/s)) at a uniform random position; it is resized back
-    to (H, W), the image bilinearly (cv2, half-pixel centres; the reference used torch's
-    align_corners=True, a sub-pixel difference), label and depth by nearest neighbour
-    (the same source pixels as torch), so void -1 and invalid depth 0 survive. Depth is
-    then divided or multiplied by s (`depth_rule`); 0 stays 0.
+    scale: float
+    top: int
+    left: int
+    h: int
+    w: int
+    height: int
+    width: int
+    flip: bool
 
-    Returns new arrays of the input shapes and dtypes (the inputs themselves when s = 1
-    and no flip is drawn); never modifies the inputs. `rng` is a numpy Generator: the
-    result is a pure function of its state.
-    """
-    check_depth_rule(depth_rule)
-    height, width = label.shape
+    def image(self, image):
+        """The window resized back bilinearly (cv2, half-pixel centres; the reference used
+        torch's align_corners=True, a sub-pixel difference), then flipped."""
+        window = image[self.top:self.top + self.h, self.left:self.left + self.w]
+        if (self.h, self.w) != (self.height, self.width):
+            window = cv2.resize(window, (self.width, self.height), interpolation=cv2.INTER_LINEAR)
+        return cv2.flip(window, 1) if self.flip else window
+
+    def nearest(self, array):
+        """The window resized back by nearest neighbour (the same source pixels as torch), then
+        flipped: a new array, any dtype, values such as void -1 and invalid 0 kept."""
+        rows = _nearest_index(self.h, self.height, self.top)
+        cols = _nearest_index(self.w, self.width, self.left)
+        if self.flip:
+            cols = cols[::-1]
+        return array.take(rows, axis=0).take(cols, axis=1)
+
+
+def draw_crop(rng, height, width, scales=SCALES):
+    """A zoom by a scale from `scales` into a window of (int(H/s), int(W/s)) at a uniform
+    random position, flipped with p = 0.5; None when it changes nothing (s = 1, no flip).
+    `rng` is a numpy Generator: the crop is a pure function of its state."""
     s = scales[rng.integers(len(scales))]
     h, w = int(height / s), int(width / s)
     top = rng.integers(height - h + 1)
     left = rng.integers(width - w + 1)
     flip = rng.random() < 0.5
     if (h, w) == (height, width) and not flip:
-        return image, label, depth
+        return None
+    return Crop(s, int(top), int(left), h, w, height, width, bool(flip))
 
-    window = image[top:top + h, left:left + w]
-    if (h, w) != (height, width):
-        window = cv2.resize(window, (width, height), interpolation=cv2.INTER_LINEAR)
-    image = cv2.flip(window, 1) if flip else window
 
-    # Nearest neighbour as index arrays: exact, any label dtype, and the flip is free.
-    rows = _nearest_index(h, height, top)
-    cols = _nearest_index(w, width, left)
-    if flip:
-        cols = cols[::-1]
-    label = label.take(rows, axis=0).take(cols, axis=1)
-    depth = depth.take(rows, axis=0).take(cols, axis=1)
-    if s != 1:
-        if depth_rule == "divide":
-            depth /= s
-        else:
-            depth *= s
-    return image, label, depth
+def scale_depth(depth, scale, depth_rule="divide"):
+    """Depth after a zoom by `scale`: divided or multiplied by it (`depth_rule`); 0 stays 0. A new array."""
+    check_depth_rule(depth_rule)
+    if scale == 1:
+        return depth
+    return depth / np.float32(scale) if depth_rule == "divide" else depth * np.float32(scale)

@@ -1,6 +1,9 @@
-"""Validation of a dataset root against the .npy layout (data/layout.py, METHODS §1).
+"""Validation of a dataset root against the .npy layout (data/layout.py; docs/design.md, "Release layout").
 
     python3 -m data.check --data-path DIR [--classes 7 19] [--quick]
+
+The default check covers image/, the label sets of --classes and depth/, and instance/ (the
+offsets of tasks/instance.py) when the release holds it.
 
 Every problem names the file or folder and what was expected; all problems are collected
 and raised together as one DatasetError. Nothing is skipped or replaced by zeros.
@@ -30,13 +33,14 @@ from data.layout import (
     CLASS_COUNTS,
     DEPTH_DIR,
     IMAGE_DIR,
+    INSTANCE_DIR,
     SPLITS,
+    SYNTHETIC_MARKER,
     label_dir,
+    size_problem,
 )
 
 MAX_LISTED = 20
-# The network pools five times, so H and W must divide by 2**5.
-SIZE_MULTIPLE = 32
 _HEADER_READERS = {
     (1, 0): np.lib.format.read_array_header_1_0,
     (2, 0): np.lib.format.read_array_header_2_0,
@@ -77,7 +81,7 @@ def load_npy(path):
 
 def _channels(subdir):
     """The trailing shape after (H, W) that a subfolder's arrays must have."""
-    return {IMAGE_DIR: (3,), DEPTH_DIR: (1,)}.get(subdir, ())
+    return {IMAGE_DIR: (3,), DEPTH_DIR: (1,), INSTANCE_DIR: (3,)}.get(subdir, ())
 
 
 def _expected_shape(subdir):
@@ -114,6 +118,23 @@ def _gaps(indices, count):
         previous = i
 
 
+def _no_instances(root):
+    """Why a release lacks instance/ and how to get one with it."""
+    if os.path.isfile(os.path.join(root, BUILD_SETTINGS)):
+        origin = ("this build of data.prepare_cityscapes has no instance targets (built by an older version, "
+                  "or from a raw tree without gtFine *_instanceIds.png); add them by rerunning the build with the "
+                  f"gtFine package's *_instanceIds.png in RAW: {_rerun_command(root)}")
+    elif os.path.isfile(os.path.join(root, SYNTHETIC_MARKER)):
+        origin = ("this SynthCity data comes from a generator version without instance targets; "
+                  "generate it again (python3 -m data.synthcity, or --dataset synthcity for the cached copy)")
+    else:
+        origin = ("the MTAN .npy release has no instance labels; CityScapes-3 (--tasks semantic instance depth) "
+                  "needs a release built from raw CityScapes with python3 -m data.prepare_cityscapes (it reads "
+                  "gtFine *_instanceIds.png), or SynthCity (--dataset synthcity)")
+    return (f"missing: the instance task reads {INSTANCE_DIR}/<i>.npy (offsets to the instance centroids), "
+            f"but {origin}")
+
+
 def _check_split_structure(split_dir, subdirs, problems):
     """Report missing/empty folders, gaps and count mismatches; return the files found.
 
@@ -126,7 +147,8 @@ def _check_split_structure(split_dir, subdirs, problems):
     for sub in subdirs:
         folder = os.path.join(split_dir, sub)
         if not os.path.isdir(folder):
-            problems.add(folder, f"missing folder (a split holds {', '.join(subdirs)})")
+            if sub != INSTANCE_DIR:  # reported once for all splits by check_dataset, with the reason
+                problems.add(folder, f"missing folder (a split holds {', '.join(subdirs)})")
             continue
         try:
             found[sub] = _list_indices(folder, problems)
@@ -200,10 +222,9 @@ def _check_sizes(sizes, problems):
     for path, size in sizes.items():
         if size != (height, width):
             problems.add(path, f"size {size[0]}x{size[1]}, expected {height}x{width} like the rest of the dataset")
-    if height % SIZE_MULTIPLE or width % SIZE_MULTIPLE:
+    if size_problem(height, width):
         example = next(p for p, s in sizes.items() if s == (height, width))
-        problems.add(example, f"size {height}x{width}: H and W must be multiples of {SIZE_MULTIPLE} "
-                              "(the network pools 5 times)")
+        problems.add(example, f"size {height}x{width}: {size_problem(height, width)}")
     return height, width
 
 
@@ -288,15 +309,40 @@ def _label_problem(label, num_classes):
     return f"label values {listing}{more}; expected -1 (void) or 0..{num_classes - 1}"
 
 
+def _instance_problem(target):
+    """Offsets (dy, dx) finite, the mask (channel 2) 0 or 1, the offsets 0 off the mask."""
+    offsets, mask = target[..., :2], target[..., 2]
+    on = mask == 1
+    if np.isfinite(offsets).all() and (on | (mask == 0)).all() and not offsets[~on].any():
+        return None
+    found = []
+    finite = np.isfinite(target)
+    if not finite.all():
+        found.append(f"{np.count_nonzero(~finite)} NaN or infinite values")
+    bad_mask = ~on & (mask != 0)
+    if bad_mask.any():
+        values = np.unique(mask[bad_mask])
+        found.append(f"channel 2 (the instance mask) holds {', '.join(f'{v:g}' for v in values[:5])}"
+                     f"{' ...' if len(values) > 5 else ''} at {np.count_nonzero(bad_mask)} pixels")
+    off = offsets[~on & (mask == 0)]
+    if np.count_nonzero(off):
+        found.append(f"{np.count_nonzero(np.any(off != 0, axis=-1))} background pixels (channel 2 = 0) "
+                     "with non-zero offsets")
+    return ("; ".join(found) + "; expected finite offsets (dy, dx) in channels 0-1, channel 2 in {0, 1}, "
+            "offsets 0 where channel 2 is 0")
+
+
 _LABEL_CLASSES = {label_dir(c): c for c in CLASS_COUNTS}
 
 
 def _value_problem(subdir, array):
-    """What is wrong with the values of an array of `subdir` (image, label_<C>, depth), or None."""
+    """What is wrong with the values of an array of `subdir` (image, label_<C>, depth, instance), or None."""
     if subdir == IMAGE_DIR:
         return _image_problem(array)
     if subdir == DEPTH_DIR:
         return _depth_problem(array)
+    if subdir == INSTANCE_DIR:
+        return _instance_problem(array)
     return _label_problem(array, _LABEL_CLASSES[subdir])
 
 
@@ -312,20 +358,33 @@ def load_valid(path, subdir):
 # --- the checks -----------------------------------------------------------------------
 
 
-def check_dataset(root, classes=CLASS_COUNTS, deep=True, progress=False, splits=SPLITS):
+def check_dataset(root, classes=CLASS_COUNTS, deep=True, progress=False, splits=SPLITS, folders=None):
     """Check a dataset root; raise DatasetError listing every problem, else return a summary.
 
-    classes: the label sets to check (label_7, label_19). deep=False reads only the .npy
-    headers; deep=True also loads every array and checks its values. An unfinished or
-    changed build of data.prepare_cityscapes is refused before anything else.
-    Summary: {"root", "splits": {split: count}, "image_size": (H, W), "classes"}.
+    classes: the label sets to check (label_7, label_19). folders: the subfolders to check
+    instead of the default (a run checks what its tasks read): image, those label sets,
+    depth, and instance when any checked split holds instance/ (then every split must).
+    deep=False reads only the .npy headers; deep=True also loads every array and checks its
+    values. An unfinished or changed build of data.prepare_cityscapes is refused before
+    anything else. A missing instance/ asked for in `folders` says why it is missing and how
+    to get a release with it.
+    Summary: {"root", "splits": {split: count}, "image_size": (H, W), "classes": the label
+    sets checked, "folders": the subfolders checked}.
     """
     root = os.fspath(root)
     if not os.path.isdir(root):
         raise DatasetError(f"{root}: data folder not found (expected {'/, '.join(SPLITS)}/ inside)")
     _check_build_finished(root)
     problems = _Problems()
-    subdirs = (IMAGE_DIR, *(label_dir(c) for c in classes), DEPTH_DIR)
+    subdirs = tuple(folders or (IMAGE_DIR, *(label_dir(c) for c in classes), DEPTH_DIR))
+    if not folders and any(os.path.isdir(os.path.join(root, split, INSTANCE_DIR)) for split in splits):
+        subdirs += (INSTANCE_DIR,)
+    if INSTANCE_DIR in subdirs:
+        lacking = [split for split in splits if os.path.isdir(os.path.join(root, split))
+                   and not os.path.isdir(os.path.join(root, split, INSTANCE_DIR))]
+        if lacking:
+            where = lacking[0] if len(lacking) == 1 else "{" + ",".join(lacking) + "}"
+            problems.add(os.path.join(root, where, INSTANCE_DIR), _no_instances(root))
     counts, files = {}, []
     for split in splits:
         split_dir = os.path.join(root, split)
@@ -348,18 +407,20 @@ def check_dataset(root, classes=CLASS_COUNTS, deep=True, progress=False, splits=
                 problems.lines.append(str(e))
 
     problems.raise_if_any(root)
-    return {"root": root, "splits": counts, "image_size": image_size, "classes": tuple(classes)}
+    checked = tuple(c for c in CLASS_COUNTS if label_dir(c) in subdirs) if folders else tuple(classes)
+    return {"root": root, "splits": counts, "image_size": image_size, "classes": checked, "folders": subdirs}
 
 
-def quick_check(root, num_classes, splits=SPLITS):
-    """The cheap check run before training: structure and every .npy header, no data read."""
-    return check_dataset(root, classes=(num_classes,), deep=False, splits=splits)
+def quick_check(root, folders, splits=SPLITS):
+    """The cheap check run before training: structure and every .npy header of `folders`, no data read."""
+    return check_dataset(root, deep=False, splits=splits, folders=tuple(folders))
 
 
 def format_summary(summary, deep=True):
     counts = ", ".join(f"{split} {n}" for split, n in summary["splits"].items())
     height, width = summary["image_size"]
-    labels = "+".join(label_dir(c) for c in summary["classes"])
+    labels = "+".join([*(label_dir(c) for c in summary["classes"]),
+                       *([INSTANCE_DIR] if INSTANCE_DIR in summary.get("folders", ()) else [])])
     return f"{summary['root']}: {counts} samples, {height}x{width}, {labels}, {'deep' if deep else 'quick'} check OK"
 
 

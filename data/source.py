@@ -10,7 +10,7 @@ from pathlib import Path
 
 from . import synthcity
 from .check import DatasetError, quick_check
-from .layout import BUILD_SETTINGS, SPLITS, SYNTHETIC_MARKER
+from .layout import BUILD_SETTINGS, DEPTH_DIR, IMAGE_DIR, SPLITS, SYNTHETIC_MARKER, label_dir, size_problem
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 CITYSCAPES_ROOT = REPO_ROOT / "dataset" / "cityscapes"
@@ -28,19 +28,19 @@ class DataSource:
 
 
 def parse_image_size(text):
-    """'HxW' → (H, W); both must be multiples of 32."""
+    """'HxW' → (H, W), a size the network takes (data.layout.size_problem)."""
     try:
         height, width = (int(v) for v in text.lower().split("x"))
     except ValueError:
         raise ValueError(f"--image-size {text!r}: expected HxW, e.g. 128x256") from None
-    if height <= 0 or width <= 0 or height % 32 or width % 32:
-        raise ValueError(f"--image-size {text}: height and width must be positive multiples of 32 (SegNet pools five times)")
+    if size_problem(height, width):
+        raise ValueError(f"--image-size {text}: {size_problem(height, width)}")
     return height, width
 
 
 def open_release(root, num_classes):
     """The DataSource of a dataset root that passes the quick check (DatasetError if not)."""
-    quick_check(root, num_classes)
+    quick_check(root, (IMAGE_DIR, label_dir(num_classes), DEPTH_DIR))
     metadata = synthcity.read_metadata(root)
     return DataSource("cityscapes" if metadata is None else "synthcity", Path(root), metadata is not None, metadata)
 

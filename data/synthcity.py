@@ -1,7 +1,7 @@
 """SynthCity: procedural street scenes written in the layout of the 128x256 CityScapes release.
 
 CityScapes needs an account to download, so every command can also run on this generator
-(DESIGN.md, "SynthCity: the embedded default data"). A sample is a street seen by a pinhole
+(docs/design.md, "SynthCity"). A sample is a street seen by a pinhole
 camera with the Cityscapes intrinsics (focal length 1.1 x image width, camera 1.2 m above
 the ground), looking along the street:
 
@@ -16,7 +16,12 @@ the ground), looking along the street:
   below the horizon, constant over an upright object (its footprint's), constant down each
   column of a facade; 0 on sky, void and a few random holes;
 - the image gets per-class colour families with per-instance variation, textures (windows,
-  road markings, foliage), haze with distance, a global illumination change and noise.
+  road markings, foliage), haze with distance, a global illumination change and noise;
+- instance/ (version 2) holds the offsets of data/instances.py: every placed person,
+  vehicle (car, truck, bus, tram, bicycle, motorcycle) and rider is one instance (a
+  cyclist's rider and its two-wheeler two, as in Cityscapes), its mask the pixels it keeps
+  in the label image after occlusion. Drawing it uses no random numbers: image, labels and
+  depth are those of version 1.
 
 Every random choice in world units is drawn from numpy.random.default_rng([seed, split,
 index]) before any resolution-dependent noise, so a sample is a pure function of (seed,
@@ -40,18 +45,28 @@ import cv2
 import numpy as np
 from tqdm import tqdm
 
-from data.check import SIZE_MULTIPLE
+from data.instances import FIRST_INSTANCE_ID, instance_target
 from data.labels import TRAIN_ID_NAMES, TRAIN_ID_TO_CATEGORY, VOID
-from data.layout import DEPTH_DIR, IMAGE_DIR, SPLITS, SYNTHETIC_MARKER, label_dir
+from data.layout import (
+    DEPTH_DIR,
+    IMAGE_DIR,
+    INSTANCE_DIR,
+    SIZE_MULTIPLE,
+    SPLITS,
+    SYNTHETIC_MARKER,
+    label_dir,
+    size_problem,
+)
 
-GENERATOR_VERSION = 1
+# 1: image, label_7, label_19, depth. 2: instance/ added; the other arrays unchanged.
+GENERATOR_VERSION = 2
 DEFAULT_N_TRAIN = 512
 DEFAULT_N_VAL = 128
 DEFAULT_HEIGHT, DEFAULT_WIDTH = 128, 256
 SPLIT_IDS = {split: i for i, split in enumerate(SPLITS)}
 
 # The Cityscapes camera: focal length 2262 px at width 2048, stereo baseline 0.22 m, camera
-# 1.22 m above the road. The release stores disparity * 256 / 65535 (METHODS §1), which is
+# 1.22 m above the road. The release stores disparity * 256 / 65535 (docs/design.md, "Release layout"), which is
 # baseline * focal * 256 / 65535 / z = DEPTH_SCALE / z with z in metres, at any image size.
 FOCAL_PER_WIDTH = 2262.0 / 2048.0
 DEPTH_SCALE = 0.22 * 2262.0 * 256.0 / 65535.0
@@ -65,6 +80,8 @@ _ID = {name: i for i, name in enumerate(TRAIN_ID_NAMES)}
     "vegetation", "terrain", "sky", "person", "rider", "car", "truck", "bus", "train",
     "motorcycle", "bicycle"))
 VOID_CODE = 255  # void in the uint8 label canvas; written as labels.VOID
+# The Cityscapes classes with instances ("things"): painted with their object's instance id.
+THING_CODES = np.array([PERSON, RIDER, CAR, TRUCK, BUS, TRAIN, MOTORCYCLE, BICYCLE], np.uint8)
 # uint8 canvas code -> stored label value; the 7 classes come only from labels.TRAIN_ID_TO_CATEGORY.
 _TO_TRAIN_ID = np.full(256, VOID, np.float32)
 _TO_TRAIN_ID[:len(TRAIN_ID_NAMES)] = np.arange(len(TRAIN_ID_NAMES))
@@ -148,20 +165,37 @@ def _fixed_point(x, y):
 
 
 class Canvas:
-    """Label (uint8 codes, VOID_CODE = void), inverse depth and colour, painted far to near."""
+    """Label (uint8 codes, VOID_CODE = void), inverse depth, colour and instance ids, painted far to near.
+
+    `instance` follows the label: every label write also writes the instance id there, the
+    id of the object being drawn (`object_id`, set by Thing.draw) on thing classes (a rider
+    part: object_id + 1) and 0 elsewhere, so an occluded part of an object loses its id.
+    """
 
     def __init__(self, height, width):
         self.label = np.full((height, width), SKY, np.uint8)
         self.inv = np.zeros((height, width), np.float32)
         self.rgb = np.zeros((height, width, 3), np.float32)
+        self.instance = np.zeros((height, width), np.int32)
+        self.object_id = 0  # 0: not drawing an object with instances
         self._mask = np.zeros((height, width), np.uint8)
 
+    def _instance_id(self, cls):
+        if not self.object_id or cls not in THING_CODES:
+            return 0
+        return self.object_id + (cls == RIDER)
+
     def _paint(self, draw, cls, colour, inv):
-        """Apply one cv2 drawing call to the image and, unless cls is None (texture), to label and depth."""
+        """Apply one cv2 drawing call to the image and, unless cls is None (texture), to label, depth and instance."""
         draw(self.rgb, tuple(float(c) for c in colour))
         if cls is not None:
             draw(self.label, int(cls))
             draw(self.inv, 0.0 if cls == VOID_CODE else float(inv))
+            draw(self.instance, int(self._instance_id(cls)))
+
+    def instance_ids(self):
+        """(H, W) int32: the instance id of every pixel whose label is a thing class, 0 elsewhere."""
+        return np.where(np.isin(self.label, THING_CODES), self.instance, 0)
 
     def polygons(self, polys, cls, colour, inv):
         """Polygons given as one array (n, k, 2) of pixel coordinates."""
@@ -187,6 +221,7 @@ class Canvas:
         self.label[inside] = cls
         self.rgb[inside] = colour
         self.inv[inside] = np.broadcast_to(inv, self.inv.shape)[inside]
+        self.instance[inside] = 0
 
 
 # --- scene elements --------------------------------------------------------------------
@@ -222,7 +257,9 @@ class Thing:
     def line(self, p0, p1, width, cls, colour):
         self.parts.append(("line", (p0, p1, width), cls, colour))
 
-    def draw(self, canvas, cam):
+    def draw(self, canvas, cam, object_id=0):
+        """Paint the parts; object_id (>= 1000, even) marks its thing-class pixels in canvas.instance."""
+        canvas.object_id = object_id
         scale, inv = cam.focal / self.z, DEPTH_SCALE / self.z
         u0, v0 = cam.col(self.x, self.z), cam.row(0.0, self.z)  # the foot's centre
 
@@ -238,6 +275,7 @@ class Thing:
             else:
                 p0, p1, width = geometry
                 canvas.line(px(*p0), px(*p1), width * scale, cls, colour, inv)
+        canvas.object_id = 0
 
 
 @dataclass
@@ -501,6 +539,7 @@ def _ground(canvas, cam, street):
     canvas.label[rows] = cls
     canvas.inv[rows] = DEPTH_SCALE / z  # = DEPTH_SCALE * d / (focal * height): linear in the row
     canvas.rgb[rows] = rgb
+    canvas.instance[rows] = 0
 
 
 def _markings(x, z, cls, street):
@@ -916,13 +955,15 @@ def _invalidate(canvas, rng):
     specks = rng.random((h, w)) < 2e-4
     canvas.label[specks] = VOID_CODE
     canvas.inv[specks] = 0
+    canvas.instance[specks] = 0
 
 
 # --- samples ---------------------------------------------------------------------------
 
 
 def render_sample(seed, split, index, height, width):
-    """One sample: {"image" (H,W,3), "label_19" (H,W), "label_7" (H,W), "depth" (H,W,1)}, float32."""
+    """One sample: {"image" (H,W,3), "label_19" (H,W), "label_7" (H,W), "depth" (H,W,1),
+    "instance" (H,W,3)}, float32."""
     if split not in SPLIT_IDS:
         raise ValueError(f"split must be one of {SPLITS}, got {split!r}")
     rng = np.random.default_rng([seed, SPLIT_IDS[split], index])
@@ -936,13 +977,13 @@ def render_sample(seed, split, index, height, width):
     for side in street.sides:
         for plane in side.planes:
             plane.draw(canvas, cam)
-    for thing in _things(rng, street):
-        thing.draw(canvas, cam)
+    for k, thing in enumerate(_things(rng, street)):
+        thing.draw(canvas, cam, object_id=FIRST_INSTANCE_ID + 2 * k)  # + 1: its rider
     _ego_vehicle(canvas, rng)
     image = _appearance(canvas, haze, rng)
     _invalidate(canvas, rng)
     return {"image": image, "label_19": _TO_TRAIN_ID[canvas.label], "label_7": _TO_CATEGORY[canvas.label],
-            "depth": canvas.inv[..., None].copy()}
+            "depth": canvas.inv[..., None].copy(), "instance": instance_target(canvas.instance_ids())}
 
 
 # --- writing data sets -----------------------------------------------------------------
@@ -960,10 +1001,8 @@ def check_arguments(n_train, n_val, height, width, seed):
             raise ValueError(f"{name} must be a positive integer, got {value!r}")
     if not isinstance(seed, (int, np.integer)) or seed < 0:
         raise ValueError(f"seed must be a non-negative integer, got {seed!r}")
-    for name, value in (("height", height), ("width", width)):
-        if value % SIZE_MULTIPLE:
-            raise ValueError(f"{name} {value} is not a multiple of {SIZE_MULTIPLE}: "
-                             f"the network halves the resolution five times")
+    if size_problem(height, width):
+        raise ValueError(f"image size {height}x{width}: {size_problem(height, width)}")
 
 
 def read_metadata(root):
@@ -983,7 +1022,7 @@ def _is_complete(root, metadata):
         return False
     counts = {"train": metadata["n_train"], "val": metadata["n_val"]}
     for split, n in counts.items():
-        for sub in (IMAGE_DIR, label_dir(7), label_dir(19), DEPTH_DIR):
+        for sub in (IMAGE_DIR, label_dir(7), label_dir(19), DEPTH_DIR, INSTANCE_DIR):
             folder = Path(root) / split / sub
             if not folder.is_dir() or len(os.listdir(folder)) != n:
                 return False
@@ -991,7 +1030,8 @@ def _is_complete(root, metadata):
 
 
 def _write_split(folder, seed, split, n, height, width, bar):
-    subdirs = {"image": IMAGE_DIR, "label_7": label_dir(7), "label_19": label_dir(19), "depth": DEPTH_DIR}
+    subdirs = {"image": IMAGE_DIR, "label_7": label_dir(7), "label_19": label_dir(19), "depth": DEPTH_DIR,
+               "instance": INSTANCE_DIR}
     for sub in subdirs.values():
         (folder / split / sub).mkdir(parents=True)
     for i in range(n):
@@ -1093,8 +1133,7 @@ _positive_int = _int_at_least(1, "positive")
 def _image_side(text):
     value = _positive_int(text)
     if value % SIZE_MULTIPLE:
-        raise argparse.ArgumentTypeError(f"{value} is not a multiple of {SIZE_MULTIPLE} "
-                                         "(the network halves the resolution five times)")
+        raise argparse.ArgumentTypeError(f"{value}: {size_problem(value, SIZE_MULTIPLE)}")
     return value
 
 

@@ -3,7 +3,8 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from data.augment import DEPTH_RULES, SCALES, scale_crop_flip
+from data.augment import DEPTH_RULES, SCALES, draw_crop
+from tasks import TASKS, TaskSettings
 
 H, W = 32, 64
 
@@ -22,6 +23,15 @@ class Draws:
 
     def random(self):
         return 0.0 if self._flip else 0.99
+
+
+def scale_crop_flip(image, label, depth, rng, depth_rule="divide"):
+    """The dataset's path for one (image, label, depth) sample: one crop, each target through its task."""
+    semantic, depth_task = TASKS["semantic"](), TASKS["depth"](TaskSettings(depth_rule=depth_rule))
+    crop = draw_crop(rng, *label.shape)
+    if crop is None:
+        return image, label, depth
+    return crop.image(image), semantic.augment(label, crop), depth_task.augment(depth, crop)
 
 
 def sample():
@@ -121,3 +131,37 @@ def test_every_scale_and_both_flips_are_drawn():
         window_height = len(np.unique(out[:, 0] // W))
         seen.add((window_height, bool(out[0, 0] > out[0, -1])))
     assert seen == {(int(H / s), flip) for s in SCALES for flip in (False, True)}
+
+
+def instance_target():
+    """Two instances with their offsets to the centroid, zero elsewhere."""
+    target = np.zeros((H, W, 3), np.float32)
+    for top, left, h, w in ((4, 6, 6, 10), (18, 30, 8, 12)):
+        rows, cols = np.mgrid[top:top + h, left:left + w]
+        target[rows, cols, 0] = (top + (h - 1) / 2) - rows
+        target[rows, cols, 1] = (left + (w - 1) / 2) - cols
+        target[rows, cols, 2] = 1
+    return target
+
+
+@pytest.mark.parametrize("scale_index, top, left, flip", [(0, 0, 0, True), (1, 2, 3, False), (2, 5, 9, True)])
+def test_instance_offsets_stretch_with_the_zoom_and_mirror_with_the_flip(scale_index, top, left, flip):
+    target = instance_target()
+    crop = draw_crop(Draws(scale_index, top, left, flip), H, W)
+    out = TASKS["instance"]().augment(target, crop)
+    moved = crop.nearest(target)
+    np.testing.assert_array_equal(out[..., 2], moved[..., 2])  # the mask moves like a label
+    s = SCALES[scale_index]
+    np.testing.assert_allclose(out[..., 0], moved[..., 0] * s, rtol=1e-6)
+    np.testing.assert_allclose(out[..., 1], moved[..., 1] * s * (-1 if flip else 1), rtol=1e-6)
+    assert not out[out[..., 2] == 0][:, :2].any()  # background offsets stay 0
+    np.testing.assert_array_equal(target, instance_target())  # the input is untouched
+
+
+def test_flipped_offsets_still_point_at_the_mirrored_centroid():
+    target = instance_target()
+    out = TASKS["instance"]().augment(target, draw_crop(Draws(0, 0, 0, flip=True), H, W))
+    rows, cols = np.nonzero(out[..., 2])
+    pointed = np.stack([rows + out[rows, cols, 0], cols + out[rows, cols, 1]], axis=1)
+    mirrored_centroids = {(4 + 2.5, W - 1 - (6 + 4.5)), (18 + 3.5, W - 1 - (30 + 5.5))}
+    assert {tuple(p) for p in np.unique(pointed, axis=0)} == mirrored_centroids

@@ -8,13 +8,15 @@ import time
 import numpy as np
 import pytest
 
-from data.check import DatasetError, check_dataset, completion_marker, main, quick_check
+from data.check import DatasetError, check_dataset, completion_marker, format_summary, load_valid, main, quick_check
+from data.instances import instance_target
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 COUNTS = {"train": 4, "val": 2}
+FOLDERS = ("image", "label_7", "label_19", "depth")
 
 
-def write_sample(root, split, i, height=32, width=64):
+def write_sample(root, split, i, height=32, width=64, instance=False):
     rng = np.random.default_rng(i)
     arrays = {
         "image": rng.random((height, width, 3), dtype=np.float32),
@@ -22,6 +24,8 @@ def write_sample(root, split, i, height=32, width=64):
         "label_19": rng.integers(-1, 19, (height, width)).astype(np.float32),
         "depth": rng.uniform(0, 0.5, (height, width, 1)).astype(np.float32),
     }
+    if instance:
+        arrays["instance"] = instance_target(rng.choice([0, 26001, 26002, 24001], (height, width)))
     for sub, array in arrays.items():
         os.makedirs(root / split / sub, exist_ok=True)
         np.save(root / split / sub / f"{i}.npy", array)
@@ -45,7 +49,7 @@ def test_valid_dataset_passes(root):
     summary = check_dataset(root)
     assert summary["splits"] == COUNTS
     assert summary["image_size"] == (32, 64)
-    assert quick_check(root, 19)["splits"] == COUNTS
+    assert quick_check(root, ("image", "label_19", "depth"))["splits"] == COUNTS
 
 
 def test_missing_split(root):
@@ -117,7 +121,7 @@ def test_size_not_multiple_of_32(tmp_path):
     for split, n in COUNTS.items():
         for i in range(n):
             write_sample(tmp_path, split, i, height=40)
-    assert "size 40x64: H and W must be multiples of 32" in problems(tmp_path)
+    assert "size 40x64: height and width must be positive multiples of 32" in problems(tmp_path)
 
 
 def test_label_out_of_range_names_value_and_count(root):
@@ -136,7 +140,7 @@ def test_nan_in_image(root):
     image[3, 4, 1] = np.nan
     np.save(path, image)
     assert f"{path}: 1 NaN or infinite values" in problems(root)
-    assert quick_check(root, 7)  # values are the deep check's job
+    assert quick_check(root, FOLDERS)  # values are the deep check's job
 
 
 def test_image_out_of_range(root):
@@ -157,7 +161,7 @@ def test_truncated_file_fails_even_the_quick_check(root):
     path = root / "train" / "label_7" / "0.npy"
     path.write_bytes(path.read_bytes()[:-100])
     with pytest.raises(DatasetError, match="truncated") as error:
-        quick_check(root, 7)
+        quick_check(root, ("image", "label_7"))
     assert str(path) in str(error.value)
 
 
@@ -211,7 +215,7 @@ def test_unfinished_build_is_refused(root):
         assert message.startswith(f"{root / 'COMPLETE'} is missing: the build in {root} is unfinished")
         assert f"python3 -m data.prepare_cityscapes --raw RAW --out {root} --size 32x64 --splits train val" in message
     with pytest.raises(DatasetError, match="unfinished"):
-        quick_check(root, 7)
+        quick_check(root, FOLDERS)
     (root / "COMPLETE").write_bytes(completion_marker((root / "SHA256SUMS").read_bytes()))
     assert check_dataset(root)["splits"] == COUNTS
 
@@ -264,3 +268,97 @@ def test_cli_failure_exits_1_without_traceback(root):
         assert result.returncode == 1
         assert str(named) in result.stderr
         assert "Traceback" not in result.stderr and result.stdout == ""
+
+
+# --- instance/ ---------------------------------------------------------------------------
+
+
+@pytest.fixture
+def with_instance(root):
+    for split, n in COUNTS.items():
+        for i in range(n):
+            write_sample(root, split, i, instance=True)
+    return root
+
+
+def test_instance_is_checked_when_present(with_instance, capsys):
+    summary = check_dataset(with_instance)
+    assert summary["folders"] == (*FOLDERS, "instance")
+    assert "label_7+label_19+instance" in format_summary(summary)
+    assert main(["--data-path", str(with_instance)]) == 0
+    assert "instance, deep check OK" in capsys.readouterr().out
+    assert quick_check(with_instance, ("image", "label_7", "instance"))["classes"] == (7,)
+
+
+def test_without_instance_the_default_check_does_not_ask_for_it(root):
+    assert check_dataset(root)["folders"] == FOLDERS
+    assert format_summary(check_dataset(root)).endswith(", label_7+label_19, deep check OK")
+
+
+def test_instance_in_one_split_only_is_missing_in_the_other(with_instance):
+    shutil.rmtree(with_instance / "val" / "instance")
+    assert f"{with_instance / 'val' / 'instance'}: missing: the instance task reads" in problems(with_instance)
+
+
+@pytest.mark.parametrize("shape, dtype, message", [
+    ((32, 64, 2), np.float32, "shape (32, 64, 2), expected (H, W, 3)"),
+    ((32, 64), np.float32, "shape (32, 64), expected (H, W, 3)"),
+    ((32, 64, 3), np.float64, "dtype float64, expected float32"),
+])
+def test_instance_header(with_instance, shape, dtype, message):
+    path = with_instance / "train" / "instance" / "1.npy"
+    np.save(path, np.zeros(shape, dtype))
+    assert f"{path}: {message}" in problems(with_instance, deep=False)
+
+
+@pytest.mark.parametrize("damage, message", [
+    (lambda t: t.__setitem__((0, 0, 0), np.nan), "1 NaN or infinite values"),
+    (lambda t: t.__setitem__((0, 0, 1), np.inf), "1 NaN or infinite values"),
+    (lambda t: t.__setitem__((slice(0, 2), 0, 2), 0.5), "channel 2 (the instance mask) holds 0.5 at 2 pixels"),
+    (lambda t: t.__setitem__((3, 3), (0.0, 1.5, 0.0)), "1 background pixels (channel 2 = 0) with non-zero offsets"),
+])
+def test_instance_values(with_instance, damage, message):
+    path = with_instance / "val" / "instance" / "0.npy"
+    target = np.load(path)
+    damage(target)
+    np.save(path, target)
+    assert f"{path}: {message}" in problems(with_instance)
+    with pytest.raises(DatasetError, match="expected finite offsets") as error:
+        load_valid(path, "instance")  # as the dataset loads each sample
+    assert str(path) in str(error.value)
+    assert quick_check(with_instance, (*FOLDERS, "instance"))  # values are the deep check's job
+
+
+def test_load_valid_instance(with_instance):
+    path = with_instance / "train" / "instance" / "2.npy"
+    np.testing.assert_array_equal(load_valid(path, "instance"), np.load(path))
+    empty = np.zeros((32, 64, 3), np.float32)  # no instance at all is valid
+    np.save(path, empty)
+    assert not load_valid(path, "instance").any()
+
+
+def test_missing_instance_in_the_mtan_release_says_why_and_what_to_do(root):
+    with pytest.raises(DatasetError) as error:
+        quick_check(root, ("image", "label_7", "instance", "depth"))
+    message = str(error.value)
+    assert "(1 problem)" in message  # once for both splits
+    assert f"{root / '{train,val}' / 'instance'}: missing: the instance task reads instance/<i>.npy" in message
+    assert "the MTAN .npy release has no instance labels" in message
+    assert "--tasks semantic instance depth" in message and "python3 -m data.prepare_cityscapes" in message
+    assert "gtFine *_instanceIds.png" in message and "SynthCity" in message
+
+
+def test_missing_instance_in_a_build_says_how_to_upgrade(root):
+    builders_folder(root)
+    (root / "COMPLETE").write_bytes(completion_marker((root / "SHA256SUMS").read_bytes()))
+    with pytest.raises(DatasetError) as error:
+        quick_check(root, ("image", "instance"))
+    message = str(error.value)
+    assert "this build of data.prepare_cityscapes has no instance targets" in message
+    assert f"python3 -m data.prepare_cityscapes --raw RAW --out {root} --size 32x64 --splits train val" in message
+
+
+def test_missing_instance_in_old_synthcity_says_regenerate(root):
+    (root / "synthcity.json").write_text(json.dumps({"generator": "synthcity", "version": 1}))
+    with pytest.raises(DatasetError, match="SynthCity data comes from a generator version without instance"):
+        quick_check(root, ("image", "instance"))

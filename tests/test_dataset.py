@@ -8,6 +8,7 @@ from torch.utils.data import DataLoader
 
 from data.check import DatasetError
 from data.cityscapes import CityscapesNpy
+from tasks import DEFAULT_TASKS, TaskSettings, build_tasks
 
 H, W = 32, 64
 COUNTS = {"train": 4, "val": 2}
@@ -29,6 +30,16 @@ def known_sample(split, i):
     }
 
 
+def dataset_of(root, split, num_classes=7, depth_rule="divide", tasks=DEFAULT_TASKS, **options):
+    return CityscapesNpy(root, split, build_tasks(tasks, TaskSettings(num_classes, depth_rule)), **options)
+
+
+def flat(item):
+    """(image, target, ...) of an item or a batch (image, {task: target})."""
+    image, targets = item
+    return (image, *targets.values())
+
+
 @pytest.fixture
 def root(tmp_path):
     for split, n in COUNTS.items():
@@ -40,14 +51,18 @@ def root(tmp_path):
 
 
 def assert_same(a, b):
+    a, b = flat(a), flat(b)
+    assert len(a) == len(b)
     for x, y in zip(a, b):
         assert torch.equal(x, y)
 
 
 def test_items_without_augmentation_are_the_files(root):
-    dataset = CityscapesNpy(root, "val")
+    dataset = dataset_of(root, "val")
     assert len(dataset) == 2 and dataset.image_size == (H, W)
-    image, label, depth = dataset[1]
+    image, targets = dataset[1]
+    assert list(targets) == ["semantic", "depth"]
+    label, depth = targets["semantic"], targets["depth"]
     assert (image.dtype, label.dtype, depth.dtype) == (torch.float32, torch.int64, torch.float32)
     assert (image.shape, label.shape, depth.shape) == ((3, H, W), (H, W), (1, H, W))
     expected = known_sample("val", 1)
@@ -58,33 +73,33 @@ def test_items_without_augmentation_are_the_files(root):
 
 
 def test_19_classes_read_label_19(root):
-    label = CityscapesNpy(root, "train", num_classes=19)[0][1]
+    label = dataset_of(root, "train", num_classes=19)[0][1]["semantic"]
     np.testing.assert_array_equal(label.numpy(), known_sample("train", 0)["label_19"])
     assert label.max() > 6
 
 
 def test_augmentation_is_a_function_of_seed_epoch_index(root):
-    dataset = CityscapesNpy(root, "train", augment=True, seed=3)
-    again = CityscapesNpy(root, "train", augment=True, seed=3)
-    other_seed = CityscapesNpy(root, "train", augment=True, seed=4)
+    dataset = dataset_of(root, "train", augment=True, seed=3)
+    again = dataset_of(root, "train", augment=True, seed=3)
+    other_seed = dataset_of(root, "train", augment=True, seed=4)
     for i in range(len(dataset)):
         assert_same(dataset[i], again[i])
     epoch0 = [dataset[i] for i in range(len(dataset))]
     dataset.set_epoch(1)
     assert dataset.epoch == 1
-    assert any(not torch.equal(dataset[i][1], epoch0[i][1]) for i in range(len(dataset)))
-    assert any(not torch.equal(other_seed[i][1], epoch0[i][1]) for i in range(len(dataset)))
+    assert any(not torch.equal(dataset[i][1]["semantic"], epoch0[i][1]["semantic"]) for i in range(len(dataset)))
+    assert any(not torch.equal(other_seed[i][1]["semantic"], epoch0[i][1]["semantic"]) for i in range(len(dataset)))
     again.set_epoch(1)
     for i in range(len(dataset)):
         assert_same(dataset[i], again[i])
 
 
 def test_augmented_labels_keep_void(root):
-    dataset = CityscapesNpy(root, "train", augment=True, depth_rule="multiply")
+    dataset = dataset_of(root, "train", augment=True, depth_rule="multiply")
     for epoch in range(3):
         dataset.set_epoch(epoch)
         for i in range(len(dataset)):
-            _, label, depth = dataset[i]
+            _, label, depth = flat(dataset[i])
             assert label.dtype == torch.int64 and (label == -1).any()
             assert torch.equal(label == -1, depth[0] == 0)
 
@@ -94,7 +109,7 @@ def batches(dataset, batch_size=2, **loader_args):
 
 
 def test_workers_do_not_change_the_samples(root):
-    dataset = CityscapesNpy(root, "train", augment=True, seed=1)
+    dataset = dataset_of(root, "train", augment=True, seed=1)
     dataset.set_epoch(2)
     in_process = batches(dataset, num_workers=0)
     for a, b in zip(in_process, batches(dataset, num_workers=2)):
@@ -102,32 +117,32 @@ def test_workers_do_not_change_the_samples(root):
 
 
 def test_persistent_workers_see_set_epoch(root):
-    dataset = CityscapesNpy(root, "train", augment=True)
+    dataset = dataset_of(root, "train", augment=True)
     loader = DataLoader(dataset, batch_size=4, num_workers=1, persistent_workers=True)
     seen = []
     for epoch in range(2):
         dataset.set_epoch(epoch)
         (batch,) = list(loader)
         assert_same(batch, batches(dataset, batch_size=4)[0])
-        seen.append(batch[1])
+        seen.append(batch[1]["semantic"])
     assert not torch.equal(*seen)
 
 
 def test_in_memory_matches_disk_and_is_not_aliased(root):
-    on_disk = CityscapesNpy(root, "train", augment=True)
-    in_memory = CityscapesNpy(root, "train", augment=True, in_memory=True)
+    on_disk = dataset_of(root, "train", augment=True)
+    in_memory = dataset_of(root, "train", augment=True, in_memory=True)
     for plain in (False, True):
         on_disk.augment = in_memory.augment = plain
         for i in range(len(on_disk)):
             item = in_memory[i]
             assert_same(item, on_disk[i])
-            for tensor in item:
+            for tensor in flat(item):
                 tensor.fill_(7)
             assert_same(in_memory[i], on_disk[i])
 
 
 def test_unreadable_file_is_named(root):
-    dataset = CityscapesNpy(root, "train")
+    dataset = dataset_of(root, "train")
     path = root / "train" / "depth" / "2.npy"
     path.write_bytes(b"\x93NUMPY garbage")
     with pytest.raises(DatasetError, match=str(path)):
@@ -137,20 +152,20 @@ def test_unreadable_file_is_named(root):
 def test_broken_root_fails_at_construction(root):
     os.remove(root / "train" / "image" / "3.npy")
     with pytest.raises(DatasetError, match="3.npy: missing file"):
-        CityscapesNpy(root, "train")
+        dataset_of(root, "train")
     with pytest.raises(DatasetError, match="nowhere: data folder not found"):
-        CityscapesNpy(root / "nowhere", "val")
+        dataset_of(root / "nowhere", "val")
 
 
 def test_bad_arguments_are_refused(root):
     with pytest.raises(ValueError, match="split"):
-        CityscapesNpy(root, "test")
+        dataset_of(root, "test")
     with pytest.raises(ValueError, match="classes"):
-        CityscapesNpy(root, "train", num_classes=8)
+        dataset_of(root, "train", num_classes=8)
     with pytest.raises(ValueError, match="depth rule"):
-        CityscapesNpy(root, "train", depth_rule="log")
+        dataset_of(root, "train", depth_rule="log")
     with pytest.raises(IndexError):
-        CityscapesNpy(root, "val")[2]
+        dataset_of(root, "val")[2]
 
 
 def filled(value):
@@ -171,19 +186,19 @@ def filled(value):
 def test_bad_values_are_refused_as_they_are_loaded(root, split, sub, change, shown):
     path = root / split / sub / "1.npy"
     np.save(path, change(np.load(path)))
-    dataset = CityscapesNpy(root, split, augment=split == "train")  # the header check cannot see values
+    dataset = dataset_of(root, split, augment=split == "train")  # the header check cannot see values
     dataset[0]
     with pytest.raises(DatasetError) as error:
         dataset[1]
     assert str(error.value).startswith(f"{path}: ") and shown in str(error.value)
     with pytest.raises(DatasetError, match=str(path)):
-        CityscapesNpy(root, split, in_memory=True)
+        dataset_of(root, split, in_memory=True)
 
 
 def test_bad_values_raise_dataset_error_from_loader_workers(root):
     path = root / "train" / "label_7" / "3.npy"
     np.save(path, np.full((H, W), 255, np.float32))
-    loader = DataLoader(CityscapesNpy(root, "train"), batch_size=1, num_workers=2)
+    loader = DataLoader(dataset_of(root, "train"), batch_size=1, num_workers=2)
     with pytest.raises(DatasetError) as error:  # the type survives the worker boundary
         list(loader)
     assert f"{path}: label values 255" in str(error.value)
@@ -194,4 +209,4 @@ def test_bad_values_raise_dataset_error_from_loader_workers(root):
 def test_unfinished_build_fails_at_construction(root):
     (root / "prepare.json").write_text('{"size": [32, 64], "splits": ["train", "val"]}')
     with pytest.raises(DatasetError, match="unfinished"):
-        CityscapesNpy(root, "val")
+        dataset_of(root, "val")

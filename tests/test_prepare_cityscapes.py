@@ -16,7 +16,8 @@ import numpy as np
 import pytest
 
 from data import prepare_cityscapes
-from data.check import DatasetError, check_dataset
+from data.check import DatasetError, check_dataset, quick_check
+from data.instances import instance_target
 from data.prepare_cityscapes import (
     PrepareError,
     SampleError,
@@ -50,8 +51,9 @@ def blocks(small, factor):
     return np.repeat(np.repeat(small, factor, axis=0), factor, axis=1)
 
 
-def make_raw(root, size=OUT, samples=RAW_SAMPLES):
-    """Write the raw tree of `samples`; return {stem: (rgb uint8, label ids, disparity)} at `size`, the output grid."""
+def make_raw(root, size=OUT, samples=RAW_SAMPLES, instances=True):
+    """Write the raw tree of `samples`; return {stem: (rgb uint8, label ids, disparity, instance ids)} at
+    `size`, the output grid. instances=False: no *_instanceIds.png (as a version 1 build's raw tree could be)."""
     rng = np.random.default_rng(0)
     factor = SRC[0] // size[0]
     truth = {}
@@ -64,10 +66,15 @@ def make_raw(root, size=OUT, samples=RAW_SAMPLES):
             rgb = rng.integers(0, 256, (*size, 3), dtype=np.uint8)
         ids = rng.choice(list(EXPECTED_IDS), size).astype(np.uint8)
         disparity = rng.choice(DISPARITIES, size)
-        truth[stem] = (rgb, ids, disparity)
-        for package, suffix, array in (("leftImg8bit", "leftImg8bit", rgb[..., ::-1]),
-                                       ("gtFine", "gtFine_labelIds", ids),
-                                       ("disparity", "disparity", disparity)):
+        # Persons (24) and cars (26) are instances, one per 16 columns; no random numbers drawn.
+        columns = np.broadcast_to(np.arange(size[1]) // 16, size)
+        instance_ids = np.where(np.isin(ids, (24, 26)), ids.astype(np.int64) * 1000 + 1 + columns, ids).astype(np.uint16)
+        truth[stem] = (rgb, ids, disparity, instance_ids)
+        files = [("leftImg8bit", "leftImg8bit", rgb[..., ::-1]), ("gtFine", "gtFine_labelIds", ids),
+                 ("disparity", "disparity", disparity)]
+        if instances:
+            files.append(("gtFine", "gtFine_instanceIds", instance_ids))
+        for package, suffix, array in files:
             folder = root / package / split / city
             folder.mkdir(parents=True, exist_ok=True)
             assert cv2.imwrite(str(folder / f"{stem}_{suffix}.png"), blocks(array, factor))
@@ -80,11 +87,14 @@ def raw(tmp_path):
     return tmp_path / "raw"
 
 
-def expected_outputs(rgb, ids, disparity):
+def expected_outputs(rgb, ids, disparity, instance_ids=None):
     label_7 = np.vectorize(lambda i: EXPECTED_IDS[i][0])(ids).astype(np.float32)
     label_19 = np.vectorize(lambda i: EXPECTED_IDS[i][1])(ids).astype(np.float32)
-    return {"image": rgb.astype(np.float32) / 255, "label_7": label_7, "label_19": label_19,
+    want = {"image": rgb.astype(np.float32) / 255, "label_7": label_7, "label_19": label_19,
             "depth": (disparity / 65535).astype(np.float32)[..., None]}
+    if instance_ids is not None:  # the function itself is tested in test_instances.py and below by hand
+        want["instance"] = instance_target(instance_ids)
+    return want
 
 
 def snapshot(folder):
@@ -158,7 +168,8 @@ def test_list_samples_sorted_by_city_then_name(raw):
     assert [Path(s.image).name for s in samples] == [f"{stem}_leftImg8bit.png" for stem in SORTED_TRAIN]
     assert samples[0] == ("aachen", "leftImg8bit/train/aachen/aachen_000000_000042_leftImg8bit.png",
                           "gtFine/train/aachen/aachen_000000_000042_gtFine_labelIds.png",
-                          "disparity/train/aachen/aachen_000000_000042_disparity.png")
+                          "disparity/train/aachen/aachen_000000_000042_disparity.png",
+                          "gtFine/train/aachen/aachen_000000_000042_gtFine_instanceIds.png")
 
 
 def test_build_outputs_index_and_checksums(tmp_path):
@@ -179,23 +190,27 @@ def test_build_outputs_index_and_checksums(tmp_path):
     assert (red[..., 0] == 1).all() and (red[..., 1:] == 0).all()
 
     rows = list(csv.reader((out / "index.csv").open()))
-    assert rows[0] == ["split", "index", "city", "image", "label", "disparity"]
+    assert rows[0] == ["split", "index", "city", "image", "label", "disparity", "instance"]
     assert rows[1] == ["train", "0", "aachen", "leftImg8bit/train/aachen/aachen_000000_000042_leftImg8bit.png",
                        "gtFine/train/aachen/aachen_000000_000042_gtFine_labelIds.png",
-                       "disparity/train/aachen/aachen_000000_000042_disparity.png"]
+                       "disparity/train/aachen/aachen_000000_000042_disparity.png",
+                       "gtFine/train/aachen/aachen_000000_000042_gtFine_instanceIds.png"]
     assert [(r[0], r[1], r[2]) for r in rows[2:]] == [
         ("train", "1", "bochum"), ("train", "2", "bochum"), ("val", "0", "frankfurt")]
     assert rows[3][3].endswith("bochum_000000_000100_leftImg8bit.png")
 
     settings = json.loads((out / "prepare.json").read_text())
     assert settings["size"] == list(OUT) and settings["counts"] == {"train": 3, "val": 1}
+    assert settings["format_version"] == 2
+    assert settings["folders"] == ["image", "label_7", "label_19", "depth", "instance"]
     listed = [line.split("  ")[1] for line in (out / "SHA256SUMS").read_text().splitlines()]
     assert sorted(listed) == sorted(str(p.relative_to(out)) for p in out.rglob("*") if p.is_file()
                                     and p.name not in ("SHA256SUMS", "COMPLETE"))
     sums_digest = hashlib.sha256((out / "SHA256SUMS").read_bytes()).hexdigest()
     assert (out / "COMPLETE").read_text() == f"{sums_digest}  SHA256SUMS\n"
     assert_sha256sum_passes(out)
-    assert check_dataset(out)["splits"] == {"train": 3, "val": 1}
+    summary = check_dataset(out)
+    assert summary["splits"] == {"train": 3, "val": 1} and "instance" in summary["folders"]
 
 
 def test_rerun_keeps_restores_repairs_and_verifies(raw, tmp_path):
@@ -232,7 +247,8 @@ def test_rerun_refuses_another_build(raw, tmp_path):
     with pytest.raises(PrepareError, match="--splits train val"):
         prepare(raw, out, size=OUT, splits=["train"])
     # A new raw image shifts the numbering: refused, not mixed.
-    for package, suffix in (("leftImg8bit", "leftImg8bit"), ("gtFine", "gtFine_labelIds"), ("disparity", "disparity")):
+    for package, suffix in (("leftImg8bit", "leftImg8bit"), ("gtFine", "gtFine_labelIds"), ("disparity", "disparity"),
+                            ("gtFine", "gtFine_instanceIds")):
         src = next((raw / package / "train" / "aachen").glob("*.png"))
         shutil.copy(src, src.parent / f"aachen_000000_000001_{suffix}.png")
     before = snapshot(out)
@@ -250,7 +266,9 @@ def test_rerun_refuses_another_build(raw, tmp_path):
     (lambda raw: shutil.rmtree(raw / "gtFine"), r"raw/gtFine is missing"),
     (lambda raw: shutil.rmtree(raw / "disparity" / "val"), r"raw/disparity/val is missing"),
     (lambda raw: (raw / "gtFine/train/bochum/bochum_000000_000019_gtFine_labelIds.png").unlink(),
-     r"bochum_000000_000019_gtFine_labelIds.png: missing \(the sample is in leftImg8bit and disparity\)"),
+     r"bochum_000000_000019_gtFine_labelIds.png: missing \(the sample is in leftImg8bit, disparity and gtFine instanceIds\)"),
+    (lambda raw: (raw / "gtFine/val/frankfurt/frankfurt_000000_000294_gtFine_instanceIds.png").unlink(),
+     r"frankfurt_000000_000294_gtFine_instanceIds.png: missing \(the sample is in leftImg8bit, gtFine and disparity\)"),
     (lambda raw: (raw / "disparity/val/frankfurt/frankfurt_000000_000294_disparity.png").write_bytes(b"junk"),
      r"cannot read \S*raw/disparity/val/frankfurt/frankfurt_000000_000294_disparity.png"),
 ])
@@ -290,7 +308,8 @@ def test_unfinished_build_is_refused_until_rerun(raw, tmp_path):
     prepare(raw, out, size=OUT)
     clean = tree(out)
     # The state of a run killed while writing val: no SHA256SUMS, no COMPLETE, val cut short.
-    for name in ("COMPLETE", "SHA256SUMS", *(f"val/{kind}/4.npy" for kind in ("image", "label_7", "label_19", "depth"))):
+    kinds = ("image", "label_7", "label_19", "depth", "instance")
+    for name in ("COMPLETE", "SHA256SUMS", *(f"val/{kind}/4.npy" for kind in kinds)):
         (out / name).unlink()
     with pytest.raises(DatasetError) as error:
         check_dataset(out)
@@ -300,8 +319,7 @@ def test_unfinished_build_is_refused_until_rerun(raw, tmp_path):
     with pytest.raises(DatasetError, match="unfinished"):
         check_dataset(out, deep=False)
 
-    assert sorted(prepare(raw, out, size=OUT)["written"]) == [f"val/{kind}/4.npy" for kind in
-                                                               ("depth", "image", "label_19", "label_7")]
+    assert sorted(prepare(raw, out, size=OUT)["written"]) == [f"val/{kind}/4.npy" for kind in sorted(kinds)]
     assert tree(out) == clean
     assert check_dataset(out)["splits"] == {"train": 3, "val": 5}
 
@@ -326,22 +344,24 @@ def test_raw_mismatches_are_all_listed(raw, tmp_path):
     orphans = raw / "gtFine" / "val" / "lindau"
     orphans.mkdir()
     for k in range(25):  # more than are listed
-        (orphans / f"lindau_000000_{k:06d}_gtFine_labelIds.png").write_bytes(b"")
+        for suffix in ("labelIds", "instanceIds"):
+            (orphans / f"lindau_000000_{k:06d}_gtFine_{suffix}.png").write_bytes(b"")
     with pytest.raises(PrepareError) as error:
         prepare(raw, tmp_path / "out", size=OUT)
     message = str(error.value)
     assert "(4 mismatch(es))" in message and "nothing was built" in message
     assert (f"{raw}/leftImg8bit/train/bochum: missing or without *_leftImg8bit.png files "
-            "(gtFine has 2, disparity has 2 of city bochum's samples)") in message
+            "(gtFine has 2, disparity has 2, gtFine instanceIds has 2 of city bochum's samples)") in message
     assert (f"{raw}/disparity/train/aachen/aachen_000000_000042_disparity.png: missing "
-            "(the sample is in leftImg8bit and gtFine)") in message
+            "(the sample is in leftImg8bit, gtFine and gtFine instanceIds)") in message
     assert f"{raw}/leftImg8bit/val/lindau: missing or without" in message
     assert f"{raw}/disparity/val/lindau: missing or without" in message
     assert not (tmp_path / "out").exists()
 
     shutil.rmtree(orphans)
     for k in range(24):  # orphans in a city with samples: listed file by file, up to 20
-        (raw / "gtFine" / "val" / "frankfurt" / f"frankfurt_000009_{k:06d}_gtFine_labelIds.png").write_bytes(b"")
+        for suffix in ("labelIds", "instanceIds"):
+            (raw / "gtFine/val/frankfurt" / f"frankfurt_000009_{k:06d}_gtFine_{suffix}.png").write_bytes(b"")
     with pytest.raises(PrepareError) as error:
         prepare(raw, tmp_path / "out", size=OUT)
     message = str(error.value)
@@ -400,9 +420,216 @@ def test_kill_9_at_random_moments_never_leaves_a_release_that_passes(tmp_path):
         if len(npy_at_refused_kills) == 6:
             break
     assert len(npy_at_refused_kills) == 6
-    assert any(0 < n < len(samples) * 4 for n in npy_at_refused_kills), npy_at_refused_kills  # some mid-data
+    assert any(0 < n < len(samples) * 5 for n in npy_at_refused_kills), npy_at_refused_kills  # some mid-data
 
     done = run_cli(*command)
     assert done.returncode == 0, done.stderr
     assert (out / "SHA256SUMS").read_bytes() == (clean_out / "SHA256SUMS").read_bytes()
     assert tree(out) == clean
+
+
+# --- instance/ (format version 2) -----------------------------------------------------
+
+# The .npy files image/, label_7/, label_19/ and depth/ that the code at b677ecf (format
+# version 1, before instance/) builds from make_raw(raw) with --size 32x64: the sha256 of the
+# sorted lines "<split>/<kind>/<i>.npy <sha256 of the file>" joined by "\n" (npy_digest).
+# Computed by writing make_raw's tree with this file and running
+# `python -m data.prepare_cityscapes --raw RAW --out OUT --size 32x64` from an export of
+# commit b677ecf (that code ignores the *_instanceIds.png files).
+VERSION_1_NPY_DIGEST = "e8812ee8433e6542f250ad33abe38549eaff1632503beb455b8a08abc478df77"
+VERSION_1_KINDS = ("image", "label_7", "label_19", "depth")
+
+
+def npy_digest(out, kinds=VERSION_1_KINDS):
+    lines = sorted(f"{p.relative_to(out).as_posix()} {hashlib.sha256(p.read_bytes()).hexdigest()}"
+                   for kind in kinds for p in out.glob(f"*/{kind}/*.npy"))
+    assert len(lines) == 4 * len(kinds)
+    return hashlib.sha256("\n".join(lines).encode()).hexdigest()
+
+
+def as_version_1(out):
+    """Turn a build without instance/ into what the code at b677ecf wrote: its prepare.json
+    (format_version 1, no "folders"), with SHA256SUMS and COMPLETE made again to match."""
+    settings = json.loads((out / "prepare.json").read_text())
+    settings["format_version"] = 1
+    del settings["folders"]
+    (out / "prepare.json").write_text(json.dumps(settings, indent=2) + "\n")
+    sums = "".join(f"{hashlib.sha256(p.read_bytes()).hexdigest()}  {p.relative_to(out).as_posix()}\n"
+                   for p in sorted(out.rglob("*"), key=lambda p: p.relative_to(out).as_posix())
+                   if p.is_file() and p.name not in ("SHA256SUMS", "COMPLETE"))
+    (out / "SHA256SUMS").write_text(sums)
+    digest = hashlib.sha256(sums.encode()).hexdigest()
+    (out / "COMPLETE").write_text(f"{digest}  SHA256SUMS\n")
+
+
+def test_image_label_and_depth_bytes_are_those_of_version_1(tmp_path):
+    make_raw(tmp_path / "raw")
+    prepare(tmp_path / "raw", tmp_path / "with", size=OUT)
+    assert npy_digest(tmp_path / "with") == VERSION_1_NPY_DIGEST
+    make_raw(tmp_path / "raw_v1", instances=False)
+    prepare(tmp_path / "raw_v1", tmp_path / "without", size=OUT)
+    assert npy_digest(tmp_path / "without") == VERSION_1_NPY_DIGEST
+
+
+def test_rerun_upgrades_a_version_1_build_adding_instance(tmp_path):
+    raw, out = tmp_path / "raw", tmp_path / "out"
+    make_raw(raw, instances=False)
+    report = prepare(raw, out, size=OUT)
+    assert report["folders"] == VERSION_1_KINDS and not list(out.glob("*/instance"))
+    index_v1 = (out / "index.csv").read_bytes()
+    assert index_v1.startswith(b"split,index,city,image,label,disparity\n")
+    as_version_1(out)
+    assert_sha256sum_passes(out)
+    assert npy_digest(out) == VERSION_1_NPY_DIGEST  # the data of a version 1 build
+    with pytest.raises(DatasetError) as error:  # a run of the instance task on it
+        quick_check(out, ("image", "instance", "depth"))
+    assert "instance" in str(error.value) and f"--out {out} --size 32x64" in str(error.value)
+    before = snapshot(out)
+
+    truth = make_raw(raw)  # the gtFine package now holds *_instanceIds.png
+    report = prepare(raw, out, size=OUT)
+    assert sorted(report["written"]) == sorted(f"{split}/instance/{i}.npy" for split, n in (("train", 3), ("val", 1))
+                                               for i in range(n))
+    after = snapshot(out)
+    untouched = {p for p in before if p.relative_to(out).parts[0] in ("train", "val")}
+    assert {p: after[p] for p in untouched} == {p: before[p] for p in untouched}  # not even rewritten
+    assert npy_digest(out) == VERSION_1_NPY_DIGEST
+    index = (out / "index.csv").read_bytes()
+    assert [line.rsplit(b",", 1)[0] for line in index.splitlines()] == index_v1.splitlines()  # + a column
+    assert index.splitlines()[1].endswith(b",gtFine/train/aachen/aachen_000000_000042_gtFine_instanceIds.png")
+    assert json.loads((out / "prepare.json").read_text())["format_version"] == 2
+    listed = {line.split("  ")[1] for line in (out / "SHA256SUMS").read_text().splitlines()}
+    assert {"train/instance/0.npy", "val/instance/0.npy", "index.csv", "prepare.json"} <= listed
+    assert_sha256sum_passes(out)
+    np.testing.assert_array_equal(np.load(out / "train" / "instance" / "0.npy"),
+                                  expected_outputs(*truth["aachen_000000_000042"])["instance"])
+    assert "instance" in check_dataset(out)["folders"]
+    assert tree(out) == tree_of_fresh_build(raw, tmp_path / "fresh")  # the same as building anew
+    prepare(raw, out, size=OUT, verify=True)
+    assert prepare(raw, out, size=OUT)["written"] == []
+
+
+def tree_of_fresh_build(raw, out):
+    prepare(raw, out, size=OUT)
+    return tree(out)
+
+
+def test_a_build_with_instance_is_not_rerun_without_instance_ids(raw, tmp_path):
+    out = tmp_path / "out"
+    prepare(raw, out, size=OUT)
+    before = snapshot(out)
+    for path in raw.glob("gtFine/*/*/*_instanceIds.png"):
+        path.unlink()
+    with pytest.raises(PrepareError, match="was built with instance/ from gtFine \\*_gtFine_instanceIds.png"):
+        prepare(raw, out, size=OUT)
+    assert snapshot(out) == before
+
+
+def test_without_instance_ids_the_build_has_no_instance_folder(tmp_path):
+    make_raw(tmp_path / "raw", instances=False)
+    done = run_cli("--raw", tmp_path / "raw", "--out", tmp_path / "out", "--size", "32x64")
+    assert done.returncode == 0, done.stderr
+    assert "no instance/" in done.stdout and not list((tmp_path / "out").glob("*/instance"))
+    assert json.loads((tmp_path / "out" / "prepare.json").read_text())["folders"] == list(VERSION_1_KINDS)
+    assert "instance" not in check_dataset(tmp_path / "out")["folders"]
+
+
+def instance_raw(root):
+    """A raw tree of three hand-made samples at 64x128 (SRC) with known instances; returns
+    {(split, index): the expected instance/ target at 32x64 (OUT)}, worked out by hand.
+
+    cv2.INTER_NEAREST halving keeps the even raw rows and columns: raw (r, c) -> out (r/2, c/2).
+    """
+    road, car, person, rider = 7, 26, 24, 25
+    expected = {}
+
+    def write(split, city, frame, instance_ids):
+        label_ids = np.where(instance_ids >= 1000, instance_ids // 1000, instance_ids).astype(np.uint8)
+        rgb = np.full((*SRC, 3), 128, np.uint8)
+        disparity = np.full(SRC, 1000, np.uint16)
+        stem = f"{city}_{frame}"
+        for package, suffix, array in (("leftImg8bit", "leftImg8bit", rgb), ("gtFine", "gtFine_labelIds", label_ids),
+                                       ("gtFine", "gtFine_instanceIds", instance_ids),
+                                       ("disparity", "disparity", disparity)):
+            folder = root / package / split / city
+            folder.mkdir(parents=True, exist_ok=True)
+            assert cv2.imwrite(str(folder / f"{stem}_{suffix}.png"), array)
+
+    def target(instances):
+        """instances: [(out rows, out cols, centroid (row, col))] -> the (32, 64, 3) target."""
+        t = np.zeros((*OUT, 3), np.float32)
+        for rows, cols, (cy, cx) in instances:
+            for r, c in zip(rows, cols):
+                t[r, c] = (np.float32(cy - r), np.float32(cx - c), 1)
+        return t
+
+    def block(r0, r1, c0, c1):
+        rows, cols = np.mgrid[r0:r1 + 1, c0:c1 + 1]
+        return list(rows.ravel()), list(cols.ravel())
+
+    # train 0 (aachen): five instances, two of them cut by the resize, one dropped by it.
+    ids = np.full(SRC, road, np.uint16)
+    ids[0:2, 100:128] = car             # a car group: a thing class without an instance id
+    ids[4:12, 8:24] = car * 1000 + 1    # A: raw 8x16 -> out rows 2..5, cols 4..11
+    ids[21:25, 41:45] = person * 1000 + 1  # B: raw rows 21..24 -> out 11, 12 only; cols 41..44 -> 21, 22
+    ids[40:60, 101] = person * 1000 + 2    # C: one odd column wide: no even column, gone at 32x64
+    ids[40:48, 60:76] = car * 1000 + 2     # D1 and D2 touch: separate instances
+    ids[40:48, 76:92] = car * 1000 + 3
+    ids[50:58, 0:4] = rider * 1000 + 1     # E: an L; raw rows 56..57 -> out row 28
+    ids[56:58, 4:16] = rider * 1000 + 1
+    write("train", "aachen", "000000_000001", ids)
+    a, b = block(2, 5, 4, 11), block(11, 12, 21, 22)
+    d1, d2 = block(20, 23, 30, 37), block(20, 23, 38, 45)
+    e = (block(25, 28, 0, 1)[0] + [28] * 6, block(25, 28, 0, 1)[1] + list(range(2, 8)))
+    expected["train", 0] = target([
+        (*a, (3.5, 7.5)),
+        (*b, (11.5, 21.5)),  # of the 2x2 pixels kept, not 1/2 of the raw centroid (22.5, 42.5)
+        (*d1, (21.5, 33.5)), (*d2, (21.5, 41.5)),
+        (*e, ((2 * (25 + 26 + 27 + 28) + 6 * 28) / 14, (4 * (0 + 1) + sum(range(2, 8))) / 14)),
+    ])
+    # train 1 (bochum): no instances at all, only plain label ids.
+    ids = np.full(SRC, road, np.uint16)
+    ids[10:30, 10:50] = car
+    write("train", "bochum", "000000_000002", ids)
+    expected["train", 1] = np.zeros((*OUT, 3), np.float32)
+    # val 0 (frankfurt): its only instance lies on odd raw rows and vanishes.
+    ids = np.full(SRC, road, np.uint16)
+    ids[7, 10:40] = car * 1000 + 1
+    write("val", "frankfurt", "000000_000003", ids)
+    expected["val", 0] = np.zeros((*OUT, 3), np.float32)
+    return expected
+
+
+def test_instance_targets_of_hand_made_instances(tmp_path):
+    expected = instance_raw(tmp_path / "raw")
+    prepare(tmp_path / "raw", tmp_path / "out", size=OUT)
+    for (split, i), want in expected.items():
+        got = np.load(tmp_path / "out" / split / "instance" / f"{i}.npy")
+        assert got.dtype == np.float32 and got.shape == (*OUT, 3)
+        np.testing.assert_array_equal(got, want, err_msg=f"{split}/instance/{i}.npy")
+    e = expected["train", 0]
+    assert e[28, 7, 2] == 1 and np.isclose(e[28, 7, 0], 380 / 14 - 28)  # the hand arithmetic, spelled out
+    assert (e[:, 50, 2] == 0).all()  # C is gone
+    assert check_dataset(tmp_path / "out")["folders"][-1] == "instance"
+
+
+def test_instance_ids_of_every_sample_or_none(raw, tmp_path):
+    (raw / "gtFine/train/bochum/bochum_000000_000019_gtFine_instanceIds.png").unlink()
+    with pytest.raises(PrepareError) as error:
+        prepare(raw, tmp_path / "out", size=OUT)
+    message = str(error.value)
+    assert "and its *_gtFine_instanceIds.png as gtFine holds some" in message
+    assert (f"{raw}/gtFine/train/bochum/bochum_000000_000019_gtFine_instanceIds.png: missing "
+            "(the sample is in leftImg8bit, gtFine and disparity)") in message
+    assert not (tmp_path / "out").exists()
+
+
+def test_convert_sample_rejects_bad_instance_ids():
+    image, ids, disparity = np.zeros((*SRC, 3), np.uint8), np.full(SRC, 7, np.uint8), np.zeros(SRC, np.uint16)
+    good = np.full(SRC, 26001, np.uint16)
+    assert convert_sample(image, ids, disparity, OUT, good)["instance"].shape == (*OUT, 3)
+    for bad, match in ((good[:-2], "shape"), (good.astype(np.int32), "16-bit"), (np.full(SRC, 500, np.uint16), "500"),
+                       (np.full(SRC, 34001, np.uint16), "34001")):
+        with pytest.raises(SampleError, match=match) as e:
+            convert_sample(image, ids, disparity, OUT, bad)
+        assert e.value.role == "instance"

@@ -1,4 +1,5 @@
-"""SynthCity: format, determinism, class statistics, geometry, the cache and the CLI."""
+"""SynthCity: format, determinism, class statistics, geometry, instances, the cache and the CLI."""
+import hashlib
 import json
 import os
 import subprocess
@@ -10,14 +11,16 @@ import pytest
 
 from data import synthcity as sc
 from data.check import check_dataset
+from data.instances import instance_target
 from data.labels import TRAIN_ID_NAMES, TRAIN_ID_TO_CATEGORY, VOID
-from data.layout import SPLITS, SUBDIRS, SYNTHETIC_MARKER
+from data.layout import INSTANCE_DIR, SPLITS, SUBDIRS, SYNTHETIC_MARKER
 
 REPO = Path(__file__).resolve().parent.parent
 H, W = 64, 128  # small and fast; the generator's geometry does not depend on the size
 N_STATS = 300   # "all 19 classes occur in a few hundred samples"
 SMALL = dict(n_train=3, n_val=2, height=H, width=W, seed=0)
 NAME = {name: i for i, name in enumerate(TRAIN_ID_NAMES)}
+THINGS = [NAME[n] for n in ("person", "rider", "car", "truck", "bus", "train", "motorcycle", "bicycle")]
 
 
 @pytest.fixture(scope="module")
@@ -46,7 +49,7 @@ def files(root):
 def test_sample_format(samples):
     mapping = np.array(list(TRAIN_ID_TO_CATEGORY) + [VOID], np.float32)  # index -1 -> VOID
     for s in samples[:40]:
-        assert set(s) == {"image", "label_19", "label_7", "depth"}
+        assert set(s) == {"image", "label_19", "label_7", "depth", "instance"}
         assert all(a.dtype == np.float32 for a in s.values())
         image, l19, l7, depth = s["image"], s["label_19"], s["label_7"], s["depth"]
         assert image.shape == (H, W, 3) and depth.shape == (H, W, 1)
@@ -61,6 +64,10 @@ def test_sample_format(samples):
         assert (d[l19 == NAME["sky"]] == 0).all()
         assert (l19[-1] == VOID).all()  # the ego vehicle's band along the bottom
         assert 0.5 < np.mean(d > 0) < 1  # mostly valid, some invalid
+        instance = s["instance"]
+        assert instance.shape == (H, W, 3) and np.isfinite(instance).all()
+        np.testing.assert_array_equal(instance[..., 2], np.isin(l19, THINGS))  # every visible thing pixel
+        assert not instance[instance[..., 2] == 0].any()
 
 
 def test_image_is_not_a_colour_code(samples):
@@ -104,7 +111,7 @@ def test_generate_writes_the_release_layout_and_metadata(tmp_path):
     out = sc.generate(tmp_path / "synth", progress=False, **SMALL)
     assert out == tmp_path / "synth"
     for split, n in zip(SPLITS, (SMALL["n_train"], SMALL["n_val"])):
-        for sub in SUBDIRS:
+        for sub in (*SUBDIRS, INSTANCE_DIR):
             assert sorted(os.listdir(out / split / sub)) == [f"{i}.npy" for i in range(n)]
     metadata = json.loads((out / SYNTHETIC_MARKER).read_text())
     assert metadata == {"generator": "synthcity", "version": sc.GENERATOR_VERSION, **SMALL}
@@ -113,7 +120,18 @@ def test_generate_writes_the_release_layout_and_metadata(tmp_path):
     # The files are the samples, and the whole set passes the dataset's own deep check.
     np.testing.assert_array_equal(np.load(out / "val" / "depth" / "1.npy"),
                                   sc.render_sample(0, "val", 1, H, W)["depth"])
-    check_dataset(out, deep=True)
+    np.testing.assert_array_equal(np.load(out / "train" / "instance" / "2.npy"),
+                                  sc.render_sample(0, "train", 2, H, W)["instance"])
+    assert check_dataset(out, deep=True)["folders"][-1] == INSTANCE_DIR
+
+
+def test_a_folder_without_instance_is_not_this_version(tmp_path):
+    out = sc.generate(tmp_path / "synth", progress=False, **SMALL)
+    for split in SPLITS:
+        for path in (out / split / INSTANCE_DIR).iterdir():
+            path.unlink()
+    with pytest.raises(FileExistsError, match="an incomplete copy of this data set"):
+        sc.generate(out, progress=False, **SMALL)
 
 
 def test_existing_folder_with_other_content_is_refused(tmp_path):
@@ -284,7 +302,7 @@ def test_cli_writes_the_layout(tmp_path):
 
 
 @pytest.mark.parametrize("args, message", [
-    (["--height", "100"], "multiple of 32"),
+    (["--height", "100"], "multiples of 32"),
     (["--width", "-64"], "positive"),
     (["--n-train", "zero"], "positive integer"),
 ])
@@ -293,3 +311,78 @@ def test_cli_rejects_bad_arguments(tmp_path, args, message):
     assert result.returncode == 2
     assert message in result.stderr and "Traceback" not in result.stderr
     assert not (tmp_path / "x").exists()
+
+
+# --- instances and version 1 -------------------------------------------------------------
+
+# The sha256 over the .npy files of each subfolder (train 0..2, then val 0..1, file bytes
+# concatenated) of sc.generate(DIR, n_train=3, n_val=2, height=64, width=128, seed=0) made by
+# the code at b677ecf (GENERATOR_VERSION 1, before instance/), run from an export of that
+# commit with this venv (numpy, OpenCV). Version 2 adds instance/ and must not change these.
+VERSION_1_DIGESTS = {
+    "image": "112a15a8d32c045e4314636c3d89a824acb83d78b42c7bf2295e696f80893544",
+    "label_7": "62ef2819078cdd3ade19bdcc3c09fd9703ad691cf59ac925d8ebc22dcac2e121",
+    "label_19": "5767e2fc64e917e49a8992a6e10fc2c1e13b2b287e9d325c32b30131b2cfed7f",
+    "depth": "7cfac656e82ef42cfe3cd876917e2bfa7830bd2ff9c0ce2ef9765cd4afaa26dd",
+}
+
+
+def test_image_label_and_depth_are_those_of_version_1(tmp_path):
+    assert sc.GENERATOR_VERSION == 2 and sc.cache_name(3, 2, H, W, 0).startswith("v2-")  # old caches regenerate
+    out = sc.generate(tmp_path / "synth", progress=False, **SMALL)
+    for sub, digest in VERSION_1_DIGESTS.items():
+        h = hashlib.sha256()
+        for split, n in (("train", SMALL["n_train"]), ("val", SMALL["n_val"])):
+            for i in range(n):
+                h.update((out / split / sub / f"{i}.npy").read_bytes())
+        assert h.hexdigest() == digest, sub
+
+
+def test_instances_are_the_visible_pixels_of_each_placed_object():
+    cam = sc.Camera(focal=sc.FOCAL_PER_WIDTH * 256, cx=128.0, horizon=56.0, height=sc.CAMERA_HEIGHT)
+    rng = np.random.default_rng(0)
+    # Far to near: a car partly behind the cyclist, a person partly behind the second car, that
+    # car, and the cyclist.
+    things = [sc._car(rng, 1.0, 20.0, oncoming=False), sc._person(rng, -1.2, 12.0),
+              sc._car(rng, -1.8, 10.0, oncoming=True), sc._cyclist(rng, 0.5, 6.0, motor=False)]
+    canvas = sc.Canvas(128, 256)
+    for k, thing in enumerate(things):
+        thing.draw(canvas, cam, object_id=1000 + 2 * k)
+    ids = canvas.instance_ids()
+
+    def alone(thing):
+        one = sc.Canvas(128, 256)
+        one.label[:] = sc.VOID_CODE  # any label written by the object
+        thing.draw(one, cam)
+        return one.label
+
+    drawn = [alone(t) for t in things]
+    for k, label in enumerate(drawn):
+        hidden = np.zeros(label.shape, bool)
+        for nearer in drawn[k + 1:]:
+            hidden |= nearer != sc.VOID_CODE
+        own = label != sc.VOID_CODE
+        assert (own & hidden).any() or k not in (0, 1)  # the far car and the person are partly occluded
+        assert (own & ~hidden).any()  # and partly visible
+        if k < 3:
+            np.testing.assert_array_equal(ids == 1000 + 2 * k, own & ~hidden)
+    # The cyclist: its bicycle and its rider are two instances, as in Cityscapes.
+    np.testing.assert_array_equal(ids == 1006, canvas.label == sc.BICYCLE)
+    np.testing.assert_array_equal(ids == 1007, canvas.label == sc.RIDER)
+    assert set(np.unique(ids)) == {0, 1000, 1002, 1004, 1006, 1007}
+    target = instance_target(ids)
+    rows, cols = np.nonzero(ids == 1002)  # the person's centroid: that of its visible pixels
+    np.testing.assert_allclose(target[rows, cols, 0] + rows, rows.mean(), atol=1e-4)
+    np.testing.assert_allclose(target[rows, cols, 1] + cols, cols.mean(), atol=1e-4)
+
+
+def test_void_specks_and_the_bonnet_remove_instance_pixels(samples):
+    counts = []
+    for s in samples[:60]:
+        on = s["instance"][..., 2] == 1
+        assert not on[-1].any()  # the ego vehicle's band
+        assert not on[s["label_19"] == VOID].any()
+        offsets = s["instance"][..., :2][on]
+        counts.append(on.sum())
+        assert len(offsets) == 0 or np.abs(offsets).max() < max(H, W)
+    assert np.mean(np.array(counts) > 0) > 0.8  # most scenes have objects

@@ -1,0 +1,121 @@
+"""What a task is: the contract between the task registry and the rest of the code (docs/design.md, "Tasks").
+
+A task declares its head's output channels, its loss, its metrics with their better
+direction (Δm's signs come from there), how its target is read from a sample and follows
+the augmentation, and how its prediction and target are drawn. The dataset, the models,
+evaluation, Δm, baselines, aggregation and the CLI iterate the registry (tasks/__init__.py)
+and never name a task.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, NamedTuple
+
+import numpy as np
+import torch
+
+if TYPE_CHECKING:
+    from data.augment import Crop
+
+
+class Metric(NamedTuple):
+    """One reported metric: its key in metrics.jsonl, how it is shown, and its better direction.
+
+    scale: shown value = stored value × scale (100 for fractions shown in percent).
+    """
+
+    key: str
+    label: str
+    higher_is_better: bool
+    scale: float = 1.0
+    digits: int = 4
+    unit: str = ""
+
+    @property
+    def delta_m_sign(self) -> int:
+        """−1 where higher is better, +1 where lower is: Δm is then lower-is-better."""
+        return -1 if self.higher_is_better else +1
+
+
+@dataclass(frozen=True)
+class TaskSettings:
+    """The run settings that tasks read (the --classes and --depth-rule flags)."""
+
+    classes: int = 7
+    depth_rule: str = "divide"
+
+
+class TaskMeter:
+    """Accumulates one task's metrics over a split; `compute` gives Python floats (or dicts
+    of them, None where undefined: JSON has no NaN) keyed by metric name."""
+
+    def update(self, pred: torch.Tensor, target: torch.Tensor) -> None:
+        raise NotImplementedError
+
+    def compute(self) -> dict[str, Any]:
+        raise NotImplementedError
+
+
+class Task:
+    """Base class of a task. Subclasses set the class attributes and implement the methods
+    that raise NotImplementedError; one instance serves one run (its `settings`).
+
+    name: the --tasks name and the key of the task's target, loss and metrics.
+    folders: the release subfolders a sample of this task needs (besides image/); a task
+        whose target is derived from other arrays lists those.
+    metrics: the reported metrics (the Δm ones), in display order.
+    """
+
+    name: str = ""
+    metrics: tuple[Metric, ...] = ()
+
+    def __init__(self, settings: TaskSettings | None = None):
+        self.settings = settings or TaskSettings()
+
+    # ---- data -----------------------------------------------------------------------
+
+    def folders(self) -> tuple[str, ...]:
+        """The release subfolders whose arrays `target` reads."""
+        raise NotImplementedError
+
+    def target(self, arrays: dict[str, np.ndarray]) -> np.ndarray:
+        """The target of one sample, in its on-disk layout, from the sample's arrays keyed by
+        folder name ("image" always among them)."""
+        raise NotImplementedError
+
+    def augment(self, target: np.ndarray, crop: Crop) -> np.ndarray:
+        """The target under the reference zoom and flip; by default resampled by nearest
+        neighbour (values, such as void labels, survive). Must not modify `target`."""
+        return crop.nearest(target)
+
+    def to_tensor(self, target: np.ndarray) -> torch.Tensor:
+        """The target as the loss and the meter take it, without the batch dimension."""
+        raise NotImplementedError
+
+    # ---- model ----------------------------------------------------------------------
+
+    def out_channels(self) -> int:
+        raise NotImplementedError
+
+    def activate(self, output: torch.Tensor) -> torch.Tensor:
+        """The head's raw output → the prediction the loss and the meter take."""
+        return output
+
+    # ---- training and evaluation --------------------------------------------------------
+
+    def loss(self, pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        raise NotImplementedError
+
+    def meter(self, device: torch.device | str = "cpu") -> TaskMeter:
+        raise NotImplementedError
+
+    # ---- TensorBoard panels --------------------------------------------------------------
+
+    def draw(self, pred: torch.Tensor, target: torch.Tensor) -> tuple[np.ndarray, np.ndarray]:
+        """(predicted, true) (H, W, 3) uint8 RGB images of one sample (no batch dimension);
+        the prediction shown only where its target counts."""
+        raise NotImplementedError
+
+    def key(self, height: int, width: int) -> np.ndarray | None:
+        """An (height, width, 3) uint8 cell that explains the colours (a legend, a scale), or None."""
+        return None

@@ -1,0 +1,66 @@
+"""Depth estimation (docs/methods.md, "Tasks"): the release's inverse depth, 0 where invalid."""
+import numpy as np
+import torch
+
+from data.augment import check_depth_rule, scale_depth
+from data.layout import DEPTH_DIR
+from evaluation import visualize
+from evaluation.metrics import DepthErrors
+
+from .base import Metric, Task, TaskMeter
+
+
+class DepthMeter(TaskMeter):
+    """AbsErr and RelErr as means of per-batch means (the reference code's convention), and
+    the pixel-weighted means as abs_err_px and rel_err_px."""
+
+    def __init__(self):
+        self.errors = DepthErrors()
+
+    def update(self, pred, target):
+        self.errors.update(pred, target)
+
+    def compute(self):
+        e = self.errors
+        return {"abs_err": e.abs_err(), "rel_err": e.rel_err(), "abs_err_px": e.abs_err_px(),
+                "rel_err_px": e.rel_err_px()}
+
+
+class DepthTask(Task):
+    name = "depth"
+    metrics = (Metric("abs_err", "AbsErr", False), Metric("rel_err", "RelErr", False))
+
+    def __init__(self, settings=None):
+        super().__init__(settings)
+        check_depth_rule(self.settings.depth_rule)
+
+    def folders(self):
+        return (DEPTH_DIR,)
+
+    def target(self, arrays):
+        return arrays[DEPTH_DIR]
+
+    def augment(self, target, crop):
+        return scale_depth(crop.nearest(target), crop.scale, self.settings.depth_rule)
+
+    def to_tensor(self, target):
+        return torch.from_numpy(target.reshape(1, *target.shape[:2]))
+
+    def out_channels(self):
+        return 1
+
+    def loss(self, pred, target):
+        """L1 over valid pixels (target != 0), divided by the number of valid pixels."""
+        valid = target != 0
+        return ((pred - target).abs() * valid).sum() / valid.sum().clamp(min=1)
+
+    def meter(self, device="cpu"):
+        return DepthMeter()
+
+    def draw(self, pred, target):
+        target = target[0].cpu().numpy()
+        shown = np.where(target > 0, pred[0].float().cpu().numpy(), 0.0)
+        return visualize.colourize_depth(shown), visualize.colourize_depth(target)
+
+    def key(self, height, width):
+        return visualize.depth_key(height, width)

@@ -1,0 +1,84 @@
+"""Instance segmentation as centroid offsets (docs/methods.md, "Tasks"; Kendall et al., CVPR 2018).
+
+The target is instance/<i>.npy, float32 (H, W, 3): channels 0–1 the offset (dy, dx), in
+pixels of the stored image, from each pixel of an object instance to that instance's
+centroid; channel 2 is 1 on instance pixels and 0 elsewhere, where the offsets are 0.
+"""
+import torch
+
+from data.layout import INSTANCE_DIR
+from evaluation import visualize
+
+from .base import Metric, Task, TaskMeter
+
+
+def offset_error_sums(pred, target):
+    """(Σ over instance pixels of |Δdy| + |Δdx|, number of instance pixels), float64 tensors.
+    pred (B, 2, H, W); target (B, 3, H, W) as the dataset gives it."""
+    if pred.shape[-2:] != target.shape[-2:] or pred.shape[1] != 2 or target.shape[1] != 3:
+        raise ValueError(f"instance prediction {tuple(pred.shape)} and target {tuple(target.shape)}: expected "
+                         f"(B, 2, H, W) and (B, 3, H, W)")
+    mask = target[:, 2:3].double()
+    errors = (pred.double() - target[:, :2].double()).abs() * mask
+    return errors.sum(), mask.sum()
+
+
+class InstanceMeter(TaskMeter):
+    """inst_err: the mean absolute offset error in pixels, the mean of |Δdy| and |Δdx| over
+    every instance pixel of the split (pixel-weighted)."""
+
+    def __init__(self):
+        self.error_sum = self.pixels = 0.0
+
+    def update(self, pred, target):
+        error, pixels = offset_error_sums(pred, target)
+        self.error_sum = self.error_sum + error
+        self.pixels = self.pixels + pixels
+
+    def compute(self):
+        pixels = float(self.pixels)
+        return {"inst_err": float(self.error_sum) / (2 * pixels) if pixels else float("nan")}
+
+
+class InstanceTask(Task):
+    name = "instance"
+    metrics = (Metric("inst_err", "InstErr", False, digits=3, unit="px"),)
+
+    def folders(self):
+        return (INSTANCE_DIR,)
+
+    def target(self, arrays):
+        return arrays[INSTANCE_DIR]
+
+    def augment(self, target, crop):
+        """A zoom by s stretches every offset by s; a flip negates dx. Centroids of instances
+        the crop cuts are not recomputed: the offsets still point at the whole object's centre."""
+        out = crop.nearest(target)
+        if crop.scale != 1:
+            out[..., :2] *= crop.scale
+        if crop.flip:
+            out[..., 1] *= -1
+        return out
+
+    def to_tensor(self, target):
+        return torch.from_numpy(target.transpose(2, 0, 1).copy())
+
+    def out_channels(self):
+        return 2
+
+    def loss(self, pred, target):
+        """L1 over instance pixels: the mean of |Δdy| and |Δdx| there; 0 without instance pixels."""
+        error, pixels = offset_error_sums(pred, target)
+        return (error / (2 * pixels).clamp(min=1)).to(pred.dtype)
+
+    def meter(self, device="cpu"):
+        return InstanceMeter()
+
+    def draw(self, pred, target):
+        target = target.cpu().numpy()
+        mask = target[2] > 0
+        predicted = visualize.colourize_offsets(pred.float().cpu().numpy(), mask)
+        return predicted, visualize.colourize_offsets(target[:2], mask)
+
+    def key(self, height, width):
+        return visualize.offset_key(height, width)

@@ -1,0 +1,65 @@
+"""Semantic segmentation (docs/methods.md, "Tasks"): per-pixel classes, void ignored."""
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from data.labels import VOID, class_names
+from data.layout import label_dir
+from evaluation import visualize
+from evaluation.metrics import ConfusionMatrix
+
+from .base import Metric, Task, TaskMeter
+
+
+class SemanticMeter(TaskMeter):
+    """mIoU and pixel accuracy from one confusion matrix over the split, and the IoU per class."""
+
+    def __init__(self, names, device):
+        self.names = tuple(names)
+        self.confusion = ConfusionMatrix(len(self.names), device)
+
+    def update(self, pred, target):
+        self.confusion.update(pred, target)
+
+    def compute(self):
+        iou = self.confusion.iou_per_class().tolist()
+        return {"miou": self.confusion.miou(), "pix_acc": self.confusion.pix_acc(),
+                "class_iou": {name: None if np.isnan(v) else v for name, v in zip(self.names, iou)}}
+
+
+class SemanticTask(Task):
+    name = "semantic"
+    metrics = (Metric("miou", "mIoU", True, scale=100, digits=2, unit="%"),
+               Metric("pix_acc", "PixAcc", True, scale=100, digits=2, unit="%"))
+
+    def folders(self):
+        return (label_dir(self.settings.classes),)
+
+    def target(self, arrays):
+        return arrays[label_dir(self.settings.classes)]
+
+    def to_tensor(self, target):
+        return torch.from_numpy(target.astype(np.int64))
+
+    def out_channels(self):
+        return self.settings.classes
+
+    def activate(self, output):
+        return F.log_softmax(output, dim=1)
+
+    def loss(self, pred, target):
+        """NLL of the log-softmax output, ignoring void pixels; 0 (not NaN) when all are void."""
+        total = F.nll_loss(pred, target, ignore_index=VOID, reduction="sum")
+        return total / (target != VOID).sum().clamp(min=1)
+
+    def meter(self, device="cpu"):
+        return SemanticMeter(class_names(self.settings.classes), device)
+
+    def draw(self, pred, target):
+        target = target.cpu().numpy()
+        classes = self.settings.classes
+        shown = np.where((target >= 0) & (target < classes), pred.argmax(0).cpu().numpy(), VOID)
+        return visualize.colourize_labels(shown, classes), visualize.colourize_labels(target, classes)
+
+    def key(self, height, width):
+        return visualize.legend(self.settings.classes, height, width)
