@@ -2,8 +2,9 @@
 
 Layers: conv(3x3)-BN-ReLU, a stage of such layers, the MTAN attention module and the
 per-task prediction head; Xavier-normal initialisation. `SegNetBase` holds what both
-architectures share: the SegNet encoder-decoder trunk, the per-task heads, and the split
-of the parameters into shared and task-specific ones.
+architectures share: the SegNet encoder-decoder trunk, one head per task (tasks/ says its
+output channels and activation), and the split of the parameters into shared and
+task-specific ones.
 """
 from typing import NamedTuple
 
@@ -11,19 +12,18 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-TASKS = ("semantic", "depth")
+from data.layout import SIZE_MULTIPLE, size_problem
+
 BASE_FILTERS = (64, 128, 256, 512, 512)  # SegNet channels per resolution level
 NUM_POOLINGS = len(BASE_FILTERS)
-SIZE_MULTIPLE = 2 ** NUM_POOLINGS
+assert 2 ** NUM_POOLINGS == SIZE_MULTIPLE, "the release layout's size rule follows the pooling count"
 
 
 def check_image_size(height, width):
     """Raise ValueError unless the image survives five 2x poolings and unpoolings intact."""
-    if height <= 0 or width <= 0 or height % SIZE_MULTIPLE or width % SIZE_MULTIPLE:
-        raise ValueError(
-            f"image size {height}x{width}: height and width must be multiples of "
-            f"{SIZE_MULTIPLE} (SegNet pools five times)"
-        )
+    problem = size_problem(height, width)
+    if problem:
+        raise ValueError(f"image size {height}x{width}: {problem}")
 
 
 def scaled_filters(width_mult):
@@ -88,17 +88,16 @@ class AttentionModule(nn.Module):
 
 
 class PredictionHead(nn.Module):
-    """3x3 conv then 1x1 conv to the task's outputs (no norm or activation between)."""
+    """3x3 conv then 1x1 conv to the task's outputs (no norm or activation between; the
+    task's own activation, such as semantic's log-softmax, follows in SegNetBase.forward)."""
 
-    def __init__(self, in_channels, out_channels, log_softmax=False):
+    def __init__(self, in_channels, out_channels):
         super().__init__()
         self.conv1 = nn.Conv2d(in_channels, in_channels, kernel_size=3, padding=1)
         self.conv2 = nn.Conv2d(in_channels, out_channels, kernel_size=1)
-        self.log_softmax = log_softmax
 
     def forward(self, x):
-        out = self.conv2(self.conv1(x))
-        return F.log_softmax(out, dim=1) if self.log_softmax else out
+        return self.conv2(self.conv1(x))
 
 
 def init_weights(module):
@@ -133,16 +132,15 @@ class SegNetBase(nn.Module):
     Call `init_weights(self)` at the end of the subclass constructor.
     """
 
-    def __init__(self, num_classes=7, width_mult=1.0, tasks=TASKS):
+    def __init__(self, tasks, width_mult=1.0):
+        """tasks: Task objects (tasks/), one head (and, in MTAN, one attention branch) each,
+        in their order; `self.tasks` holds their names."""
         super().__init__()
-        tasks = tuple(tasks)
-        unknown = [t for t in tasks if t not in TASKS]
-        if not tasks or unknown or len(set(tasks)) != len(tasks):
-            raise ValueError(f"tasks must be distinct names from {TASKS}, got {tasks}")
-        if num_classes < 1:
-            raise ValueError(f"num_classes must be >= 1, got {num_classes}")
-        self.tasks = tasks
-        self.num_classes = num_classes
+        names = tuple(task.name for task in tasks)
+        if not names or len(set(names)) != len(names):
+            raise ValueError(f"tasks must be distinct and at least one, got {names}")
+        self.tasks = names
+        self._activations = {task.name: task.activate for task in tasks}
         self.width_mult = width_mult
         self.filters = f = scaled_filters(width_mult)
 
@@ -159,10 +157,7 @@ class SegNetBase(nn.Module):
         )
         self.pool = nn.MaxPool2d(kernel_size=2, stride=2, return_indices=True)
         self.unpool = nn.MaxUnpool2d(kernel_size=2, stride=2)
-        self.heads = nn.ModuleDict(
-            {t: PredictionHead(f[0], num_classes if t == "semantic" else 1, log_softmax=t == "semantic")
-             for t in tasks}
-        )
+        self.heads = nn.ModuleDict({task.name: PredictionHead(f[0], task.out_channels()) for task in tasks})
 
     # ---- forward ------------------------------------------------------------------
 
@@ -172,7 +167,7 @@ class SegNetBase(nn.Module):
             raise ValueError(f"expected a batch of images (B, C, H, W), got shape {tuple(x.shape)}")
         check_image_size(x.shape[-2], x.shape[-1])
         features = self.trunk(x)
-        return [self.heads[t](self.task_features(t, features)) for t in self.tasks]
+        return [self._activations[t](self.heads[t](self.task_features(t, features))) for t in self.tasks]
 
     def trunk(self, x):
         encoder_first, encoder_out, indices = [], [], []

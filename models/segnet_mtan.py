@@ -12,7 +12,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .blocks import TASKS, AttentionModule, ConvBNReLU, SegNetBase, init_weights
+from .blocks import AttentionModule, ConvBNReLU, SegNetBase, init_weights
 
 
 class TaskAttention(nn.Module):
@@ -30,8 +30,8 @@ class TaskAttention(nn.Module):
 
 
 class SegNetMTAN(SegNetBase):
-    def __init__(self, num_classes=7, width_mult=1.0, tasks=TASKS):
-        super().__init__(num_classes, width_mult, tasks)
+    def __init__(self, tasks, width_mult=1.0):
+        super().__init__(tasks, width_mult)
         enc, dec = self.encoder_channels, self.decoder_channels
         # Shared: carries the masked features of level k to level k+1's width; the last
         # one feeds the deepest decoder stage, whose input has the deepest width.

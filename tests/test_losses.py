@@ -2,7 +2,11 @@ import math
 
 import torch
 
-from models.losses import depth_loss, semantic_loss
+from tasks import TASKS, TaskSettings
+
+semantic_loss = TASKS["semantic"](TaskSettings(classes=3)).loss
+depth_loss = TASKS["depth"]().loss
+instance_loss = TASKS["instance"]().loss
 
 
 def test_semantic_loss_ignores_void_pixels():
@@ -24,3 +28,13 @@ def test_depth_loss_is_l1_over_valid_pixels():
     target = torch.tensor([0.2, 0.0, 0.1, 0.0]).reshape(1, 1, 2, 2)
     assert torch.isclose(depth_loss(pred, target), torch.tensor((0.1 + 0.2) / 2))
     assert depth_loss(pred, torch.zeros_like(target)).item() == 0.0
+
+
+def test_instance_loss_is_the_mean_absolute_offset_error_over_instance_pixels():
+    target = torch.zeros(1, 3, 2, 2)
+    target[0, :, 0, 0] = torch.tensor([2.0, -1.0, 1.0])  # (dy, dx, instance)
+    target[0, :, 1, 1] = torch.tensor([0.5, 4.0, 1.0])
+    pred = torch.tensor([[[1.0, 9.0], [9.0, 0.5]], [[1.0, 9.0], [9.0, 1.0]]])[None]  # background pixels ignored
+    expected = (abs(1 - 2) + abs(1 + 1) + abs(0.5 - 0.5) + abs(1 - 4)) / 4
+    assert torch.isclose(instance_loss(pred, target), torch.tensor(expected))
+    assert instance_loss(pred, torch.zeros_like(target)).item() == 0.0  # no instance pixel: 0, not NaN

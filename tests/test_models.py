@@ -3,16 +3,17 @@ import pytest
 import torch
 from torch import nn
 
-from models import MODELS, TASKS, build_model, check_image_size
+from models import MODELS, build_model, check_image_size
 from models.blocks import scaled_filters
+from tasks import DEFAULT_TASKS, TASKS, TaskSettings, build_tasks
 
 SMALL = dict(width_mult=0.125)
 H, W = 32, 64
 
 
-def small_model(arch, num_classes=7, tasks=TASKS, seed=0):
+def small_model(arch, num_classes=7, tasks=DEFAULT_TASKS, seed=0):
     torch.manual_seed(seed)
-    return build_model(arch, num_classes=num_classes, tasks=tasks, **SMALL)
+    return build_model(arch, build_tasks(tasks, TaskSettings(classes=num_classes)), **SMALL)
 
 
 def names_of(model, params):
@@ -36,13 +37,13 @@ def losses(outputs, tasks, num_classes):
 # ---- size -----------------------------------------------------------------------------
 
 def test_mtan_parameter_count_matches_reference():
-    counts = build_model("mtan", num_classes=7).parameter_counts()
+    counts = build_model("mtan", build_tasks(DEFAULT_TASKS)).parameter_counts()
     assert counts["total"] == 41_206_984
     assert counts["shared"] + counts["semantic"] + counts["depth"] == counts["total"]
 
 
 def test_split_parameter_count():
-    counts = build_model("split", num_classes=7).parameter_counts()
+    counts = build_model("split", build_tasks(DEFAULT_TASKS)).parameter_counts()
     assert counts["total"] == 25_017_672
     assert counts["shared"] + counts["semantic"] + counts["depth"] == counts["total"]
 
@@ -62,7 +63,7 @@ def test_width_multiplier_scales_every_level():
 @pytest.mark.parametrize("num_classes", [7, 19])
 def test_output_shapes_and_log_softmax(arch, num_classes):
     model = small_model(arch, num_classes)
-    assert model.tasks == TASKS and model.num_classes == num_classes
+    assert model.tasks == DEFAULT_TASKS
     semantic, depth = model(torch.rand(2, 3, H, W))
     assert semantic.shape == (2, num_classes, H, W)
     assert depth.shape == (2, 1, H, W)
@@ -70,16 +71,17 @@ def test_output_shapes_and_log_softmax(arch, num_classes):
 
 
 def test_outputs_follow_task_order():
-    model = small_model("mtan", tasks=("depth", "semantic"))
+    torch.manual_seed(0)
+    model = build_model("mtan", [TASKS["depth"](), TASKS["semantic"]()], **SMALL)
     depth, semantic = model(torch.rand(1, 3, H, W))
     assert depth.shape[1] == 1 and semantic.shape[1] == 7
 
 
 @pytest.mark.parametrize("arch", sorted(MODELS))
-@pytest.mark.parametrize("task", TASKS)
+@pytest.mark.parametrize("task", DEFAULT_TASKS)
 def test_single_task_model(arch, task):
     model = small_model(arch, tasks=(task,))
-    other = next(t for t in TASKS if t != task)
+    other = next(t for t in DEFAULT_TASKS if t != task)
     assert model.tasks == (task,)
     assert not any(other in name for name, _ in model.named_parameters())
     outputs = model(torch.rand(1, 3, H, W))
@@ -128,7 +130,7 @@ def test_mtan_attention_modules_belong_to_their_task():
 @pytest.mark.parametrize("arch", sorted(MODELS))
 def test_each_task_loss_reaches_only_shared_and_own_parameters(arch):
     model = small_model(arch)
-    loss = losses(model(torch.rand(2, 3, H, W)), model.tasks, model.num_classes)
+    loss = losses(model(torch.rand(2, 3, H, W)), model.tasks, 7)
     shared = model.shared_parameters()
     per_task = model.task_specific_parameters()
     for k, task in enumerate(model.tasks):
@@ -179,12 +181,24 @@ def test_bad_image_size_is_a_clear_error():
 
 def test_unknown_arch_lists_valid_names():
     with pytest.raises(ValueError, match="mtan.*split"):
-        build_model("resnet")
+        build_model("resnet", build_tasks(DEFAULT_TASKS))
 
 
 def test_unknown_task_is_rejected():
     with pytest.raises(ValueError, match="tasks"):
-        build_model("mtan", tasks=("normal",), **SMALL)
+        build_tasks(("normal",))
+
+
+@pytest.mark.parametrize("arch", sorted(MODELS))
+def test_three_tasks_one_branch_and_head_each(arch):
+    model = small_model(arch, tasks=("depth", "instance", "semantic"))
+    assert model.tasks == ("semantic", "instance", "depth")
+    semantic, instance, depth = model(torch.rand(2, 3, H, W))
+    assert (semantic.shape[1], instance.shape[1], depth.shape[1]) == (7, 2, 1)
+    counts = model.parameter_counts()
+    two = small_model(arch).parameter_counts()
+    assert counts["shared"] == two["shared"] and counts["instance"] > 0
+    assert counts["total"] == two["total"] + counts["instance"]
 
 
 # ---- init -----------------------------------------------------------------------------
