@@ -1,4 +1,4 @@
-"""One optimisation step from K task losses: DESIGN's data flow, in one place.
+"""One optimisation step from K task losses: the data flow of docs/design.md, "Training step".
 
 losses → per-task gradients of the shared parameters (K backward passes, only when
 someone uses them) → the --weighting method's K×K mixing matrix A (contribution
@@ -91,8 +91,11 @@ class MultiTaskStep:
         return self.adatask or self.weighting.needs_grads or self.tracker is not None
 
     def __call__(self, losses, ctx, want_diagnostics=False):
-        """losses: K scalar losses (a list, so each task's backward starts at its own loss).
-        ctx: a StepContext with epoch, step, lr and, if offered, losses_after.
+        """The update of one step; the method's hooks (after_step, end_epoch) are the
+        engine's (optim/engine.py), which calls this.
+
+        losses: K scalar losses (a list, so each task's backward starts at its own loss).
+        ctx: a StepContext with epoch, step, lr and, if the method needs it, losses_after.
         want_diagnostics: return the diagnostics dict of this step (else an empty one); a step
         that takes one summed backward then computes the per-task gradients for them alone."""
         ctx = replace(ctx, losses=torch.stack([l.detach() for l in losses]))
@@ -103,7 +106,6 @@ class MultiTaskStep:
             sum(w * l for w, l in zip(weights, losses)).backward()
             self._clip_plain()
             self.optimizer.step()
-            self.weighting.after_step(ctx)
             return info
         if self.weighting.needs_grads:
             grads = task_gradients(losses, self.shared_params, self.task_params)
@@ -128,7 +130,6 @@ class MultiTaskStep:
             self.optimizer.step()
         if self.tracker is not None:
             self.tracker.update(grads)
-        self.weighting.after_step(ctx)
         return info
 
     def _probe_diagnostics(self, losses, weights):

@@ -1,5 +1,10 @@
 """Per-task gradients of the shared parameters in exactly K backward passes."""
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+
 import torch
+from torch import Tensor
 from torch.autograd.graph import GradientEdge
 
 
@@ -14,7 +19,9 @@ def _task_roots(losses):
     return [(loss, None) if loss.requires_grad else None for loss in losses]
 
 
-def task_gradients(losses, shared_params, task_params=None, keep_graph=False):
+def task_gradients(losses: Sequence[Tensor] | Tensor, shared_params: Iterable[Tensor],
+                   task_params: Sequence[Iterable[Tensor]] | None = None,
+                   keep_graph: bool = False) -> list[list[Tensor | None]]:
     """Backpropagate each task's loss on its own.
 
     losses: K scalar losses (a sequence, or a 1-D tensor such as torch.stack([...])).

@@ -1,4 +1,4 @@
-"""AdaTask against its defining properties (METHODS §3), for all three bases."""
+"""AdaTask against its defining properties (docs/methods.md, "AdaTask"), for all three bases."""
 import copy
 
 import pytest
@@ -240,3 +240,49 @@ def test_bad_task_grads_are_a_clear_error():
         opt.step(task_grads=[[torch.ones(2)]])
     with pytest.raises(ValueError, match="expected 2 task losses"):
         opt.backward(torch.ones(3, requires_grad=True))
+
+
+@pytest.mark.parametrize("base", BASES)
+@pytest.mark.parametrize("foreach", [True, False])
+@pytest.mark.parametrize("num_tasks", [1, 2, 3])
+def test_task_updates_are_exactly_what_the_step_added(base, foreach, num_tasks):
+    """The functional core run again on zeros after a step gives each task's update bit for
+    bit: the step adds them one task after another, after the decoupled decay."""
+    ada_cls, _, kw = BASES[base]
+    gen = torch.Generator().manual_seed(3)
+    params = [nn.Parameter(torch.randn(4, 3, generator=gen)), nn.Parameter(torch.randn(3, generator=gen))]
+    opt = ada_cls([{"params": params[:1], "lr": 3e-3}, {"params": params[1:]}], num_tasks=num_tasks,
+                  foreach=foreach, weight_decay=0.1, **kw)
+    for step in range(5):
+        grads = [[None if (step + k) % 4 == 3 else torch.randn(p.shape, generator=gen) * 10.0**k for p in params]
+                 for k in range(num_tasks)]
+        before = [p.detach().clone() for p in params]
+        opt.step(task_grads=grads)
+        if all(g is None for task in grads for g in task):  # no task reached anything: nothing stepped
+            assert all(torch.equal(b, p.detach()) for b, p in zip(before, params))
+            continue
+        updates = opt.task_updates(params, grads)
+        for i, (p, b, group) in enumerate(zip(params, before, opt.param_groups)):
+            expected = b * (1.0 - float(group["lr"]) * group["weight_decay"])
+            for k in range(num_tasks):
+                expected = expected + updates[k][i]
+            assert torch.equal(expected, p.detach())
+
+
+def test_task_updates_under_l2_decay_where_the_step_reads_only_the_state():
+    """Adam's step reads its moments, into which the l2 term went: its task updates are
+    recovered; RMSprop's reads the gradient, whose l2 term used θ before the step: refused."""
+    gen = torch.Generator().manual_seed(4)
+    shared = nn.Parameter(torch.randn(5, dtype=torch.float64, generator=gen))
+    opt = AdamWithAdaTask([shared], num_tasks=2, lr=1e-2, weight_decay=0.1, weight_decay_mode="l2")
+    opt.check_task_updates([shared])
+    grads = [[torch.randn(5, dtype=torch.float64, generator=gen)] for _ in range(2)]
+    before = shared.detach().clone()
+    opt.step(task_grads=grads)
+    updates = opt.task_updates([shared], grads)
+    assert torch.equal(before + updates[0][0] + updates[1][0], shared.detach())
+    with pytest.raises(ValueError, match="decoupled weight decay only, not l2"):
+        RMSpropWithAdaTask([shared], num_tasks=2, weight_decay=0.1, weight_decay_mode="l2").check_task_updates([shared])
+    head = nn.Parameter(torch.zeros(2))
+    with pytest.raises(ValueError, match="task 0's group"):
+        AdamWithAdaTask([shared], task_params=[[head]]).check_task_updates([head])

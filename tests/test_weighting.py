@@ -1,5 +1,5 @@
 """The --weighting registry, options, checkpointable state, and the loss-only methods
-(EW, RLW, DWA, UW, FAMO) against their formulas (METHODS §4)."""
+(EW, RLW, DWA, UW, FAMO) against their formulas (docs/methods.md, "Weighting methods")."""
 import io
 import math
 

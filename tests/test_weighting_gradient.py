@@ -1,4 +1,4 @@
-"""The Gram-matrix methods against their defining properties (METHODS §4): PCGrad, GDOD,
+"""The Gram-matrix methods against their defining properties (docs/methods.md, "Weighting methods"): PCGrad, GDOD,
 the torchjd-backed weightings and Nash-MTL. Gradients are explicit float64 matrices G
 (rows = tasks); a method's per-task contributions are A G and its update 1ᵀ A G."""
 import warnings

@@ -1,4 +1,4 @@
-"""HydaLearn and the look-ahead helper (METHODS §4): measured gains, BatchNorm buffers
+"""HydaLearn and the look-ahead helper (docs/methods.md, "HydaLearn"): measured gains, BatchNorm buffers
 restored, weights proportional to positive gains, the fallback."""
 import copy
 

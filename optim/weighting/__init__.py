@@ -1,4 +1,4 @@
-"""The --weighting methods (METHODS §4): one class per file, registered here.
+"""The --weighting methods (docs/methods.md, "Weighting methods"): one class per file, registered here.
 
 WEIGHTINGS maps each --weighting name to its class; build_weighting constructs one.
 Each class carries its metadata (paper, needs, cost, OPTIONS), from which

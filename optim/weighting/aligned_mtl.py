@@ -1,4 +1,4 @@
-"""Aligned-MTL through torchjd's AlignedMTLWeighting (METHODS §4)."""
+"""Aligned-MTL through torchjd's AlignedMTLWeighting (docs/methods.md, "Aligned-MTL")."""
 from .base import Option
 from .torchjd_gram import TorchJDGramWeighting
 

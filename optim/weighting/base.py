@@ -1,4 +1,4 @@
-"""The contract between the training step and a --weighting method (METHODS §4).
+"""The contract between the training step and a --weighting method (docs/methods.md, "Weighting methods").
 
 A method turns K task losses (and, when it asks for them, the K per-task gradients of
 the shared parameters) into K per-task contributions. It answers with a K×K mixing
@@ -58,8 +58,9 @@ class Option(_OptionFields):
 
 
 class WeightingMethod:
-    """Base class. Subclasses set `needs_grads` and implement `weights` or `mix`; the step
-    calls one of them once per step (RLW, PCGrad and Nash-MTL advance their state there).
+    """Base class. Subclasses set `needs_grads` (and `needs_lookahead`) and implement `weights`
+    or `mix`; the step calls one of them once per step (RLW, PCGrad and Nash-MTL advance their
+    state there).
 
     Class metadata, read by the registry for --help and the README table:
     name (the --weighting key), paper (citation), needs (what a step must supply),
@@ -68,6 +69,7 @@ class WeightingMethod:
     """
 
     needs_grads = False
+    needs_lookahead = False  # True: the step must offer StepContext.losses_after
     name = ""
     paper = ""
     needs = "losses"

@@ -1,4 +1,4 @@
-"""CAGrad through torchjd's CAGradWeighting (METHODS §4)."""
+"""CAGrad through torchjd's CAGradWeighting (docs/methods.md, "CAGrad")."""
 from .base import Option
 from .torchjd_gram import TorchJDGramWeighting
 

@@ -14,15 +14,16 @@ def flag_dest(method, option):
     return "main_task" if (method, option) == MAIN_TASK_FLAG else f"{method}_{option}"
 
 
-def add_weighting_flags(group):
-    """The --<method>-<option> flags, into `group` (a parser or an argument group). A flag
-    named after its method needs no "method:" prefix in its help; numbers show as N or X."""
+def add_weighting_flags(group, task_names, default_main_task):
+    """The --<method>-<option> flags, into `group` (a parser or an argument group); a task option
+    (HydaLearn's main task) takes one of `task_names`. A flag named after its method needs no
+    "method:" prefix in its help; numbers show as N or X."""
     for method, cls in WEIGHTINGS.items():
         for option, spec in cls.OPTIONS.items():
             dest = flag_dest(method, option)
             flag = "--" + dest.replace("_", "-")
             if (method, option) == MAIN_TASK_FLAG:
-                group.add_argument(flag, dest=dest, default="semantic", choices=("semantic", "depth"),
+                group.add_argument(flag, dest=dest, default=default_main_task, choices=list(task_names),
                                    help=f"{method}: the main task")
             elif spec.type is bool:
                 group.add_argument(flag, dest=dest, default=spec.default, type=_boolean, metavar="{true,false}",

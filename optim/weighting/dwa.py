@@ -1,4 +1,4 @@
-"""DWA: dynamic weight average (METHODS §4)."""
+"""DWA: dynamic weight average (docs/methods.md, "DWA")."""
 import torch
 
 from .base import Option, WeightingMethod

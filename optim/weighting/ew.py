@@ -1,4 +1,4 @@
-"""EW: equal weights, the plain loss sum (METHODS §4)."""
+"""EW: equal weights, the plain loss sum (docs/methods.md, "EW")."""
 import torch
 
 from .base import WeightingMethod

@@ -1,4 +1,4 @@
-"""FAMO: fast adaptive multitask optimization (METHODS §4)."""
+"""FAMO: fast adaptive multitask optimization (docs/methods.md, "FAMO")."""
 import torch
 
 from .base import Option, WeightingMethod
@@ -35,6 +35,7 @@ class FAMO(WeightingMethod):
     paper = "Liu et al. 2023, FAMO: Fast Adaptive Multitask Optimization (NeurIPS)"
     needs = "losses + 1 forward after the step"
     cost = "1 extra forward (no backward) per step"
+    needs_lookahead = True
     OPTIONS = {
         "gamma": Option(float, 0.01, "weight decay γ on the task logits"),
         "lr": Option(float, 0.025, "learning rate of the Adam that trains the task logits"),

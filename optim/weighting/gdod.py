@@ -1,4 +1,4 @@
-"""GDOD: gradient decomposition on an orthogonal basis (METHODS §4).
+"""GDOD: gradient decomposition on an orthogonal basis (docs/methods.md, "GDOD").
 
 No public code exists; the open choices are options: the eigenvalue cut-off `tol`, what
 counts as a zero coefficient (`zero_tol`) and how zeros vote (`zeros`). The

@@ -1,4 +1,4 @@
-"""HydaLearn: per-batch weights from each task's gain on the main task (METHODS §4)."""
+"""HydaLearn: per-batch weights from each task's gain on the main task (docs/methods.md, "HydaLearn")."""
 import torch
 
 from .base import Option, WeightingMethod, gram64
@@ -79,6 +79,10 @@ class HydaLearn(WeightingMethod):
             raise ValueError(f"hydalearn: main_task must be in 0..{num_tasks - 1}, got {self.main_task}")
         self.fallbacks = 0
         self.last_gains = None
+
+    @property
+    def needs_lookahead(self):
+        return self.gain == "lookahead"
 
     def gains(self, ctx):
         if self.gain == "first_order":

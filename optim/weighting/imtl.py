@@ -1,4 +1,4 @@
-"""IMTL-G through torchjd's IMTLGWeighting (METHODS §4)."""
+"""IMTL-G through torchjd's IMTLGWeighting (docs/methods.md, "IMTL-G")."""
 from .torchjd_gram import TorchJDGramWeighting
 
 

@@ -1,4 +1,4 @@
-"""MGDA-UB through torchjd's MGDAWeighting (METHODS §4)."""
+"""MGDA-UB through torchjd's MGDAWeighting (docs/methods.md, "MGDA")."""
 from .base import Option
 from .torchjd_gram import TorchJDGramWeighting
 

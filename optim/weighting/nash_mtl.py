@@ -1,4 +1,4 @@
-"""Nash-MTL: Nash bargaining weights from the Gram matrix, in our own code (METHODS §4)."""
+"""Nash-MTL: Nash bargaining weights from the Gram matrix, in our own code (docs/methods.md, "Nash-MTL")."""
 import torch
 
 from .base import Option, WeightingMethod, gram64

@@ -1,4 +1,4 @@
-"""PCGrad in per-task form, from the Gram matrix (METHODS §4)."""
+"""PCGrad in per-task form, from the Gram matrix (docs/methods.md, "PCGrad")."""
 import torch
 
 from .base import Option, WeightingMethod, gram64

@@ -1,4 +1,4 @@
-"""RLW: random loss weighting (METHODS §4)."""
+"""RLW: random loss weighting (docs/methods.md, "RLW")."""
 import torch
 
 from .base import Option, WeightingMethod

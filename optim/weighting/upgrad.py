@@ -1,4 +1,4 @@
-"""UPGrad through torchjd's UPGradWeighting (METHODS §4)."""
+"""UPGrad through torchjd's UPGradWeighting (docs/methods.md, "UPGrad")."""
 from .base import Option
 from .torchjd_gram import TorchJDGramWeighting
 

@@ -1,4 +1,4 @@
-"""UW: uncertainty weighting (METHODS §4)."""
+"""UW: uncertainty weighting (docs/methods.md, "UW")."""
 import torch
 
 from .base import Option, WeightingMethod
