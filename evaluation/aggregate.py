@@ -5,14 +5,18 @@
 The output stays inside the sweep's folder unless --results names another (the committed
 demonstrations pass --results results).
 
-The field's reporting convention (METHODS §2): per seed the mean of the last N = min(10,
+The field's reporting convention (docs/methods.md, "Reporting"): per seed the mean of the last N = min(10,
 epochs) epochs' test metrics (summary.json "last10", N its "last10_epochs"); per (method,
 weighting) the mean ± sample std (ddof = 1) over seeds; Δm of the averaged metrics; Welch's
 t-test of the per-seed values against the adam + ew row, with Holm's correction over all the
 tests of the table. Δm is affine in the metrics, so Δm of the averaged metrics is the mean of
 the per-seed Δm, whose std and t-test are reported with it.
 
-Every finished run of the sweep, single-task ones included, must share one setup
+The multi-task runs of a sweep train one task set (its columns: the reported metrics of those
+tasks, tasks/); runs of another multi-task set are refused, so a semantic + depth row is never
+set beside a semantic + instance + depth one: aggregate them from separate sweep folders.
+Single-task runs of the set's tasks are its baselines. Every finished run of the sweep,
+single-task ones included, must share one setup
 (evaluation.run_config.setup_of: every setting that changes results except the seed, method,
 weighting and tasks, plus the epochs and the data's identity, size and image size); a sweep
 that mixes setups is refused, naming each differing setting, its values and their runs.
@@ -32,25 +36,25 @@ from pathlib import Path
 
 import numpy as np
 
-from .baseline import (
-    TASK_METRICS,
+from tasks import DEFAULT_TASKS, canonical, reported_metrics
+
+from .baseline import build_baseline, describe_seeds
+from .delta_m import delta_m, load_baseline, registered_metrics, select_baseline
+from .figures import Curve, Panel, plot_curves
+from .run_config import describe_differences, setting_text, setup_differences, shared_setup
+from .run_record import (
+    CONFIG,
+    METRICS,
+    SUMMARY,
     RunError,
-    build_baseline,
     check_distinct_seeds,
-    describe_differences,
     last_epochs_phrase,
     last_epochs_text,
-    mean_std,
     read_json,
+    read_metrics,
     read_run,
-    setting_text,
-    setup_differences,
-    shared_setup,
 )
-from .delta_m import METRIC_SIGNS, delta_m, load_baseline, select_baseline
-from .figures import Curve, Panel, plot_curves
-from .run_record import CONFIG, METRICS, SUMMARY, read_metrics
-from .significance import holm, welch_p
+from .significance import holm, mean_std, welch_p
 
 REFERENCE = ("adam", "ew")  # the row every other (method, weighting) is tested against
 SINGLE_TASK = "single-task"
@@ -58,27 +62,60 @@ RESULTS = "results"  # the default output folder, inside the sweep's folder
 ALPHA = 0.05
 BASELINE_KINDS = ("published", "single_task")
 FIGURE_KINDS = ("single_task", "published")  # the figure's Δm: single-task runs of the sweep's own setup first
-COLUMNS = tuple(METRIC_SIGNS) + tuple(f"delta_m_{kind}" for kind in BASELINE_KINDS)
-# p: Welch's raw p-value; p_holm: Holm-adjusted over every test of the table, which the `*` marks use.
-STAT_FIELDS = ("n_seeds", "seeds", "epochs_averaged") + tuple(
-    f"{col}{suffix}" for col in COLUMNS for suffix in ("", "_std", "_p", "_p_holm"))
-# Name, scale and decimals in the markdown: mIoU and PixAcc in percent as in the papers.
-SHOWN = {"miou": ("mIoU", 100, 2), "pix_acc": ("PixAcc", 100, 2), "abs_err": ("AbsErr", 1, 4),
-         "rel_err": ("RelErr", 1, 4), "delta_m_published": ("Δm vs published", 1, 2),
-         "delta_m_single_task": ("Δm vs single-task", 1, 2)}
-PERCENT = ("miou", "pix_acc", "delta_m_published", "delta_m_single_task")
+# Name, scale and decimals of the Δm columns in the markdown (the metrics': their tasks' Metric).
+DELTA_SHOWN = {"delta_m_published": ("Δm vs published", 1, 2), "delta_m_single_task": ("Δm vs single-task", 1, 2)}
 # The shared setup's settings that the markdown names; every run's config.json has them all.
 SETUP_SHOWN = ("data_name", "synthetic", "image_size", "train_samples", "val_samples", "classes", "arch", "width_mult",
                "epochs", "batch_size", "lr")
 
 
-def csv_fields(separate=()):
-    """The CSV header: the row's key (method, weighting, the separated settings), then the statistics."""
-    return ("method", "weighting", *separate) + STAT_FIELDS
+def metric_keys(tasks):
+    """The metric columns of a sweep of `tasks`: their reported metrics, in the registry's order."""
+    return tuple(m.key for m in reported_metrics(tasks))
 
 
-def is_multi_task(run):
-    return set(run.tasks) == set(TASK_METRICS)
+def columns(tasks):
+    """Every statistic's column: the metrics, then Δm against each kind of baseline."""
+    return metric_keys(tasks) + tuple(f"delta_m_{kind}" for kind in BASELINE_KINDS)
+
+
+def csv_fields(tasks, separate=()):
+    """The CSV header: the row's key (method, weighting, the separated settings), then the statistics
+    (p: Welch's raw p-value; p_holm: Holm-adjusted over every test of the table, which the `*` marks use)."""
+    return ("method", "weighting", *separate, "n_seeds", "seeds", "epochs_averaged") + tuple(
+        f"{col}{suffix}" for col in columns(tasks) for suffix in ("", "_std", "_p", "_p_holm"))
+
+
+def shown(col):
+    """(name, scale, decimals) of a column in the markdown: mIoU and PixAcc in percent as in the papers."""
+    metric = registered_metrics().get(col)
+    return DELTA_SHOWN[col] if metric is None else (metric.label, metric.scale, metric.digits)
+
+
+def in_percent(col):
+    return col in DELTA_SHOWN or registered_metrics()[col].scale == 100
+
+
+def sweep_tasks(sweep_dir, runs):
+    """The task set of the sweep's multi-task runs (of its single-task runs when it has none; the
+    default tasks, for an empty table's columns, when it has no finished runs), in the registry's
+    order; RunError naming the runs when multi-task runs train different sets."""
+    sets = {}
+    for run in runs:
+        if len(run.tasks) > 1:
+            sets.setdefault(canonical(run.tasks), []).append(run.path.name)
+    if len(sets) > 1:
+        listed = "; ".join(f"{' + '.join(tasks)}: {', '.join(names[:4])}" + (" ..." if len(names) > 4 else "")
+                           for tasks, names in sets.items())
+        raise RunError(f"{sweep_dir}: the finished multi-task runs train different task sets ({listed}); their "
+                       f"metrics and Δm are not comparable: aggregate each task set from a sweep folder of its own")
+    if sets:
+        return next(iter(sets))
+    return canonical({run.tasks[0] for run in runs}) if runs else DEFAULT_TASKS
+
+
+def is_multi_task(run, tasks):
+    return len(run.tasks) > 1 and canonical(run.tasks) == tasks
 
 
 def separated_values(run, separate):
@@ -190,19 +227,19 @@ def group_runs(runs, separate):
     return dict(sorted(groups.items(), key=lambda item: group_order(item[0])))
 
 
-def find_baselines(setup, single, baseline_file=None, separate=()):
+def find_baselines(tasks, setup, single, baseline_file=None, separate=()):
     """({kind: baseline dict}, {kind: where it comes from, or why it is absent}) for the rows of
     `setup`, the sweep's setup with the rows' values of the separated settings; `single`: the
     single-task runs with those values. A --baseline FILE measured in another setup is refused,
     unless only separated settings differ: then it serves none of these rows."""
     baselines, notes = {}, {}
-    published, name, why = select_baseline(setup["classes"], tuple(setup["image_size"]), setup["synthetic"])
+    published, name, why = select_baseline(tasks, setup["classes"], tuple(setup["image_size"]), setup["synthetic"])
     if published is not None:
         baselines["published"], notes["published"] = published, f"{name}: {why}"
     else:
         notes["published"] = why
     if baseline_file is not None:
-        baseline = load_baseline(baseline_file)
+        baseline = load_baseline(baseline_file, tasks)
         source = read_json(baseline_file).get("source")
         source = source if isinstance(source, dict) else {}  # absent in hand-written files
         recorded = source.get("setup", {})
@@ -222,10 +259,8 @@ def find_baselines(setup, single, baseline_file=None, separate=()):
             notes["single_task"] = f"from {baseline_file}" + (", not the sweep's own single-task runs" if single else "")
     elif single:
         try:
-            baselines["single_task"] = build_baseline(single)
-            seeds = baselines["single_task"]["source"]["seeds"]
-            notes["single_task"] = (f"the sweep's single-task runs, semantic seeds {seeds['semantic']}, "
-                                    f"depth seeds {seeds['depth']}")
+            baselines["single_task"] = build_baseline(single, tasks)
+            notes["single_task"] = f"the sweep's single-task runs, {describe_seeds(baselines['single_task'])}"
         except RunError as e:
             notes["single_task"] = f"not available: {e}"
     else:
@@ -234,40 +269,41 @@ def find_baselines(setup, single, baseline_file=None, separate=()):
     return baselines, notes
 
 
-def group_samples(runs, baselines):
-    """Per-seed values of every column: the four metrics, and Δm against each baseline."""
-    samples = {m: [r.last10(m) for r in runs] for m in METRIC_SIGNS}
+def group_samples(tasks, runs, baselines):
+    """Per-seed values of every column: the tasks' metrics, and Δm against each baseline."""
+    keys = metric_keys(tasks)
+    samples = {m: [r.last10(m) for r in runs] for m in keys}
     for kind, baseline in baselines.items():
-        samples[f"delta_m_{kind}"] = [delta_m({m: r.last10(m) for m in METRIC_SIGNS}, baseline) for r in runs]
+        samples[f"delta_m_{kind}"] = [delta_m({m: r.last10(m) for m in keys}, baseline) for r in runs]
     return samples
 
 
-def table_rows(groups, baselines, separate=()):
+def table_rows(tasks, groups, baselines, separate=()):
     """One dict per group with the csv_fields: mean, std (None for one seed), p-value and its Holm
     adjustment over all the table's tests (None where undefined, or for a reference row itself) of
     every column. `baselines`: {separated values: {kind: baseline}}; a row's reference is the
     adam + ew row with its separated values."""
-    samples = {key: group_samples(runs, baselines[key[2]]) for key, runs in groups.items()}
+    samples = {key: group_samples(tasks, runs, baselines[key[2]]) for key, runs in groups.items()}
     rows = []
     for (method, weighting, values), runs in groups.items():
         reference = samples.get((*REFERENCE, values))
         row = {"method": method, "weighting": weighting, **dict(zip(separate, values)), "n_seeds": len(runs),
                "seeds": " ".join(str(r.seed) for r in runs), "epochs_averaged": last_epochs_text(runs)}
-        for col in COLUMNS:
+        for col in columns(tasks):
             column = samples[(method, weighting, values)].get(col)
             row[col], row[f"{col}_std"] = mean_std(column) if column else (None, None)
             compare = column and reference is not None and (method, weighting) != REFERENCE
             row[f"{col}_p"] = welch_p(column, reference[col]) if compare else None
         rows.append(row)
-    tests = [(row, col) for row in rows for col in COLUMNS]
+    tests = [(row, col) for row in rows for col in columns(tasks)]
     for (row, col), adjusted in zip(tests, holm([row[f"{col}_p"] for row, col in tests]), strict=True):
         row[f"{col}_p_holm"] = adjusted
     return rows
 
 
-def family_size(rows):
+def family_size(tasks, rows):
     """How many tests Holm's correction counts: every defined p-value of the table."""
-    return sum(row[f"{col}_p"] is not None for row in rows for col in COLUMNS)
+    return sum(row[f"{col}_p"] is not None for row in rows for col in columns(tasks))
 
 
 def write_csv(rows, path, fields):
@@ -279,7 +315,7 @@ def write_csv(rows, path, fields):
 
 
 def _cell(row, col):
-    _, scale, digits = SHOWN[col]
+    _, scale, digits = shown(col)
     if row[col] is None:
         return ""
     sign = "+" if col.startswith("delta_m") else ""
@@ -315,11 +351,11 @@ def describe_setup(setup, separate):
     return f"{shown} and the same values of every other setting that changes results{per_row}"
 
 
-def markdown(name, setup, separate, rows, baselines, notes, problems, averaged, figure):
+def markdown(name, tasks, setup, separate, rows, baselines, notes, problems, averaged, figure):
     """`baselines` and `notes`: {separated values: {kind: ...}}, as find_baselines gives them per value;
     `averaged`: "the last N epochs" of the rows' runs; `figure`: (file name, caption) or None."""
     kinds = [k for k in BASELINE_KINDS if any(k in found for found in baselines.values())]
-    cols = tuple(METRIC_SIGNS) + tuple(f"delta_m_{k}" for k in kinds)
+    cols = metric_keys(tasks) + tuple(f"delta_m_{k}" for k in kinds)
     reference = " + ".join(REFERENCE) + (f" row with the same {', '.join(separate)}" if separate else " row")
     out = [f"# Sweep `{name}`", ""]
     if not rows:
@@ -327,21 +363,22 @@ def markdown(name, setup, separate, rows, baselines, notes, problems, averaged, 
     else:
         n_runs = sum(r["n_seeds"] for r in rows)
         delta = "Δm of the averaged metrics, ± the std of the per-seed Δm; lower is better. " if kinds else ""
-        holm_note = (f"Holm's step-down correction over all {family_size(rows)} tests of this table (every cell of the "
+        holm_note = (f"Holm's step-down correction over all {family_size(tasks, rows)} tests of this table (every cell of the "
                      f"p-value table below)")
-        out += [f"{n_runs} finished multi-task runs in {len(rows)} groups; every run has {describe_setup(setup, separate)}.",
+        out += [(f"{n_runs} finished multi-task runs of {' + '.join(tasks)} in {len(rows)} groups; every run has "
+                 f"{describe_setup(setup, separate)}."),
                 "",
                 (f"Per seed the mean of the test metrics over {averaged}; mean ± sample std (ddof = 1) over seeds "
                  f"(no std with one seed). {delta}`*`: Holm-adjusted p < {ALPHA} in Welch's t-test against the "
                  f"{reference}; {holm_note}."), ""]
         key_header = ["Method", "Weighting", *separate]
-        out += _md_table(key_header + ["Seeds"] + [SHOWN[c][0] + " (%)" * (c in PERCENT) for c in cols],
+        out += _md_table(key_header + ["Seeds"] + [shown(c)[0] + " (%)" * in_percent(c) for c in cols],
                          [_key_cells(r, separate) + [r["n_seeds"]] + [_cell(r, c) for c in cols] for r in rows])
         out += ["", f"## Welch's t-test against {' + '.join(REFERENCE)}: Holm-adjusted p (raw p), two-sided", ""]
         if not any(REFERENCE == (r["method"], r["weighting"]) for r in rows):
             out += [f"No {' + '.join(REFERENCE)} row in this sweep: no tests."]
         else:
-            out += _md_table(key_header + [SHOWN[c][0] for c in cols],
+            out += _md_table(key_header + [shown(c)[0] for c in cols],
                              [_key_cells(r, separate) + [_p_cell(r, c) for c in cols] for r in rows
                               if (r["method"], r["weighting"]) != REFERENCE])
             no_reference = f", or no {reference}" if separate else ""
@@ -356,7 +393,8 @@ def markdown(name, setup, separate, rows, baselines, notes, problems, averaged, 
                 baseline = baselines[values][kind]
                 std = baseline.get("source", {}).get("std", {})
                 line += "; " + ", ".join(f"{m} {baseline[m]:.6g}"
-                                         + (f" ± {std[m]:.2g}" if std.get(m) is not None else "") for m in METRIC_SIGNS)
+                                         + (f" ± {std[m]:.2g}" if std.get(m) is not None else "")
+                                         for m in metric_keys(tasks))
             out.append(line)
     if problems:
         out += ["", "## Not averaged", ""]
@@ -368,32 +406,33 @@ def markdown(name, setup, separate, rows, baselines, notes, problems, averaged, 
     return "\n".join(out) + "\n"
 
 
-def panels(delta_kind):
+def panels(tasks, delta_kind):
     """The figure's panels, named as the tables' columns with their unit and which way is better."""
-    keys = list(METRIC_SIGNS) + ([f"delta_m_{delta_kind}"] if delta_kind else [])
-    better = {key: "↑" if METRIC_SIGNS.get(key, 1) < 0 else "↓" for key in keys}
-    return [Panel(key, f"{SHOWN[key][0]}{' (%)' * (key in PERCENT)} {better[key]}") for key in keys]
+    keys = list(metric_keys(tasks)) + ([f"delta_m_{delta_kind}"] if delta_kind else [])
+    metrics = registered_metrics()
+    better = {key: "↑" if key in metrics and metrics[key].higher_is_better else "↓" for key in keys}
+    return [Panel(key, f"{shown(key)[0]}{' (%)' * in_percent(key)} {better[key]}") for key in keys]
 
 
-def run_curves(run, baseline, delta_key):
+def run_curves(tasks, run, baseline, delta_key):
     """{panel key: per-epoch test values} of one run on the tables' scale (percent where they show
     percent): its tasks' metrics, and Δm against `baseline` for a multi-task run. Only the metric
     keys are read: the epochs' rows hold other entries (a per-class dict) beside them."""
     tests = [row["test"] for row in read_metrics(run.path)]
-    curves = {m: [SHOWN[m][1] * test[m] for test in tests] for task in run.tasks for m in TASK_METRICS[task]}
-    if baseline is not None and is_multi_task(run):
-        curves[delta_key] = [delta_m({m: test[m] for m in METRIC_SIGNS}, baseline) for test in tests]
+    curves = {m.key: [m.scale * test[m.key] for test in tests] for m in reported_metrics(run.tasks)}
+    if baseline is not None and is_multi_task(run, tasks):
+        curves[delta_key] = [delta_m({m: test[m] for m in metric_keys(tasks)}, baseline) for test in tests]
     return curves
 
 
-def figure_curves(series, baselines, delta_kind):
+def figure_curves(tasks, series, baselines, delta_kind):
     """[Curve] of the series ((method, weighting or None for single-task runs, separated values) →
     runs): per panel the runs' per-epoch values, cut to the fewest epochs among them (finished
     runs of one setup share their epoch count)."""
     delta_key = f"delta_m_{delta_kind}"
     out = []
     for (method, weighting, values), runs in series.items():
-        per_run = [run_curves(r, baselines[values].get(delta_kind), delta_key) for r in runs]
+        per_run = [run_curves(tasks, r, baselines[values].get(delta_kind), delta_key) for r in runs]
         stacked = {}
         for key in dict.fromkeys(key for curves in per_run for key in curves):
             rows = [curves[key] for curves in per_run if key in curves]
@@ -409,13 +448,13 @@ def seeds_text(series):
     return f"{counts[0]}" if len(counts) == 1 else f"{counts[0]}–{counts[-1]}"
 
 
-def draw_figure(name, path, series, baselines, averaged, window):
+def draw_figure(name, tasks, path, series, baselines, averaged, window):
     """Draw the curves figure; returns its caption for the markdown."""
     delta_kind = next((kind for kind in FIGURE_KINDS if any(kind in found for found in baselines.values())), None)
-    curves = figure_curves(series, baselines, delta_kind)
+    curves = figure_curves(tasks, series, baselines, delta_kind)
     n = seeds_text(series)
     plot_curves(path, f"{name}: test metrics per epoch, mean over {n} seeds, band min–max over seeds",
-                panels(delta_kind), curves, window)
+                panels(tasks, delta_kind), curves, window)
     single = " Black dotted: the single-task runs, in their own task's panels." if any(
         weighting is None for _, weighting, _ in series) else ""
     epochs = max(values.shape[1] for curve in curves for values in curve.values.values())
@@ -434,16 +473,21 @@ def aggregate(sweep_dir, results_dir=None, baseline_file=None, separate=()):
     separate = tuple(dict.fromkeys(separate))
     finished, problems = scan_sweep(sweep_dir, results_dir)
     setup = check_sweep_setup(sweep_dir, finished, separate) if finished else None
-    groups = group_runs([r for r in finished if is_multi_task(r)], separate)
+    tasks = sweep_tasks(sweep_dir, finished)
+    problems += [{"run": r.path.name, "state": f"finished, single-task {r.tasks[0]}: not a task of the sweep's "
+                  f"{' + '.join(tasks)} runs", "epochs": len(read_metrics(r.path)), "note": ""}
+                 for r in finished if len(r.tasks) == 1 and r.tasks[0] not in tasks]
+    finished = [r for r in finished if len(r.tasks) > 1 or r.tasks[0] in tasks]
+    groups = group_runs([r for r in finished if is_multi_task(r, tasks)], separate)
     by_values = {}  # separated values → the finished runs with them
     for run in finished:
         by_values.setdefault(separated_values(run, separate), []).append(run)
     single, baselines, notes = {}, {}, {}
     for values, runs in sorted(by_values.items(), key=lambda item: value_order(item[0])):
-        single[values] = [r for r in runs if not is_multi_task(r)]
+        single[values] = [r for r in runs if not is_multi_task(r, tasks)]
         rows_setup = setup | {key: runs[0].setup[key] for key in separate}
-        baselines[values], notes[values] = find_baselines(rows_setup, single[values], baseline_file, separate)
-    rows = table_rows(groups, baselines, separate)
+        baselines[values], notes[values] = find_baselines(tasks, rows_setup, single[values], baseline_file, separate)
+    rows = table_rows(tasks, groups, baselines, separate)
     results_dir.mkdir(parents=True, exist_ok=True)
     paths = {"md": results_dir / f"{name}.md", "csv": results_dir / f"{name}.csv"}
     averaged = last_epochs_phrase([r for runs in groups.values() for r in runs] or finished) if finished else None
@@ -454,9 +498,9 @@ def aggregate(sweep_dir, results_dir=None, baseline_file=None, separate=()):
         series = {(labelled(method, separate, values), weighting, values): runs
                   for (method, weighting, values), runs in series.items()}
         window = max(r.last_epochs for r in finished)
-        figure = paths["png"].name, draw_figure(name, paths["png"], series, baselines, averaged, window)
-    write_csv(rows, paths["csv"], csv_fields(separate))
-    paths["md"].write_text(markdown(name, setup, separate, rows, baselines, notes, problems, averaged, figure))
+        figure = paths["png"].name, draw_figure(name, tasks, paths["png"], series, baselines, averaged, window)
+    write_csv(rows, paths["csv"], csv_fields(tasks, separate))
+    paths["md"].write_text(markdown(name, tasks, setup, separate, rows, baselines, notes, problems, averaged, figure))
     return paths
 
 

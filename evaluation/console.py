@@ -6,7 +6,8 @@ import shlex
 import sys
 from pathlib import Path
 
-REPORTED = ("miou", "pix_acc", "abs_err", "rel_err")
+from tasks import DEFAULT_TASKS, TASKS, canonical, reported_metrics
+
 RECENT_EPOCHS = 3  # the time left is extrapolated from the last few epochs' mean duration
 
 
@@ -56,13 +57,27 @@ def _fmt(metrics, key):
     return format(metrics[key], ".4f") if key in metrics else "-"
 
 
+def short_label(metric):
+    """The epoch line's name of a Metric: its label in lower case without an "Err" suffix
+    (pixacc, abs, rel, inst), or as it is where it starts in lower case (mIoU)."""
+    label = metric.label.removesuffix("Err") if metric.label.endswith("Err") else metric.label
+    return label if label[:1].islower() else label.lower()
+
+
+def reported(metrics):
+    """The Metrics the console shows for a run whose metrics dict is `metrics`: those of its tasks
+    and of DEFAULT_TASKS (a single-task run shows the other default task's as "-"), in the
+    registry's order."""
+    tasks = [name for name, cls in TASKS.items() if any(m.key in metrics for m in cls.metrics)]
+    return reported_metrics(canonical({*DEFAULT_TASKS, *tasks}))
+
+
 def epoch_line(row, rows, total_epochs):
     """One epoch: train losses, test metrics, Δm when a baseline applies, its time and the time left."""
     train, test = row["train"], row["test"]
     losses = " ".join(f"{key[5:8]} {_fmt(train, key)}" for key in train if key.startswith("loss_"))
-    line = (f"epoch {row['epoch'] + 1:>3}/{total_epochs}  lr {row['lr']:.1e}  train loss {losses} | test mIoU "
-            f"{_fmt(test, 'miou')} pixacc {_fmt(test, 'pix_acc')} abs {_fmt(test, 'abs_err')} "
-            f"rel {_fmt(test, 'rel_err')}")
+    shown = " ".join(f"{short_label(m)} {_fmt(test, m.key)}" for m in reported(test))
+    line = f"epoch {row['epoch'] + 1:>3}/{total_epochs}  lr {row['lr']:.1e}  train loss {losses} | test {shown}"
     if test.get("delta_m") is not None:
         line += f" Δm {test['delta_m']:+.2f}%"
     left = time_left(rows, total_epochs)
@@ -78,9 +93,9 @@ def final_table(summary, baseline, baseline_name):
     """Final and last-min(10, N)-epoch mean test metrics, the baseline and Δm."""
     averaged = last_n_label(summary.get("last10_epochs", 10))
     lines = [f"{'test':<10}{'final':>12}{averaged:>15}{'baseline':>12}"]
-    for key in REPORTED:
+    for key in (m.key for m in reported_metrics(TASKS)):
         if key in summary["final"]:
-            base = f"{baseline[key]:.4f}" if baseline else "-"
+            base = f"{baseline[key]:.4f}" if baseline and key in baseline else "-"
             lines.append(f"{key:<10}{summary['final'][key]:>12.4f}{summary['last10'][key]:>15.4f}{base:>12}")
     dm = summary["delta_m"]
     if dm["baseline"] is not None:

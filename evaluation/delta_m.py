@@ -1,68 +1,100 @@
-"""Δm, the average relative change against a single-task baseline (METHODS §2).
+"""Δm, the average relative change against a single-task baseline (docs/methods.md, "Δm and baselines").
 
-Δm (%) = (1/4) Σ_j s_j (M_j − B_j) / B_j × 100, s = −1 where higher is better (mIoU, PixAcc)
-and +1 where lower is better (AbsErr, RelErr), so lower Δm is better. All metrics are
-fractions (mIoU 0.75, not 75); RelErr is a raw ratio.
+Δm (%) = (1/K) Σ_j s_j (M_j − B_j) / B_j × 100 over the K reported metrics of the run's tasks
+(tasks/: mIoU and PixAcc for semantic, InstErr for instance, AbsErr and RelErr for depth;
+K = 4 for semantic + depth), s = −1 where higher is better and +1 where lower is better
+(Metric.delta_m_sign), so lower Δm is better. Metrics shown in percent (scale 100) are stored
+as fractions (mIoU 0.75, not 75); RelErr is a raw ratio.
 """
 import json
 import math
 from pathlib import Path
 
-METRIC_SIGNS = {"miou": -1, "pix_acc": -1, "abs_err": +1, "rel_err": +1}
+from tasks import TASKS, canonical, reported_metrics
 
 # Single-task row of the CityScapes table in Navon et al. 2022, "Multi-Task Learning as a
 # Bargaining Game" (Nash-MTL), for the 7-class 128x256 release. RelErr is a raw ratio.
 PUBLISHED_BASELINE = {"miou": 0.7401, "pix_acc": 0.9316, "abs_err": 0.0125, "rel_err": 27.77}
 PUBLISHED_NAME = "published-7class-128x256"
+PUBLISHED_TASKS = ("semantic", "depth")  # the tasks the published row measures
 
-_FRACTIONS = ("miou", "pix_acc")  # bounded by 1: a value above it was written in percent
-_EXPECTED = f"a JSON object with positive numbers for {', '.join(METRIC_SIGNS)} (mIoU and PixAcc as fractions)"
+
+def registered_metrics():
+    """{key: Metric} of every registered task's reported metrics, in the registry's order."""
+    return {m.key: m for m in reported_metrics(TASKS)}
 
 
 def delta_m(metrics, baseline):
-    """Δm in percent of `metrics` against `baseline` (dicts keyed by the four metric names)."""
-    missing = [k for k in METRIC_SIGNS if k not in metrics or k not in baseline]
+    """Δm in percent of `metrics` against `baseline`, averaged over the baseline's metrics.
+
+    `baseline` holds the reported metrics of the run's tasks (load_baseline, build_baseline),
+    keyed as in metrics.jsonl; keys that are no registered metric (a baseline's "source") are
+    ignored. `metrics` may hold more keys than the baseline; it must hold each of its metrics.
+    """
+    keys = [m for m in registered_metrics().values() if m.key in baseline]
+    if not keys:
+        raise ValueError(f"Δm needs a baseline of reported metrics ({', '.join(registered_metrics())}); "
+                         f"got the keys {', '.join(map(str, baseline)) or 'none'}")
+    missing = [m.key for m in keys if m.key not in metrics]
     if missing:
-        raise ValueError(f"Δm needs {', '.join(METRIC_SIGNS)} in both metrics and baseline; missing {missing}")
-    total = sum(s * (metrics[k] - baseline[k]) / baseline[k] for k, s in METRIC_SIGNS.items())
-    return total / len(METRIC_SIGNS) * 100
+        raise ValueError(f"Δm needs {', '.join(m.key for m in keys)} in both metrics and baseline; missing {missing}")
+    total = sum(m.delta_m_sign * (metrics[m.key] - baseline[m.key]) / baseline[m.key] for m in keys)
+    return total / len(keys) * 100
 
 
-def load_baseline(path):
-    """The four baseline metrics from a JSON file; extra keys (e.g. "source") are ignored."""
+def _expected(metrics):
+    fractions = [m.label for m in metrics if m.scale == 100]
+    note = f" ({' and '.join(fractions)} as fractions)" if fractions else ""
+    return f"a JSON object with positive numbers for {', '.join(m.key for m in metrics)}{note}"
+
+
+def load_baseline(path, tasks):
+    """The reported metrics of `tasks` (names) from a baseline JSON file; other keys (e.g.
+    "source", or the metrics of other tasks) are left out. ValueError naming the file, and the
+    missing keys when some of the tasks' metrics are absent."""
     path = Path(path)
+    metrics = reported_metrics(tasks)
+    expected = _expected(metrics)
     try:
         data = json.loads(path.read_text())
     except OSError as e:
-        raise ValueError(f"baseline file {path}: cannot read it ({e.strerror}); expected {_EXPECTED}") from e
+        raise ValueError(f"baseline file {path}: cannot read it ({e.strerror}); expected {expected}") from e
     except json.JSONDecodeError as e:
-        raise ValueError(f"baseline file {path}: invalid JSON ({e}); expected {_EXPECTED}") from e
+        raise ValueError(f"baseline file {path}: invalid JSON ({e}); expected {expected}") from e
     if not isinstance(data, dict):
-        raise ValueError(f"baseline file {path}: expected {_EXPECTED}, got {type(data).__name__}")
+        raise ValueError(f"baseline file {path}: expected {expected}, got {type(data).__name__}")
+    missing = [m.key for m in metrics if m.key not in data]
+    if missing:
+        raise ValueError(f"baseline file {path}: no {', '.join(missing)}, which tasks {' + '.join(canonical(tasks))} "
+                         f"report; expected {expected}")
     baseline = {}
-    for key in METRIC_SIGNS:
-        value = data.get(key)
+    for metric in metrics:
+        key, value = metric.key, data[metric.key]
         # bool is an int subclass; true/false is not a metric value.
         if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) or value <= 0:
             raise ValueError(f"baseline file {path}: \"{key}\" must be a positive number, got {value!r}; "
-                             f"expected {_EXPECTED}")
-        if key in _FRACTIONS and value > 1:
+                             f"expected {expected}")
+        if metric.scale == 100 and value > 1:  # a fraction shown in percent: above 1 it was written in percent
             raise ValueError(f"baseline file {path}: \"{key}\" = {value} is not a fraction in (0, 1]; "
-                             f"write e.g. 0.7401, not 74.01")
+                             f"write e.g. {value / 100:g}, not {value:g}")
         baseline[key] = float(value)
     return baseline
 
 
-def select_baseline(num_classes, image_size, synthetic, baseline_file=None):
-    """(baseline or None, its name or None, why) for a run's setup.
+def select_baseline(tasks, num_classes, image_size, synthetic, baseline_file=None):
+    """(baseline or None, its name or None, why) for a run of `tasks` (names) in a setup.
 
-    A baseline file always wins. The published numbers apply only to the real 7-class 128x256
-    release; anything else needs single-task runs measured in the same setup.
+    A baseline file always wins (its metrics of `tasks`). The published numbers apply only to
+    semantic + depth on the real 7-class 128x256 release; anything else needs single-task runs
+    measured in the same setup.
     """
     if baseline_file is not None:
-        return load_baseline(baseline_file), str(baseline_file), f"baseline from {baseline_file}"
+        return load_baseline(baseline_file, tasks), str(baseline_file), f"baseline from {baseline_file}"
     height, width = image_size
     reasons = []
+    if canonical(tasks) != canonical(PUBLISHED_TASKS):
+        reasons.append(f"tasks {' + '.join(canonical(tasks))} (the published numbers are "
+                       f"{' + '.join(PUBLISHED_TASKS)})")
     if synthetic:
         reasons.append("SynthCity data is synthetic")
     if num_classes != 7:

@@ -1,18 +1,14 @@
-"""Segmentation and depth metrics, accumulated over a whole split (METHODS §2).
+"""Segmentation and depth metrics, accumulated over a whole split (docs/methods.md, "Tasks").
 
 The math lives in small functions (`confusion_counts`, `pix_acc`, `iou_per_class`, `miou`,
-`depth_error_sums`); the accumulator classes only add their results up. Depth sums stay
+`depth_error_sums`); the accumulator classes only add their results up. Each task's meter
+(tasks/) is built on them; SplitMeter adds up every task's meter and loss. Depth sums stay
 tensors on the inputs' device and the confusion matrix on its own device, so a CUDA batch
 costs no host round trip beyond the label-range check and the bincount.
 """
 import math
 
 import torch
-
-from data import labels
-
-TASKS = ("semantic", "depth")
-
 
 # ---------------------------------------------------------------- segmentation
 
@@ -93,7 +89,7 @@ def depth_error_sums(pred, target):
 
 
 class DepthErrors:
-    """AbsErr and RelErr over valid pixels, in the two conventions of METHODS §2.
+    """AbsErr and RelErr over valid pixels, in the two conventions of docs/methods.md, "Depth".
 
     Batch-mean (the reference code, the default for comparability): the mean over each
     batch's valid pixels, then the plain mean over batches; a batch without a valid pixel
@@ -142,58 +138,37 @@ class DepthErrors:
 class SplitMeter:
     """Everything the training loop reports for one split in one epoch.
 
-    `update(preds, targets, losses)` takes one entry per task, in the order of `tasks`:
-    semantic log-probs (B,C,H,W) with long labels (B,H,W); depth (B,1,H,W) with targets of
-    the same shape; losses as floats (or 0-dim tensors). `compute()` gives Python floats under
-    the repository's metric names, only for the tasks present, and with segmentation
-    "class_iou": {class name: IoU, None where undefined (the class in neither prediction nor
-    target)}. `class_names` default: the label tables' names of `num_classes`.
+    `tasks`: Task objects (tasks/). `update(preds, targets, losses)` takes one entry per task,
+    in the order of `tasks`, each prediction and target as the model and the dataset give
+    them, and the losses as floats (or 0-dim tensors). `compute()` gives each task's
+    "loss_<task>" and its meter's metrics (Python floats, or dicts of them such as
+    semantic's class_iou, None where undefined).
     """
 
-    def __init__(self, num_classes, tasks=TASKS, device="cpu", class_names=None):
-        unknown = [t for t in tasks if t not in TASKS]
-        if unknown or not tasks:
-            raise ValueError(f"tasks must be a non-empty subset of {TASKS}, got {tuple(tasks)}")
-        self.tasks = tuple(tasks)
-        if "semantic" in self.tasks:
-            self.class_names = tuple(class_names or labels.class_names(num_classes))
-            if len(self.class_names) != num_classes:
-                raise ValueError(f"{len(self.class_names)} class names for {num_classes} classes")
-        self.confusion = ConfusionMatrix(num_classes, device) if "semantic" in self.tasks else None
-        self.depth = DepthErrors() if "depth" in self.tasks else None
+    def __init__(self, tasks, device="cpu"):
+        self.tasks = list(tasks)
+        if not self.tasks:
+            raise ValueError("a SplitMeter needs at least one task")
+        self.device = device
         self.reset()
 
     def reset(self):
-        self._loss_sums = {t: 0.0 for t in self.tasks}
+        self._meters = [task.meter(self.device) for task in self.tasks]
+        self._loss_sums = [0.0] * len(self.tasks)
         self._batches = 0
-        if self.confusion is not None:
-            self.confusion.reset()
-        if self.depth is not None:
-            self.depth.reset()
 
     def update(self, preds, targets, losses):
         if not len(preds) == len(targets) == len(losses) == len(self.tasks):
-            raise ValueError(f"expected one prediction, target and loss per task {self.tasks}, "
+            raise ValueError(f"expected one prediction, target and loss per task {[t.name for t in self.tasks]}, "
                              f"got {len(preds)}, {len(targets)}, {len(losses)}")
-        for task, pred, target, loss in zip(self.tasks, preds, targets, losses):
-            self._loss_sums[task] += float(loss)
-            if task == "semantic":
-                self.confusion.update(pred, target)
-            else:
-                self.depth.update(pred, target)
+        for i, (meter, pred, target, loss) in enumerate(zip(self._meters, preds, targets, losses)):
+            self._loss_sums[i] += float(loss)
+            meter.update(pred, target)
         self._batches += 1
 
     def compute(self):
-        out = {f"loss_{t}": self._loss_sums[t] / self._batches if self._batches else math.nan
-               for t in self.tasks}
-        if self.confusion is not None:
-            out["miou"] = self.confusion.miou()
-            out["pix_acc"] = self.confusion.pix_acc()
-            out["class_iou"] = {name: None if math.isnan(iou) else iou  # None: JSON has no NaN
-                                for name, iou in zip(self.class_names, self.confusion.iou_per_class().tolist())}
-        if self.depth is not None:
-            out["abs_err"] = self.depth.abs_err()
-            out["rel_err"] = self.depth.rel_err()
-            out["abs_err_px"] = self.depth.abs_err_px()
-            out["rel_err_px"] = self.depth.rel_err_px()
+        out = {f"loss_{task.name}": total / self._batches if self._batches else math.nan
+               for task, total in zip(self.tasks, self._loss_sums)}
+        for meter in self._meters:
+            out.update(meter.compute())
         return out

@@ -1,7 +1,7 @@
 """config.json's schema: what a run records, which settings change its results, and how a
 file written by an older version reads.
 
-A run's flags split three ways (docs/run-folder.md):
+A run's flags split three ways (docs/design.md, "Run folder"):
 - environment (device, loader workers, in-memory loading, threads, host, visible GPUs): facts
   about where it ran, recorded under "environment", never compared;
 - bookkeeping (epochs, name, out, resume, what diagnostics are logged): may change on resume;
@@ -25,6 +25,8 @@ FREE_ON_RESUME = frozenset(ENVIRONMENT_FLAGS + BOOKKEEPING) - {"name", "out"}
 ROW_KEYS = frozenset({"seed", "data_path", "dataset", "baseline", "method", "weighting", "tasks"})
 # setting → (schema version that added it, the value that reproduces the behaviour before it)
 ADDED_SETTINGS: dict[str, tuple[int, object]] = {"diagnostics": (3, False)}
+MAX_SETTINGS_LISTED, MAX_RUNS_LISTED = 10, 4  # bounds of a setup-mismatch message
+ABSENT = "(absent)"  # a setting a setup does not record
 
 
 class ConfigError(ValueError):
@@ -95,6 +97,51 @@ def setup_of(config):
                  synthetic=data["synthetic"], image_size=list(data["image_size"]),
                  train_samples=data.get("train_samples"), val_samples=data.get("val_samples"))
     return setup
+
+
+def setting_text(value):
+    """A setting's value as messages and tables show it: a string bare, anything else as JSON."""
+    return value if isinstance(value, str) else json.dumps(value, sort_keys=True)
+
+
+def run_labels(runs):
+    """The runs' folder names, or their paths where two folders share a name."""
+    names = [r.path.name for r in runs]
+    return names if len(set(names)) == len(names) else [str(r.path) for r in runs]
+
+
+def setup_differences(setups):
+    """{setting: {value text: [labels]}} for every setting whose value differs between the
+    setups ({label: setup}), in the order of the settings' names."""
+    differences = {}
+    for key in sorted(set().union(*setups.values())):
+        by_value = {}
+        for label, setup in setups.items():
+            by_value.setdefault(setting_text(setup[key]) if key in setup else ABSENT, []).append(label)
+        if len(by_value) > 1:
+            differences[key] = by_value
+    return differences
+
+
+def describe_differences(differences):
+    """One line per differing setting, "lr: 0.0001 (adam-ew-s0) vs 0.003 (adam-ew-s1)",
+    at most MAX_SETTINGS_LISTED lines of at most MAX_RUNS_LISTED labels per value."""
+    def labels(names):
+        more = len(names) - MAX_RUNS_LISTED
+        return ", ".join(names[:MAX_RUNS_LISTED]) + (f" and {more} more" if more > 0 else "")
+
+    lines = [f"  {key}: " + " vs ".join(f"{value} ({labels(names)})" for value, names in by_value.items())
+             for key, by_value in list(differences.items())[:MAX_SETTINGS_LISTED]]
+    more = len(differences) - MAX_SETTINGS_LISTED
+    return "\n".join(lines + ([f"  and {more} more settings"] if more > 0 else []))
+
+
+def shared_setup(runs, ignore=()):
+    """(the first run's setup without the settings in `ignore`, the differences between the
+    runs' setups without them): the setup is the runs' common one when there are none."""
+    setups = {label: {k: v for k, v in run.setup.items() if k not in ignore}
+              for label, run in zip(run_labels(runs), runs)}
+    return next(iter(setups.values())), setup_differences(setups)
 
 
 def check_settings(config, parser, path):

@@ -1,4 +1,5 @@
-"""The run folder of DESIGN's contract: config.json, metrics.jsonl, summary.json, checkpoints.
+"""The run folder (docs/design.md, "Run folder"): config.json, metrics.jsonl, summary.json,
+checkpoints; their writer and their reader in one place, on the schema of run_config.
 
 One folder per run, never shared: a folder that already holds a run is refused. The
 summary is written last, so its presence is what marks a run as finished.
@@ -7,21 +8,30 @@ import errno
 import json
 import math
 import os
+import platform
 import random
 from contextlib import contextmanager
+from dataclasses import dataclass
+from datetime import datetime
 from pathlib import Path
 
 import numpy as np
 import torch
 
+from . import run_config
 from .delta_m import delta_m
 
 CONFIG, METRICS, SUMMARY = "config.json", "metrics.jsonl", "summary.json"
+AU = "au.csv"  # per-layer task dominance, with --track-au
 LAST_N = 10
 
 
 class RunFolderError(ValueError):
     pass
+
+
+class RunError(ValueError):
+    """A run folder that cannot be read or used as asked; the message names the folder."""
 
 
 class RunWriteError(Exception):
@@ -82,6 +92,22 @@ def write_metrics(run_dir, rows):
 def read_metrics(run_dir):
     path = Path(run_dir) / METRICS
     return [json.loads(line) for line in path.read_text().splitlines() if line.strip()] if path.exists() else []
+
+
+def new_config(settings, data, tasks, baseline, weighting, environment, parameters, git_commit, previous=None):
+    """config.json's content (run_config has its schema): `data` the data's record (name, root,
+    synthetic, synthcity, image_size, train_samples, val_samples, identity), `baseline` its name,
+    reason and metrics, `weighting` its name and options. A resumed run (`previous`: its config)
+    keeps its start time and lists every resumption."""
+    now = datetime.now().isoformat(timespec="seconds")
+    return {
+        "schema_version": run_config.SCHEMA_VERSION, "settings": settings, "data": data, "baseline": baseline,
+        "tasks": list(tasks), "weighting": weighting, "environment": environment, "parameters": parameters,
+        "git_commit": git_commit,
+        "versions": {"python": platform.python_version(), "torch": torch.__version__, "numpy": np.__version__},
+        "started": now if previous is None else previous["started"],
+        **({} if previous is None else {"resumed": previous.get("resumed", []) + [now]}),
+    }
 
 
 def _mean_of(rows):
@@ -179,3 +205,91 @@ def load_checkpoint(run_dir, map_location="cpu"):
 def stale_temporaries(run_dir):
     """Temporary files a killed writer left behind; they never hold anything needed."""
     return sorted(Path(run_dir).glob("*.tmp"))
+
+
+# ---------------------------------------------------------------- reading runs back
+
+def read_json(path):
+    try:
+        return json.loads(Path(path).read_text())
+    except OSError as e:
+        raise RunError(f"{path}: cannot read it ({e.strerror})") from e
+    except json.JSONDecodeError as e:
+        raise RunError(f"{path}: invalid JSON ({e})") from e
+
+
+@dataclass
+class Run:
+    """A run folder as the readers (baselines, aggregation) see it."""
+    path: Path
+    config: dict
+    summary: dict | None  # None while the run is unfinished
+
+    @property
+    def settings(self):
+        return run_config.settings(self.config)
+
+    @property
+    def tasks(self):
+        return tuple(self.config["tasks"])
+
+    @property
+    def seed(self):
+        return self.settings["seed"]
+
+    @property
+    def setup(self):
+        """What must be equal between runs for their test metrics to be averaged or compared."""
+        return run_config.setup_of(self.config)
+
+    def last10(self, metric):
+        value = (self.summary or {}).get("last10", {}).get(metric)
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+            raise RunError(f"{self.path / SUMMARY}: \"last10\" has no finite {metric!r} (got {value!r})")
+        return float(value)
+
+    @property
+    def last_epochs(self):
+        """How many epochs "last10" averages: summary.json's "last10_epochs", or in a summary from
+        before it, min(10, the epochs in metrics.jsonl) as summarize took them."""
+        n = (self.summary or {}).get("last10_epochs")
+        if n is None:
+            n = min(LAST_N, len(read_metrics(self.path)))
+        if isinstance(n, bool) or not isinstance(n, int) or n < 1:
+            raise RunError(f"{self.path}: \"last10\" averages {n!r} epochs (summary.json \"last10_epochs\", "
+                           f"else the rows of metrics.jsonl); expected a positive integer")
+        return n
+
+
+def read_run(path):
+    """The run in folder `path`; its summary is None if it has not finished."""
+    path = Path(path)
+    if not (path / CONFIG).is_file():
+        raise RunError(f"{path}: no {CONFIG}; not a run folder of main_cityscapes.py")
+    try:
+        config = run_config.read_config(path / CONFIG)
+    except run_config.ConfigError as e:
+        raise RunError(str(e)) from None
+    return Run(path, config, read_json(path / SUMMARY) if (path / SUMMARY).exists() else None)
+
+
+def last_epochs_text(runs):
+    """The N of "the mean of the last N epochs" of `runs`: one number, since runs of one setup share
+    their epochs; should they not, every N, "5/10", rather than a wrong one."""
+    return "/".join(str(n) for n in sorted({r.last_epochs for r in runs}))
+
+
+def last_epochs_phrase(runs):
+    """"the last 10 epochs", "the last epoch"."""
+    text = last_epochs_text(runs)
+    return "the last epoch" if text == "1" else f"the last {text} epochs"
+
+
+def check_distinct_seeds(runs):
+    """Two runs with one seed would count that seed twice."""
+    seen = {}
+    for run in runs:
+        if run.seed in seen:
+            raise RunError(f"{run.path} and {seen[run.seed]} are both seed {run.seed} of the same configuration; "
+                           f"leave one out")
+        seen[run.seed] = run.path

@@ -2,9 +2,15 @@
 correction over a family of such tests (a table's tests: without it, 35 tests at α = 0.05
 would mark about two differences by chance alone)."""
 import math
+import statistics
 import warnings
 
 from scipy import stats
+
+
+def mean_std(values):
+    """(mean, sample std with ddof = 1); the std is None for a single value, where it is undefined."""
+    return statistics.fmean(values), statistics.stdev(values) if len(values) > 1 else None
 
 
 def welch_p(a, b):

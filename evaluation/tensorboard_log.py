@@ -12,13 +12,31 @@ point each at the last epoch: what the HParams tab reads), rau_<task>/<layer> (-
 and train_step/loss_<task> (per step). Per-step tags use the global step; epoch steps count
 from 1, as the console does.
 """
+from tasks import DEFAULT_TASKS, TASKS, canonical, reported_metrics
+
 TEST, TRAIN = "1 test", "2 train"
 GROUPS = {"test": TEST, "train": TRAIN}
 IOU_GROUPS = {"test": "3 test IoU", "train": "4 train IoU"}
-TASK_METRICS = {"semantic": ("miou", "pix_acc"), "depth": ("abs_err", "rel_err")}
-HPARAM_METRICS = ("miou", "pix_acc", "abs_err", "rel_err", "delta_m")
 # Shown first in the HParams tab: the last-10 means are what evaluation/aggregate.py reports.
 SUMMARIES = ("last10", "final")
+
+
+def task_metrics(task):
+    """The reported metric keys of task `task` (a name), from the registry."""
+    return tuple(m.key for m in TASKS[task].metrics)
+
+
+def hparam_metrics(tasks):
+    """The HParams tab's metrics of a run of `tasks` (names): the reported metrics of those tasks
+    and of DEFAULT_TASKS, in the registry's order, then delta_m. With the default tasks in every
+    list, the runs of a semantic + depth sweep, its single-task runs included, all list the same
+    metrics (TensorBoard takes one run's list for all)."""
+    return (*(m.key for m in reported_metrics(canonical({*DEFAULT_TASKS, *tasks}))), "delta_m")
+
+
+def _tasks_of(summary):
+    """The tasks whose reported metrics a summary.json holds."""
+    return [name for name, cls in TASKS.items() if any(m.key in summary["final"] for m in cls.metrics)]
 
 
 def _train_and_test(key):
@@ -29,10 +47,10 @@ def _train_and_test(key):
 def layout(tasks, with_delta_m):
     """Custom Scalars: train beside test for each metric and each task's loss; Δm (when the run
     has a baseline) and the learning rate. Runs' layouts merge by category title in TensorBoard."""
-    metrics = [key for task in tasks for key in TASK_METRICS[task]]
+    metrics = [key for task in canonical(tasks) for key in task_metrics(task)]
     return {
         "metrics, train and test": {key: ["Multiline", [_train_and_test(key)]] for key in metrics},
-        "losses, train and test": {f"loss_{t}": ["Multiline", [_train_and_test(f"loss_{t}")]] for t in tasks},
+        "losses, train and test": {f"loss_{t}": ["Multiline", [_train_and_test(f"loss_{t}")]] for t in canonical(tasks)},
         "Δm and learning rate": {
             **({"test Δm (%, lower is better)": ["Multiline", [f"^{TEST}/delta_m$"]]} if with_delta_m else {}),
             "learning rate": ["Multiline", [f"^{TRAIN}/lr$"]],
@@ -78,8 +96,9 @@ def log_hparams(writer, identity, setup, choices, summary, epochs):
 
     TensorBoard shows five hparams columns by default, those marked `differs` first. A run
     cannot know which settings vary across the runs beside it, so `differs` marks `identity`;
-    the other columns and metrics are one tick away. Every run writes the same columns and
-    metrics (TensorBoard takes one run's list for all): a metric a run lacks stays empty.
+    the other columns and metrics are one tick away. TensorBoard takes one run's list of columns
+    and metrics for all: every run writes the same columns, and the metrics of its tasks and of
+    DEFAULT_TASKS (hparam_metrics); a metric a run lacks stays empty.
     """
     # Imported here: tensorboard's hparams modules take 0.2 s, which --help need not wait for.
     from google.protobuf import struct_pb2
@@ -104,7 +123,8 @@ def log_hparams(writer, identity, setup, choices, summary, epochs):
         return struct_pb2.Value(string_value=value) if isinstance(value, str) else struct_pb2.Value(number_value=value)
 
     hparams = {**identity, **setup}
-    tags = [f"{kind}/{key}" for kind in SUMMARIES for key in HPARAM_METRICS]
+    metrics = hparam_metrics(_tasks_of(summary))
+    tags = [f"{kind}/{key}" for kind in SUMMARIES for key in metrics]
     write(metadata.EXPERIMENT_TAG, experiment=api_pb2.Experiment(
         hparam_infos=[info(k, v) for k, v in hparams.items()],
         metric_infos=[api_pb2.MetricInfo(name=api_pb2.MetricName(tag=tag)) for tag in tags]))
@@ -112,7 +132,7 @@ def log_hparams(writer, identity, setup, choices, summary, epochs):
         hparams={k: proto_value(v) for k, v in hparams.items()}))
     for kind in SUMMARIES:
         values = {**summary[kind], "delta_m": summary["delta_m"][kind]}
-        for key in HPARAM_METRICS:
+        for key in metrics:
             if values.get(key) is not None:
                 writer.add_scalar(f"{kind}/{key}", values[key], epochs)
     write(metadata.SESSION_END_INFO_TAG, session_end_info=plugin_data_pb2.SessionEndInfo(

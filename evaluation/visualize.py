@@ -1,9 +1,11 @@
 """Images for TensorBoard: one test sample as a captioned grid of input, predictions and targets.
 
-Segmentation in the Cityscapes colours beside a legend of the class names; inverse depth on
-one fixed colour scale, the same for every image, epoch and run, with a colour bar; void
-labels and invalid depth as a light grey checker, which no class colour and no depth colour is.
-Pure numpy/cv2: (H, W, 3) uint8 RGB in, the same out.
+Each task draws its cells (Task.draw, Task.key in tasks/) with the helpers here: segmentation
+in the Cityscapes colours beside a legend of the class names; inverse depth on one fixed colour
+scale, the same for every image, epoch and run, with its scale as the key; instance offsets as
+hue (direction) and brightness (length, full from OFFSET_MAX px) beside a colour wheel. Void
+labels, invalid depth and non-instance pixels are a light grey checker, which no class colour,
+depth colour or offset colour is. Pure numpy/cv2: (H, W, 3) uint8 RGB in, the same out.
 """
 import math
 
@@ -17,7 +19,10 @@ from data.labels import class_colours, class_names
 DEPTH_MAX = 0.5
 DEPTH_TICKS = 6  # 0, 0.1, ..., 0.5
 MIN_CELL_WIDTH = 256  # px: images are enlarged by a whole factor to at least this width
-CAPTION, GAP, BAR = 18, 4, 40  # px: caption band above each cell, space between cells, colour bar strip
+CAPTION, GAP = 18, 4  # px: caption band above each cell, space between cells
+# Instance offsets (pixels of the stored image) take full brightness from this length on: about
+# the half-height of a car or a person near the camera in the 128x256 release.
+OFFSET_MAX = 32
 CHECKER, CHECKER_GREYS = 8, (205, 235)  # px squares of the void / invalid pattern
 BACKGROUND, INK = 255, (0, 0, 0)
 FONT = cv2.FONT_HERSHEY_SIMPLEX
@@ -80,70 +85,153 @@ def legend(num_classes, height, width):
     return canvas
 
 
-def colour_bar(width, left, right):
-    """(BAR, width, 3): the depth colour scale between x = left and right, ticked 0 … DEPTH_MAX
-    (the top tick "+": larger values share its colour); its name and the invalid pattern to its left."""
-    strip = np.full((BAR, width, 3), BACKGROUND, np.uint8)
-    strip[2:14, left:right] = depth_colours(np.linspace(0.0, 1.0, right - left))[None]
-    for i, value in enumerate(np.linspace(0.0, DEPTH_MAX, DEPTH_TICKS)):
-        x = left + round(i * (right - left - 1) / (DEPTH_TICKS - 1))
-        strip[14:19, x] = INK
-        label = f"{value:g}" + ("+" if i == DEPTH_TICKS - 1 else "")
-        text_w = cv2.getTextSize(label, FONT, 0.4, 1)[0][0]
-        put_text(strip, label, min(max(x - text_w // 2, left), right - text_w), 33, 0.4)
-    x = max(left - 110, 0)
-    put_text(strip, "inverse depth", x, 12, 0.4)
-    strip[21:37, x:x + 16] = checker(16, 16, 4)
-    put_text(strip, "invalid", x + 22, 33, 0.4)
-    return strip
+def _tick_labels():
+    """The depth scale's ticks: (fraction of the scale, label); the top one "+": larger values share its colour."""
+    values = np.linspace(0.0, DEPTH_MAX, DEPTH_TICKS)
+    return [(i / (DEPTH_TICKS - 1), f"{v:g}" + ("+" if i == DEPTH_TICKS - 1 else "")) for i, v in enumerate(values)]
 
 
-def sample_panel(image, predicted, true, num_classes):
-    """A captioned grid for the tasks present in `predicted` and `true` (dicts keyed "semantic",
-    "depth"). Both tasks: input | predicted | true segmentation over class legend | predicted |
-    true depth, with the depth colour bar below; segmentation only: input | predicted | true |
-    legend; depth only: input | predicted | true depth, with the colour bar.
+def depth_key(height, width):
+    """(height, width, 3): the depth colour scale, ticked 0 … DEPTH_MAX, under its name, and the
+    invalid pattern. A horizontal bar in a cell at least as wide as high, else a vertical one
+    (DEPTH_MAX at the top)."""
+    canvas = np.full((height, width, 3), BACKGROUND, np.uint8)
+    put_text(canvas, "inverse depth", 4, 14, 0.4)
+    if width >= height:
+        left, right = 8, width - 24  # room for the top tick's label
+        bar_top, bar_bottom = 22, 22 + max(8, min(24, height // 5))
+        canvas[bar_top:bar_bottom, left:right] = depth_colours(np.linspace(0.0, 1.0, right - left))[None]
+        for fraction, label in _tick_labels():
+            x = left + round(fraction * (right - left - 1))
+            canvas[bar_bottom:bar_bottom + 5, x] = INK
+            text_w = cv2.getTextSize(label, FONT, 0.4, 1)[0][0]
+            put_text(canvas, label, min(max(x - text_w // 2, 0), width - text_w), bar_bottom + 19, 0.4)
+        swatch_top = bar_bottom + 28
+        swatch_x = left
+    else:
+        top, bottom = 24, height - 28  # the invalid swatch below
+        left, bar_w = 8, max(8, min(24, width // 5))
+        bar = depth_colours(np.linspace(1.0, 0.0, max(bottom - top, 1)))[:, None]
+        canvas[top:bottom, left:left + bar_w] = bar
+        for fraction, label in _tick_labels():
+            y = bottom - 1 - round(fraction * (bottom - top - 1))
+            canvas[y, left + bar_w:left + bar_w + 5] = INK
+            put_text(canvas, label, left + bar_w + 8, min(max(y + 5, 12), height - 1), 0.4)
+        swatch_top, swatch_x = bottom + 8, left
+    side = 16
+    if swatch_top + side <= height:
+        canvas[swatch_top:swatch_top + side, swatch_x:swatch_x + side] = checker(side, side, 4)
+        put_text(canvas, "invalid", swatch_x + side + 6, swatch_top + 12, 0.4)
+    return canvas
 
-    image (3, H, W) float in [0, 1]; labels (H, W) integers; depth (H, W). Every cell is
-    enlarged by the same whole factor to at least MIN_CELL_WIDTH px (nearest-neighbour, so a
-    cell pixel is one predicted pixel). Predictions are shown only where their target counts
-    (not void, valid depth): both panels of a task show the same checkered areas.
+
+def offset_colours(offsets):
+    """(2, ...) offsets (dy, dx) in pixels → (..., 3) uint8 RGB: the direction as hue (right red,
+    down yellow-green, left cyan, up blue-violet, around the HSV circle), the length as brightness,
+    black at 0 and full from OFFSET_MAX px on."""
+    dy, dx = np.nan_to_num(np.asarray(offsets, dtype=np.float32))
+    hue = np.degrees(np.arctan2(dy, dx)) % 360
+    hsv = np.stack([hue, np.ones_like(hue), np.clip(np.hypot(dy, dx) / OFFSET_MAX, 0.0, 1.0)], axis=-1)
+    rgb = cv2.cvtColor(hsv.reshape(-1, 1, 3).astype(np.float32), cv2.COLOR_HSV2RGB).reshape(hsv.shape)
+    return (np.clip(rgb, 0.0, 1.0) * 255).round().astype(np.uint8)
+
+
+def colourize_offsets(offsets, mask):
+    """(2, H, W) offsets (dy, dx) to the instance centre, in pixels → (H, W, 3) uint8 RGB on the
+    fixed scale of offset_colours; checkered where `mask` ((H, W) bool) is False (no instance)."""
+    mask = np.asarray(mask, dtype=bool)
+    return np.where(mask[..., None], offset_colours(offsets), checker(*mask.shape))
+
+
+OFFSET_CAPTION = ("offset to the", "instance centre", "hue: direction", "brightness: length,", f"full from {OFFSET_MAX} px")
+
+
+def offset_key(height, width):
+    """(height, width, 3): the colour wheel of colourize_offsets (each point has the colour of the
+    offset from the wheel's centre to it, the rim at OFFSET_MAX px), its caption and the
+    no-instance pattern."""
+    canvas = np.full((height, width, 3), BACKGROUND, np.uint8)
+    text_h = (len(OFFSET_CAPTION) + 1) * 16 + 4
+    beside = width >= height  # the caption beside the wheel, else below it
+    side = max(min(height - 8, width * 2 // 5) if beside else min(width - 8, height - text_h - 4), 1)
+    top, left = ((height - side) // 2, 4) if beside else (4, (width - side) // 2)
+    y, x = (np.indices((side, side)) - (side - 1) / 2) / max(side / 2, 1) * OFFSET_MAX
+    wheel = offset_colours(np.stack([y, x]))
+    inside = np.hypot(y, x) <= OFFSET_MAX
+    canvas[top:top + side, left:left + side] = np.where(inside[..., None], wheel, BACKGROUND)
+    text_x, text_y = (left + side + 8, 14) if beside else (4, top + side + 14)
+    widest = max(cv2.getTextSize(line, FONT, 1.0, 1)[0][0] for line in (*OFFSET_CAPTION, "no instance"))
+    scale = min(0.4, max(width - text_x - 26, 1) / widest)
+    for i, line in enumerate(OFFSET_CAPTION):
+        put_text(canvas, line, text_x, text_y + i * 16, scale)
+    swatch_top = text_y + len(OFFSET_CAPTION) * 16 - 8
+    if swatch_top + 16 <= height:
+        canvas[swatch_top:swatch_top + 16, text_x:text_x + 16] = checker(16, 16, 4)
+        put_text(canvas, "no instance", text_x + 22, swatch_top + 12, scale)
+    return canvas
+
+
+def _enlarge_sample(array, factor):
+    """A prediction or target of one sample, (..., H, W) tensor or array, enlarged by nearest neighbour."""
+    if factor == 1:
+        return array
+    if isinstance(array, np.ndarray):
+        return np.repeat(np.repeat(array, factor, axis=-2), factor, axis=-1)
+    return array.repeat_interleave(factor, dim=-2).repeat_interleave(factor, dim=-1)
+
+
+def sample_panel(image, tasks, preds, targets):
+    """A captioned grid of one test sample: its input, and per task its prediction, its target
+    and its key (a legend, a scale; Task.key may have none):
+
+        input          | predicted <task 0> | true <task 0>
+        key of task 0  | predicted <task 1> | true <task 1>
+        ...
+        key of the last task
+
+    image (3, H, W) float in [0, 1]; tasks: the run's Task objects; preds and targets: one per
+    task, as the model and the dataset give them for one sample (no batch dimension, the last
+    two dimensions H, W). Every cell is enlarged by the same whole factor to at least
+    MIN_CELL_WIDTH px: the prediction and target are enlarged by nearest neighbour before
+    Task.draw draws them (a cell pixel is one predicted pixel, and the void / invalid checker
+    keeps its size), the keys are drawn at the cell size. Task.draw shows a prediction only
+    where its target counts: both cells of a task show the same checkered areas.
     Returns (height, width, 3) uint8 RGB.
     """
     height, width = image.shape[1:]
     factor = max(1, math.ceil(MIN_CELL_WIDTH / width))
+    cell_h, cell_w = height * factor, width * factor
     rgb = (np.clip(np.transpose(image, (1, 2, 0)), 0, 1) * 255).astype(np.uint8)
-    first = [("input", enlarge(rgb, factor))]
-    if "semantic" in true:
-        target = true["semantic"]
-        shown = np.where((target >= 0) & (target < num_classes), predicted["semantic"], -1)
-        first += [("predicted segmentation", colourize_labels(enlarge(shown, factor), num_classes)),
-                  ("true segmentation", colourize_labels(enlarge(target, factor), num_classes))]
-        key = ("class colours", legend(num_classes, height * factor, width * factor))
-    rows = [first + [key]] if "semantic" in true else [first]
-    if "depth" in true:
-        target = true["depth"]
-        depth = [("predicted depth", colourize_depth(enlarge(np.where(target > 0, predicted["depth"], 0.0), factor))),
-                 ("true depth", colourize_depth(enlarge(target, factor)))]
-        rows = [first, [key] + depth] if "semantic" in true else [first[:1] + depth]
-    return grid(rows, with_bar="depth" in true)
+    left = ("input", enlarge(rgb, factor))  # the first cell of the next row
+    rows = []
+    for task, pred, target in zip(tasks, preds, targets, strict=True):
+        predicted, true = task.draw(_enlarge_sample(pred, factor), _enlarge_sample(target, factor))
+        rows.append([left, (f"predicted {task.name}", predicted), (f"true {task.name}", true)])
+        key = task.key(cell_h, cell_w)
+        left = None if key is None else (f"{task.name} colours", key)
+    if left is not None:
+        rows.append([left])
+    return grid(rows)
 
 
-def grid(rows, with_bar):
-    """Rows of (caption, cell) pairs of one cell size → one image; the colour bar, if asked,
-    under the last two cells of the last row."""
+def grid(rows):
+    """Rows of (caption, cell) pairs, or None for an empty cell, of one cell size (the first
+    row's first cell's) → one image, a caption band above each row of cells."""
     cell_h, cell_w = rows[0][0][1].shape[:2]
     columns = max(len(row) for row in rows)
     width = columns * cell_w + (columns - 1) * GAP
     bands = []
     for row in rows:
         band = np.full((CAPTION + cell_h, width, 3), BACKGROUND, np.uint8)
-        for i, (caption, cell) in enumerate(row):
+        for i, entry in enumerate(row):
+            if entry is None:
+                continue
+            caption, cell = entry
+            if cell.shape != (cell_h, cell_w, 3):
+                raise ValueError(f"panel cell {caption!r} is {cell.shape}, expected ({cell_h}, {cell_w}, 3)")
             x = i * (cell_w + GAP)
             put_text(band, caption, x + 2, CAPTION - 5)
             band[CAPTION:, x:x + cell_w] = cell
         bands += [band, np.full((GAP, width, 3), BACKGROUND, np.uint8)]
     bands.pop()
-    if with_bar:
-        bands.append(colour_bar(width, width - 2 * cell_w - GAP, width))
     return np.concatenate(bands, axis=0)

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# The task-dominance analysis of results/au_synthcity.{png,md} (METHODS §3, the AdaTask
+# The task-dominance analysis of results/au_synthcity.{png,md} (docs/methods.md, "AU and rAU"; the AdaTask
 # paper's AU/rAU figure): full-size SegNet-MTAN on the default SynthCity (128x256), plain
 # adam against adam_with_adatask, --track-au, the reference lr and batch; extra flags go
 # to both runs (e.g. --device cuda). A few minutes on one GPU; far too slow for a 2-core CPU.

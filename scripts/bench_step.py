@@ -1,16 +1,20 @@
 """Step time and peak memory of each --method on full-size SegNet-MTAN (forward, backward, step).
 
     python3 scripts/bench_step.py [--methods adam adam_with_adatask ...] [--steps N] [--warmup N]
-        [--batch-size B] [--width-mult W] [--image-size HxW] [--device D] [--threads T]
-        [--no-memory] [--json OUT]
+        [--batch-size B] [--width-mult W] [--image-size HxW] [--tasks T ...] [--device D]
+        [--threads T] [--no-memory] [--json OUT]
     python3 scripts/bench_step.py --compare-backward [same size flags]
     python3 scripts/bench_step.py --weighting-cost [--weightings ew pcgrad ...] [same size flags]
 
-Every method gets its own copy of one initial model and its own optimizer; the methods run
-round-robin in one process, one step each per round on the same random batch, so load from
-other processes hits all of them alike. A step follows the training loop: forward and
-losses, zero_grad, backward (one backward of the summed loss for a plain optimizer; the K
-per-task passes of `optimizer.backward(losses)` for AdaTask), `optimizer.step()`.
+Every method gets its own copy of one initial model, its own optimizer and its own training
+engine (optim.engine.TrainingEngine with `ew`, what main_cityscapes.py runs); the methods run
+round-robin in one process, one step each per round on the same batch, so load from other
+processes hits all of them alike. The batches are SynthCity samples of the benchmark's size,
+generated into a temporary folder and read by the training dataset, so every task's target is
+the one training sees. A step is `engine.train_step`: "forward" is the forward and the losses,
+"step" the optimizer's `step()` (timed by its step hooks), "backward" the rest (zero_grad, the
+one backward of the summed loss for a plain optimizer or the K per-task passes for AdaTask,
+and the step's bookkeeping).
 Times are medians [min–max] over the timed steps; the ratio to `adam` is of medians,
 "paired" is the median of the per-round ratios, and the ratio of minima is the one least
 disturbed by other processes on a shared machine (their load only ever adds time).
@@ -29,8 +33,8 @@ and one backward of the summed loss (the floor), and checks the vmapped gradient
 --weighting-cost times each --weighting method's own cost on real-size per-task gradients:
 turning the K gradients into K contributions (Gram matrix, the method, the mixing; the
 look-ahead forwards for HydaLearn, the extra forward for FAMO) beside one per-task backward
-pass; then full training steps (forward, optim.multitask_step) of ew, pcgrad, gdod and
-hydalearn under adam and adam_with_adatask, interleaved.
+pass; then full training steps (engine.train_step) of ew, pcgrad, gdod and hydalearn under
+adam and adam_with_adatask, interleaved.
 """
 import argparse
 import copy
@@ -40,23 +44,28 @@ import resource
 import statistics
 import subprocess
 import sys
+import tempfile
 import time
 import warnings
+from pathlib import Path
 
 import torch
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-from data.labels import VOID
+from data import synthcity
+from data.cityscapes import CityscapesNpy
 from data.source import parse_image_size
-from models import TASKS, build_model
-from models.losses import LOSSES
-from optim import OPTIMIZERS, AdaTaskOptimizer, build_optimizer, task_gradients
-from optim.multitask_step import MultiTaskStep, gram_matrix, mix_gradients
+from models import build_model
+from optim import OPTIMIZERS, build_optimizer, task_gradients
+from optim.engine import TrainingEngine
+from optim.multitask_step import gram_matrix, mix_gradients
 from optim.weighting import WEIGHTINGS, build_weighting
 from optim.weighting.base import StepContext
 from optim.weighting.lookahead import losses_after_fn
+from tasks import DEFAULT_TASKS, TASKS, TaskSettings, build_tasks
 
 NUM_CLASSES = 7
+BATCHES = 2  # distinct batches of generated samples; the rounds cycle through them
 LR = 1e-4  # the reference protocol's; the step costs the same for any value
 MEMORY_STEPS = 3  # the first step allocates the optimizer state, the later ones show the steady peak
 PHASES = ("forward", "backward", "step", "total")
@@ -73,6 +82,8 @@ def parse_args(argv=None):
     p.add_argument("--batch-size", type=int, default=None, help="default 2 on CPU, 8 on CUDA")
     p.add_argument("--width-mult", type=float, default=1.0)
     p.add_argument("--image-size", default="128x256", metavar="HxW")
+    p.add_argument("--tasks", nargs="+", default=list(DEFAULT_TASKS), choices=list(TASKS), metavar="TASK",
+                   help=f"the tasks trained (default: {' '.join(DEFAULT_TASKS)})")
     p.add_argument("--device", default="auto", help="auto (CUDA when present), cpu, cuda, cuda:N")
     p.add_argument("--threads", type=int, default=None, help="torch.set_num_threads (default: torch's choice)")
     p.add_argument("--no-memory", action="store_true", help="skip the per-method peak-memory processes")
@@ -87,6 +98,7 @@ def parse_args(argv=None):
     p.add_argument("--step-weightings", nargs="+", default=["ew", "pcgrad", "gdod", "hydalearn"],
                    choices=list(WEIGHTINGS), metavar="NAME", help="--weighting-cost: the methods timed in full steps")
     p.add_argument("--memory-of", metavar="METHOD", help=argparse.SUPPRESS)  # the per-method child process
+    p.add_argument("--data-root", help=argparse.SUPPRESS)  # the parent's generated samples, for the child
     args = p.parse_args(argv)
     if args.steps < 1 or args.warmup < 0:
         p.error("--steps must be >= 1 and --warmup >= 0")
@@ -94,29 +106,31 @@ def parse_args(argv=None):
     if args.batch_size is None:
         args.batch_size = 8 if args.device.type == "cuda" else 2
     args.height, args.width = parse_image_size(args.image_size)
+    args.tasks = build_tasks(args.tasks, TaskSettings(classes=NUM_CLASSES))
     return args
 
 
-def make_batch(args, index):
-    """A random image with valid targets: labels in 0..6 with some void, depth with some invalid zeros."""
-    gen = torch.Generator().manual_seed(index)
-    shape = (args.batch_size, args.height, args.width)
-    image = torch.rand(args.batch_size, 3, args.height, args.width, generator=gen)
-    label = torch.randint(0, NUM_CLASSES, shape, generator=gen)
-    label[torch.rand(shape, generator=gen) < 0.1] = VOID
-    depth = torch.rand(shape, generator=gen).unsqueeze(1) * 0.5
-    depth[torch.rand(depth.shape, generator=gen) < 0.1] = 0
-    return [t.to(args.device) for t in (image, label, depth)]
+def generate_samples(args, folder):
+    """BATCHES batches of SynthCity samples of the benchmark's size in `folder`; its root."""
+    return synthcity.generate(Path(folder) / "synthcity", n_train=BATCHES * args.batch_size, n_val=1,
+                              height=args.height, width=args.width, seed=0, progress=False)
+
+
+def load_batches(args):
+    """The batches (image, [target per task]) on the device, as the training loop gives them to the engine."""
+    data = CityscapesNpy(args.data_root, "train", args.tasks, in_memory=True)
+    loader = torch.utils.data.DataLoader(data, batch_size=args.batch_size)
+    return [(image.to(args.device), [targets[t.name].to(args.device) for t in args.tasks]) for image, targets in loader]
 
 
 def initial_model(args):
     torch.manual_seed(0)
-    return build_model("mtan", NUM_CLASSES, args.width_mult, TASKS).to(args.device)
+    return build_model("mtan", args.tasks, args.width_mult).to(args.device)
 
 
-def task_losses(model, batch):
-    image, label, depth = batch
-    return torch.stack([LOSSES[t](p, y) for t, p, y in zip(TASKS, model(image), (label, depth))])
+def task_losses(model, tasks, batch):
+    image, targets = batch
+    return torch.stack([task.loss(p, y) for task, p, y in zip(tasks, model(image), targets)])
 
 
 def clock(device):
@@ -129,26 +143,38 @@ def clock(device):
 # ---- one training step --------------------------------------------------------------
 
 class Trainer:
-    """One method's model copy and optimizer; `step` runs and times one training step."""
+    """One method's model copy, optimizer and training engine; `step` runs and times one
+    `engine.train_step`, its phases through the forward callback and the optimizer's step hooks."""
 
-    def __init__(self, method, model):
-        self.model = model
+    def __init__(self, method, model, tasks, weighting="ew"):
+        self.model, self.tasks = model, tasks
         self.optimizer = build_optimizer(method, model.shared_parameters(), model.task_specific_parameters(), LR)
+        self.engine = TrainingEngine(model, self.optimizer, build_weighting(weighting, len(tasks)),
+                                     self.forward, [t.name for t in tasks])
+        self.marks = {}
+        self.optimizer.register_step_pre_hook(lambda *_: self.mark("step start"))
+        self.optimizer.register_step_post_hook(lambda *_: self.mark("step end"))
+
+    def mark(self, name):
+        self.marks[name] = clock(self.device)
+
+    def forward(self, batch):
+        self.mark("forward start")
+        image, targets = batch
+        preds = self.model(image)
+        losses = [task.loss(p, y) for task, p, y in zip(self.tasks, preds, targets)]
+        self.mark("forward end")
+        return preds, losses
 
     def step(self, batch):
-        device = batch[0].device
-        t0 = clock(device)
-        losses = task_losses(self.model, batch)
-        t1 = clock(device)
-        self.optimizer.zero_grad(set_to_none=True)  # after the forward, as in the training loop
-        if isinstance(self.optimizer, AdaTaskOptimizer):
-            self.optimizer.backward(losses)
-        else:
-            losses.sum().backward()
-        t2 = clock(device)
-        self.optimizer.step()
-        t3 = clock(device)
-        return {"forward": t1 - t0, "backward": t2 - t1, "step": t3 - t2, "total": t3 - t0}
+        self.device = batch[0].device
+        self.marks.clear()
+        self.engine.train_step(batch, epoch=2)
+        self.mark("end")
+        m = self.marks
+        forward, step = m["forward end"] - m["forward start"], m["step end"] - m["step start"]
+        total = m["end"] - m["forward start"]
+        return {"forward": forward, "backward": total - forward - step, "step": step, "total": total}
 
 
 def rotated(names, r):
@@ -160,11 +186,12 @@ def rotated(names, r):
 def time_methods(args):
     """{method: {phase: [seconds per timed step]}}, methods interleaved round-robin."""
     model = initial_model(args)
-    trainers = {m: Trainer(m, copy.deepcopy(model)) for m in args.methods}
+    trainers = {m: Trainer(m, copy.deepcopy(model), args.tasks) for m in args.methods}
     del model
+    batches = load_batches(args)
     times = {m: {phase: [] for phase in PHASES} for m in args.methods}
     for r in range(args.warmup + args.steps):
-        batch = make_batch(args, r)
+        batch = batches[r % len(batches)]
         for method in rotated(args.methods, r):
             measured = trainers[method].step(batch)
             if r >= args.warmup:
@@ -181,9 +208,10 @@ def peak_memory_mib(args):
     """Peak memory of MEMORY_STEPS steps of `args.memory_of` in this (fresh) process."""
     if args.device.type == "cuda":
         torch.cuda.reset_peak_memory_stats(args.device)
-    trainer = Trainer(args.memory_of, initial_model(args))
+    trainer = Trainer(args.memory_of, initial_model(args), args.tasks)
+    batches = load_batches(args)
     for r in range(MEMORY_STEPS):
-        trainer.step(make_batch(args, r))
+        trainer.step(batches[r % len(batches)])
     if args.device.type == "cuda":
         return torch.cuda.max_memory_allocated(args.device) / 2**20
     maxrss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
@@ -192,7 +220,8 @@ def peak_memory_mib(args):
 
 def measure_memory(args, method):
     cmd = [sys.executable, os.path.abspath(__file__), "--memory-of", method, "--batch-size", str(args.batch_size),
-           "--width-mult", str(args.width_mult), "--image-size", args.image_size, "--device", str(args.device)]
+           "--width-mult", str(args.width_mult), "--image-size", args.image_size, "--device", str(args.device),
+           "--tasks", *(t.name for t in args.tasks), "--data-root", str(args.data_root)]
     if args.threads:
         cmd += ["--threads", str(args.threads)]
     # glibc otherwise keeps freed blocks of its heap arenas resident, and the peak RSS
@@ -277,7 +306,8 @@ def memory_lines(memory, bound):
 
 def header(args, model):
     counts = model.parameter_counts()
-    return (f"SegNet-MTAN width {args.width_mult}, {NUM_CLASSES} classes, {counts['total']:,} parameters "
+    return (f"SegNet-MTAN width {args.width_mult}, tasks {' + '.join(t.name for t in args.tasks)}, "
+            f"{NUM_CLASSES} classes, {counts['total']:,} parameters "
             f"({counts['shared']:,} shared), {args.height}x{args.width}, batch {args.batch_size}, "
             f"device {args.device}, torch {torch.__version__}, {torch.get_num_threads()} threads, "
             f"{os.cpu_count()} CPUs, load average {os.getloadavg()[0]:.1f}")
@@ -321,11 +351,11 @@ def vmapped_task_gradients(losses, params, retain_graph=False):
                                is_grads_batched=True, allow_unused=True)
 
 
-def check_vmapped(model, batch):
+def check_vmapped(model, tasks, batch):
     """Run the vmapped backward once; the largest difference to task_gradients, or the error,
     and the warnings it raises (a batching rule that falls back to a loop says so)."""
     shared, own = model.shared_parameters(), model.task_specific_parameters()
-    losses = task_losses(model, batch)
+    losses = task_losses(model, tasks, batch)
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         try:
@@ -352,14 +382,15 @@ def compare_backward(args):
         "one vmapped backward (is_grads_batched)": lambda losses: vmapped_task_gradients(
             losses, shared + [p for params in own for p in params]),
     }
-    check = check_vmapped(model, make_batch(args, 0))
+    batches = load_batches(args)
+    check = check_vmapped(model, args.tasks, batches[0])
     if not check["works"]:
         del ways["one vmapped backward (is_grads_batched)"]
     times = {name: [] for name in ways}
     for r in range(args.warmup + args.steps):
-        batch = make_batch(args, r)
+        batch = batches[r % len(batches)]
         for name in rotated(list(ways), r):
-            losses = task_losses(model, batch)
+            losses = task_losses(model, args.tasks, batch)
             t0 = clock(args.device)
             ways[name](losses)
             seconds = clock(args.device) - t0
@@ -389,17 +420,11 @@ def compare_backward(args):
 
 # ---- --weighting-cost -------------------------------------------------------------------
 
-def step_context(model, batch, step=0):
-    shared = model.shared_parameters()
-    return StepContext(losses=None, epoch=2, step=step, lr=LR,
-                       losses_after=losses_after_fn(model, lambda: task_losses(model, batch), shared))
-
-
-def combination_seconds(name, model, batch, grads, losses):
+def combination_seconds(name, model, tasks, batch, grads, losses):
     """One step's cost of a method given the per-task gradients: what it adds to a step."""
-    method = build_weighting(name, len(TASKS))
-    ctx = step_context(model, batch)
-    ctx.losses = losses
+    method = build_weighting(name, len(tasks))
+    ctx = StepContext(losses=losses, epoch=2, step=0, lr=LR, losses_after=losses_after_fn(
+        model, lambda: task_losses(model, tasks, batch), model.shared_parameters()))
     t0 = clock(batch[0].device)
     if method.needs_grads:
         ctx.gram, ctx.grads = gram_matrix(grads), grads
@@ -413,17 +438,18 @@ def combination_seconds(name, model, batch, grads, losses):
 def weighting_costs(args, model):
     """{method: [seconds]} beside the per-task backward pass, interleaved over rounds."""
     times = {name: [] for name in ["one per-task backward pass"] + args.weightings}
+    batches = load_batches(args)
     for r in range(args.warmup + args.steps):
-        batch = make_batch(args, r)
-        losses = task_losses(model, batch)
+        batch = batches[r % len(batches)]
+        losses = task_losses(model, args.tasks, batch)
         t0 = clock(args.device)
         grads = task_gradients(losses, model.shared_parameters(), model.task_specific_parameters())
-        backward = (clock(args.device) - t0) / len(TASKS)
+        backward = (clock(args.device) - t0) / len(args.tasks)
         model.zero_grad(set_to_none=True)
         if r >= args.warmup:
             times["one per-task backward pass"].append(backward)
         for name in rotated(args.weightings, r):
-            seconds = combination_seconds(name, model, batch, grads, losses.detach())
+            seconds = combination_seconds(name, model, args.tasks, batch, grads, losses.detach())
             if r >= args.warmup:
                 times[name].append(seconds)
         print(f"cost round {r + 1}/{args.warmup + args.steps}", file=sys.stderr, flush=True)
@@ -432,22 +458,16 @@ def weighting_costs(args, model):
 
 def full_steps(args, model):
     """{"method + weighting": [seconds per full step]}, interleaved round-robin."""
-    runs = {}
-    for method in ("adam", "adam_with_adatask"):
-        for name in args.step_weightings:
-            copy_ = copy.deepcopy(model)
-            shared, own = copy_.shared_parameters(), copy_.task_specific_parameters()
-            runs[f"{method} + {name}"] = (copy_, MultiTaskStep(build_optimizer(method, shared, own, LR),
-                                                               build_weighting(name, len(TASKS)), shared, own))
+    runs = {f"{method} + {name}": Trainer(method, copy.deepcopy(model), args.tasks, name)
+            for method in ("adam", "adam_with_adatask") for name in args.step_weightings}
     times = {key: [] for key in runs}
+    batches = load_batches(args)
     for r in range(args.warmup + args.steps):
-        batch = make_batch(args, r)
+        batch = batches[r % len(batches)]
         for key in rotated(list(runs), r):
-            net, step = runs[key]
-            t0 = clock(args.device)
-            step(list(task_losses(net, batch).unbind()), step_context(net, batch, r))
+            seconds = runs[key].step(batch)["total"]
             if r >= args.warmup:
-                times[key].append(clock(args.device) - t0)
+                times[key].append(seconds)
         print(f"step round {r + 1}/{args.warmup + args.steps}", file=sys.stderr, flush=True)
     return times
 
@@ -481,12 +501,14 @@ def main(argv=None):
     if args.memory_of:
         print(peak_memory_mib(args))
         return None
-    if args.compare_backward:
-        info = compare_backward(args)
-    elif args.weighting_cost:
-        info = weighting_cost(args)
-    else:
-        info = benchmark(args)
+    with tempfile.TemporaryDirectory(prefix="bench_step-") as folder:
+        args.data_root = generate_samples(args, folder)
+        if args.compare_backward:
+            info = compare_backward(args)
+        elif args.weighting_cost:
+            info = weighting_cost(args)
+        else:
+            info = benchmark(args)
     if args.json:
         with open(args.json, "w") as f:
             json.dump(info, f, indent=1)

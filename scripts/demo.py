@@ -86,41 +86,45 @@ def estimate(settings, threads, parallel, data_missing):
 
     from data import synthcity
     from models import build_model
-    from models.losses import LOSSES
     from optim import build_optimizer
-    from optim.multitask_step import MultiTaskStep
+    from optim.engine import TrainingEngine
     from optim.weighting import build_weighting
-    from optim.weighting.base import StepContext
+    from tasks import DEFAULT_TASKS, build_tasks
 
     startup = time.perf_counter() - started
     torch.set_num_threads(threads)
-    gen = torch.Generator().manual_seed(0)
-    image = torch.rand(settings.batch_size, 3, settings.height, settings.width, generator=gen)
-    targets = [torch.randint(0, 7, (settings.batch_size, settings.height, settings.width), generator=gen),
-               torch.rand(settings.batch_size, 1, settings.height, settings.width, generator=gen)]
+    t0 = time.perf_counter()
+    sample = synthcity.render_sample(0, "train", 0, settings.height, settings.width)
+    render = (time.perf_counter() - t0) * (settings.synthcity_train + settings.synthcity_val) if data_missing else 0.0
+    tasks = build_tasks(DEFAULT_TASKS)  # what the demo's runs train
+
+    def batch_of(array):  # one rendered sample, repeated to a batch
+        return torch.stack([torch.as_tensor(array)] * settings.batch_size)
+
+    batch = (batch_of(sample["image"]).permute(0, 3, 1, 2), [batch_of(t.to_tensor(t.target(sample))) for t in tasks])
     before, cpu_start, start = busy_cpu_seconds(), time.process_time(), time.perf_counter()
     step_seconds = {}
     for method in METHODS:
-        model = build_model("mtan", 7, settings.width_mult)
-        shared, own = model.shared_parameters(), model.task_specific_parameters()
-        step = MultiTaskStep(build_optimizer(method, shared, own, 1e-3), build_weighting("ew", 2), shared, own)
+        model = build_model("mtan", tasks, settings.width_mult)
+
+        def predict_and_losses(batch, model=model):
+            image, targets = batch
+            preds = model(image)
+            return preds, [task.loss(p, y) for task, p, y in zip(tasks, preds, targets)]
+
+        engine = TrainingEngine(model, build_optimizer(method, model.shared_parameters(),
+                                                       model.task_specific_parameters(), 1e-3),
+                                build_weighting("ew", len(tasks)), predict_and_losses, DEFAULT_TASKS)
         times = []
         for _ in range(4):  # the first is a warm-up
             t0 = time.perf_counter()
-            preds = model(image)
-            step([LOSSES[t](p, y) for t, p, y in zip(("semantic", "depth"), preds, targets)],
-                 StepContext(losses=None, epoch=0, step=0, lr=1e-3))
+            engine.train_step(batch, epoch=0)
             times.append(time.perf_counter() - t0)
         step_seconds[method] = sorted(times[1:])[1]
         with torch.no_grad():
             t0 = time.perf_counter()
-            model.eval()(image)
+            model.eval()(batch[0])
             forward = time.perf_counter() - t0
-    render = 0.0
-    if data_missing:
-        t0 = time.perf_counter()
-        synthcity.render_sample(0, "train", 0, settings.height, settings.width)
-        render = (time.perf_counter() - t0) * (settings.synthcity_train + settings.synthcity_val)
     wall = time.perf_counter() - start
     others = busy_cpus_besides_us(time.process_time() - cpu_start, wall, before, busy_cpu_seconds())
     cpus = os.cpu_count() or 1

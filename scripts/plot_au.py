@@ -1,4 +1,4 @@
-"""rAU per shared layer, input to output, for several runs side by side (METHODS §3).
+"""rAU per shared layer, input to output, for several runs side by side (docs/methods.md, "AU and rAU").
 
     python3 scripts/plot_au.py RUN_DIR... --out results/au.png [--epoch N] [--task semantic]
         [--table results/au.md]
@@ -22,7 +22,10 @@ from pathlib import Path
 import numpy as np
 from matplotlib.figure import Figure  # no pyplot: the Agg canvas, no global backend state
 
-AU_CSV, CONFIG = "au.csv", "config.json"
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+from evaluation.run_record import AU as AU_CSV
+from evaluation.run_record import CONFIG
+
 STATS = ("mean_rau", "dominated", "q10", "q50", "q90")
 
 

@@ -15,6 +15,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+from tasks import DEFAULT_TASKS, TASKS
+
 from . import plan, runner, status
 
 BACKEND_MODULES = {"local": "local", "slurm": "slurm", "ray": "ray_backend"}
@@ -62,9 +64,10 @@ def build_parser():
                    help='task weightings, e.g. "ew pcgrad" (default: ew)')
     g.add_argument("--seeds", type=_seeds, default=[0, 1, 2], metavar='"S ..."', help="seeds (default: 0 1 2)")
     g.add_argument("--tasks", type=str.split, default=None, metavar='"T ..."',
-                   help='the tasks every run trains, e.g. "semantic depth" (default: main_cityscapes.py\'s)')
+                   help=f'the tasks every run trains, from {", ".join(TASKS)}, e.g. "semantic instance depth" '
+                        f'(default: main_cityscapes.py\'s, "{" ".join(DEFAULT_TASKS)}")')
     g.add_argument("--single-task", action="store_true",
-                   help="add a baseline single-<task>-s<seed> per task of --tasks (default: semantic, depth) and "
+                   help="add a baseline single-<task>-s<seed> per task of --tasks and "
                         "seed, with the first method and weighting ew")
     g.add_argument("--runs", default="runs", metavar="DIR", help="the folder of sweep folders (default: runs)")
     g.add_argument("--results", default=None, metavar="DIR",

@@ -9,6 +9,8 @@ import json
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
+from tasks import DEFAULT_TASKS, canonical
+
 PLAN = "plan.json"
 # Flags the sweep sets itself: a run's folder name must say what the run is.
 OWNED_FLAGS = ("--method", "--weighting", "--seed", "--out", "--name", "--resume", "--tasks")
@@ -26,12 +28,18 @@ class PlannedRun:
 
 def build_plan(methods, weightings=("ew",), seeds=(0, 1, 2), single_task=False, tasks=None, extra=()):
     """The runs of a sweep, in launch order. tasks: the task list every run trains (None: the
-    default of main_cityscapes.py); single_task adds one baseline per listed task."""
+    default of main_cityscapes.py, tasks.DEFAULT_TASKS); single_task adds one baseline per
+    listed task."""
     if not methods:
         raise PlanError("--methods is required, e.g. --methods \"adam adam_with_adatask\"")
     for flag in extra:
         if flag.split("=")[0] in OWNED_FLAGS:
             raise PlanError(f"{flag} is set by the sweep itself (use the sweep's own option, see --help)")
+    if tasks:
+        try:
+            canonical(tasks)
+        except ValueError as e:
+            raise PlanError(f"--tasks {' '.join(tasks)}: {e}") from None
     task_flags = ("--tasks", *tasks) if tasks else ()
     runs = []
     for seed in seeds:
@@ -41,7 +49,7 @@ def build_plan(methods, weightings=("ew",), seeds=(0, 1, 2), single_task=False, 
                                        ("--method", method, "--weighting", weighting, "--seed", str(seed),
                                         *task_flags, *extra)))
         if single_task:
-            for task in tasks or ("semantic", "depth"):
+            for task in canonical(tasks or DEFAULT_TASKS):
                 runs.append(PlannedRun(f"single-{task}-s{seed}",
                                        ("--method", methods[0], "--weighting", "ew", "--seed", str(seed),
                                         "--tasks", task, *extra)))

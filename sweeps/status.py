@@ -10,10 +10,10 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from evaluation import run_lock
+from tasks import DEFAULT_TASKS, TASKS, reported_metrics
 
 from . import plan, runner
 
-SHOWN = ("miou", "pix_acc", "abs_err", "rel_err")
 STATES = ("finished", "running", "failed", "pending")
 
 
@@ -22,7 +22,7 @@ class RunState:
     name: str
     state: str  # one of STATES
     epochs: str  # "<finished epochs>/<epochs>", "-" before the run has a config.json
-    metrics: dict  # the last finished epoch's test metrics of SHOWN
+    metrics: dict  # the last finished epoch's reported test metrics (tasks/)
     note: str = ""
 
 
@@ -64,7 +64,7 @@ def run_state(sweep_dir, name):
     total = config.get("settings", {}).get("epochs", "?") if isinstance(config, dict) else None
     epochs = f"{len(rows)}/{total}" if total is not None else "-"
     test = rows[-1].get("test", {}) if rows else {}
-    metrics = {k: test[k] for k in SHOWN if isinstance(test.get(k), (int, float))}
+    metrics = {m.key: test[m.key] for m in reported_metrics(TASKS) if isinstance(test.get(m.key), (int, float))}
     exit_status = _exit_status(sweep_dir, name)
     if owner is not None:
         return RunState(name, "running", epochs, metrics, f"{owner.get('host', '?')} pid {owner.get('pid', '?')}")
@@ -80,10 +80,13 @@ def report(sweep_dir):
     states = [run_state(sweep_dir, run.name) for run in plan.read_plan(sweep_dir)]
     counts = ", ".join(f"{sum(s.state == state for s in states)} {state}" for state in STATES)
     width = max([len("run")] + [len(s.name) for s in states])
+    # The default tasks' columns, and those of every other task a run reports.
+    shown = [m.key for m in reported_metrics(TASKS)
+             if m.key in {m.key for m in reported_metrics(DEFAULT_TASKS)} or any(m.key in s.metrics for s in states)]
     lines = [f"sweep {Path(sweep_dir).name} ({sweep_dir}): {len(states)} runs: {counts}",
-             f"{'run':<{width}}  {'state':<8}  {'epoch':>7}" + "".join(f"  {k:>8}" for k in SHOWN)]
+             f"{'run':<{width}}  {'state':<8}  {'epoch':>7}" + "".join(f"  {k:>8}" for k in shown)]
     for s in states:
-        values = "".join(f"  {s.metrics[k]:>8.4f}" if k in s.metrics else f"  {'-':>8}" for k in SHOWN)
+        values = "".join(f"  {s.metrics[k]:>8.4f}" if k in s.metrics else f"  {'-':>8}" for k in shown)
         lines.append(f"{s.name:<{width}}  {s.state:<8}  {s.epochs:>7}{values}" + (f"  {s.note}" if s.note else ""))
     return lines
 

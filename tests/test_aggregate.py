@@ -9,9 +9,12 @@ from test_baseline import make_run, single_task_runs
 
 from evaluation import run_record
 from evaluation.aggregate import aggregate, csv_fields, figure_curves, main, panels
-from evaluation.baseline import build_baseline, read_run
+from evaluation.baseline import build_baseline
 from evaluation.delta_m import PUBLISHED_BASELINE
+from evaluation.run_record import read_run
 from evaluation.significance import holm
+
+TWO = ("semantic", "depth")
 
 REAL = {"dataset": "cityscapes", "image_size": None,
         "data": {"name": "cityscapes", "root": "dataset/cityscapes", "synthetic": False, "image_size": [128, 256],
@@ -56,7 +59,7 @@ def read_csv(path):
 
 
 def hand_delta_m(m, b):
-    """METHODS §2 written out: lower is better, mIoU and PixAcc count with a minus sign."""
+    """docs/methods.md, "Δm and baselines" written out: lower is better, mIoU and PixAcc count with a minus sign."""
     return (-(m["miou"] - b["miou"]) / b["miou"] - (m["pix_acc"] - b["pix_acc"]) / b["pix_acc"]
             + (m["abs_err"] - b["abs_err"]) / b["abs_err"] + (m["rel_err"] - b["rel_err"]) / b["rel_err"]) / 4 * 100
 
@@ -164,7 +167,7 @@ def test_a_raw_p_below_alpha_gets_no_star_unless_holm_keeps_it(tmp_path):
 def test_csv_columns(synthetic):
     paths, _ = synthetic
     header = paths["csv"].read_text().splitlines()[0].split(",")
-    assert tuple(header) == csv_fields()
+    assert tuple(header) == csv_fields(TWO)
     assert header[:9] == ["method", "weighting", "n_seeds", "seeds", "epochs_averaged", "miou", "miou_std", "miou_p",
                           "miou_p_holm"]
     assert header[-4:] == ["delta_m_single_task", "delta_m_single_task_std", "delta_m_single_task_p",
@@ -200,9 +203,9 @@ def test_png_written(synthetic):
 
 
 def test_figure_panels_have_the_tables_names_units_and_direction():
-    assert [p.label for p in panels("single_task")] == [
+    assert [p.label for p in panels(TWO, "single_task")] == [
         "mIoU (%) ↑", "PixAcc (%) ↑", "AbsErr ↓", "RelErr ↓", "Δm vs single-task (%) ↓"]
-    assert [p.key for p in panels(None)] == ["miou", "pix_acc", "abs_err", "rel_err"]
+    assert [p.key for p in panels(TWO, None)] == ["miou", "pix_acc", "abs_err", "rel_err"]
 
 
 def test_figure_curves_are_on_the_tables_scale(synthetic):
@@ -210,7 +213,7 @@ def test_figure_curves_are_on_the_tables_scale(synthetic):
     sweep = paths["md"].parent.parent / "runs" / "demo"
     runs = {name: read_run(sweep / name) for name in ("adam-ew-s0", "adam-ew-s1", "single-depth-s0")}
     baseline = {"miou": 0.61, "pix_acc": 0.85, "abs_err": 0.019, "rel_err": 0.26}
-    adam, single = figure_curves({("adam", "ew", ()): [runs["adam-ew-s0"], runs["adam-ew-s1"]],
+    adam, single = figure_curves(TWO, {("adam", "ew", ()): [runs["adam-ew-s0"], runs["adam-ew-s1"]],
                                   ("single-task", None, ()): [runs["single-depth-s0"]]},
                                  {(): {"single_task": baseline}}, "single_task")
     assert adam.values["miou"].shape == (2, 12)  # seeds x epochs
@@ -404,7 +407,7 @@ def lr_sweep(sweep, single_task=True):
 def test_separate_lr_makes_rows_per_lr_tested_against_adam_ew_with_the_same_lr(tmp_path):
     paths = aggregate(lr_sweep(tmp_path / "runs" / "lrs"), tmp_path / "results", separate=["lr"])
     rows = read_csv(paths["csv"])
-    assert tuple(paths["csv"].read_text().splitlines()[0].split(",")) == csv_fields(("lr",))
+    assert tuple(paths["csv"].read_text().splitlines()[0].split(",")) == csv_fields(TWO, ("lr",))
     assert [(r["method"], r["lr"], r["seeds"]) for r in rows] == [
         ("adam", "0.0001", "0 1 2"), ("adam", "0.003", "0 1 2"),
         ("adam_with_adatask", "0.0001", "0 1 2"), ("adam_with_adatask", "0.003", "0 1 2")]
@@ -460,3 +463,46 @@ def test_a_schema_1_sweep_still_aggregates_and_is_still_checked(tmp_path, capsys
     (sweep / "adam-ew-s5" / "summary.json").unlink()
     make_run(sweep, "adam-ew-s6", of_seed(ADAM, 0), seed=6)
     assert 'data_identity: null (adam-ew-s0, ' in refusal(capsys, sweep, tmp_path / "other")
+
+
+THREE = ("semantic", "instance", "depth")
+
+
+def test_a_cityscapes3_sweep_reports_inst_err_and_delta_m_over_five_metrics(tmp_path):
+    sweep = tmp_path / "runs" / "three"
+    adam = ADAM | {"inst_err": [6.0, 6.5, 7.0]}
+    make_group(sweep, "adam", "ew", adam, tasks=THREE)
+    single_task_runs(sweep)  # semantic and depth, seeds 0 and 1
+    for seed, err in ((0, 5.0), (1, 7.0)):
+        make_run(sweep, f"single-instance-s{seed}", {"inst_err": err}, seed=seed, tasks=("instance",))
+    paths = aggregate(sweep, tmp_path / "results")
+    row, = read_csv(paths["csv"])
+    assert tuple(paths["csv"].read_text().splitlines()[0].split(",")) == csv_fields(THREE)
+    assert float(row["inst_err"]) == pytest.approx(6.5) and float(row["inst_err_std"]) == pytest.approx(0.5)
+    own = OWN | {"inst_err": 6.0}
+    m = means(adam)
+    expected = (hand_delta_m(m, own) * 4 + (m["inst_err"] - own["inst_err"]) / own["inst_err"] * 100) / 5
+    assert float(row["delta_m_single_task"]) == pytest.approx(expected)
+    md = paths["md"].read_text()
+    assert "runs of semantic + instance + depth" in md
+    assert "| Seeds | mIoU (%) | PixAcc (%) | InstErr | AbsErr | RelErr | Δm vs single-task (%) |" in md
+    assert "instance seeds [0, 1]" in md and "inst_err 6" in md
+
+
+def test_multi_task_runs_of_different_task_sets_are_never_averaged_together(tmp_path, capsys):
+    sweep = tmp_path / "runs" / "mixed"
+    make_group(sweep, "adam", "ew", ADAM)
+    make_group(sweep, "adam", "pcgrad", ADAM | {"inst_err": [6.0, 6.5, 7.0]}, tasks=THREE)
+    assert main([str(sweep), "--results", str(tmp_path / "out")]) == 2
+    err = capsys.readouterr().err
+    assert "different task sets" in err and "semantic + depth: adam-ew-s0" in err
+    assert "semantic + instance + depth: adam-pcgrad-s0" in err and "Traceback" not in err
+
+
+def test_a_single_task_run_of_another_task_is_listed_not_used(tmp_path):
+    sweep = make_sweep(tmp_path / "runs" / "demo")
+    make_run(sweep, "single-instance-s0", {"inst_err": 5.0}, tasks=("instance",))
+    paths = aggregate(sweep, tmp_path / "results")
+    md = paths["md"].read_text()
+    assert "| single-instance-s0 | finished, single-task instance: not a task of the sweep's semantic + depth runs" in md
+    assert "inst_err" not in paths["csv"].read_text()

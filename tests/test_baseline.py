@@ -7,11 +7,13 @@ import json
 import pytest
 
 from evaluation import run_record
-from evaluation.baseline import RunError, build_baseline, main, read_run
-from evaluation.delta_m import load_baseline
+from evaluation.baseline import build_baseline, main
+from evaluation.delta_m import delta_m, load_baseline
 from evaluation.run_config import setup_of
+from evaluation.run_record import RunError, read_run
 
-TASK_KEYS = {"semantic": ("miou", "pix_acc"), "depth": ("abs_err", "rel_err")}
+TASK_KEYS = {"semantic": ("miou", "pix_acc"), "instance": ("inst_err",), "depth": ("abs_err", "rel_err")}
+LOWER_IS_BETTER = ("inst_err", "abs_err", "rel_err")
 EPOCHS = 12
 # config.json's "settings" of a fabricated small SynthCity run: the settings that tests change,
 # and weighting options of each type, as main_cityscapes.py records them.
@@ -45,7 +47,7 @@ def make_run(parent, name, last10, method="adam", weighting="ew", seed=0, tasks=
     rows, epochs = [], settings.get("epochs", EPOCHS)
     for epoch in range(epochs if finished else 4):
         worse = 1.5 if epoch < epochs - 10 else 1.0  # only the last 10 epochs count
-        test = {k: last10[k] * (worse if k in ("abs_err", "rel_err") else 1 / worse) for k in keys}
+        test = {k: last10[k] * (worse if k in LOWER_IS_BETTER else 1 / worse) for k in keys}
         rows.append({"epoch": epoch, "lr": 1e-4, "seconds": 1.0, "train": dict(test), "test": dict(test, delta_m=None)})
     run_record.write_metrics(run_dir, rows)
     if finished:
@@ -82,7 +84,7 @@ def test_baseline_is_the_mean_over_seeds_of_the_last10_means(tmp_path):
 def test_cli_writes_a_file_that_load_baseline_reads(tmp_path, capsys):
     out = tmp_path / "out" / "baseline.json"
     assert main([str(d) for d in single_task_runs(tmp_path / "runs", seeds=(3,))] + ["--out", str(out)]) == 0
-    assert load_baseline(out) == pytest.approx({"miou": 0.60, "pix_acc": 0.84, "abs_err": 0.018, "rel_err": 0.25})
+    assert load_baseline(out, ("semantic", "depth")) == pytest.approx({"miou": 0.60, "pix_acc": 0.84, "abs_err": 0.018, "rel_err": 0.25})
     written = json.loads(out.read_text())
     assert written["source"]["std"] == {"miou": None, "pix_acc": None, "abs_err": None, "rel_err": None}  # n=1
     assert "n=1" in capsys.readouterr().out
@@ -139,10 +141,35 @@ def test_names_every_differing_setting_and_runs_by_path_where_names_repeat(tmp_p
     assert f"\n  batch_size: 16 ({runs}) vs 8 ({dirs[4]})\n  lr: 0.003 ({runs}) vs 0.0001 ({dirs[4]})\n" in err
 
 
-def test_needs_both_tasks(tmp_path, capsys):
+def test_needs_a_run_of_every_task_asked_for(tmp_path, capsys):
     semantic_only = [d for d in single_task_runs(tmp_path) if "semantic" in d.name]
-    err = _error(capsys, semantic_only, tmp_path)
-    assert "no single-task depth run" in err
+    err = _error(capsys, semantic_only + ["--tasks", "semantic", "depth"], tmp_path)
+    assert "no single-task depth run" in err and "--tasks depth" in err
+
+
+def test_three_tasks_give_five_metrics_and_delta_m_averages_them(tmp_path, capsys):
+    """CityScapes-3: the instance runs add InstErr; Δm of a 3-task run averages five relative changes."""
+    dirs = single_task_runs(tmp_path, seeds=(0,))
+    dirs += [make_run(tmp_path, f"single-instance-s{seed}", {"inst_err": err}, seed=seed, tasks=("instance",))
+             for seed, err in ((0, 4.0), (1, 6.0))]
+    out = tmp_path / "baseline.json"
+    assert main([str(d) for d in dirs] + ["--out", str(out)]) == 0
+    written = json.loads(out.read_text())
+    assert [k for k in written if k != "source"] == ["miou", "pix_acc", "inst_err", "abs_err", "rel_err"]
+    assert written["inst_err"] == pytest.approx(5.0) and written["source"]["seeds"]["instance"] == [0, 1]
+    assert written["source"]["tasks"] == ["semantic", "instance", "depth"]
+    baseline = load_baseline(out, ("semantic", "instance", "depth"))
+    run = {"miou": 0.66, "pix_acc": 0.84, "inst_err": 4.0, "abs_err": 0.018, "rel_err": 0.30}
+    # mIoU +10 % (better: −10), PixAcc 0, InstErr −20 % (better: −20), AbsErr 0, RelErr +20 % (worse: +20)
+    assert delta_m(run, baseline) == pytest.approx((-10 + 0 - 20 + 0 + 20) / 5)
+    with pytest.raises(ValueError, match="no inst_err"):
+        load_baseline(_two_task_file(tmp_path), ("semantic", "instance", "depth"))
+
+
+def _two_task_file(tmp_path):
+    path = tmp_path / "two-task.json"
+    path.write_text(json.dumps({"miou": 0.6, "pix_acc": 0.8, "abs_err": 0.02, "rel_err": 0.3}))
+    return path
 
 
 def test_refuses_a_seed_twice_and_folders_that_are_not_runs(tmp_path, capsys):

@@ -1,4 +1,4 @@
-"""Smoke test of scripts/bench_step.py at a tiny size: the table and the JSON are complete and
+"""scripts/bench_step.py at a tiny size: the table and the JSON are complete and
 finite. No timing is asserted (the machine is shared)."""
 import importlib.util
 import json
@@ -62,3 +62,14 @@ def test_weighting_cost_tiny(capsys):
     assert list(info["steps"]) == ["adam + ew", "adam + pcgrad", "adam_with_adatask + ew", "adam_with_adatask + pcgrad"]
     assert all(math.isfinite(s["median"]) and s["median"] >= 0 for s in {**info["costs"], **info["steps"]}.values())
     assert "| pcgrad |" in capsys.readouterr().out
+
+
+def test_bench_step_times_the_engine_for_three_tasks(capsys):
+    """The engine of training at K = 3: the phases split each step's time exactly."""
+    info = load_script().main(TINY + ["--methods", *METHODS, "--tasks", "semantic", "instance", "depth", "--no-memory"])
+    out = capsys.readouterr().out
+    assert "tasks semantic + instance + depth" in out
+    for method in METHODS:
+        raw = info["raw_seconds"][method]
+        for forward, backward, step, total in zip(raw["forward"], raw["backward"], raw["step"], raw["total"]):
+            assert min(forward, backward, step) > 0 and math.isclose(forward + backward + step, total)

@@ -62,6 +62,6 @@ def test_help_shows_each_default_once(help_text):
 
 
 def test_building_the_parser_imports_no_solver_nor_tensorboard():
-    code = ("import sys, main_cityscapes; main_cityscapes.build_parser(); "
+    code = ("import sys, main_cityscapes; from experiment.flags import build_parser; build_parser(); "
             f"print(' '.join(m for m in {HEAVY!r} if m in sys.modules))")
     assert run_python("-c", code).strip() == ""

@@ -13,6 +13,10 @@ from evaluation.metrics import (
     miou,
     pix_acc,
 )
+from tasks import TaskSettings
+from tasks.depth import DepthTask
+from tasks.instance import InstanceTask
+from tasks.semantic import SemanticMeter, SemanticTask
 
 # 2x2 image, one void pixel: counted pairs (target, pred) = (0,0), (1,1), (1,2).
 PRED = torch.tensor([[[0, 1], [1, 2]]])
@@ -144,15 +148,30 @@ def _semantic_batch():
 NAMES = ("a", "b", "c")
 
 
+class NamedClasses(SemanticTask):
+    """The semantic task with made-up class names, for confusion matrices of a few classes."""
+
+    def __init__(self, names):
+        super().__init__(TaskSettings(classes=len(names)))
+        self.names = names
+
+    def meter(self, device="cpu"):
+        return SemanticMeter(self.names, device)
+
+
+def meter_of(*tasks):
+    return SplitMeter([NamedClasses(NAMES) if t == "semantic" else t for t in tasks])
+
+
 def test_split_meter_both_tasks():
-    meter = SplitMeter(3, class_names=NAMES)
+    meter = meter_of("semantic", DepthTask())
     log_probs, target = _semantic_batch()
     (d1, t1), (d2, t2) = DEPTH_BATCHES[:2]
     meter.update([log_probs, _as_b1hw(d1)], [target, _as_b1hw(t1)], [1.0, 0.5])
     meter.update([log_probs, _as_b1hw(d2)], [target, _as_b1hw(t2)], [torch.tensor(3.0), 1.5])
     out = meter.compute()
-    assert set(out) == {"loss_semantic", "loss_depth", "miou", "pix_acc", "class_iou",
-                        "abs_err", "rel_err", "abs_err_px", "rel_err_px"}
+    assert list(out) == ["loss_semantic", "loss_depth", "miou", "pix_acc", "class_iou",
+                         "abs_err", "rel_err", "abs_err_px", "rel_err_px"]  # the order metrics.jsonl keeps
     assert all(type(v) is float for k, v in out.items() if k != "class_iou")
     assert out["loss_semantic"] == 2.0 and out["loss_depth"] == 1.0
     assert out["miou"] == pytest.approx(0.5) and out["pix_acc"] == pytest.approx(2 / 3)
@@ -165,25 +184,25 @@ def test_split_meter_both_tasks():
 
 def test_split_meter_single_task_keys():
     log_probs, target = _semantic_batch()
-    seg = SplitMeter(3, tasks=("semantic",), class_names=NAMES)
+    seg = meter_of("semantic")
     seg.update([log_probs], [target], [1.0])
     assert set(seg.compute()) == {"loss_semantic", "miou", "pix_acc", "class_iou"}
-    depth = SplitMeter(3, tasks=("depth",))
+    depth = meter_of(DepthTask())
     depth.update([_as_b1hw(DEPTH_BATCHES[0][0])], [_as_b1hw(DEPTH_BATCHES[0][1])], [1.0])
     assert set(depth.compute()) == {"loss_depth", "abs_err", "rel_err", "abs_err_px", "rel_err_px"}
 
 
-def test_split_meter_rejects_unknown_tasks_and_wrong_lengths():
-    with pytest.raises(ValueError, match="normals"):
-        SplitMeter(3, tasks=("semantic", "normals"))
+def test_split_meter_rejects_no_tasks_and_wrong_lengths():
+    with pytest.raises(ValueError, match="at least one task"):
+        SplitMeter([])
     with pytest.raises(ValueError, match="per task"):
-        SplitMeter(3, class_names=NAMES).update([PRED], [TARGET], [1.0])
+        meter_of("semantic", DepthTask()).update([PRED], [TARGET], [1.0])
 
 
 def test_class_iou_by_hand_names_each_class_and_leaves_an_absent_one_undefined():
     """CM rows (target) [1 0 0 0], [0 1 1 0], zeros: IoU a = 1/1, b = 1/(2+1-1), c = 0/(0+1-0);
     d is in neither prediction nor target: None."""
-    meter = SplitMeter(4, tasks=("semantic",), class_names=("a", "b", "c", "d"))
+    meter = SplitMeter([NamedClasses(("a", "b", "c", "d"))])
     meter.update([PRED], [TARGET], [0.0])
     out = meter.compute()
     assert out["class_iou"] == {"a": 1.0, "b": 0.5, "c": 0.0, "d": None}
@@ -193,9 +212,24 @@ def test_class_iou_by_hand_names_each_class_and_leaves_an_absent_one_undefined()
 def test_class_names_default_to_the_label_tables():
     from data.labels import CATEGORY_NAMES, TRAIN_ID_NAMES
 
-    assert SplitMeter(7).class_names == CATEGORY_NAMES and SplitMeter(19).class_names == TRAIN_ID_NAMES
-    with pytest.raises(ValueError, match="2 class names for 3 classes"):
-        SplitMeter(3, class_names=("a", "b"))
+    for classes, names in ((7, CATEGORY_NAMES), (19, TRAIN_ID_NAMES)):
+        assert SemanticTask(TaskSettings(classes=classes)).meter().names == names
+
+
+def test_inst_err_is_pixel_weighted_over_the_split():
+    """Batch 1: one instance pixel with errors (1, 2); batch 2: three with (0, 0), (1, 1), (3, 0):
+    (1 + 2 + 0 + 0 + 1 + 1 + 3 + 0) / (2 · 4) = 1, where a mean of batch means would give 1.0625."""
+    meter = InstanceTask().meter()
+    target = torch.zeros(1, 3, 1, 4)
+    target[0, 2, 0, 0] = 1
+    meter.update(torch.tensor([[[[1.0, 5, 5, 5]], [[2.0, 5, 5, 5]]]]), target)
+    target = torch.zeros(1, 3, 1, 4)
+    target[0, 2, 0, 1:] = 1
+    target[0, 0, 0, 1:] = torch.tensor([1.0, 1.0, 1.0])
+    meter.update(torch.tensor([[[[7.0, 1, 2, 4]], [[7.0, 0, 1, 0]]]]), target)
+    assert meter.compute() == {"inst_err": pytest.approx(1.0)}
+    assert math.isnan(InstanceTask().meter().compute()["inst_err"])
+
 
 
 def test_summary_averages_class_iou_per_class_where_defined():

@@ -11,6 +11,8 @@ import torch
 
 import main_cityscapes
 from data import synthcity
+from data.identity import data_identity
+from tasks.depth import DepthTask
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -112,14 +114,14 @@ def test_non_finite_loss_stops_keeps_the_checkpoint_and_exits_non_zero(data, tmp
     """A NaN depth loss injected in the second epoch: the run stops with a message naming
     the task, keeps epoch 1's checkpoint and metrics, writes no summary, exits 3."""
     calls = {"n": 0}
-    depth_loss = main_cityscapes.LOSSES["depth"]
+    depth_loss = DepthTask.loss
 
-    def poisoned(pred, target):
+    def poisoned(task, pred, target):
         calls["n"] += 1
-        loss = depth_loss(pred, target)
+        loss = depth_loss(task, pred, target)
         return loss * float("nan") if calls["n"] > 16 else loss  # 12 train + 2 test batches per epoch
 
-    monkeypatch.setitem(main_cityscapes.LOSSES, "depth", poisoned)
+    monkeypatch.setattr(DepthTask, "loss", poisoned)
     assert main_cityscapes.main(argv(data, tmp_path, "run", epochs=3)) == 3
     err = capsys.readouterr().err
     assert "non-finite loss" in err and "loss_depth is nan" in err and "Traceback" not in err
@@ -193,7 +195,7 @@ def test_the_checkpoint_guards_the_data_even_when_the_config_identity_is_edited_
     other = synthcity.generate(tmp_path_factory.mktemp("other") / "d", n_train=48, n_val=8, height=32, width=64,
                                seed=3, progress=False)
     run = finished_then_unfinished(data, tmp_path)
-    other_identity = json.loads(json.dumps(main_cityscapes.data_identity(other)))
+    other_identity = json.loads(json.dumps(data_identity(other)))
     edit_config(run, lambda c: c["data"].update(root=str(other), identity=other_identity))
     assert main_cityscapes.main(["--resume", str(run), "--epochs", "2"]) == 2
     assert "its checkpoint records the data" in capsys.readouterr().err

@@ -13,6 +13,7 @@ import torch
 
 import main_cityscapes
 from data import synthcity
+from experiment import loop
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -47,16 +48,16 @@ def wait_for(path, proc, timeout=120):
 def test_weights_that_turn_nan_on_the_last_step_stop_the_run_keeping_the_last_good_epoch(data, tmp_path, monkeypatch,
                                                                                           capsys):
     """Finite losses, NaN weights: caught once per epoch, before the epoch is written."""
-    train_epoch = main_cityscapes.train_epoch
+    train_epoch = loop.train_epoch
 
-    def poisoned(exp, epoch, writer, step):
-        result = train_epoch(exp, epoch, writer, step)
+    def poisoned(exp, epoch, writer):
+        result = train_epoch(exp, epoch, writer)
         if epoch == 1:
             with torch.no_grad():
                 next(exp.model.parameters()).fill_(float("nan"))
         return result
 
-    monkeypatch.setattr(main_cityscapes, "train_epoch", poisoned)
+    monkeypatch.setattr(loop, "train_epoch", poisoned)
     run = tmp_path / "run"
     assert main_cityscapes.main(argv(data, tmp_path, "run", epochs=3)) == 3
     err = capsys.readouterr().err

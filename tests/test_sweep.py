@@ -166,7 +166,8 @@ def test_a_submitted_sweep_names_the_command_of_its_tables(tmp_path, capsys, giv
     assert f"tables once every run has ended: {expected}\n" in capsys.readouterr().out
 
 
-@pytest.mark.parametrize("tasks, singles", [("semantic depth", ["semantic", "depth"]), ("depth", ["depth"])])
+@pytest.mark.parametrize("tasks, singles", [("semantic depth", ["semantic", "depth"]), ("depth", ["depth"]),
+                                           ("depth instance semantic", ["semantic", "instance", "depth"])])
 def test_a_task_list_goes_to_every_run_and_single_task_baselines_follow_it(sweep, tasks, singles):
     done, calls = sweep("--methods", "adam", "--seeds", "0", "--tasks", tasks, "--single-task")
     assert done.returncode == 0, done.stderr
@@ -255,6 +256,8 @@ def test_jobs_run_side_by_side_on_the_cpu_with_no_gpu_asked_for(sweep, tmp_path)
     (["--methods", "adam", "--gpus", "0", "--jobs", "2"], "--jobs is for machines without --gpus"),
     (["--methods", "adam", "--gpus", "0 0"], "an id given twice"),
     (["--methods", "adam", "--jobs", "0"], "0 is not a positive integer"),
+    (["--methods", "adam", "--tasks", "semantic panoptic"],
+     "--tasks semantic panoptic: tasks must be distinct names from semantic, instance, depth"),
 ])
 def test_bad_arguments(sweep, tmp_path, args, message):
     done, calls = sweep(*args)
@@ -458,6 +461,19 @@ def test_status_tells_each_state_from_the_run_folders(tmp_path):
         "stale": ["pending", "1/3", "0.1000", "0.5000", "0.2500", "-", "stopped;", "resumes"],
         "stopped": ["pending", "1/3", "0.1000", "0.5000", "0.2500", "-", "stopped;", "resumes"],
         "new": ["pending", "-", "-", "-", "-", "-"]}
+
+
+def test_status_shows_the_instance_metric_when_a_run_reports_it(tmp_path):
+    sweep_dir = tmp_path / "runs" / "s"
+    plan.write_plan(sweep_dir, [plan.PlannedRun(n, ()) for n in ("two", "three")], "local")
+    write_run(sweep_dir, "two", epochs=1, rows=1, finished=True)
+    three = write_run(sweep_dir, "three", epochs=1, rows=0)
+    (three / "metrics.jsonl").write_text(json.dumps({"epoch": 0, "test": {"miou": 0.3, "inst_err": 4.5}}) + "\n")
+    done, rows = status(tmp_path)
+    assert done.stdout.splitlines()[1].split() == ["run", "state", "epoch", "miou", "pix_acc", "inst_err",
+                                                   "abs_err", "rel_err"]
+    assert rows == {"two": ["finished", "1/1", "0.1000", "0.5000", "-", "0.2500", "-"],
+                    "three": ["pending", "1/1", "0.3000", "-", "4.5000", "-", "-", "stopped;", "resumes"]}
 
 
 def test_status_without_a_plan_says_so(tmp_path):

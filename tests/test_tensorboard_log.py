@@ -8,8 +8,9 @@ from tensorboard.plugins.hparams import plugin_data_pb2
 
 import main_cityscapes
 from data.labels import TRAIN_ID_NAMES
-from evaluation.tensorboard_log import layout
-from evaluation.visualize import BAR, CAPTION, GAP
+from evaluation import tensorboard_log
+from evaluation.tensorboard_log import hparam_metrics, layout, task_metrics
+from evaluation.visualize import CAPTION, GAP
 
 EPOCHS = 2
 
@@ -71,14 +72,46 @@ def test_layout_of_a_single_task_run_without_baseline():
     assert charts == {"abs_err", "rel_err", "loss_depth", "learning rate"}
 
 
+def test_layout_and_metrics_of_three_tasks_come_from_the_registry():
+    three = ("semantic", "instance", "depth")
+    charts = {title for category in layout(three, with_delta_m=True).values() for title in category}
+    assert charts == {"miou", "pix_acc", "inst_err", "abs_err", "rel_err", "loss_semantic", "loss_instance",
+                      "loss_depth", "test Δm (%, lower is better)", "learning rate"}
+    assert task_metrics("instance") == ("inst_err",) and task_metrics("semantic") == ("miou", "pix_acc")
+    assert hparam_metrics(three) == ("miou", "pix_acc", "inst_err", "abs_err", "rel_err", "delta_m")
+    # the two-task columns, for the runs of a semantic + depth sweep single-task ones included
+    for tasks in (("semantic", "depth"), ("semantic",), ("depth",)):
+        assert hparam_metrics(tasks) == ("miou", "pix_acc", "abs_err", "rel_err", "delta_m")
+    assert hparam_metrics(("instance",)) == hparam_metrics(three)
+
+
+def test_hparams_of_a_three_task_run_list_inst_err(tmp_path):
+    from torch.utils.tensorboard import SummaryWriter
+
+    metrics = {"miou": 0.5, "pix_acc": 0.8, "inst_err": 3.0, "abs_err": 0.02, "rel_err": 0.4, "loss_instance": 1.0}
+    summary = {"final": metrics, "last10": metrics, "delta_m": {"final": 1.5, "last10": 2.5, "baseline": "b"}}
+    writer = SummaryWriter(log_dir=str(tmp_path))
+    tensorboard_log.log_hparams(writer, {"tasks": "semantic+instance+depth", "seed": 0}, {"epochs": 2},
+                                {"tasks": ["semantic+depth", "semantic+instance+depth"]}, summary, 2)
+    writer.close()
+    events = EventAccumulator(str(tmp_path), size_guidance={"scalars": 0, "tensors": 0})
+    events.Reload()
+    experiment = plugin_data_pb2.HParamsPluginData.FromString(
+        events.PluginTagToContent("hparams")["_hparams_/experiment"]).experiment
+    tags = [info.name.tag for info in experiment.metric_infos]
+    assert tags[:6] == ["last10/miou", "last10/pix_acc", "last10/inst_err", "last10/abs_err", "last10/rel_err",
+                        "last10/delta_m"]
+    assert events.Scalars("final/inst_err")[0].value == 3.0 and events.Scalars("last10/delta_m")[0].value == 2.5
+
+
 def test_sample_panels_are_test_images_of_the_grid_size(run):
     _, events = run
     images = events.Tags()["images"]
     assert images == [f"1 test/sample {i}" for i in range(1, 5)]
     first = events.Images(images[0])
     assert [e.step for e in first] == [1, 2]
-    # 32x64 samples enlarged 4x: two rows of 128 x 256 cells under captions, the colour bar below
-    assert (first[0].height, first[0].width) == (2 * (CAPTION + 128) + GAP + BAR, 3 * 256 + 2 * GAP)
+    # 32x64 samples enlarged 4x: three rows of 128 x 256 cells under captions (the last one the depth scale)
+    assert (first[0].height, first[0].width) == (3 * (CAPTION + 128) + 2 * GAP, 3 * 256 + 2 * GAP)
 
 
 def test_hparams_session_identifies_the_run_and_names_final_and_last10(run):

@@ -1,0 +1,159 @@
+"""The train/evaluate loop of one experiment: epochs, the run folder's files, TensorBoard and
+the console (docs/design.md, "Training loop")."""
+import contextlib
+import math
+import time
+
+import torch
+from tqdm import tqdm
+
+from evaluation import console, run_record, tensorboard_log
+from evaluation.delta_m import delta_m
+from evaluation.metrics import SplitMeter
+from evaluation.visualize import sample_panel
+from models import MODELS
+from optim import OPTIMIZERS
+from optim.dominance import csv_rows as au_csv_rows
+from optim.dominance import write_csv as write_au_csv
+from optim.engine import NonFinite
+from optim.weighting import WEIGHTINGS
+from tasks import DEFAULT_TASKS, TASKS
+
+NUM_PANELS = 4  # fixed validation images shown in TensorBoard each epoch
+
+
+def train_epoch(exp, epoch, writer):
+    exp.model.train()
+    meter = SplitMeter(exp.tasks, exp.device)
+    bar = tqdm(exp.loader(exp.train_set, epoch, shuffle=True), desc=f"epoch {epoch + 1} train", leave=False,
+               dynamic_ncols=True, mininterval=1.0, disable=None)
+    for batch in bar:
+        image, targets = exp.to_device(batch)
+        step = exp.engine.global_step
+        result = exp.engine.train_step((image, targets), epoch)
+        meter.update(result.preds, targets, result.losses)
+        for task, value in zip(exp.task_names, result.losses):
+            writer.add_scalar(f"train_step/loss_{task}", value, step)
+        for key, value in result.diagnostics.items():
+            writer.add_scalar(f"diagnostics/{key}", value, step)
+        bar.set_postfix({t: f"{v:.4f}" for t, v in zip(exp.task_names, result.losses)})
+    exp.engine.end_epoch(epoch)
+    return meter.compute()
+
+
+@torch.no_grad()
+def evaluate(exp):
+    exp.model.eval()
+    meter = SplitMeter(exp.tasks, exp.device)
+    panels = []
+    for batch in tqdm(exp.loader(exp.test_set, 0, shuffle=False), desc="test", leave=False, dynamic_ncols=True,
+                      mininterval=1.0, disable=None):
+        image, targets = exp.to_device(batch)
+        preds, losses = exp.predict_and_losses((image, targets))
+        meter.update(preds, targets, [loss.item() for loss in losses])
+        for i in range(min(NUM_PANELS - len(panels), len(image))):
+            panels.append(sample_panel(image[i].float().cpu().numpy(), exp.tasks, [p[i] for p in preds],
+                                       [y[i] for y in targets]))
+    return meter.compute(), panels
+
+
+def check_finite(exp, epoch, test_metrics):
+    """The losses are checked every step, but the last step can still turn the weights NaN,
+    and only the test metrics would show it. Checked once per epoch, before anything of it
+    is written."""
+    tensors = [*exp.model.parameters(), *(b for b in exp.model.buffers() if b.is_floating_point())]
+    if not all(torch.isfinite(t).all() for t in tensors):
+        raise NonFinite(f"the network's weights became NaN or infinite in epoch {epoch + 1} (the losses were "
+                        f"still finite): the run diverged")
+    # class_iou, a dict of ratios of counts, is finite or None by construction
+    bad = [f"{k} is {v}" for k, v in test_metrics.items() if isinstance(v, float) and not math.isfinite(v)]
+    if bad:
+        raise NonFinite(f"non-finite test metrics after epoch {epoch + 1}: {', '.join(bad)}")
+
+
+def run(exp):
+    args = exp.args
+    first_epoch, step, rows, au_rows = exp.restore() if args.resume else (0, 0, [], [])
+    exp.engine.global_step = step
+    if args.resume:  # the files as the checkpoint knew them: epochs run after it are dropped
+        for stale in run_record.stale_temporaries(exp.run_dir):
+            stale.unlink()
+        run_record.write_metrics(exp.run_dir, rows)
+        if exp.tracker:
+            write_au(exp, au_rows)
+        if exp.extending:  # a finished run given more --epochs: unfinished again until they are done
+            (exp.run_dir / run_record.SUMMARY).unlink()
+    run_record.write_json(exp.run_dir / run_record.CONFIG, exp.config)
+    print(console.header(
+        exp.run_dir, f"{args.method} + {args.weighting}, seed {args.seed}, {'+'.join(exp.task_names)}",
+        f"{exp.source.name} {exp.image_size[0]}x{exp.image_size[1]}, {len(exp.train_set)} train / "
+        f"{len(exp.test_set)} test, {args.classes} classes",
+        f"{args.arch} x{args.width_mult}, {exp.model.parameter_counts()['total'] / 1e6:.2f} M parameters, "
+        f"{exp.device}, {console.thread_count(torch.get_num_threads())}",
+        exp.baseline_reason if exp.baseline is None and len(exp.tasks) > 1 else None), flush=True)
+    from torch.utils.tensorboard import SummaryWriter  # a quarter second: not for --help or bad flags
+
+    # purge_step drops the per-step events a killed run logged after its last checkpoint
+    writer = SummaryWriter(log_dir=str(exp.run_dir), purge_step=step if args.resume else None)
+    if first_epoch == 0:
+        tensorboard_log.write_layout(writer, exp.task_names, with_delta_m=exp.baseline is not None)
+    try:
+        for epoch in range(first_epoch, args.epochs):
+            start = time.perf_counter()
+            lr = exp.optimizer.param_groups[0]["lr"]
+            train_metrics = train_epoch(exp, epoch, writer)
+            test_metrics, panels = evaluate(exp)
+            check_finite(exp, epoch, test_metrics)
+            exp.scheduler.step()
+            if exp.baseline is not None:
+                test_metrics["delta_m"] = delta_m(test_metrics, exp.baseline)
+            elif len(exp.tasks) > 1:
+                test_metrics["delta_m"] = None
+            row = {"epoch": epoch, "lr": lr, "seconds": time.perf_counter() - start,
+                   "train": train_metrics, "test": test_metrics}
+            rows.append(row)
+            run_record.write_metrics(exp.run_dir, rows)
+            if exp.tracker:
+                au_rows += log_dominance(writer, exp, epoch)
+                write_au(exp, au_rows)
+            run_record.save_checkpoint(exp.run_dir, exp.checkpoint_state(epoch + 1, exp.engine.global_step, rows,
+                                                                          au_rows))
+            tensorboard_log.log_epoch(writer, row, panels)
+            tqdm.write(console.epoch_line(row, rows, args.epochs))
+    except BaseException:  # a stopped run keeps the events it logged
+        with contextlib.suppress(OSError):
+            writer.close()
+        raise
+    summary = run_record.summarize(rows, exp.baseline, exp.baseline_name)
+    run_record.write_json(exp.run_dir / run_record.SUMMARY, summary)
+    log_hparams(writer, exp, summary)
+    writer.close()
+    print(console.final_table(summary, exp.baseline, exp.baseline_name))
+    print(f"results in {console.shown_path(exp.run_dir)}; curves: "
+          f"{console.tool_command('tensorboard', '--logdir', console.shown_path(exp.run_dir.parent))}")
+    return exp.run_dir
+
+
+def write_au(exp, au_rows):
+    with run_record.atomic_file(exp.run_dir / run_record.AU) as f:
+        write_au_csv(f, au_rows)
+
+
+def log_dominance(writer, exp, epoch):
+    """Per shared layer (input → output) and task: mean rAU to TensorBoard; returns the epoch's au.csv rows."""
+    rows = exp.tracker.layer_summary()
+    tensorboard_log.log_dominance(writer, rows, exp.task_names, epoch)
+    return au_csv_rows(rows, epoch, exp.task_names)
+
+
+def log_hparams(writer, exp, summary):
+    """TensorBoard's HParams tab: what tells the run apart, what a comparison holds equal, and
+    its final and last-10 metrics."""
+    args = exp.args
+    identity = {"data": f"{exp.source.name} {exp.image_size[0]}x{exp.image_size[1]}", "method": args.method,
+                "weighting": args.weighting, "seed": args.seed, "tasks": "+".join(exp.task_names)}
+    setup = {key: getattr(args, key) for key in ("classes", "arch", "width_mult", "epochs", "batch_size", "lr",
+                                                 "augment")}
+    choices = {"method": list(OPTIMIZERS), "weighting": list(WEIGHTINGS),
+               "tasks": list(dict.fromkeys(["+".join(DEFAULT_TASKS), "+".join(TASKS), *TASKS])), "arch": list(MODELS)}
+    tensorboard_log.log_hparams(writer, identity, setup, choices, summary, args.epochs)

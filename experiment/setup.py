@@ -1,0 +1,234 @@
+"""One experiment built from the flags (or from the run folder it resumes): data, tasks, model,
+optimizer, weighting method, training engine and run folder (docs/design.md, "Architecture")."""
+import json
+import os
+import platform
+import random
+import signal
+import subprocess
+import sys
+from datetime import datetime
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch.utils.data import DataLoader, RandomSampler
+
+from data import source as data_source
+from data.cityscapes import CityscapesNpy
+from data.identity import data_identity
+from evaluation import run_config, run_lock, run_record
+from evaluation.delta_m import select_baseline
+from experiment.flags import result_settings, resumed_args, settings_of
+from models import build_model
+from optim import build_optimizer
+from optim.dominance import DominanceTracker
+from optim.engine import TrainingEngine
+from optim.weighting.cli import build_weighting_from_args
+from tasks import TaskSettings, build_tasks
+
+
+def pick_device(name):
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    try:
+        device = torch.device(name)
+    except RuntimeError:
+        raise ValueError(f"--device {name!r}: expected auto, cpu, cuda or cuda:N") from None
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise ValueError(f"--device {name}: CUDA is not available on this machine")
+    return device
+
+
+def seed_everything(seed):
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)
+
+
+def git_commit():
+    repo = Path(__file__).resolve().parent.parent
+    try:
+        commit = subprocess.run(["git", "rev-parse", "HEAD"], cwd=repo, capture_output=True, text=True, check=True)
+        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=repo,
+                               capture_output=True, text=True, check=True)
+    except (OSError, subprocess.CalledProcessError):
+        return None
+    return commit.stdout.strip() + ("-dirty" if dirty.stdout.strip() else "")
+
+
+class Experiment:
+    """Everything one run needs, built from the flags (or from the run folder it resumes)."""
+
+    def __init__(self, args):
+        """For a new run, everything is checked before its folder is made; a resumed run's
+        folder must be owned by this process already (run_lock.acquire)."""
+        config = None
+        if args.resume:
+            args, config = resumed_args(args)
+        self.args = args
+        self.extending = config is not None and (Path(args.resume) / run_record.SUMMARY).exists()
+        self.tasks = build_tasks(args.tasks, TaskSettings(classes=args.classes, depth_rule=args.depth_rule))
+        self.task_names = tuple(task.name for task in self.tasks)
+        self.device = pick_device(args.device)
+        if config is None:
+            self.source = data_source.resolve(args.dataset, args.data_path, args.image_size, args.classes,
+                                              args.synthcity_train, args.synthcity_val)
+        else:  # the data the run started on, even if the default data has changed since
+            self.source = data_source.open_release(config["data"]["root"], args.classes)
+        self.data_identity = data_identity(self.source.root)
+        if config is not None:
+            check_same_data(Path(args.resume), config["data"].get("identity"), self.data_identity,
+                            f"{run_record.CONFIG} records")
+        ds = dict(root=self.source.root, tasks=self.tasks, seed=args.seed, in_memory=args.in_memory)
+        self.train_set = CityscapesNpy(split="train", augment=args.augment, **ds)
+        self.test_set = CityscapesNpy(split="val", **ds)
+        self.image_size = self.train_set.image_size
+        if len(self.tasks) > 1:
+            self.baseline, self.baseline_name, self.baseline_reason = select_baseline(
+                self.task_names, args.classes, self.image_size, self.source.synthetic, args.baseline)
+        else:
+            self.baseline, self.baseline_name, self.baseline_reason = None, None, "single-task run"
+        seed_everything(args.seed)
+        self.model = build_model(args.arch, self.tasks, args.width_mult).to(self.device)
+        if args.channels_last:
+            self.model = self.model.to(memory_format=torch.channels_last)
+        self.forward = torch.compile(self.model) if args.compile else self.model
+        self.optimizer = build_optimizer(args.method, self.model.shared_parameters(),
+                                         self.model.task_specific_parameters(), args.lr)
+        self.scheduler = torch.optim.lr_scheduler.StepLR(self.optimizer, args.lr_step, args.lr_gamma)
+        self.weighting = build_weighting_from_args(args, self.task_names)
+        self.tracker = DominanceTracker(self.optimizer, self.model.shared_layers(), len(self.tasks)) \
+            if args.track_au else None
+        self.engine = TrainingEngine(self.model, self.optimizer, self.weighting, self.predict_and_losses,
+                                     self.task_names, args.clip_grad_norm, self.tracker, args.diagnostics_every,
+                                     diagnose_plain=args.diagnostics)
+        self.config = self.make_config(config)
+        if config is None:
+            name = args.name or f"{args.method}-{args.weighting}-s{args.seed}-{datetime.now():%Y%m%d-%H%M%S-%f}"
+            self.run_dir, self.ownership = new_run_dir(Path(args.out) / name)
+        else:
+            self.run_dir, self.ownership = Path(args.resume), None
+
+    def make_config(self, previous):
+        data = {"name": self.source.name, "root": str(self.source.root), "synthetic": self.source.synthetic,
+                "synthcity": self.source.metadata, "image_size": list(self.image_size),
+                "train_samples": len(self.train_set), "val_samples": len(self.test_set), "identity": self.data_identity}
+        return run_record.new_config(
+            settings_of(self.args), data, self.task_names,
+            baseline={"name": self.baseline_name, "reason": self.baseline_reason, "metrics": self.baseline},
+            weighting={"name": self.args.weighting, "options": self.weighting.options()},
+            environment=self.environment(), parameters=self.model.parameter_counts(), git_commit=git_commit(),
+            previous=previous)
+
+    def environment(self):
+        """Where the run runs (never compared: a resume may move it)."""
+        return {**{key: getattr(self.args, key) for key in run_config.ENVIRONMENT_FLAGS},
+                "device": str(self.device), "host": platform.node(), "pid": os.getpid(),
+                "cuda_visible_devices": os.environ.get("CUDA_VISIBLE_DEVICES"),
+                "torch_threads": torch.get_num_threads()}
+
+    def loader(self, dataset, epoch, shuffle):
+        # The shuffle order depends only on (seed, epoch): a rerun or a resumed run repeats it.
+        sampler = RandomSampler(dataset, generator=torch.Generator().manual_seed(self.args.seed * 100_003 + epoch)) \
+            if shuffle else None
+        dataset.set_epoch(epoch)
+        return DataLoader(dataset, batch_size=self.args.batch_size, sampler=sampler,
+                          num_workers=self.args.num_workers, pin_memory=self.device.type == "cuda",
+                          worker_init_fn=leave_stopping_to_the_run)
+
+    def to_device(self, batch):
+        """(image, [target per task]) on the run's device, from the dataset's (image, {task: target})."""
+        image, targets = batch
+        image = image.to(self.device, non_blocking=True)
+        if self.args.channels_last:
+            image = image.contiguous(memory_format=torch.channels_last)
+        return image, [targets[name].to(self.device, non_blocking=True) for name in self.task_names]
+
+    def predict_and_losses(self, batch):
+        """(predictions, losses) of a batch on the device: the engine's compute_losses."""
+        image, targets = batch
+        with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.args.amp):
+            preds = self.forward(image)
+            losses = [task.loss(p, y).float() for task, p, y in zip(self.tasks, preds, targets)]
+        return preds, losses
+
+    def checkpoint_state(self, next_epoch, step, rows, au_rows):
+        return {
+            "epoch": next_epoch, "step": step, "rows": rows, "au_rows": au_rows,
+            "schema_version": run_config.SCHEMA_VERSION, "settings": result_settings(self.args),
+            "data_identity": self.data_identity,
+            "model": self.model.state_dict(), "optimizer": self.optimizer.state_dict(),
+            "scheduler": self.scheduler.state_dict(), "weighting": self.weighting.state_dict(),
+            "tracker": self.tracker.state_dict() if self.tracker else None, "rng": run_record.rng_state(),
+        }
+
+    def restore(self):
+        """(first epoch, global step, metrics rows, au.csv rows) from the last good checkpoint."""
+        state, messages = run_record.load_checkpoint(self.run_dir, map_location=self.device)
+        for message in messages:
+            print(f"warning: {message}; continuing from {run_record.PREVIOUS}", flush=True)
+        if state is None:
+            print(f"{self.run_dir}: no checkpoint yet; starting from epoch 1", flush=True)
+            return 0, 0, [], []
+        expected = result_settings(self.args)
+        recorded = run_config.settings({"schema_version": state.get("schema_version", 1),
+                                        "settings": state["settings"]})
+        for key in sorted(set(expected) | set(recorded)):
+            if expected.get(key) != recorded.get(key):
+                raise run_record.RunFolderError(
+                    f"--resume {self.run_dir}: the checkpoint was made with {key}={recorded.get(key)!r}, "
+                    f"the run's config.json says {expected.get(key)!r}; refusing to mix them")
+        check_same_data(self.run_dir, state.get("data_identity"), self.data_identity, "its checkpoint records")
+        self.model.load_state_dict(state["model"])
+        self.optimizer.load_state_dict(state["optimizer"])
+        self.scheduler.load_state_dict(state["scheduler"])
+        self.weighting.load_state_dict(state["weighting"])
+        if self.tracker:
+            self.tracker.load_state_dict(state["tracker"])
+        run_record.set_rng_state(state["rng"])
+        print(f"resuming {self.run_dir} at epoch {state['epoch'] + 1}", flush=True)
+        return state["epoch"], state["step"], state["rows"], state.get("au_rows", [])
+
+
+def leave_stopping_to_the_run(worker_id):
+    """A DataLoader worker is forked with the run's signal handlers; Ctrl-C reaches the whole
+    process group, so a worker would print its own traceback. The run stops its workers itself
+    (and they die with it: run_lock's PDEATHSIG). A batch in flight when the run stops leaves
+    the worker's file-descriptor server (multiprocessing.resource_sharer) with a reset
+    connection, which it would report as a traceback: a hang-up is no error here."""
+    for sig in (signal.SIGINT, signal.SIGUSR2):
+        signal.signal(sig, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
+    sys.excepthook = _silent_on_hang_up
+
+
+def _silent_on_hang_up(kind, value, traceback):
+    if not issubclass(kind, (ConnectionError, EOFError)):
+        sys.__excepthook__(kind, value, traceback)
+
+
+def check_same_data(run_dir, recorded, found, where):
+    """A resumed run continues on the data it started on: the identity its config or checkpoint
+    records must be the identity of the data found now (a missing record: a run older than
+    the record, nothing to compare)."""
+    if recorded is not None and recorded != found:
+        raise run_record.RunFolderError(
+            f"--resume {run_dir}: {where} the data {json.dumps(recorded, sort_keys=True)[:300]}, but its data "
+            f"folder now holds {json.dumps(found, sort_keys=True)[:300]}; the data changed or config.json's "
+            f"data.root was edited; refusing to mix them")
+
+
+def new_run_dir(run_dir):
+    """Create <out>/<name> and own it in one step (run_lock), then refuse it, still owned, if it
+    holds a run already. (run_dir, ownership)."""
+    try:
+        ownership = run_lock.acquire(run_dir, create=True)
+    except OSError as e:
+        raise run_record.RunWriteError(f"cannot create the run folder {run_dir}: {e.strerror or e}") from None
+    try:
+        run_record.check_new_run_dir(run_dir, run_lock.run_files(run_dir))
+    except BaseException:
+        ownership.release()
+        raise
+    return run_dir, ownership
