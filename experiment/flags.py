@@ -15,6 +15,7 @@ from evaluation import run_config, run_record
 from models import MODELS
 from optim import OPTIMIZERS
 from optim.weighting import WEIGHTINGS
+from optim.weighting.base import HEAD_GRADS
 from optim.weighting.cli import add_weighting_flags, flag_dest
 from tasks import DEFAULT_TASKS, TASKS, canonical
 
@@ -84,6 +85,11 @@ def build_parser():
 
     methods = p.add_argument_group("methods", "--<method>-<option> flags apply only to that --weighting method")
     methods.add_argument("--weighting", default="ew", choices=list(WEIGHTINGS), help="multi-task gradient method")
+    methods.add_argument("--head-grads", default=None, choices=HEAD_GRADS,
+                         help="gradient methods: each task head gets its own ∇L_k (own) or α_k ∇L_k with the "
+                              "method's weights α (weighted); default: what the published code does, weighted for "
+                              f"{', '.join(n for n, c in WEIGHTINGS.items() if c.default_head_grads == 'weighted')}, "
+                              "own for the others")
     add_weighting_flags(methods, TASKS, DEFAULT_TASKS[0])
 
     run_folder = p.add_argument_group("run folder and logging")
@@ -182,6 +188,8 @@ def parse_args(argv=None):
     args.explicit = explicit_flags(argv)
     check_values(parser, args, parser.error)
     args.tasks = list(canonical(args.tasks))  # the registry's order: outputs follow it
+    if args.head_grads is None:  # recorded as what the run does, so runs group by it
+        args.head_grads = WEIGHTINGS[args.weighting].default_head_grads
     warn_ignored(args)
     return args
 

@@ -15,37 +15,7 @@ import torch
 
 from .adatask import AdaTaskOptimizer
 from .task_gradients import task_gradients
-
-
-def gram_matrix(grads):
-    """M = G Gᵀ (K×K, float64) of K per-task gradient lists; None counts as zero."""
-    num_tasks = len(grads)
-    reference = next(g for task in grads for g in task if g is not None)
-    gram = torch.zeros(num_tasks, num_tasks, dtype=torch.float64, device=reference.device)
-    for per_task in zip(*grads):
-        present = [k for k, g in enumerate(per_task) if g is not None]
-        if not present:
-            continue
-        flat = torch.stack([per_task[k].reshape(-1) for k in present])
-        block = (flat @ flat.T).double()
-        gram[torch.tensor(present)[:, None], torch.tensor(present)[None, :]] += block.to(gram.device)
-    return gram
-
-
-def mix_gradients(mixing, grads):
-    """Contribution lists Σ_j A_ij g_j, built parameter by parameter so that at most one
-    parameter's K temporaries exist beside the K gradient sets."""
-    num_tasks = len(grads)
-    mixed = [[None] * len(grads[0]) for _ in range(num_tasks)]
-    for i_param, per_task in enumerate(zip(*grads)):
-        if all(g is None for g in per_task):
-            continue
-        like = next(g for g in per_task if g is not None)
-        stacked = torch.stack([torch.zeros_like(like) if g is None else g for g in per_task])
-        combined = torch.tensordot(mixing.to(stacked.dtype).to(stacked.device), stacked, dims=1)
-        for k in range(num_tasks):
-            mixed[k][i_param] = combined[k]
-    return mixed
+from .weighting.base import gram_matrix
 
 
 def clip_coefficient(total_norm, max_norm):
@@ -56,9 +26,10 @@ def clip_coefficient(total_norm, max_norm):
 def diagnostics(gram, mixing):
     """Conflict and dominance at a glance: the cosine between the task gradients and their
     norm ratio (K = 2: task 0 over task 1; otherwise every pair), and the method's effective
-    weights α = column sums of A (the update is Σ_j α_j g_j)."""
+    weights α = column sums of A (the update is Σ_j α_j g_j; none for a method that is no
+    mixing)."""
     norms = gram.diagonal().clamp(min=0).sqrt()
-    out = {f"weight/{j}": float(a) for j, a in enumerate(mixing.sum(0))}
+    out = {} if mixing is None else {f"weight/{j}": float(a) for j, a in enumerate(mixing.sum(0))}
     for i in range(len(norms)):
         for j in range(i + 1, len(norms)):
             denom = float(norms[i] * norms[j])
@@ -72,6 +43,8 @@ class MultiTaskStep:
 
     clip_grad_norm: clip the total norm of the final update gradient (shared contributions
     summed, plus the task-specific gradients) to this value, the same for every method.
+    The task heads get their plain ∇L_k, or α_k ∇L_k where the method's head_grads says
+    "weighted" (base.HEAD_GRADS).
     tracker: an optional optim.dominance.DominanceTracker, fed the contributions actually
     applied after every step; it needs per-task gradients, so with a plain optimizer and a
     loss-only method it turns the one summed backward into K per-task ones.
@@ -85,6 +58,7 @@ class MultiTaskStep:
         self.clip_grad_norm = clip_grad_norm
         self.tracker = tracker
         self.adatask = isinstance(optimizer, AdaTaskOptimizer)
+        weighting.check_head_grads()
 
     @property
     def computes_task_gradients(self):
@@ -110,7 +84,9 @@ class MultiTaskStep:
         if self.weighting.needs_grads:
             grads = task_gradients(losses, self.shared_params, self.task_params)
             ctx = replace(ctx, grads=grads, gram=gram_matrix(grads))
-            mixing = self.weighting.mix(ctx)
+            grads, mixing = self.weighting.contributions(ctx)
+            if self.weighting.head_grads == "weighted":
+                self._weight_heads(mixing.sum(0))
         else:  # loss-only weights under AdaTask: each task's backward of its weighted loss
             weights = self.weighting.weights(ctx).to(losses[0].device)
             grads = task_gradients([w * l for w, l in zip(weights, losses)], self.shared_params, self.task_params)
@@ -118,8 +94,6 @@ class MultiTaskStep:
             if want_diagnostics:
                 ctx = replace(ctx, gram=gram_matrix(grads))
         info = diagnostics(ctx.gram, mixing) if want_diagnostics else {}
-        if self.weighting.needs_grads:
-            grads = mix_gradients(mixing, grads)
         self._clip_contributions(grads)
         if self.adatask:
             self.optimizer.step(task_grads=grads)
@@ -131,6 +105,12 @@ class MultiTaskStep:
         if self.tracker is not None:
             self.tracker.update(grads)
         return info
+
+    def _weight_heads(self, alphas):
+        """Task k's own gradients times α_k (--head-grads weighted), as a backward of Σ α_k L_k
+        would have given them."""
+        for alpha, params in zip(alphas.tolist(), self.task_params):
+            torch._foreach_mul_([p.grad for p in params if p.grad is not None], alpha)
 
     def _probe_diagnostics(self, losses, weights):
         """The diagnostics of a step that needs no per-task gradients: they are computed on the

@@ -6,9 +6,9 @@ from torch import nn
 
 from optim import build_optimizer
 from optim.dominance import DominanceTracker
-from optim.multitask_step import MultiTaskStep, gram_matrix, mix_gradients
+from optim.multitask_step import MultiTaskStep, gram_matrix
 from optim.weighting import build_weighting
-from optim.weighting.base import StepContext
+from optim.weighting.base import StepContext, mix_gradients
 
 
 def test_gram_matrix_and_mixing_follow_their_formulas():

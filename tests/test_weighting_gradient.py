@@ -125,23 +125,27 @@ def test_gdod_orthogonal_and_anti_parallel_gradients():
 
 # ---- torchjd-backed weightings ----------------------------------------------------------------
 
+# Each method with the options that make it torchjd's computation (the defaults are our
+# exact MGDA solver and Aligned-MTL's float32 rank cut-off, tested in test_weighting_fidelity.py).
 TORCHJD = {
-    "mgda": lambda k: jd.MGDA(),
-    "cagrad": lambda k: jd.CAGrad(c=0.4),
-    "imtl": lambda k: jd.IMTLG(),
-    "upgrad": lambda k: jd.UPGrad(),
-    "aligned_mtl": lambda k: jd.AlignedMTL(),
+    "mgda": (jd.MGDA, {"solver": "frank_wolfe"}),
+    "cagrad": (lambda: jd.CAGrad(c=0.4), {}),
+    "imtl": (jd.IMTLG, {}),
+    "upgrad": (jd.UPGrad, {}),
+    "aligned_mtl": (jd.AlignedMTL, {"rank_eps": torch.finfo(torch.float64).eps}),
+    "dualproj": (jd.DualProj, {}),
 }
 
 
 @pytest.mark.parametrize("name", TORCHJD)
 @pytest.mark.parametrize("num_tasks", [2, 3])
 def test_torchjd_backed_methods_equal_torchjd_aggregators(name, num_tasks):
+    aggregator, options = TORCHJD[name]
     for seed in range(3):
         grads = jacobian(num_tasks, seed)
-        mixing = mix(name, grads)
+        mixing = mix(name, grads, **options)
         assert torch.equal(mixing, torch.diag(mixing.diagonal()))
-        assert torch.allclose(mixing.sum(0) @ grads, TORCHJD[name](num_tasks)(grads), rtol=1e-9, atol=1e-9)
+        assert torch.allclose(mixing.sum(0) @ grads, aggregator()(grads), rtol=1e-9, atol=1e-9)
 
 
 # ---- Nash-MTL ------------------------------------------------------------------------------

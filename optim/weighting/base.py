@@ -1,10 +1,12 @@
 """The contract between the training step and a --weighting method (docs/methods.md, "Weighting methods").
 
 A method turns K task losses (and, when it asks for them, the K per-task gradients of
-the shared parameters) into K per-task contributions. It answers with a K×K mixing
+the shared parameters) into K per-task contributions. Most answer with a K×K mixing
 matrix A: contribution i = Σ_j A_ij g_j. A weighting w is A = diag(w); PCGrad and GDOD
-fill the off-diagonal. A plain optimizer applies the sum of the contributions; an
-AdaTask optimizer feeds contribution i into task i's moments.
+fill the off-diagonal. A method that is no such mixing (GradDrop's per-coordinate masks,
+ConFIG's common direction) returns the contributions themselves from `contributions`.
+A plain optimizer applies the sum of the contributions; an AdaTask optimizer feeds
+contribution i into task i's moments.
 
 Loss-only methods (needs_grads = False) give their weights from the losses alone, so a
 plain optimizer pays one backward of Σ w_k L_k. Gradient methods (needs_grads = True)
@@ -40,6 +42,80 @@ class StepContext:
     losses_after: Callable | None = None
 
 
+# What task k's own parameters (its head) get under a gradient method: "own", its plain
+# ∇L_k; "weighted", α_k ∇L_k with α the method's effective weights (the column sums of A), as
+# backpropagating the weighted loss Σ α_k L_k does in the published MGDA, IMTL-G and Nash-MTL code.
+HEAD_GRADS = ("own", "weighted")
+
+
+class Contributions(NamedTuple):
+    """A gradient method's answer: K contribution lists aligned with the shared parameters
+    (None where no task reaches a parameter), and the K×K mixing matrix that made them, or
+    None for a method that is no mixing (diagnostics then report no effective weights)."""
+
+    grads: list
+    mixing: torch.Tensor | None
+
+
+def gram_matrix(grads):
+    """M = G Gᵀ (K×K) of K per-task gradient lists, accumulated in float64: a float32 product
+    loses the small eigenvalue of nearly collinear gradients, which the solvers divide by.
+    None counts as zero."""
+    num_tasks = len(grads)
+    reference = next(g for task in grads for g in task if g is not None)
+    gram = torch.zeros(num_tasks, num_tasks, dtype=torch.float64, device=reference.device)
+    for per_task in zip(*grads):
+        present = [k for k, g in enumerate(per_task) if g is not None]
+        if not present:
+            continue
+        flat = torch.stack([per_task[k].reshape(-1) for k in present]).double()
+        gram[torch.tensor(present)[:, None], torch.tensor(present)[None, :]] += flat @ flat.T
+    return gram
+
+
+def flat_gradients(grads):
+    """The (K, P) matrix of K per-task gradient lists, the parameters flattened and
+    concatenated in order, None as zeros, and each parameter's shape (None for a parameter
+    that no task reaches: it takes no columns). For methods that work on the whole vectors."""
+    columns, shapes = [], []
+    for per_task in zip(*grads):
+        like = next((g for g in per_task if g is not None), None)
+        shapes.append(None if like is None else like.shape)
+        if like is not None:
+            columns.append(torch.stack([(torch.zeros_like(like) if g is None else g).reshape(-1) for g in per_task]))
+    return torch.cat(columns, 1), shapes
+
+
+def unflatten(rows, shapes):
+    """K lists of per-parameter tensors from the (K, P) `rows` laid out as flat_gradients does."""
+    out = [[None] * len(shapes) for _ in rows]
+    offset = 0
+    for i, shape in enumerate(shapes):
+        if shape is None:
+            continue
+        size = shape.numel()
+        for k, row in enumerate(rows):
+            out[k][i] = row[offset:offset + size].reshape(shape)
+        offset += size
+    return out
+
+
+def mix_gradients(mixing, grads):
+    """Contribution lists Σ_j A_ij g_j, built parameter by parameter so that at most one
+    parameter's K temporaries exist beside the K gradient sets."""
+    num_tasks = len(grads)
+    mixed = [[None] * len(grads[0]) for _ in range(num_tasks)]
+    for i_param, per_task in enumerate(zip(*grads)):
+        if all(g is None for g in per_task):
+            continue
+        like = next(g for g in per_task if g is not None)
+        stacked = torch.stack([torch.zeros_like(like) if g is None else g for g in per_task])
+        combined = torch.tensordot(mixing.to(stacked.dtype).to(stacked.device), stacked, dims=1)
+        for k in range(num_tasks):
+            mixed[k][i_param] = combined[k]
+    return mixed
+
+
 class _OptionFields(NamedTuple):
     type: type
     default: Any
@@ -58,26 +134,33 @@ class Option(_OptionFields):
 
 
 class WeightingMethod:
-    """Base class. Subclasses set `needs_grads` (and `needs_lookahead`) and implement `weights`
-    or `mix`; the step calls one of them once per step (RLW, PCGrad and Nash-MTL advance their
+    """Base class. Subclasses set `needs_grads` (and `needs_lookahead`) and implement `weights`,
+    `mix` or `contributions`; the step calls one of them once per step (RLW, PCGrad and Nash-MTL advance their
     state there).
 
     Class metadata, read by the registry for --help and the README table:
     name (the --weighting key), paper (citation), needs (what a step must supply),
-    cost (what the method adds per step), OPTIONS ({option name: Option}). Each option
+    cost (what the method adds per step), fidelity (how it compares with the published
+    implementation), OPTIONS ({option name: Option}). Each option
     becomes an attribute of the same name, validated against its Option.
     """
 
     needs_grads = False
+    default_head_grads = "own"  # gradient methods: what the task heads get (HEAD_GRADS)
     needs_lookahead = False  # True: the step must offer StepContext.losses_after
+    mixes = True  # False: contributions() is overridden and reports no mixing matrix
     name = ""
     paper = ""
     needs = "losses"
     cost = ""
+    fidelity = ""  # against the published implementation (docs/methods.md, "Published implementations")
     OPTIONS: dict = {}
 
-    def __init__(self, num_tasks, **options):
+    def __init__(self, num_tasks, head_grads=None, **options):
         self.num_tasks = num_tasks
+        self.head_grads = self.default_head_grads if head_grads is None else head_grads
+        if self.head_grads not in HEAD_GRADS:
+            raise ValueError(f"--head-grads must be one of {', '.join(HEAD_GRADS)}, got {self.head_grads!r}")
         unknown = sorted(set(options) - set(self.OPTIONS))
         if unknown:
             raise ValueError(f"{self.name}: unknown option(s) {', '.join(unknown)}; "
@@ -93,6 +176,12 @@ class WeightingMethod:
         """The (K, K) mixing matrix A; by default diag(weights)."""
         return torch.diag(self.weights(ctx))
 
+    def contributions(self, ctx) -> Contributions:
+        """A gradient method's K per-task contributions from ctx.grads: by default A g with
+        A = mix(ctx). A method that is no K×K mixing overrides this (and sets mixes = False)."""
+        mixing = self.mix(ctx)
+        return Contributions(mix_gradients(mixing, ctx.grads), mixing)
+
     def end_epoch(self, epoch, mean_losses):
         """Called after each training epoch with the (K,) epoch-mean training losses."""
 
@@ -100,8 +189,17 @@ class WeightingMethod:
         """Called after the optimizer step (FAMO's update of its own weights)."""
 
     def options(self):
-        """The method's settings, recorded in config.json."""
-        return {key: getattr(self, key) for key in self.OPTIONS}
+        """The method's settings, recorded in config.json (with head_grads for gradient methods)."""
+        settings = {key: getattr(self, key) for key in self.OPTIONS}
+        return {**settings, "head_grads": self.head_grads} if self.needs_grads else settings
+
+    def check_head_grads(self):
+        """Refuse --head-grads weighted where it has no meaning: the step calls this once the
+        method's needs are final (IMTL-L's hybrid turns needs_grads on in __init__)."""
+        if self.head_grads == "weighted" and not (self.needs_grads and self.mixes):
+            kind = "a loss-only method (its heads always get w_k ∇L_k)" if not self.needs_grads else \
+                "no K×K weighting of the task gradients"
+            raise ValueError(f"--head-grads weighted: --weighting {self.name} is {kind}; use --head-grads own")
 
     def state_dict(self):
         """Tensors and plain Python values only, so torch.load(weights_only=True) reads it."""

@@ -5,16 +5,25 @@ from .torchjd_gram import TorchJDGramWeighting
 
 class CAGrad(TorchJDGramWeighting):
     """The best worst-task improvement within a ball of radius c·‖g_0‖ around the mean
-    gradient g_0 (torchjd solves it with cvxpy/Clarabel)."""
+    gradient g_0 (torchjd solves it with cvxpy/Clarabel). The weights are scale-free: the
+    Gram matrix is normalised first, so norm_eps is relative (torchjd_gram.py)."""
 
     name = "cagrad"
+    fidelity = "published scale = ours × K/(1+c²) (`--cagrad-convention`); guard made relative"
     paper = "Liu et al. 2021, Conflict-Averse Gradient Descent for Multi-task Learning (NeurIPS)"
     cost = "Gram matrix O(K²P) + a K-variable conic solve"
+    scale_free = True
     OPTIONS = {
         "c": Option(float, 0.4, "radius scale c of the ball around the mean gradient"),
-        "norm_eps": Option(float, 1e-4, "torchjd's guard against dividing by a vanishing norm"),
+        "norm_eps": Option(float, 1e-4, "torchjd's guard against a vanishing norm, relative to the mean "
+                           "squared task-gradient norm"),
+        "convention": Option(str, "ours", "the update's scale: 'ours' (torchjd's, the mean-gradient scale) or "
+                             "'published' (the official code's: ours x K/(1+c²))", ("ours", "published")),
     }
 
     def build(self):
         from torchjd.aggregation import CAGradWeighting  # lazy: see torchjd_gram.py
         return CAGradWeighting(c=self.c, norm_eps=self.norm_eps)
+
+    def scale(self):
+        return self.num_tasks / (1 + self.c**2) if self.convention == "published" else 1.0

@@ -51,4 +51,4 @@ def build_weighting_from_args(args, tasks):
                 raise ValueError(f"--main-task {value}: not among the trained --tasks {' '.join(tasks)}")
             value = list(tasks).index(value)
         options[option] = value
-    return cls(len(tasks), **options)
+    return cls(len(tasks), head_grads=args.head_grads, **options)

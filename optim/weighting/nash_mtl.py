@@ -45,7 +45,9 @@ class NashMTL(WeightingMethod):
     Per step: the Gram matrix; a K-variable Newton solve.
     """
 
+    default_head_grads = "weighted"  # the published CityScapes code backpropagates Σ α_k L_k
     name = "nash_mtl"
+    fidelity = "same fixed point, our Newton solver instead of cvxpy"
     paper = "Navon et al. 2022, Multi-Task Learning as a Bargaining Game (ICML)"
     needs = "gradients (Gram matrix)"
     cost = "Gram matrix O(K²P) + a K-variable Newton solve"
