@@ -16,15 +16,33 @@ import json
 import math
 from pathlib import Path
 
-SCHEMA_VERSION = 3  # 3: the --diagnostics flag
+SCHEMA_VERSION = 4  # 3: the --diagnostics flag; 4: --head-grads, 13 more --weighting methods, new method options
 ENVIRONMENT_FLAGS = ("device", "num_workers", "in_memory", "threads")
 BOOKKEEPING = ("epochs", "name", "out", "resume", "diagnostics_every", "diagnostics")
 FREE_ON_RESUME = frozenset(ENVIRONMENT_FLAGS + BOOKKEEPING) - {"name", "out"}
 # The keys that distinguish the runs of a sweep from each other, or say where the data lives
 # (its identity is compared instead).
 ROW_KEYS = frozenset({"seed", "data_path", "dataset", "baseline", "method", "weighting", "tasks"})
+# Version 4's methods, whose options an older run (of another method) never used.
+METHODS_ADDED_IN_4 = ("imtl_l", "stch", "gls", "gradnorm", "graddrop", "gradvac", "db_mtl", "fairgrad", "moco",
+                      "sdmgrad", "excess_mtl", "config", "dualproj")
 # setting → (schema version that added it, the value that reproduces the behaviour before it)
-ADDED_SETTINGS: dict[str, tuple[int, object]] = {"diagnostics": (3, False)}
+ADDED_SETTINGS: dict[str, tuple[int, object]] = {
+    "diagnostics": (3, False),
+    # version 3 gave every head its own gradient, MGDA by Frank-Wolfe, DWA per epoch, our
+    # scale conventions, and Aligned-MTL torchjd's float64 rank cut-off
+    "head_grads": (4, "own"), "dwa_mode": (4, "epoch"), "dwa_window": (4, 25), "mgda_solver": (4, "frank_wolfe"),
+    "mgda_convention": (4, "ours"), "cagrad_convention": (4, "ours"), "aligned_mtl_convention": (4, "ours"),
+    "aligned_mtl_rank_eps": (4, 2.220446049250313e-16),
+}
+
+
+def _new_method_defaults():
+    """The options of the methods added in version 4 at their defaults (the registry imports
+    torch: only paid when an older file is read)."""
+    from optim.weighting import WEIGHTINGS
+    from optim.weighting.cli import flag_dest
+    return {flag_dest(m, o): spec.default for m in METHODS_ADDED_IN_4 for o, spec in WEIGHTINGS[m].OPTIONS.items()}
 MAX_SETTINGS_LISTED, MAX_RUNS_LISTED = 10, 4  # bounds of a setup-mismatch message
 ABSENT = "(absent)"  # a setting a setup does not record
 
@@ -78,6 +96,9 @@ def settings(config):
     for key, (added_in, before) in ADDED_SETTINGS.items():
         if version < added_in:
             filled.setdefault(key, before)
+    if version < 4:
+        for key, default in _new_method_defaults().items():
+            filled.setdefault(key, default)
     return filled
 
 

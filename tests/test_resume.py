@@ -161,7 +161,7 @@ def edit_config(run, edit):
     (lambda c: c["settings"].pop("lr"), '"settings.lr" is missing'),
     (lambda c: c.update(data=["not", "an", "object"]), '"data" must be an object, not list'),
     (lambda c: c.update(tasks="semantic"), '"tasks" must be a non-empty list'),
-    (lambda c: c.update(schema_version=99), "schema_version is 99; this version reads 1..3"),
+    (lambda c: c.update(schema_version=99), "schema_version is 99; this version reads 1..4"),
 ])
 def test_a_hand_edited_config_is_refused_naming_file_and_key(data, tmp_path, capsys, edit, named):
     run = finished_then_unfinished(data, tmp_path)
@@ -204,7 +204,7 @@ def test_the_checkpoint_guards_the_data_even_when_the_config_identity_is_edited_
 def test_config_records_schema_and_environment_apart_from_settings(data, tmp_path):
     run = finished_then_unfinished(data, tmp_path)
     config = json.loads((run / "config.json").read_text())
-    assert config["schema_version"] == 3 and config["data"]["identity"]["kind"] == "synthcity"
+    assert config["schema_version"] == 4 and config["data"]["identity"]["kind"] == "synthcity"
     assert not {"device", "num_workers", "in_memory"} & set(config["settings"])
     assert {"device", "num_workers", "in_memory", "host", "cuda_visible_devices", "torch_threads"} \
         <= set(config["environment"])
@@ -236,13 +236,38 @@ def test_a_schema_2_config_without_the_diagnostics_flag_still_resumes(data, tmp_
     assert len(rows_without_wall_clock(run)) == 2
 
 
-def test_settings_added_later_read_as_the_behaviour_before_them(monkeypatch):
+def test_settings_added_later_read_as_the_behaviour_before_them():
     from evaluation import run_config
 
-    monkeypatch.setattr(run_config, "ADDED_SETTINGS", {"head_grads": (3, "own")})
-    old = {"schema_version": 2, "settings": {"lr": 1e-4}}
-    assert run_config.settings(old) == {"lr": 1e-4, "head_grads": "own"}
-    assert run_config.settings({**old, "schema_version": 3}) == {"lr": 1e-4}  # a newer file must say it
+    old = {"schema_version": 3, "settings": {"lr": 1e-4}}
+    filled = run_config.settings(old)
+    # what a version-3 run did: plain head gradients, Frank-Wolfe MGDA, per-epoch DWA, ...
+    assert filled["head_grads"] == "own" and filled["mgda_solver"] == "frank_wolfe" and filled["dwa_mode"] == "epoch"
+    assert filled["gradnorm_alpha"] == 1.5 and filled["stch_warmup_epochs"] == 4  # methods it could not use
+    assert run_config.settings({**old, "schema_version": 4}) == {"lr": 1e-4}  # a newer file must say it
+
+
+def test_a_schema_3_run_without_the_version_4_settings_still_resumes(data, tmp_path):
+    """A run as version 3 made it: its settings had the version-3 behaviour, and neither its
+    config.json nor its checkpoint records the keys version 4 added."""
+    import torch
+
+    from evaluation import run_config
+
+    run = finished_then_unfinished(data, tmp_path, "--mgda-solver", "frank_wolfe",
+                                   "--aligned-mtl-rank-eps", "2.220446049250313e-16")
+    added = (set(run_config.ADDED_SETTINGS) | set(run_config._new_method_defaults())) - {"diagnostics"}
+
+    def to_schema_3(record):
+        record["schema_version"] = 3
+        for key in added:
+            del record["settings"][key]
+    edit_config(run, to_schema_3)
+    state = torch.load(run / "checkpoint.pt", weights_only=True)
+    to_schema_3(state)
+    torch.save(state, run / "checkpoint.pt")
+    assert main_cityscapes.main(["--resume", str(run), "--epochs", "2"]) == 0
+    assert len(rows_without_wall_clock(run)) == 2
 
 
 def test_an_empty_latest_checkpoint_falls_back_to_the_previous_one(data, tmp_path, capsys):

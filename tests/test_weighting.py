@@ -9,8 +9,9 @@ import torch
 from optim.weighting import WEIGHTINGS, StepContext, build_weighting, method_table
 from optim.weighting.famo import famo_logit_gradient
 
-NAMES = ["ew", "rlw", "dwa", "uw", "famo", "pcgrad", "gdod", "hydalearn", "mgda", "cagrad", "imtl", "upgrad",
-         "aligned_mtl", "nash_mtl"]
+NAMES = ["ew", "rlw", "dwa", "uw", "famo", "imtl_l", "stch", "gls",
+         "pcgrad", "gdod", "hydalearn", "mgda", "cagrad", "imtl", "upgrad", "aligned_mtl", "nash_mtl", "gradnorm",
+         "graddrop", "gradvac", "db_mtl", "fairgrad", "moco", "sdmgrad", "excess_mtl", "config", "dualproj"]
 
 
 def ctx_for(losses, **kw):
@@ -26,7 +27,8 @@ def test_registry_names_and_metadata():
         assert cls.name == name and cls.paper and cls.needs and cls.cost
         assert f"`{name}`" in table
         method = build_weighting(name, 2)
-        assert method.options() == {k: o.default for k, o in cls.OPTIONS.items()}
+        head_grads = {"head_grads": cls.default_head_grads} if cls.needs_grads else {}
+        assert method.options() == {**{k: o.default for k, o in cls.OPTIONS.items()}, **head_grads}
 
 
 def test_unknown_names_and_bad_options_fail_clearly():
@@ -40,7 +42,8 @@ def test_unknown_names_and_bad_options_fail_clearly():
         build_weighting("hydalearn", 2, gain="exact")
     with pytest.raises(ValueError, match="must be one of network"):
         build_weighting("gdod", 2, decomposition="layer")
-    assert build_weighting("cagrad", 2, c=1).options() == {"c": 1.0, "norm_eps": 1e-4}
+    assert build_weighting("cagrad", 2, c=1).options() == {"c": 1.0, "norm_eps": 1e-4, "convention": "ours",
+                                                           "head_grads": "own"}
 
 
 # ---- state: plain values only, exact round trip ------------------------------------------
@@ -67,7 +70,11 @@ def run_steps(method, steps):
     out = []
     for step in steps:
         ctx = scenario_context(step)
-        out.append(method.mix(ctx))
+        if method.needs_grads:
+            contributions = method.contributions(ctx).grads
+            out.append(torch.stack([torch.cat([g.reshape(-1) for g in task]) for task in contributions]))
+        else:
+            out.append(method.weights(ctx))
         method.after_step(ctx)
         if step % 2 == 1:
             method.end_epoch(step // 2, ctx.losses + 0.1 * step)

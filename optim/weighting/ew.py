@@ -9,6 +9,7 @@ class EqualWeighting(WeightingMethod):
     optimizer)."""
 
     name = "ew"
+    fidelity = "matches (the sum of losses)"
     paper = "equal weights (the loss sum), the reference protocol's baseline"
     needs = "losses"
     cost = "none"

@@ -64,6 +64,7 @@ class GDOD(WeightingMethod):
     those on the task-conflict ones. Per step: the Gram matrix; one K×K eigendecomposition."""
 
     name = "gdod"
+    fidelity = "no public code: our reading, options for the open choices"
     paper = "Dong et al. 2022, GDOD: Effective Gradient Descent using Orthogonal Decomposition for Multi-Task Learning (CIKM)"
     needs = "gradients (Gram matrix)"
     cost = "Gram matrix O(K²P) + O(K³)"

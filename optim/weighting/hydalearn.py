@@ -58,6 +58,7 @@ class HydaLearn(WeightingMethod):
     """
 
     name = "hydalearn"
+    fidelity = "no public code: our reading, options for the open choices"
     paper = "Verboven et al. 2023, HydaLearn: Highly Dynamic Task Weighting for Multitask Learning with Auxiliary Tasks (Applied Intelligence 53)"
     needs = "gradients + 1 look-ahead forward per task (gain=lookahead) or the Gram matrix (gain=first_order)"
     cost = "K forwards without backward (lookahead); O(K) (first_order)"

@@ -33,6 +33,7 @@ class PCGrad(WeightingMethod):
     Per step: the Gram matrix of the task gradients; O(K³) after it."""
 
     name = "pcgrad"
+    fidelity = "matches (K = 2 equals torchjd)"
     paper = "Yu et al. 2020, Gradient Surgery for Multi-Task Learning (NeurIPS)"
     needs = "gradients (Gram matrix)"
     cost = "Gram matrix O(K²P) + O(K³)"

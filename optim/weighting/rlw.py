@@ -15,6 +15,7 @@ class RandomLossWeighting(WeightingMethod):
     checkpoint resumes the same sequence. Per step: the losses only; K normal draws."""
 
     name = "rlw"
+    fidelity = "matches LibMTL (weights sum to 1)"
     paper = "Lin et al. 2022, Reasonable Effectiveness of Random Weighting: A Litmus Test for Multi-Task Learning (TMLR)"
     needs = "losses"
     cost = "K random draws"

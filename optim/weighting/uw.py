@@ -20,6 +20,7 @@ class UncertaintyWeighting(WeightingMethod):
     """
 
     name = "uw"
+    fidelity = "matches; s is not on the network's StepLR (FAMO's trainer halves it)"
     paper = "Kendall, Gal, Cipolla 2018, Multi-Task Learning Using Uncertainty to Weigh Losses (CVPR)"
     needs = "losses"
     cost = "one K-element Adam step"
