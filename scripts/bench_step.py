@@ -58,7 +58,7 @@ from data.source import parse_image_size
 from models import build_model
 from optim import OPTIMIZERS, build_optimizer, task_gradients
 from optim.engine import TrainingEngine
-from optim.multitask_step import gram_matrix, mix_gradients
+from optim.multitask_step import gram_matrix
 from optim.weighting import WEIGHTINGS, build_weighting
 from optim.weighting.base import StepContext
 from optim.weighting.lookahead import losses_after_fn
@@ -159,11 +159,16 @@ class Trainer:
         self.marks[name] = clock(self.device)
 
     def forward(self, batch):
-        self.mark("forward start")
+        """The engine's compute_losses. Only a step's first call is its forward: a look-ahead
+        (HydaLearn, FAMO) calls it again later, and that time counts as the rest of the step."""
+        first = "forward start" not in self.marks
+        if first:
+            self.mark("forward start")
         image, targets = batch
         preds = self.model(image)
         losses = [task.loss(p, y) for task, p, y in zip(self.tasks, preds, targets)]
-        self.mark("forward end")
+        if first:
+            self.mark("forward end")
         return preds, losses
 
     def step(self, batch):
@@ -173,6 +178,7 @@ class Trainer:
         self.mark("end")
         m = self.marks
         forward, step = m["forward end"] - m["forward start"], m["step end"] - m["step start"]
+        # backward: everything else, the per-task passes and any look-ahead forwards
         total = m["end"] - m["forward start"]
         return {"forward": forward, "backward": total - forward - step, "step": step, "total": total}
 
@@ -428,16 +434,28 @@ def combination_seconds(name, model, tasks, batch, grads, losses):
     t0 = clock(batch[0].device)
     if method.needs_grads:
         ctx.gram, ctx.grads = gram_matrix(grads), grads
-        mix_gradients(method.mix(ctx), grads)
+        method.contributions(ctx)
     else:
         method.weights(ctx)
     method.after_step(ctx)  # FAMO's extra forward; a no-op for the others
     return clock(batch[0].device) - t0
 
 
+def float32_gram_seconds(grads):
+    """The Gram matrix as it was computed before it was accumulated in float64: each
+    parameter's K×K block multiplied in the gradients' dtype, then converted. Timed only,
+    against gram_matrix, for the cost of float64 accumulation."""
+    t0 = clock(grads[0][0].device)
+    for per_task in zip(*grads):
+        flat = torch.stack([g.reshape(-1) for g in per_task if g is not None])
+        (flat @ flat.T).double()
+    return clock(grads[0][0].device) - t0
+
+
 def weighting_costs(args, model):
     """{method: [seconds]} beside the per-task backward pass, interleaved over rounds."""
-    times = {name: [] for name in ["one per-task backward pass"] + args.weightings}
+    gram_rows = ["Gram matrix, float32 products (before)", "Gram matrix, float64 accumulation (now)"]
+    times = {name: [] for name in ["one per-task backward pass"] + gram_rows + args.weightings}
     batches = load_batches(args)
     for r in range(args.warmup + args.steps):
         batch = batches[r % len(batches)]
@@ -446,8 +464,13 @@ def weighting_costs(args, model):
         grads = task_gradients(losses, model.shared_parameters(), model.task_specific_parameters())
         backward = (clock(args.device) - t0) / len(args.tasks)
         model.zero_grad(set_to_none=True)
+        t0 = clock(args.device)
+        gram_matrix(grads)
+        float64_gram = clock(args.device) - t0
         if r >= args.warmup:
             times["one per-task backward pass"].append(backward)
+            times[gram_rows[0]].append(float32_gram_seconds(grads))
+            times[gram_rows[1]].append(float64_gram)
         for name in rotated(args.weightings, r):
             seconds = combination_seconds(name, model, args.tasks, batch, grads, losses.detach())
             if r >= args.warmup:

@@ -58,7 +58,8 @@ def test_weighting_cost_tiny(capsys):
     weightings = ["ew", "famo", "pcgrad", "hydalearn"]
     info = load_script().main(TINY + ["--weighting-cost", "--weightings", *weightings,
                                       "--step-weightings", "ew", "pcgrad"])
-    assert list(info["costs"]) == ["one per-task backward pass"] + weightings
+    assert list(info["costs"]) == ["one per-task backward pass", "Gram matrix, float32 products (before)",
+                                   "Gram matrix, float64 accumulation (now)"] + weightings
     assert list(info["steps"]) == ["adam + ew", "adam + pcgrad", "adam_with_adatask + ew", "adam_with_adatask + pcgrad"]
     assert all(math.isfinite(s["median"]) and s["median"] >= 0 for s in {**info["costs"], **info["steps"]}.values())
     assert "| pcgrad |" in capsys.readouterr().out
