@@ -45,6 +45,15 @@ def test_two_epochs_on_tiny_synthcity(tiny_synthcity, tmp_path, method, weightin
     assert recorded["name"] == weighting and set(WEIGHTINGS[weighting].OPTIONS) <= set(recorded["options"])
 
 
+@pytest.mark.parametrize("method", ["adam", "adam_with_adatask"])
+def test_the_imtl_l_g_hybrid_two_epochs(tiny_synthcity, tmp_path, method):
+    assert train(tiny_synthcity, tmp_path, "run", f"--method={method}", "--weighting=imtl_l",
+                 "--imtl-l-hybrid", "true") == 0
+    config = json.loads((tmp_path / "run" / "config.json").read_text())
+    assert config["weighting"]["options"] == {"lr": 1e-4, "hybrid": True, "head_grads": "own"}
+    assert len(rows(tmp_path / "run")) == 2
+
+
 @pytest.mark.parametrize("weighting", STATEFUL)
 def test_a_resumed_run_equals_an_uninterrupted_one(tiny_synthcity, tmp_path, weighting):
     flags = ["--method=adam_with_adatask", f"--weighting={weighting}", *EARLY.get(weighting, [])]
