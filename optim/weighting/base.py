@@ -57,7 +57,7 @@ class Contributions(NamedTuple):
     mixing: torch.Tensor | None
 
 
-def gram_matrix(grads):
+def gram_matrix(grads: list[list[torch.Tensor | None]]) -> torch.Tensor:
     """M = G Gᵀ (K×K) of K per-task gradient lists, accumulated in float64: a float32 product
     loses the small eigenvalue of nearly collinear gradients, which the solvers divide by.
     None counts as zero."""
@@ -73,7 +73,7 @@ def gram_matrix(grads):
     return gram
 
 
-def flat_gradients(grads):
+def flat_gradients(grads: list[list[torch.Tensor | None]]) -> tuple[torch.Tensor, list[torch.Size | None]]:
     """The (K, P) matrix of K per-task gradient lists, the parameters flattened and
     concatenated in order, None as zeros, and each parameter's shape (None for a parameter
     that no task reaches: it takes no columns). For methods that work on the whole vectors."""
@@ -86,7 +86,7 @@ def flat_gradients(grads):
     return torch.cat(columns, 1), shapes
 
 
-def unflatten(rows, shapes):
+def unflatten(rows: torch.Tensor, shapes: list[torch.Size | None]) -> list[list[torch.Tensor | None]]:
     """K lists of per-parameter tensors from the (K, P) `rows` laid out as flat_gradients does."""
     out = [[None] * len(shapes) for _ in rows]
     offset = 0
@@ -100,7 +100,7 @@ def unflatten(rows, shapes):
     return out
 
 
-def mix_gradients(mixing, grads):
+def mix_gradients(mixing: torch.Tensor, grads: list[list[torch.Tensor | None]]) -> list[list[torch.Tensor | None]]:
     """Contribution lists Σ_j A_ij g_j, built parameter by parameter so that at most one
     parameter's K temporaries exist beside the K gradient sets."""
     num_tasks = len(grads)
@@ -156,7 +156,7 @@ class WeightingMethod:
     fidelity = ""  # against the published implementation (docs/methods.md, "Published implementations")
     OPTIONS: dict = {}
 
-    def __init__(self, num_tasks, head_grads=None, **options):
+    def __init__(self, num_tasks: int, head_grads: str | None = None, **options: Any):
         self.num_tasks = num_tasks
         self.head_grads = self.default_head_grads if head_grads is None else head_grads
         if self.head_grads not in HEAD_GRADS:
@@ -168,32 +168,32 @@ class WeightingMethod:
         for key, option in self.OPTIONS.items():
             setattr(self, key, _checked(self.name, key, option, options.get(key, option.default)))
 
-    def weights(self, ctx):
+    def weights(self, ctx: StepContext) -> torch.Tensor:
         """The (K,) weights w of this step (detached), for methods that only weight."""
         raise NotImplementedError
 
-    def mix(self, ctx):
+    def mix(self, ctx: StepContext) -> torch.Tensor:
         """The (K, K) mixing matrix A; by default diag(weights)."""
         return torch.diag(self.weights(ctx))
 
-    def contributions(self, ctx) -> Contributions:
+    def contributions(self, ctx: StepContext) -> Contributions:
         """A gradient method's K per-task contributions from ctx.grads: by default A g with
         A = mix(ctx). A method that is no K×K mixing overrides this (and sets mixes = False)."""
         mixing = self.mix(ctx)
         return Contributions(mix_gradients(mixing, ctx.grads), mixing)
 
-    def end_epoch(self, epoch, mean_losses):
+    def end_epoch(self, epoch: int, mean_losses: torch.Tensor) -> None:
         """Called after each training epoch with the (K,) epoch-mean training losses."""
 
-    def after_step(self, ctx):
+    def after_step(self, ctx: StepContext) -> None:
         """Called after the optimizer step (FAMO's update of its own weights)."""
 
-    def options(self):
+    def options(self) -> dict[str, Any]:
         """The method's settings, recorded in config.json (with head_grads for gradient methods)."""
         settings = {key: getattr(self, key) for key in self.OPTIONS}
         return {**settings, "head_grads": self.head_grads} if self.needs_grads else settings
 
-    def check_head_grads(self):
+    def check_head_grads(self) -> None:
         """Refuse --head-grads weighted where it has no meaning: the step calls this once the
         method's needs are final (IMTL-L's hybrid turns needs_grads on in __init__)."""
         if self.head_grads == "weighted" and not (self.needs_grads and self.mixes):
@@ -201,11 +201,11 @@ class WeightingMethod:
                 "no K×K weighting of the task gradients"
             raise ValueError(f"--head-grads weighted: --weighting {self.name} is {kind}; use --head-grads own")
 
-    def state_dict(self):
+    def state_dict(self) -> dict[str, Any]:
         """Tensors and plain Python values only, so torch.load(weights_only=True) reads it."""
         return {}
 
-    def load_state_dict(self, state):
+    def load_state_dict(self, state: dict[str, Any]) -> None:
         pass
 
 
