@@ -224,3 +224,18 @@ def test_dwa_epoch_mode_ignores_the_steps():
     method = build_weighting("dwa", 2)
     for losses in ([2.0, 4.0], [1.0, 1.0]):
         assert method.weights(StepContext(losses=torch.tensor(losses), epoch=0, step=0, lr=0.0)).tolist() == [1, 1]
+
+
+def test_the_mgda_accuracy_script_reports_frank_wolfe_against_the_exact_solver(capsys):
+    import importlib.util
+    from pathlib import Path
+
+    path = Path(__file__).resolve().parent.parent / "scripts" / "mgda_accuracy.py"
+    spec = importlib.util.spec_from_file_location("mgda_accuracy", path)
+    script = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(script)
+    script.main(["--trials", "3"])
+    rows = [line.split(" | ") for line in capsys.readouterr().out.splitlines()[2:]]
+    errors = {(r[0].strip("| "), r[1]): float(r[2]) for r in rows if r[1].startswith("frank_wolfe epsilon=0.001 ")}
+    assert errors[("2", "frank_wolfe epsilon=0.001 max_iters=100")] < 1e-12  # one line search: exact
+    assert errors[("3", "frank_wolfe epsilon=0.001 max_iters=100")] > 1e-4  # inexact at K = 3

@@ -18,7 +18,7 @@ class DynamicWeightAverage(WeightingMethod):
     epochs have been recorded.
     mode 'iteration' (the Nash-MTL and FAMO code, which produced the published CityScapes DWA
     rows): every step appends its losses to a window of the last 2W steps (initially all 1);
-    from step W + 1 on, r = mean of the last W / mean of the W before, and w = softmax(r/T),
+    from step W + 2 on (counting from 1, as that code's counter does), r = mean of the last W / mean of the W before, and w = softmax(r/T),
     summing to 1 as that code's mean of the weighted losses does; 1/K before.
     Per step: nothing but the stored losses; no extra cost."""
 
