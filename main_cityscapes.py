@@ -54,6 +54,8 @@ def raise_on_signals():
     """SIGINT, SIGTERM and SIGUSR2 (Ctrl-C, kill, Slurm and Ray preemption) raise Interrupted in
     the main thread. Returns the previous handlers."""
     def handler(signum, frame):
+        if run_record.hold_signal(signum):  # a run-folder file is being written: raised again once it is
+            return
         for sig in EXIT_SIGNAL:  # a second signal (Ctrl-C twice, a launcher passing it on) must not
             signal.signal(sig, signal.SIG_IGN)  # interrupt the clean stop with a traceback
         raise Interrupted(signum)

@@ -10,6 +10,7 @@ import math
 import os
 import platform
 import random
+import signal
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime
@@ -58,23 +59,53 @@ def atomic_file(path, mode="w", previous=None):
     """Write `path` through a temporary file that replaces it only once complete and on
     disk, so a reader (or a resume after a kill) never sees half a file. `previous`: where
     the replaced file goes. On any failure the temporary file is removed and OSError becomes
-    RunWriteError naming `path`."""
+    RunWriteError naming `path`. A stop signal that arrives meanwhile waits for the write
+    (signals_held)."""
     path = Path(path)
     tmp = path.with_name(f"{path.name}.tmp")
+    with signals_held():
+        try:
+            with open(tmp, mode) as f:
+                yield f
+                f.flush()
+                os.fsync(f.fileno())
+            if previous is not None and path.exists():
+                os.replace(path, previous)
+            os.replace(tmp, path)
+        except BaseException as e:
+            tmp.unlink(missing_ok=True)
+            if isinstance(e, OSError):
+                full = " (the disk is full)" if e.errno == errno.ENOSPC else ""
+                raise RunWriteError(f"cannot write {path}: {e.strerror or e}{full}") from None
+            raise
+
+
+# A stop signal's handler raises an exception wherever the main thread is. Inside torch.save
+# that exception is lost: torch's zip writer reports "unexpected pos" instead, which read as a
+# full disk, and the stop by the signal went unreported. So a handler asks hold_signal first:
+# while a run-folder file is being written, the signal is held and raised again, by
+# signals_held, as soon as the file is complete.
+_held = {"depth": 0, "signal": None}
+
+
+def hold_signal(signum):
+    """True (and the signal kept for later) while a run-folder file is being written."""
+    if _held["depth"] == 0:
+        return False
+    _held["signal"] = signum
+    return True
+
+
+@contextmanager
+def signals_held():
+    _held["depth"] += 1
     try:
-        with open(tmp, mode) as f:
-            yield f
-            f.flush()
-            os.fsync(f.fileno())
-        if previous is not None and path.exists():
-            os.replace(path, previous)
-        os.replace(tmp, path)
-    except BaseException as e:
-        tmp.unlink(missing_ok=True)
-        if isinstance(e, OSError):
-            full = " (the disk is full)" if e.errno == errno.ENOSPC else ""
-            raise RunWriteError(f"cannot write {path}: {e.strerror or e}{full}") from None
-        raise
+        yield
+    finally:
+        _held["depth"] -= 1
+        if _held["depth"] == 0 and _held["signal"] is not None:
+            signum, _held["signal"] = _held["signal"], None
+            signal.raise_signal(signum)
 
 
 def write_json(path, obj):

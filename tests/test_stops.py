@@ -147,3 +147,39 @@ def test_a_read_only_out_stops_with_exit_74_naming_the_folder(data, tmp_path, ca
         assert code == 74, err
         assert f"cannot create the run folder {out / 'run'}" in err and "Read-only" in err
         assert "Traceback" not in err
+
+
+class SignalMidWrite:
+    """A file that sends SIGINT to this process on its first write, as a Ctrl-C in the middle
+    of torch.save would."""
+
+    def __init__(self, f):
+        self.f, self.sent = f, False
+
+    def write(self, data):
+        if not self.sent:
+            self.sent = True
+            signal.raise_signal(signal.SIGINT)
+        return self.f.write(data)
+
+    def __getattr__(self, name):
+        return getattr(self.f, name)
+
+
+def test_a_signal_during_a_checkpoint_write_stops_the_run_after_the_write(tmp_path, monkeypatch):
+    """torch's zip writer turned the handler's exception into "unexpected pos", reported as a
+    full disk: the signal now waits until the checkpoint is complete, then stops the run."""
+    from evaluation import run_record
+
+    save = torch.save
+    monkeypatch.setattr(run_record.torch, "save", lambda state, f: save(state, SignalMidWrite(f)))
+    previous = main_cityscapes.raise_on_signals()
+    try:
+        with pytest.raises(main_cityscapes.Interrupted, match="SIGINT"):
+            run_record.save_checkpoint(tmp_path, {"weights": torch.arange(100_000.0), "epoch": 3})
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+    state = torch.load(tmp_path / run_record.CHECKPOINT, weights_only=True)
+    assert state["epoch"] == 3 and torch.equal(state["weights"], torch.arange(100_000.0))
+    assert not list(tmp_path.glob("*.tmp"))
