@@ -5,8 +5,7 @@ import io
 import pytest
 import torch
 
-from optim.multitask_step import gram_matrix
-from optim.weighting.base import StepContext
+from optim.weighting.base import StepContext, gram_matrix
 from optim.weighting.config import ConFIG
 from optim.weighting.graddrop import GradDrop
 from optim.weighting.gradnorm import GradNorm

@@ -9,8 +9,7 @@ import torch
 import torchjd.aggregation as jd
 import torchjd.scalarization as jds
 
-from optim.multitask_step import gram_matrix
-from optim.weighting.base import StepContext
+from optim.weighting.base import StepContext, gram_matrix
 from optim.weighting.db_mtl import DBMTL
 from optim.weighting.gls import GLS, gls_weights
 from optim.weighting.imtl_l import IMTLL

@@ -38,8 +38,9 @@ class TorchJDGramWeighting(WeightingMethod):
 
     def weights(self, ctx):
         gram = gram64(ctx)
-        mean_square = gram.diagonal().mean()
-        if self.scale_free and mean_square > 0:
-            gram = gram / mean_square
+        if self.scale_free:
+            mean_square = gram.diagonal().mean()
+            if mean_square > 0:
+                gram = gram / mean_square
         with torch.no_grad():
             return (self.torchjd_weighting(gram) * self.scale()).to(ctx.gram)

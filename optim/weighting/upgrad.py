@@ -20,6 +20,9 @@ class UPGrad(TorchJDGramWeighting):
     }
 
     def build(self):
-        from torchjd.aggregation import UPGradWeighting  # lazy: see torchjd_gram.py
-        from torchjd.linalg import QuadprogProjector
-        return UPGradWeighting(projector=QuadprogProjector(norm_eps=self.norm_eps, reg_eps=self.reg_eps))
+        from torchjd.linalg import QuadprogProjector  # lazy: see torchjd_gram.py
+        return self.torchjd_class()(projector=QuadprogProjector(norm_eps=self.norm_eps, reg_eps=self.reg_eps))
+
+    def torchjd_class(self):
+        from torchjd.aggregation import UPGradWeighting
+        return UPGradWeighting
