@@ -5,7 +5,8 @@
 Flags (experiment/flags.py) → one experiment (experiment/setup.py) → the train/evaluate loop
 (experiment/loop.py, with optim/engine.py for each step); results go to stdout, TensorBoard
 and the run folder <out>/<name>/ (config.json, metrics.jsonl, summary.json, checkpoints).
-This file maps what can go wrong to one line and an exit code.
+This file maps what can go wrong to one line and an exit code. Under torchrun
+(experiment/world.py) every process runs main(); rank 0 owns the run folder and speaks.
 """
 import os
 import signal
@@ -19,10 +20,12 @@ from evaluation import console, run_config, run_lock, run_record
 from experiment.flags import parse_args
 from experiment.loop import run
 from experiment.setup import Experiment
+from experiment.world import PeerFailed, from_env, join, leave, quiet_unless_main
 from optim.engine import NonFinite
 
 # Exit codes (README, "Exit codes"): 74 and 75 are sysexits' EX_IOERR and EX_TEMPFAIL, 128 + N a signal.
 EXIT_BAD_INPUT, EXIT_NON_FINITE, EXIT_WRITE, EXIT_BUSY = 2, 3, 74, 75
+EXIT_PEER = 1  # a torchrun process whose rank 0 failed before training (torchrun itself exits 1)
 # SIGUSR2: Slurm's (submitit's) warning before a time limit or preemption
 EXIT_SIGNAL = {signal.SIGINT: 130, signal.SIGTERM: 143, signal.SIGUSR2: 140}
 
@@ -62,6 +65,12 @@ def raise_on_signals():
     return {sig: signal.signal(sig, handler) for sig in EXIT_SIGNAL}
 
 
+def own_resumed(run_dir):
+    if not Path(run_dir).is_dir():
+        raise run_record.RunFolderError(f"--resume {run_dir}: no such run folder")
+    return run_lock.acquire(Path(run_dir))
+
+
 def set_threads(threads):
     """OMP_NUM_THREADS, when set, wins over --threads: a launcher that pins it knows the machine."""
     from_env = os.environ.get("OMP_NUM_THREADS", "").strip()
@@ -72,21 +81,24 @@ def set_threads(threads):
 
 
 def main(argv=None):
+    world = from_env()
+    quiet_unless_main(world)
     args = parse_args(argv)
     set_threads(args.threads)
     previous_handlers = raise_on_signals()
     exp = ownership = None
     try:
         run_lock.exit_with_parent_from_env()  # launchers such as scripts/sweep.sh set MTL_PARENT_PID
-        if args.resume:
-            if not Path(args.resume).is_dir():
-                raise run_record.RunFolderError(f"--resume {args.resume}: no such run folder")
-            ownership = run_lock.acquire(Path(args.resume))  # before its files are read
+        join(world, args.device)
+        if args.resume:  # owned before its files are read
+            ownership = world.from_main(lambda: own_resumed(args.resume), share=False)
         # bad input fails here, before any training, with a message instead of a traceback
-        exp = Experiment(args)
+        exp = Experiment(args, world)
         ownership = ownership or exp.ownership
         run(exp)
         return 0
+    except PeerFailed:  # rank 0 says why
+        return EXIT_PEER
     except run_lock.RunBusy as e:
         print(f"error: {e}", file=sys.stderr)
         return EXIT_BUSY
@@ -114,6 +126,7 @@ def main(argv=None):
             ownership.release()
         for sig, handler in previous_handlers.items():
             signal.signal(sig, handler)
+        leave(world)
 
 
 if __name__ == "__main__":

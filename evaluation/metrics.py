@@ -10,6 +10,8 @@ import math
 
 import torch
 
+from optim.distributed import all_reduce_sum
+
 # ---------------------------------------------------------------- segmentation
 
 def confusion_counts(pred, target, num_classes):
@@ -66,6 +68,9 @@ class ConfusionMatrix:
     def reset(self):
         self.mat.zero_()
 
+    def sum_over_processes(self):
+        (self.mat,) = all_reduce_sum([self.mat])
+
     def pix_acc(self):
         return pix_acc(self.mat)
 
@@ -94,26 +99,34 @@ class DepthErrors:
     Batch-mean (the reference code, the default for comparability): the mean over each
     batch's valid pixels, then the plain mean over batches; a batch without a valid pixel
     contributes nothing. Pixel-weighted (`*_px`): the mean over all valid pixels of the split.
+    The sums are kept per batch: across processes (`sum_over_processes`) a batch's mean is
+    that of the global batch, which totals over the split could not give.
     """
 
     def __init__(self):
         self.reset()
 
     def reset(self):
-        # Plain zeros become tensors on the inputs' device at the first update.
-        self._batch_abs = self._batch_rel = self._batches = 0.0
-        self._px_abs = self._px_rel = self._pixels = 0.0
+        self._rows = []  # per batch: (sum |p-t|, sum |p-t|/t, valid pixels), float64 on the inputs' device
 
     def update(self, pred, target):
-        abs_sum, rel_sum, n = depth_error_sums(pred, target)
-        has_valid = n > 0
-        n_safe = n.clamp(min=1)  # the mean of an empty batch is 0 and is not counted
-        self._batch_abs = self._batch_abs + abs_sum / n_safe
-        self._batch_rel = self._batch_rel + rel_sum / n_safe
-        self._batches = self._batches + has_valid.double()
-        self._px_abs = self._px_abs + abs_sum
-        self._px_rel = self._px_rel + rel_sum
-        self._pixels = self._pixels + n
+        self._rows.append(torch.stack(depth_error_sums(pred, target)))
+
+    def sum_over_processes(self):
+        if self._rows:
+            self._rows = list(all_reduce_sum([torch.stack(self._rows)])[0])
+
+    def _sums(self):
+        return torch.stack(self._rows) if self._rows else torch.zeros(0, 3, dtype=torch.float64)
+
+    def _batch_mean(self, column):
+        rows = self._sums()
+        has_valid = rows[:, 2] > 0
+        return self._ratio((rows[:, column] / rows[:, 2].clamp(min=1)).sum(), has_valid.sum())
+
+    def _pixel_mean(self, column):
+        rows = self._sums()
+        return self._ratio(rows[:, column].sum(), rows[:, 2].sum())
 
     @staticmethod
     def _ratio(num, den):
@@ -121,16 +134,16 @@ class DepthErrors:
         return float(num) / den if den else math.nan
 
     def abs_err(self):
-        return self._ratio(self._batch_abs, self._batches)
+        return self._batch_mean(0)
 
     def rel_err(self):
-        return self._ratio(self._batch_rel, self._batches)
+        return self._batch_mean(1)
 
     def abs_err_px(self):
-        return self._ratio(self._px_abs, self._pixels)
+        return self._pixel_mean(0)
 
     def rel_err_px(self):
-        return self._ratio(self._px_rel, self._pixels)
+        return self._pixel_mean(1)
 
 
 # ---------------------------------------------------------------- per split
@@ -165,6 +178,12 @@ class SplitMeter:
             self._loss_sums[i] += float(loss)
             meter.update(pred, target)
         self._batches += 1
+
+    def sum_over_processes(self):
+        """Under torchrun: every task meter summed over the processes (the losses given to
+        `update` are the global batch's already). Call once, before compute()."""
+        for meter in self._meters:
+            meter.sum_over_processes()
 
     def compute(self):
         out = {f"loss_{task.name}": total / self._batches if self._batches else math.nan

@@ -16,7 +16,7 @@ import json
 import math
 from pathlib import Path
 
-SCHEMA_VERSION = 4  # 3: the --diagnostics flag; 4: --head-grads, 13 more --weighting methods, new method options
+SCHEMA_VERSION = 5  # 3: --diagnostics; 4: --head-grads, 13 more --weighting methods, new method options; 5: --dtype
 ENVIRONMENT_FLAGS = ("device", "num_workers", "in_memory", "threads")
 BOOKKEEPING = ("epochs", "name", "out", "resume", "diagnostics_every", "diagnostics")
 FREE_ON_RESUME = frozenset(ENVIRONMENT_FLAGS + BOOKKEEPING) - {"name", "out"}
@@ -34,6 +34,7 @@ ADDED_SETTINGS: dict[str, tuple[int, object]] = {
     "head_grads": (4, "own"), "dwa_mode": (4, "epoch"), "dwa_window": (4, 25), "mgda_solver": (4, "frank_wolfe"),
     "mgda_convention": (4, "ours"), "cagrad_convention": (4, "ours"), "aligned_mtl_convention": (4, "ours"),
     "aligned_mtl_rank_eps": (4, 2.220446049250313e-16),
+    "dtype": (5, "float32"),
 }
 
 

@@ -124,6 +124,10 @@ def build_parser():
     performance.add_argument("--in-memory", action="store_true",
                              help="load the whole training and test sets into RAM once (small machines, fast GPUs)")
     performance.add_argument("--amp", action="store_true", help="bf16 autocast for forward and losses")
+    performance.add_argument("--dtype", choices=("float32", "float64"), default="float32",
+                             help="the network's and the data's floating-point type; float64 for exactness checks "
+                                  "(a torchrun run against one process: in float32 SegNet's max-pool indices let "
+                                  "two runs that differ only by rounding drift apart)")
     performance.add_argument("--channels-last", action="store_true",
                              help="channels-last memory format for model and inputs")
     performance.add_argument("--compile", action="store_true", help="torch.compile the model (slow first step)")
@@ -159,6 +163,8 @@ def check_values(parser, args, fail):
         fail(f"--seed {args.seed}: expected an integer in 0..{SEED_RANGE - 1}")
     if len(set(args.tasks)) != len(args.tasks):
         fail("--tasks: each task at most once")
+    if args.amp and args.dtype != "float32":
+        fail(f"--amp with --dtype {args.dtype}: bf16 autocast is for float32 runs")
 
 
 def warn_ignored(args):

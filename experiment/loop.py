@@ -1,5 +1,6 @@
 """The train/evaluate loop of one experiment: epochs, the run folder's files, TensorBoard and
-the console (docs/design.md, "Training loop")."""
+the console (docs/design.md, "Training loop"). Under torchrun every process runs the loop on
+its shards, the metrics are summed over the processes, and rank 0 alone writes."""
 import contextlib
 import math
 import time
@@ -13,6 +14,7 @@ from evaluation.metrics import SplitMeter
 from evaluation.visualize import sample_panel
 from models import MODELS
 from optim import OPTIMIZERS
+from optim.distributed import global_losses
 from optim.dominance import csv_rows as au_csv_rows
 from optim.dominance import write_csv as write_au_csv
 from optim.engine import NonFinite
@@ -38,6 +40,7 @@ def train_epoch(exp, epoch, writer):
             writer.add_scalar(f"diagnostics/{key}", value, step)
         bar.set_postfix({t: f"{v:.4f}" for t, v in zip(exp.task_names, result.losses)})
     exp.engine.end_epoch(epoch)
+    meter.sum_over_processes()
     return meter.compute()
 
 
@@ -49,11 +52,12 @@ def evaluate(exp):
     for batch in tqdm(exp.loader(exp.test_set, 0, shuffle=False), desc="test", leave=False, dynamic_ncols=True,
                       mininterval=1.0, disable=None):
         image, targets = exp.to_device(batch)
-        preds, losses = exp.predict_and_losses((image, targets))
-        meter.update(preds, targets, [loss.item() for loss in losses])
+        preds, terms = exp.predict_and_losses((image, targets))
+        meter.update(preds, targets, global_losses(terms)[1].tolist())
         for i in range(min(NUM_PANELS - len(panels), len(image))):
             panels.append(sample_panel(image[i].float().cpu().numpy(), exp.tasks, [p[i] for p in preds],
                                        [y[i] for y in targets]))
+    meter.sum_over_processes()
     return meter.compute(), panels
 
 
@@ -71,11 +75,19 @@ def check_finite(exp, epoch, test_metrics):
         raise NonFinite(f"non-finite test metrics after epoch {epoch + 1}: {', '.join(bad)}")
 
 
+class NoWriter:
+    """What a process other than rank 0 has for the run folder's TensorBoard writer: nothing."""
+
+    def __getattr__(self, name):
+        return lambda *args, **kwargs: None
+
+
 def run(exp):
     args = exp.args
     first_epoch, step, rows, au_rows = exp.restore() if args.resume else (0, 0, [], [])
     exp.engine.global_step = step
-    if args.resume:  # the files as the checkpoint knew them: epochs run after it are dropped
+    main = exp.world.is_main
+    if args.resume and main:  # the files as the checkpoint knew them: epochs run after it are dropped
         for stale in run_record.stale_temporaries(exp.run_dir):
             stale.unlink()
         run_record.write_metrics(exp.run_dir, rows)
@@ -83,18 +95,20 @@ def run(exp):
             write_au(exp, au_rows)
         if exp.extending:  # a finished run given more --epochs: unfinished again until they are done
             (exp.run_dir / run_record.SUMMARY).unlink()
-    run_record.write_json(exp.run_dir / run_record.CONFIG, exp.config)
+    if main:
+        run_record.write_json(exp.run_dir / run_record.CONFIG, exp.config)
     print(console.header(
         exp.run_dir, f"{args.method} + {args.weighting}, seed {args.seed}, {'+'.join(exp.task_names)}",
         f"{exp.source.name} {exp.image_size[0]}x{exp.image_size[1]}, {len(exp.train_set)} train / "
         f"{len(exp.test_set)} test, {args.classes} classes",
         f"{args.arch} x{args.width_mult}, {exp.model.parameter_counts()['total'] / 1e6:.2f} M parameters, "
-        f"{exp.device}, {console.thread_count(torch.get_num_threads())}",
+        f"{exp.device}{f' x{exp.world.size} processes' if exp.world.size > 1 else ''}, "
+        f"{console.thread_count(torch.get_num_threads())}",
         exp.baseline_reason if exp.baseline is None and len(exp.tasks) > 1 else None), flush=True)
     from torch.utils.tensorboard import SummaryWriter  # a quarter second: not for --help or bad flags
 
     # purge_step drops the per-step events a killed run logged after its last checkpoint
-    writer = SummaryWriter(log_dir=str(exp.run_dir), purge_step=step if args.resume else None)
+    writer = SummaryWriter(log_dir=str(exp.run_dir), purge_step=step if args.resume else None) if main else NoWriter()
     if first_epoch == 0:
         tensorboard_log.write_layout(writer, exp.task_names, with_delta_m=exp.baseline is not None)
     try:
@@ -112,12 +126,14 @@ def run(exp):
             row = {"epoch": epoch, "lr": lr, "seconds": time.perf_counter() - start,
                    "train": train_metrics, "test": test_metrics}
             rows.append(row)
-            run_record.write_metrics(exp.run_dir, rows)
             if exp.tracker:
                 au_rows += log_dominance(writer, exp, epoch)
-                write_au(exp, au_rows)
-            run_record.save_checkpoint(exp.run_dir, exp.checkpoint_state(epoch + 1, exp.engine.global_step, rows,
-                                                                          au_rows))
+            if main:
+                run_record.write_metrics(exp.run_dir, rows)
+                if exp.tracker:
+                    write_au(exp, au_rows)
+                run_record.save_checkpoint(exp.run_dir, exp.checkpoint_state(epoch + 1, exp.engine.global_step,
+                                                                              rows, au_rows))
             tensorboard_log.log_epoch(writer, row, panels)
             tqdm.write(console.epoch_line(row, rows, args.epochs))
     except BaseException:  # a stopped run keeps the events it logged
@@ -125,8 +141,9 @@ def run(exp):
             writer.close()
         raise
     summary = run_record.summarize(rows, exp.baseline, exp.baseline_name)
-    run_record.write_json(exp.run_dir / run_record.SUMMARY, summary)
-    log_hparams(writer, exp, summary)
+    if main:
+        run_record.write_json(exp.run_dir / run_record.SUMMARY, summary)
+        log_hparams(writer, exp, summary)
     writer.close()
     print(console.final_table(summary, exp.baseline, exp.baseline_name))
     print(f"results in {console.shown_path(exp.run_dir)}; curves: "

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from torch.utils.data import DataLoader, RandomSampler
+from torch.utils.data import DataLoader, RandomSampler, SequentialSampler
 
 from data import source as data_source
 from data.cityscapes import CityscapesNpy
@@ -20,7 +20,9 @@ from data.identity import data_identity
 from evaluation import run_config, run_lock, run_record
 from evaluation.delta_m import select_baseline
 from experiment.flags import result_settings, resumed_args, settings_of
+from experiment.world import SINGLE, ShardedBatches, collate_shard
 from models import build_model
+from models.synced_batchnorm import synchronise_batchnorm
 from optim import build_optimizer
 from optim.dominance import DominanceTracker
 from optim.engine import TrainingEngine
@@ -28,15 +30,21 @@ from optim.weighting.cli import build_weighting_from_args
 from tasks import TaskSettings, build_tasks
 
 
-def pick_device(name):
+def pick_device(name, world=SINGLE):
+    """The --device; under torchrun, "auto" and "cuda" mean this process's GPU, LOCAL_RANK."""
     if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+        name = "cuda" if torch.cuda.is_available() else "cpu"
     try:
         device = torch.device(name)
     except RuntimeError:
         raise ValueError(f"--device {name!r}: expected auto, cpu, cuda or cuda:N") from None
     if device.type == "cuda" and not torch.cuda.is_available():
         raise ValueError(f"--device {name}: CUDA is not available on this machine")
+    if device.type == "cuda" and world.size > 1:
+        if device.index is not None:
+            raise ValueError(f"--device {name}: under torchrun each process takes its own GPU (LOCAL_RANK); "
+                             f"give --device cuda or auto, and choose GPUs with CUDA_VISIBLE_DEVICES")
+        device = torch.device("cuda", world.local_rank)
     return device
 
 
@@ -60,29 +68,23 @@ def git_commit():
 class Experiment:
     """Everything one run needs, built from the flags (or from the run folder it resumes)."""
 
-    def __init__(self, args):
+    def __init__(self, args, world=SINGLE):
         """For a new run, everything is checked before its folder is made; a resumed run's
-        folder must be owned by this process already (run_lock.acquire)."""
-        config = None
-        if args.resume:
-            args, config = resumed_args(args)
+        folder must be owned by this process already (run_lock.acquire). Under torchrun
+        (`world`, experiment/world.py) rank 0 reads the run folder and resolves the data, and
+        hands both to the others; rank 0 alone makes the folder."""
+        self.world = world
+        args, config, self.extending, self.source, self.data_identity = world.from_main(lambda: self._read(args))
         self.args = args
-        self.extending = config is not None and (Path(args.resume) / run_record.SUMMARY).exists()
         self.tasks = build_tasks(args.tasks, TaskSettings(classes=args.classes, depth_rule=args.depth_rule))
         self.task_names = tuple(task.name for task in self.tasks)
-        self.device = pick_device(args.device)
-        if config is None:
-            self.source = data_source.resolve(args.dataset, args.data_path, args.image_size, args.classes,
-                                              args.synthcity_train, args.synthcity_val)
-        else:  # the data the run started on, even if the default data has changed since
-            self.source = data_source.open_release(config["data"]["root"], args.classes)
-        self.data_identity = data_identity(self.source.root)
-        if config is not None:
-            check_same_data(Path(args.resume), config["data"].get("identity"), self.data_identity,
-                            f"{run_record.CONFIG} records")
+        self.device = pick_device(args.device, world)
+        self.dtype = getattr(torch, args.dtype)
         ds = dict(root=self.source.root, tasks=self.tasks, seed=args.seed, in_memory=args.in_memory)
         self.train_set = CityscapesNpy(split="train", augment=args.augment, **ds)
         self.test_set = CityscapesNpy(split="val", **ds)
+        world.check_batches(args.batch_size, {"train": len(self.train_set), "val": len(self.test_set)})
+        self._empty_batch = None
         self.image_size = self.train_set.image_size
         if len(self.tasks) > 1:
             self.baseline, self.baseline_name, self.baseline_reason = select_baseline(
@@ -90,7 +92,9 @@ class Experiment:
         else:
             self.baseline, self.baseline_name, self.baseline_reason = None, None, "single-task run"
         seed_everything(args.seed)
-        self.model = build_model(args.arch, self.tasks, args.width_mult).to(self.device)
+        self.model = build_model(args.arch, self.tasks, args.width_mult).to(self.device, self.dtype)
+        if world.size > 1:
+            synchronise_batchnorm(self.model)
         if args.channels_last:
             self.model = self.model.to(memory_format=torch.channels_last)
         self.forward = torch.compile(self.model) if args.compile else self.model
@@ -104,11 +108,32 @@ class Experiment:
                                      self.task_names, args.clip_grad_norm, self.tracker, args.diagnostics_every,
                                      diagnose_plain=args.diagnostics)
         self.config = self.make_config(config)
-        if config is None:
-            name = args.name or f"{args.method}-{args.weighting}-s{args.seed}-{datetime.now():%Y%m%d-%H%M%S-%f}"
-            self.run_dir, self.ownership = new_run_dir(Path(args.out) / name)
-        else:
-            self.run_dir, self.ownership = Path(args.resume), None
+        self.ownership = None  # rank 0's, of a new run folder
+        self.run_dir = world.from_main(lambda: self._own_run_dir(config))
+
+    @staticmethod
+    def _read(args):
+        """(args, config, extending, data source, data identity): for a resumed run, its
+        settings and data from its folder; for a new one, the flags' data (built if needed)."""
+        if not args.resume:
+            source = data_source.resolve(args.dataset, args.data_path, args.image_size, args.classes,
+                                         args.synthcity_train, args.synthcity_val)
+            return args, None, False, source, data_identity(source.root)
+        args, config = resumed_args(args)
+        # the data the run started on, even if the default data has changed since
+        source = data_source.open_release(config["data"]["root"], args.classes)
+        identity = data_identity(source.root)
+        check_same_data(Path(args.resume), config["data"].get("identity"), identity, f"{run_record.CONFIG} records")
+        return args, config, (Path(args.resume) / run_record.SUMMARY).exists(), source, identity
+
+    def _own_run_dir(self, config):
+        """The run folder: the resumed one, or a new one that this process makes and owns."""
+        if config is not None:
+            return Path(self.args.resume)
+        args = self.args
+        name = args.name or f"{args.method}-{args.weighting}-s{args.seed}-{datetime.now():%Y%m%d-%H%M%S-%f}"
+        run_dir, self.ownership = new_run_dir(Path(args.out) / name)
+        return run_dir
 
     def make_config(self, previous):
         data = {"name": self.source.name, "root": str(self.source.root), "synthetic": self.source.synthetic,
@@ -125,33 +150,50 @@ class Experiment:
         """Where the run runs (never compared: a resume may move it)."""
         return {**{key: getattr(self.args, key) for key in run_config.ENVIRONMENT_FLAGS},
                 "device": str(self.device), "host": platform.node(), "pid": os.getpid(),
-                "cuda_visible_devices": os.environ.get("CUDA_VISIBLE_DEVICES"),
+                "cuda_visible_devices": os.environ.get("CUDA_VISIBLE_DEVICES"), "processes": self.world.size,
                 "torch_threads": torch.get_num_threads()}
 
     def loader(self, dataset, epoch, shuffle):
-        # The shuffle order depends only on (seed, epoch): a rerun or a resumed run repeats it.
-        sampler = RandomSampler(dataset, generator=torch.Generator().manual_seed(self.args.seed * 100_003 + epoch)) \
-            if shuffle else None
+        # The shuffle order depends only on (seed, epoch): a rerun or a resumed run repeats it,
+        # and every process of a torchrun run cuts its shard from the same global batches.
+        order = RandomSampler(dataset, generator=torch.Generator().manual_seed(self.args.seed * 100_003 + epoch)) \
+            if shuffle else SequentialSampler(dataset)
         dataset.set_epoch(epoch)
-        return DataLoader(dataset, batch_size=self.args.batch_size, sampler=sampler,
+        batches = ShardedBatches(order, self.args.batch_size, self.world.rank, self.world.size)
+        return DataLoader(dataset, batch_sampler=batches, collate_fn=collate_shard,
                           num_workers=self.args.num_workers, pin_memory=self.device.type == "cuda",
                           worker_init_fn=leave_stopping_to_the_run)
 
     def to_device(self, batch):
-        """(image, [target per task]) on the run's device, from the dataset's (image, {task: target})."""
+        """(image, [target per task]) on the run's device, from the dataset's (image, {task: target}).
+        None (this process's empty shard of a short last batch): an empty batch of the same
+        layout, which still runs, joining every collective."""
+        if batch is None:
+            return self._empty_batch
+        image, targets = self._to_device(batch)
+        self._empty_batch = image[:0], [y[:0] for y in targets]
+        return image, targets
+
+    def _to_device(self, batch):
         image, targets = batch
-        image = image.to(self.device, non_blocking=True)
+        image = image.to(self.device, self.dtype, non_blocking=True)
         if self.args.channels_last:
             image = image.contiguous(memory_format=torch.channels_last)
-        return image, [targets[name].to(self.device, non_blocking=True) for name in self.task_names]
+        return image, [self._target_to_device(targets[name]) for name in self.task_names]
+
+    def _target_to_device(self, target):
+        if target.is_floating_point():
+            return target.to(self.device, self.dtype, non_blocking=True)
+        return target.to(self.device, non_blocking=True)
 
     def predict_and_losses(self, batch):
-        """(predictions, losses) of a batch on the device: the engine's compute_losses."""
+        """(predictions, loss terms (sum, count) per task) of a batch on the device: the
+        engine's compute_losses (optim/engine.py)."""
         image, targets = batch
         with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.args.amp):
             preds = self.forward(image)
-            losses = [task.loss(p, y).float() for task, p, y in zip(self.tasks, preds, targets)]
-        return preds, losses
+            terms = [task.loss_terms(p, y) for task, p, y in zip(self.tasks, preds, targets)]
+        return preds, [(total.to(self.dtype), count) for total, count in terms]
 
     def checkpoint_state(self, next_epoch, step, rows, au_rows):
         return {
@@ -164,22 +206,11 @@ class Experiment:
         }
 
     def restore(self):
-        """(first epoch, global step, metrics rows, au.csv rows) from the last good checkpoint."""
-        state, messages = run_record.load_checkpoint(self.run_dir, map_location=self.device)
-        for message in messages:
-            print(f"warning: {message}; continuing from {run_record.PREVIOUS}", flush=True)
+        """(first epoch, global step, metrics rows, au.csv rows) from the last good checkpoint
+        (read by rank 0, received by the other processes of a torchrun run)."""
+        state = self.world.from_main(self._read_checkpoint)
         if state is None:
-            print(f"{self.run_dir}: no checkpoint yet; starting from epoch 1", flush=True)
             return 0, 0, [], []
-        expected = result_settings(self.args)
-        recorded = run_config.settings({"schema_version": state.get("schema_version", 1),
-                                        "settings": state["settings"]})
-        for key in sorted(set(expected) | set(recorded)):
-            if expected.get(key) != recorded.get(key):
-                raise run_record.RunFolderError(
-                    f"--resume {self.run_dir}: the checkpoint was made with {key}={recorded.get(key)!r}, "
-                    f"the run's config.json says {expected.get(key)!r}; refusing to mix them")
-        check_same_data(self.run_dir, state.get("data_identity"), self.data_identity, "its checkpoint records")
         self.model.load_state_dict(state["model"])
         self.optimizer.load_state_dict(state["optimizer"])
         self.scheduler.load_state_dict(state["scheduler"])
@@ -189,6 +220,26 @@ class Experiment:
         run_record.set_rng_state(state["rng"])
         print(f"resuming {self.run_dir} at epoch {state['epoch'] + 1}", flush=True)
         return state["epoch"], state["step"], state["rows"], state.get("au_rows", [])
+
+    def _read_checkpoint(self):
+        """The last good checkpoint's state, checked against the run's settings and data; None without one."""
+        state, messages = run_record.load_checkpoint(self.run_dir, map_location="cpu" if self.world.size > 1
+                                                     else self.device)
+        for message in messages:
+            print(f"warning: {message}; continuing from {run_record.PREVIOUS}", flush=True)
+        if state is None:
+            print(f"{self.run_dir}: no checkpoint yet; starting from epoch 1", flush=True)
+            return None
+        expected = result_settings(self.args)
+        recorded = run_config.settings({"schema_version": state.get("schema_version", 1),
+                                        "settings": state["settings"]})
+        for key in sorted(set(expected) | set(recorded)):
+            if expected.get(key) != recorded.get(key):
+                raise run_record.RunFolderError(
+                    f"--resume {self.run_dir}: the checkpoint was made with {key}={recorded.get(key)!r}, "
+                    f"the run's config.json says {expected.get(key)!r}; refusing to mix them")
+        check_same_data(self.run_dir, state.get("data_identity"), self.data_identity, "its checkpoint records")
+        return state
 
 
 def leave_stopping_to_the_run(worker_id):

@@ -14,12 +14,14 @@ from typing import Any, NamedTuple
 
 import torch
 
+from .distributed import global_losses
 from .multitask_step import MultiTaskStep
 from .weighting.base import StepContext, WeightingMethod
 from .weighting.lookahead import losses_after_fn
 
-# compute_losses(batch) → (predictions, K scalar losses), one per task in the model's order
-ComputeLosses = Callable[[Any], tuple[Sequence[torch.Tensor], Sequence[torch.Tensor]]]
+# compute_losses(batch) → (predictions, K loss terms), one per task in the model's order; a term
+# is (sum, count), the loss being sum / count, or a scalar loss (see distributed.global_losses)
+ComputeLosses = Callable[[Any], tuple[Sequence[torch.Tensor], Sequence[Any]]]
 
 
 class NonFinite(RuntimeError):
@@ -43,6 +45,11 @@ class TrainingEngine:
         gradients anyway, or for every step kind with diagnose_plain.
     tracker: an optional optim.dominance.DominanceTracker (see MultiTaskStep).
     global_step counts the steps of the whole run; a resumed run sets it.
+
+    Under torchrun each process feeds its shard of the global batch: the losses are those of
+    the global batch (distributed.global_losses), the per-task gradients are summed over the
+    processes in MultiTaskStep, and the look-ahead sees global losses too, so every process
+    takes the same step as one process with the whole batch.
     """
 
     def __init__(self, model: torch.nn.Module, optimizer: torch.optim.Optimizer, weighting: WeightingMethod,
@@ -59,12 +66,13 @@ class TrainingEngine:
         self._steps = 0
 
     def train_step(self, batch: Any, epoch: int) -> StepResult:
-        preds, losses = self.compute_losses(batch)
-        values = [loss.item() for loss in losses]
+        preds, terms = self.compute_losses(batch)
+        losses, global_values = global_losses(terms)
+        values = global_values.tolist()
         bad = [f"loss_{task} is {value}" for task, value in zip(self.tasks, values) if not math.isfinite(value)]
         if bad:
             raise NonFinite(f"non-finite loss in epoch {epoch + 1}, step {self.global_step}: {', '.join(bad)}")
-        ctx = StepContext(losses=torch.stack([loss.detach() for loss in losses]), epoch=epoch, step=self.global_step,
+        ctx = StepContext(losses=global_values, epoch=epoch, step=self.global_step,
                           lr=self.optimizer.param_groups[0]["lr"],
                           losses_after=self._lookahead(batch) if self.weighting.needs_lookahead else None)
         want = self.global_step % self.diagnostics_every == 0 and (
@@ -84,7 +92,7 @@ class TrainingEngine:
 
     def _lookahead(self, batch):
         def losses_now():
-            return torch.stack(list(self.compute_losses(batch)[1]))
+            return global_losses(self.compute_losses(batch)[1])[1]
         return losses_after_fn(self.model, losses_now, self.model.shared_parameters())
 
     def _named(self, key):

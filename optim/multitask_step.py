@@ -8,12 +8,18 @@ feeds contribution i into task i's moments.
 
 Loss-only methods with a plain optimizer take one backward of Σ w_k L_k: nothing pays for
 per-task gradients it does not use.
+
+Under torchrun the losses are each process's share of the global losses (engine.py), and
+every gradient is summed over the processes right after its backward, in one flat
+all-reduce (distributed.all_reduce_sum): the method, the clipping and the optimizer then see
+the global batch's gradients, identically on every process.
 """
 from dataclasses import replace
 
 import torch
 
 from .adatask import AdaTaskOptimizer
+from .distributed import all_reduce_sum, world_size
 from .task_gradients import task_gradients
 from .weighting.base import gram_matrix
 
@@ -69,27 +75,31 @@ class MultiTaskStep:
         engine's (optim/engine.py), which calls this.
 
         losses: K scalar losses (a list, so each task's backward starts at its own loss).
-        ctx: a StepContext with epoch, step, lr and, if the method needs it, losses_after.
+        ctx: a StepContext with epoch, step, lr, the losses' values (None: taken from `losses`;
+            the engine gives the global batch's) and, if the method needs it, losses_after.
         want_diagnostics: return the diagnostics dict of this step (else an empty one); a step
         that takes one summed backward then computes the per-task gradients for them alone."""
-        ctx = replace(ctx, losses=torch.stack([l.detach() for l in losses]))
+        if ctx.losses is None:
+            ctx = replace(ctx, losses=torch.stack([l.detach() for l in losses]))
         self.optimizer.zero_grad(set_to_none=True)
         if not self.computes_task_gradients:
             weights = self.weighting.weights(ctx).to(losses[0].device)
             info = self._probe_diagnostics(losses, weights) if want_diagnostics else {}
             sum(w * l for w, l in zip(weights, losses)).backward()
+            self._sum_over_processes([])
             self._clip_plain()
             self.optimizer.step()
             return info
         if self.weighting.needs_grads:
-            grads = task_gradients(losses, self.shared_params, self.task_params)
+            grads = self._sum_over_processes(task_gradients(losses, self.shared_params, self.task_params))
             ctx = replace(ctx, grads=grads, gram=gram_matrix(grads))
             grads, mixing = self.weighting.contributions(ctx)
             if self.weighting.head_grads == "weighted":
                 self._weight_heads(mixing.sum(0))
         else:  # loss-only weights under AdaTask: each task's backward of its weighted loss
             weights = self.weighting.weights(ctx).to(losses[0].device)
-            grads = task_gradients([w * l for w, l in zip(weights, losses)], self.shared_params, self.task_params)
+            grads = self._sum_over_processes(
+                task_gradients([w * l for w, l in zip(weights, losses)], self.shared_params, self.task_params))
             mixing = torch.diag(weights)
             if want_diagnostics:
                 ctx = replace(ctx, gram=gram_matrix(grads))
@@ -106,6 +116,20 @@ class MultiTaskStep:
             self.tracker.update(grads)
         return info
 
+    def _sum_over_processes(self, grads, with_params=True):
+        """Under torchrun: the K per-task gradient lists and (with_params) every parameter's
+        .grad summed over the processes in one flat collective; returns the summed lists
+        (`grads` itself with one process)."""
+        if world_size() == 1:
+            return grads
+        params = self.shared_params + [p for task in self.task_params for p in task] if with_params else []
+        per_task = [g for task in grads for g in task]
+        summed = all_reduce_sum(per_task + [p.grad for p in params])
+        for p, g in zip(params, summed[len(per_task):]):
+            p.grad = g
+        n = len(self.shared_params)
+        return [summed[k * n:(k + 1) * n] for k in range(len(grads))]
+
     def _weight_heads(self, alphas):
         """Task k's own gradients times α_k (--head-grads weighted), as a backward of Σ α_k L_k
         would have given them."""
@@ -118,7 +142,7 @@ class MultiTaskStep:
         follows, and so the update, is exactly the one without diagnostics. Costs K backward
         passes through the shared trunk."""
         grads = task_gradients([w * l for w, l in zip(weights, losses)], self.shared_params, keep_graph=True)
-        return diagnostics(gram_matrix(grads), torch.diag(weights))
+        return diagnostics(gram_matrix(self._sum_over_processes(grads, with_params=False)), torch.diag(weights))
 
     def _clip_plain(self):
         if self.clip_grad_norm is not None:

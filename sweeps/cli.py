@@ -84,6 +84,13 @@ def build_parser():
                    help="the interpreter of the runs and of the aggregation (default: the sweep's own)")
     g.add_argument("--runs-per-gpu", type=_positive, default=1, metavar="K",
                    help="K runs share one GPU at a time; they must fit in its memory together (default: 1)")
+    g.add_argument("--gpus-per-run", type=_positive, default=1, metavar="G",
+                   help="G > 1: each run is one torchrun of G processes, one per GPU (python -m "
+                        "torch.distributed.run --standalone --nproc-per-node G main_cityscapes.py ...; the "
+                        "run's --batch-size is split over them); local: G ids of --gpus per run, e.g. --gpus "
+                        '"0 1 2 3" --gpus-per-run 2 gives CUDA_VISIBLE_DEVICES=0,1 and 2,3, and without --gpus '
+                        "G processes on the CPU (gloo; for testing); slurm and ray: G GPUs per run, G times the "
+                        "CPUs, or G CPU processes for --device cpu. Not with --runs-per-gpu (default: 1)")
     g.add_argument("--dry-run", action="store_true", help="write plan.json and show what would run; start nothing")
     g.add_argument("--wait", action="store_true",
                    help="slurm: stay until every run has ended, then aggregate (default: return once "
@@ -92,7 +99,8 @@ def build_parser():
     g = p.add_argument_group("local backend")
     g.add_argument("--gpus", type=str.split, default=[], metavar='"ID ..."',
                    help='GPU ids, e.g. "0 1": --runs-per-gpu runs on each at a time, each with '
-                        "CUDA_VISIBLE_DEVICES=<id> (default: none set)")
+                        "CUDA_VISIBLE_DEVICES=<id>; with --gpus-per-run G, one run on each G of them at a time "
+                        "(default: none set)")
     g.add_argument("--jobs", type=_positive, default=1, metavar="N",
                    help="without --gpus: N runs side by side on this machine's CPUs (default: 1)")
 
@@ -102,7 +110,8 @@ def build_parser():
                    help="time limit of each job in minutes; a run cut short resumes when resubmitted (default: 240)")
     g.add_argument("--slurm-mem", metavar="SIZE",
                    help="memory of each job, e.g. 16G (default: the cluster's; a job without it may hold a whole node)")
-    g.add_argument("--slurm-cpus-per-run", type=_positive, default=2, metavar="N", help="CPUs per run (default: 2)")
+    g.add_argument("--slurm-cpus-per-run", type=_positive, default=2, metavar="N",
+                   help="CPUs per run, per process with --gpus-per-run (default: 2)")
     g.add_argument("--slurm-array-parallelism", type=_positive, default=None, metavar="N",
                    help="at most N jobs of the array at once (default: no limit)")
     g.add_argument("--slurm-packing", choices=("shards", "inside"), default="shards",
@@ -114,7 +123,7 @@ def build_parser():
                    help="a running Ray cluster, e.g. auto or HOST:6379 (default: start Ray on this machine for the "
                         "sweep)")
     g.add_argument("--cpus-per-run", type=_positive, default=1, metavar="N",
-                   help="CPUs Ray reserves for each run (default: 1)")
+                   help="CPUs Ray reserves for each run, per process with --gpus-per-run (default: 1)")
 
     g = p.add_argument_group("status")
     g.add_argument("--status", action="store_true",
@@ -137,7 +146,7 @@ def device_of(run_flags):
 def run_threads(args):
     """Torch threads per run: 1 where runs share a CPU (each would otherwise start one thread
     per core), else None (torch's default)."""
-    shared = {"local": args.jobs > 1 or len(args.gpus) * args.runs_per_gpu > 1,
+    shared = {"local": args.jobs > 1 or len(args.gpus) // args.gpus_per_run * args.runs_per_gpu > 1,
               "slurm": args.slurm_packing == "inside",
               "ray": True}[args.backend]
     return 1 if shared else None
@@ -161,6 +170,12 @@ def parse(parser, argv):
         parser.error("--jobs is for machines without --gpus; with --gpus use --runs-per-gpu K")
     if args.backend == "local" and not args.gpus and args.runs_per_gpu > 1:
         parser.error("--runs-per-gpu needs --gpus on the local backend (on CPUs use --jobs N)")
+    if args.gpus_per_run > 1 and args.runs_per_gpu > 1:
+        parser.error(f"--gpus-per-run {args.gpus_per_run} and --runs-per-gpu {args.runs_per_gpu} cannot be combined: "
+                     "a run of several GPUs has each of them to itself (give one or the other)")
+    if len(args.gpus) % args.gpus_per_run:
+        parser.error(f"--gpus {' '.join(args.gpus)}: {len(args.gpus)} ids, not a multiple of --gpus-per-run "
+                     f"{args.gpus_per_run} (each run takes {args.gpus_per_run} of them)")
     return args, argv[cut + 1:]
 
 
@@ -168,7 +183,8 @@ def backend_options(args, run_flags):
     """The options every backend's run() reads."""
     return argparse.Namespace(
         sweep=args.sweep, runs=args.runs, results=args.results, backend=args.backend, python=args.python,
-        runs_per_gpu=args.runs_per_gpu, gpus=args.gpus, jobs=args.jobs, threads=run_threads(args),
+        runs_per_gpu=args.runs_per_gpu, gpus_per_run=args.gpus_per_run, gpus=args.gpus, jobs=args.jobs,
+        threads=run_threads(args),
         cpu_only=device_of(run_flags) == "cpu", slurm_partition=args.slurm_partition, slurm_time=args.slurm_time,
         slurm_mem=args.slurm_mem, slurm_cpus_per_run=args.slurm_cpus_per_run,
         slurm_array_parallelism=args.slurm_array_parallelism, slurm_packing=args.slurm_packing,

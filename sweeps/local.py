@@ -1,7 +1,10 @@
 """The local backend: the runs side by side on this machine, each a subprocess of this process.
 
 Slots: --gpus "0 1" with --runs-per-gpu K gives K slots per GPU, each run in one with
-CUDA_VISIBLE_DEVICES=<its GPU>; without --gpus, --jobs N slots that set no GPU. Each run goes
+CUDA_VISIBLE_DEVICES=<its GPU>; without --gpus, --jobs N slots that set no GPU. With
+--gpus-per-run G > 1 each run is one torchrun of G processes: --gpus "0 1 2 3" splits into the
+groups 0,1 and 2,3, one slot each (CUDA_VISIBLE_DEVICES="0,1"); without --gpus each of the --jobs
+slots runs G processes on the CPU (gloo), which tests a multi-process run on any machine. Each run goes
 to the next free slot, in plan order. One thread per slot waits on its run, so that if this
 process dies, even by kill -9, no new run starts (the threads die with it) and the runs, which
 watch its pid (MTL_PARENT_PID), stop within 2 s.
@@ -15,19 +18,31 @@ from concurrent.futures import ThreadPoolExecutor
 from . import runner
 
 
+def gpu_groups(gpus, per_run):
+    """--gpus split into the CUDA_VISIBLE_DEVICES of runs of per_run GPUs each: ["0,1", "2,3"]
+    for "0 1 2 3" and 2 (the command line refuses a count that per_run does not divide)."""
+    if len(gpus) % per_run:
+        raise ValueError(f"--gpus {' '.join(gpus)}: {len(gpus)} ids, not a multiple of --gpus-per-run {per_run}")
+    return [",".join(gpus[i:i + per_run]) for i in range(0, len(gpus), per_run)]
+
+
 def slot_gpus(opts):
-    """The CUDA_VISIBLE_DEVICES of each slot, None where it sets none. The GPUs alternate, so
-    that fewer runs than slots spread over every GPU."""
+    """The CUDA_VISIBLE_DEVICES of each slot, None where it sets none. The GPUs (or groups of
+    --gpus-per-run GPUs) alternate, so that fewer runs than slots spread over every GPU."""
     if opts.gpus:
-        return [gpu for _ in range(opts.runs_per_gpu) for gpu in opts.gpus]
+        return [group for _ in range(opts.runs_per_gpu) for group in gpu_groups(opts.gpus, opts.gpus_per_run)]
     return [None] * opts.jobs
 
 
 def describe(opts):
     slots = len(slot_gpus(opts))
     at_once = f"{slots} run{'s' if slots > 1 else ''} at a time"
+    if opts.gpus and opts.gpus_per_run > 1:
+        return f"{at_once}, each a torchrun on {opts.gpus_per_run} GPUs: {' '.join(slot_gpus(opts))}"
     if opts.gpus:
         return f"{at_once}, {opts.runs_per_gpu} per GPU on GPUs {' '.join(opts.gpus)}"
+    if opts.gpus_per_run > 1:
+        return f"{at_once}, each a torchrun of {opts.gpus_per_run} processes on the CPU"
     return at_once
 
 
@@ -37,7 +52,7 @@ def show(sweep_dir, runs, opts):
         if runner.state(sweep_dir, run.name) == "finished":
             print(f"{'skip':<7} {run.name} (finished)")
         else:
-            verb, argv = runner.command(sweep_dir, run, opts.python, opts.threads)
+            verb, argv = runner.command(sweep_dir, run, opts.python, opts.threads, opts.gpus_per_run)
             print(f"{verb:<7} {run.name}: {shlex.join(argv)}")
 
 
@@ -59,7 +74,8 @@ def run(sweep_dir, runs, opts):
         while True:
             try:
                 planned = waiting.get_nowait()
-                statuses[planned.name] = runner.run_one(sweep_dir, planned, opts.python, opts.threads, env)
+                statuses[planned.name] = runner.run_one(sweep_dir, planned, opts.python, opts.threads, env,
+                                                        processes=opts.gpus_per_run)
             except (queue.Empty, runner.Stopped):
                 return
 

@@ -9,6 +9,9 @@ Each task asks for --cpus-per-run CPUs (Ray sets OMP_NUM_THREADS to match) and 1
 of a GPU, none with cpu_only (runs given --device cpu), and calls sweeps.runner.run_one: the run
 is a subprocess of the Ray worker, with the CUDA_VISIBLE_DEVICES that Ray gave the task.
 Fractional GPUs are Ray's bookkeeping only: the runs sharing a GPU must fit in its memory together.
+With --gpus-per-run G > 1 (never with --runs-per-gpu > 1) a task asks for G whole GPUs and G
+times --cpus-per-run CPUs (the CPUs alone with cpu_only), and its run is one torchrun of G
+processes on the task's node, which split the task's OMP_NUM_THREADS between them.
 
 A task whose worker or node is lost is retried up to MAX_RETRIES times, on another node if need
 be, and the retry resumes the run from its last checkpoint; a run that exits non-zero is a
@@ -47,12 +50,17 @@ TASK_FAILED = 1  # the status of a task that ended without its run's exit status
 
 
 def task_resources(opts):
-    """What one run asks Ray for: {"num_cpus": C, "num_gpus": 1/K, or 0 with cpu_only}."""
-    if opts.runs_per_gpu < 1:
-        raise PlanError(f"--runs-per-gpu {opts.runs_per_gpu}: must be at least 1")
-    if opts.cpus_per_run < 1:
-        raise PlanError(f"--cpus-per-run {opts.cpus_per_run}: must be at least 1")
-    return {"num_cpus": opts.cpus_per_run, "num_gpus": 0 if opts.cpu_only else 1 / opts.runs_per_gpu}
+    """What one run asks Ray for: {"num_cpus": C x G, "num_gpus": G (--gpus-per-run), or 1/K of
+    one (--runs-per-gpu), or 0 with cpu_only}."""
+    for flag, value in (("--runs-per-gpu", opts.runs_per_gpu), ("--cpus-per-run", opts.cpus_per_run),
+                        ("--gpus-per-run", opts.gpus_per_run)):
+        if value < 1:
+            raise PlanError(f"{flag} {value}: must be at least 1")
+    if opts.gpus_per_run > 1 and opts.runs_per_gpu > 1:
+        raise PlanError(f"--gpus-per-run {opts.gpus_per_run} and --runs-per-gpu {opts.runs_per_gpu} cannot be "
+                        "combined: a run of several GPUs has each of them to itself")
+    gpus = opts.gpus_per_run if opts.gpus_per_run > 1 else 1 / opts.runs_per_gpu
+    return {"num_cpus": opts.cpus_per_run * opts.gpus_per_run, "num_gpus": 0 if opts.cpu_only else gpus}
 
 
 def describe(resources, address):
@@ -72,7 +80,8 @@ def run(sweep_dir, runs, opts):
     with connected(opts.ray_address):
         check_fits(resources, started_here=opts.ray_address is None)
         task = ray.remote(max_retries=MAX_RETRIES, retry_exceptions=False, **resources)(run_in_worker)
-        refs = {r.name: task.options(name=f"sweep:{r.name}").remote(str(sweep_dir), r, opts.python, opts.threads)
+        refs = {r.name: task.options(name=f"sweep:{r.name}").remote(str(sweep_dir), r, opts.python, opts.threads,
+                                                                    opts.gpus_per_run)
                 for r in runs}
         # Waited for as futures, not in ray.wait: a signal arriving in a Ray call comes out of it as a
         # plain KeyboardInterrupt instead of the runner.Interrupted that the sweep's handler raised.
@@ -112,7 +121,8 @@ def check_fits(resources, started_here):
         return
     have = "; ".join(f"{node.get('CPU', 0):g} CPUs, {node.get('GPU', 0):g} GPUs" for node in nodes) or "no nodes"
     message = (f"no Ray node has the {needed['CPU']:g} CPUs and {needed['GPU']:g} GPU one run asks for "
-               f"(--cpus-per-run, --runs-per-gpu; runs with --device cpu ask for no GPU); the nodes have: {have}")
+               f"(--cpus-per-run, --runs-per-gpu, --gpus-per-run; runs with --device cpu ask for no GPU); the nodes "
+               f"have: {have}")
     if started_here:
         raise PlanError(message)
     print(f"sweep: warning: {message}; the runs wait until such a node joins", file=sys.stderr, flush=True)
@@ -134,11 +144,12 @@ def status_of(done, name):
     return TASK_FAILED
 
 
-def run_in_worker(sweep_dir, run, python, threads):
-    """The task: the run as a subprocess of this Ray worker (a retry resumes it). Returns (exit
-    status, the lines run_one announced after its first). The first, how the run began, is printed
-    here and reaches the sweep through Ray; the others are the sweep's to print, since Ray forwards
-    a worker's output with a delay and drops what comes once the sweep's Ray is stopping."""
+def run_in_worker(sweep_dir, run, python, threads, processes=1):
+    """The task: the run as a subprocess of this Ray worker (a retry resumes it), a torchrun of
+    `processes` processes when more than 1. Returns (exit status, the lines run_one announced
+    after its first). The first, how the run began, is printed here and reaches the sweep through
+    Ray; the others are the sweep's to print, since Ray forwards a worker's output with a delay
+    and drops what comes once the sweep's Ray is stopping."""
     gpus = os.environ.get("CUDA_VISIBLE_DEVICES")  # set by Ray for a task with GPUs
     env = {"CUDA_VISIBLE_DEVICES": gpus} if gpus else None
     lines = []
@@ -148,9 +159,9 @@ def run_in_worker(sweep_dir, run, python, threads):
             runner.say(line)
         lines.append(line)
 
-    status = runner.run_one(sweep_dir, run, python, threads, env=env, announce=announce)
+    status = runner.run_one(sweep_dir, run, python, threads, env=env, announce=announce, processes=processes)
     while status == runner.EXIT_BUSY and owner_is_gone(Path(sweep_dir) / run.name):
-        status = runner.run_one(sweep_dir, run, python, threads, env=env, announce=announce)
+        status = runner.run_one(sweep_dir, run, python, threads, env=env, announce=announce, processes=processes)
     return status, lines[1:]
 
 

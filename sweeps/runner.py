@@ -7,6 +7,12 @@ another live process owns (exit 75) is left to its owner, with no .exit written.
 always continues from its last checkpoint, a backend may retry it after preemption, a killed
 worker or a lost node.
 
+A run of several processes (--gpus-per-run G > 1) is one torchrun of G processes of
+main_cityscapes.py (`python -m torch.distributed.run --standalone --nproc-per-node G`):
+--standalone picks a free local rendezvous port, so such runs share a machine. torchrun forwards
+a stop signal to its processes and exits 1, as it does for any failure of theirs: a run whose
+folder another live process owns is told by that folder's lease instead of by exit 75.
+
 stop_runs() stops this process's runs (Ctrl-C or SIGTERM of a sweep): they exit 130/143
 keeping their checkpoints, no .exit is written for them, and no further run starts here.
 """
@@ -18,6 +24,8 @@ import sys
 import threading
 from datetime import datetime
 from pathlib import Path
+
+from evaluation import run_lock
 
 REPO = Path(__file__).resolve().parent.parent
 MAIN = REPO / "main_cityscapes.py"
@@ -58,14 +66,43 @@ def state(sweep_dir, name):
     return "unfinished" if (run_dir / CONFIG).exists() else "new"
 
 
-def command(sweep_dir, run, python=None, threads=None):
-    """(verb, argv) that starts or resumes `run` (a PlannedRun) in <sweep_dir>/<run.name>."""
-    python = python or sys.executable
+def launcher(python, processes=1):
+    """The argv that runs main_cityscapes.py: `python MAIN`, or for a run of several processes
+    `python -m torch.distributed.run --standalone --nproc-per-node N MAIN` (torchrun, through
+    the runs' own interpreter, which need not have a torchrun script on PATH)."""
+    if processes > 1:
+        return [python, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", str(processes), str(MAIN)]
+    return [python, str(MAIN)]
+
+
+def command(sweep_dir, run, python=None, threads=None, processes=1):
+    """(verb, argv) that starts or resumes `run` (a PlannedRun) in <sweep_dir>/<run.name>, as one
+    process or, with processes > 1, as one torchrun of that many (--gpus-per-run)."""
+    main = launcher(python or sys.executable, processes)
     run_dir = Path(sweep_dir) / run.name
     own = list(run.flags) + (["--threads", str(threads)] if threads else [])
     if state(sweep_dir, run.name) == "unfinished":
-        return "resume", [python, str(MAIN), "--resume", str(run_dir), *own]
-    return "start", [python, str(MAIN), *own, "--out", str(sweep_dir), "--name", run.name]
+        return "resume", [*main, "--resume", str(run_dir), *own]
+    return "start", [*main, *own, "--out", str(sweep_dir), "--name", run.name]
+
+
+def thread_share(environ, processes):
+    """{"OMP_NUM_THREADS": its share} for each of a run's `processes` when the environment gives
+    the run a thread count (Ray sets it to the task's CPUs), else {}: a run of several processes
+    would otherwise start that many threads in each. Without one, torchrun sets 1 per process."""
+    total = environ.get("OMP_NUM_THREADS", "").strip()
+    if processes <= 1 or not total.isdigit():
+        return {}
+    return {"OMP_NUM_THREADS": str(max(1, int(total) // processes))}
+
+
+def owned_elsewhere(status, run_dir, processes):
+    """Whether a run that exited with `status` found its folder owned by another live process:
+    exit 75 from main_cityscapes.py itself, or, through torchrun (which turns any failure into
+    exit 1), a live owner's lease once every process of the run has ended."""
+    if status == EXIT_BUSY:
+        return True
+    return processes > 1 and status != 0 and run_lock.live_owner(run_dir) is not None
 
 
 def say(*args, **kwargs):
@@ -90,21 +127,24 @@ def stop_runs(signum=signal.SIGTERM):
             child.send_signal(signum)
 
 
-def run_one(sweep_dir, run, python=None, threads=None, env=None, announce=say, cwd=None):
+def run_one(sweep_dir, run, python=None, threads=None, env=None, announce=say, cwd=None, processes=1):
     """Run `run` to its end; returns its exit status (0 for a run that was finished already,
     EXIT_BUSY for one owned by another process). env: extra environment variables
     (CUDA_VISIBLE_DEVICES); the subprocess gets MTL_PARENT_PID=<this process>, so it stops
-    within seconds if this process dies. cwd: the run's working directory, where relative paths
-    in its flags are read (default: this process's). Raises Stopped after stop_runs()."""
+    within seconds if this process dies (under torchrun, each of its processes does). cwd: the
+    run's working directory, where relative paths in its flags are read (default: this
+    process's). processes: more than 1 runs it as one torchrun of that many (--gpus-per-run).
+    Raises Stopped after stop_runs()."""
     sweep_dir = Path(sweep_dir)
     if state(sweep_dir, run.name) == "finished":
         announce(f"{'skip':<7} {run.name} (finished)", flush=True)
         return 0
-    verb, argv = command(sweep_dir, run, python, threads)
+    verb, argv = command(sweep_dir, run, python, threads, processes)
     exit_file, log_file = sweep_dir / f"{run.name}.exit", sweep_dir / f"{run.name}.log"
     gpu = (env or {}).get("CUDA_VISIBLE_DEVICES")
     on_gpu = f" CUDA_VISIBLE_DEVICES={gpu}" if gpu else ""
-    child_env = {**os.environ, **(env or {}), "MTL_PARENT_PID": str(os.getpid())}
+    parent_env = {**os.environ, **(env or {})}
+    child_env = {**parent_env, **thread_share(parent_env, processes), "MTL_PARENT_PID": str(os.getpid())}
     with _lock:
         if _stopping.is_set():
             raise Stopped(run.name)
@@ -117,7 +157,7 @@ def run_one(sweep_dir, run, python=None, threads=None, env=None, announce=say, c
             child = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
                                      env=child_env, cwd=cwd, process_group=0)
         _children.add(child)
-    announce(f"{verb:<7} {run.name}" + (f" (GPU {gpu})" if gpu else ""), flush=True)
+    announce(f"{verb:<7} {run.name}" + (f" (GPU{'s' if ',' in gpu else ''} {gpu})" if gpu else ""), flush=True)
     try:
         status = child.wait()
     except BaseException as e:  # this thread was interrupted (a worker that runs the run in its main thread)
@@ -129,7 +169,8 @@ def run_one(sweep_dir, run, python=None, threads=None, env=None, announce=say, c
             _children.discard(child)
     if status < 0:  # killed by signal N: 128 + N, as a shell reports it
         status = 128 - status
-    if status == EXIT_BUSY:  # not ours to record: its owner writes the .exit
+    if owned_elsewhere(status, sweep_dir / run.name, processes):
+        status = EXIT_BUSY  # not ours to record: its owner writes the .exit
         announce(f"{'running':<7} {run.name} (owned by another process, see {log_file})", flush=True)
     elif stopping():  # stopped by the sweep itself: resumable, not failed
         announce(f"{'stopped':<7} {run.name} (exit {status}; rerunning the sweep resumes it)", flush=True)

@@ -11,6 +11,11 @@ GPU; with "inside" an element holds a whole GPU (--gres=gpu:1) and runs K runs s
 torch thread each. K = 1 asks a whole GPU per run; runs on --device cpu ask for no GPU at all.
 CPUs and memory are per run: an element of K runs asks K times as much.
 
+A run of several GPUs (--gpus-per-run G > 1, never with --runs-per-gpu > 1) is one element
+asking --gres=gpu:G and G times --slurm-cpus-per-run, whose run is one torchrun of G processes on
+the element's node (memory stays per run: --slurm-mem is the whole run's); on --device cpu it
+asks no GPU and its G processes share the element's CPUs.
+
 Runs already finished are not submitted, nor are runs whose element of an earlier submission is
 still queued or running: without --wait they count as running (exit status 75), like a run whose
 folder another live process owns; --wait waits for them too.
@@ -53,9 +58,12 @@ class ArrayTask:
     and so resubmits the same call.
     """
 
-    def __init__(self, sweep_dir, python=None, threads=None, cwd=None):
+    processes = 1  # for an ArrayTask pickled before --gpus-per-run, requeued since
+
+    def __init__(self, sweep_dir, python=None, threads=None, cwd=None, processes=1):
         self.sweep_dir, self.python, self.threads = Path(sweep_dir), python, threads
         self.cwd = cwd  # where relative paths in the runs' flags are read: the submitting directory
+        self.processes = processes  # of each run: more than 1 is a torchrun (--gpus-per-run)
 
     def __call__(self, runs):
         # The GPU (or shard) Slurm gave this element, for every run in it, also named in the logs.
@@ -63,7 +71,8 @@ class ArrayTask:
         env = {"CUDA_VISIBLE_DEVICES": gpu} if gpu else None
 
         def one(run):
-            return run.name, runner.run_one(self.sweep_dir, run, self.python, self.threads, env, cwd=self.cwd)
+            return run.name, runner.run_one(self.sweep_dir, run, self.python, self.threads, env, cwd=self.cwd,
+                                            processes=self.processes)
 
         with ThreadPoolExecutor(len(runs)) as pool:
             return dict(pool.map(one, runs))
@@ -105,8 +114,11 @@ def job_name(opts):
 
 def sbatch_parameters(opts, elements):
     """The SlurmExecutor parameters of the array (sbatch's own names) for `elements` elements."""
-    k = runs_per_element(opts)
-    params = {"job_name": job_name(opts), "time": opts.slurm_time, "cpus_per_task": opts.slurm_cpus_per_run * k,
+    k, per_run = runs_per_element(opts), opts.gpus_per_run
+    if per_run > 1 and opts.runs_per_gpu > 1:
+        raise SlurmError(f"--gpus-per-run {per_run} and --runs-per-gpu {opts.runs_per_gpu} cannot be combined")
+    params = {"job_name": job_name(opts), "time": opts.slurm_time,
+              "cpus_per_task": opts.slurm_cpus_per_run * k * per_run,
               "array_parallelism": opts.slurm_array_parallelism or elements,
               "additional_parameters": {"requeue": True}}  # see ArrayTask
     if opts.slurm_partition:
@@ -114,7 +126,7 @@ def sbatch_parameters(opts, elements):
     if opts.slurm_mem:
         params["mem"] = scaled_memory(opts.slurm_mem, k)
     if not opts.cpu_only:
-        params["gres"] = "shard:1" if opts.slurm_packing == "shards" and opts.runs_per_gpu > 1 else "gpu:1"
+        params["gres"] = "shard:1" if opts.slurm_packing == "shards" and opts.runs_per_gpu > 1 else f"gpu:{per_run}"
     return params
 
 
@@ -240,15 +252,15 @@ def run(sweep_dir, runs, opts):
     busy = {} if not todo else still_queued(sweep_dir, job_name(opts), {r.name for r in todo})
     busy_names = {name for names in busy.values() for name in names}
     todo = [r for r in todo if r.name not in busy_names]
-    python, threads = opts.python, run_threads(opts)
+    python, threads, processes = opts.python, run_threads(opts), opts.gpus_per_run
     plan = groups(todo, opts)
     params = sbatch_parameters(opts, len(plan)) if plan else None
     print(f"sweep {opts.sweep}: {count(len(runs), 'run')}, {len(runs) - len(todo) - len(busy_names)} finished, "
           f"{len(busy_names)} queued or running in Slurm, {len(todo)} to submit", flush=True)
     if opts.dry_run:
-        show(sweep_dir, plan, params, python, threads)
+        show(sweep_dir, plan, params, python, threads, processes)
         return None
-    submitted = submit(sweep_dir, plan, params, python, threads) if plan else {}
+    submitted = submit(sweep_dir, plan, params, python, threads, processes) if plan else {}
     if submitted:
         job = next(iter(submitted)).split("_")[0]
         print(f"submitted Slurm job {job}: {count(len(plan), 'element')}, {count(len(todo), 'run')}; logs in "
@@ -271,7 +283,7 @@ def count(n, noun):
     return f"{n} {noun}{'s' if n != 1 else ''}"
 
 
-def show(sweep_dir, plan, params, python, threads):
+def show(sweep_dir, plan, params, python, threads, processes=1):
     """A dry run: the sbatch options and each element's runs; nothing is submitted."""
     if not plan:
         print("dry run: nothing to submit")
@@ -280,13 +292,13 @@ def show(sweep_dir, plan, params, python, threads):
     for flag in sbatch_flags(params, len(plan)):
         print(f"  {flag}")
     for i, group in enumerate(plan):
-        commands = [runner.command(sweep_dir, run, python, threads) for run in group]
+        commands = [runner.command(sweep_dir, run, python, threads, processes) for run in group]
         print(f"  element {i}: " + "; ".join(f"{verb} {run.name}" for run, (verb, _) in zip(group, commands)))
         for _, argv in commands:
             print(f"    {shlex.join(argv)}")
 
 
-def submit(sweep_dir, plan, params, python, threads):
+def submit(sweep_dir, plan, params, python, threads, processes=1):
     """The job array of `plan`; {element id: run names} (recorded in submissions.jsonl)."""
     try:
         from submitit import SlurmExecutor
@@ -301,7 +313,7 @@ def submit(sweep_dir, plan, params, python, threads):
     pythonpath = f"export PYTHONPATH={shlex.quote(str(runner.REPO))}${{PYTHONPATH:+:$PYTHONPATH}}"
     executor.update_parameters(**params, setup=[pythonpath])
     try:
-        jobs = executor.map_array(ArrayTask(sweep_dir, python, threads, os.getcwd()), plan)
+        jobs = executor.map_array(ArrayTask(sweep_dir, python, threads, os.getcwd(), processes), plan)
     except (UncompletedJobError, FailedSubmissionError) as e:  # with sbatch's message
         hint = (" (does this cluster have GPU shards? else use --slurm-packing inside)"
                 if "shard" in params.get("gres", "") and "gres" in str(e).lower() else "")

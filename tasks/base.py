@@ -52,6 +52,12 @@ class TaskMeter:
     def update(self, pred: torch.Tensor, target: torch.Tensor) -> None:
         raise NotImplementedError
 
+    def sum_over_processes(self) -> None:
+        """Under torchrun: replace the accumulated state by its sum over the processes
+        (optim.distributed.all_reduce_sum), so that compute() gives the metrics of the whole
+        split. Every process calls it, with its state in the same shapes."""
+        raise NotImplementedError
+
     def compute(self) -> dict[str, Any]:
         raise NotImplementedError
 
@@ -103,8 +109,17 @@ class Task:
 
     # ---- training and evaluation --------------------------------------------------------
 
-    def loss(self, pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    def loss_terms(self, pred: torch.Tensor, target: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """(sum, count): the loss is sum / count, a mean over the counted (valid) elements.
+        Kept apart so that a run across processes divides by the global count
+        (optim/distributed.py): each process's own count would weight its pixels differently.
+        sum is in the prediction's dtype."""
         raise NotImplementedError
+
+    def loss(self, pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        """The loss of one batch: sum / count, 0 (not NaN) when nothing counts."""
+        total, count = self.loss_terms(pred, target)
+        return total / count.clamp(min=1)
 
     def meter(self, device: torch.device | str = "cpu") -> TaskMeter:
         raise NotImplementedError

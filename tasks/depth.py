@@ -20,6 +20,9 @@ class DepthMeter(TaskMeter):
     def update(self, pred, target):
         self.errors.update(pred, target)
 
+    def sum_over_processes(self):
+        self.errors.sum_over_processes()
+
     def compute(self):
         e = self.errors
         return {"abs_err": e.abs_err(), "rel_err": e.rel_err(), "abs_err_px": e.abs_err_px(),
@@ -49,10 +52,10 @@ class DepthTask(Task):
     def out_channels(self):
         return 1
 
-    def loss(self, pred, target):
-        """L1 over valid pixels (target != 0), divided by the number of valid pixels."""
+    def loss_terms(self, pred, target):
+        """L1 summed over the valid pixels (target != 0), and their number."""
         valid = target != 0
-        return ((pred - target).abs() * valid).sum() / valid.sum().clamp(min=1)
+        return ((pred - target).abs() * valid).sum(), valid.sum()
 
     def meter(self, device="cpu"):
         return DepthMeter()

@@ -8,6 +8,7 @@ import torch
 
 from data.layout import INSTANCE_DIR
 from evaluation import visualize
+from optim.distributed import all_reduce_sum
 
 from .base import Metric, Task, TaskMeter
 
@@ -28,16 +29,17 @@ class InstanceMeter(TaskMeter):
     every instance pixel of the split (pixel-weighted)."""
 
     def __init__(self):
-        self.error_sum = self.pixels = 0.0
+        self.sums = torch.zeros(2, dtype=torch.float64)  # (error, instance pixels)
 
     def update(self, pred, target):
-        error, pixels = offset_error_sums(pred, target)
-        self.error_sum = self.error_sum + error
-        self.pixels = self.pixels + pixels
+        self.sums = self.sums.to(pred.device) + torch.stack(offset_error_sums(pred, target))
+
+    def sum_over_processes(self):
+        (self.sums,) = all_reduce_sum([self.sums])
 
     def compute(self):
-        pixels = float(self.pixels)
-        return {"inst_err": float(self.error_sum) / (2 * pixels) if pixels else float("nan")}
+        error, pixels = self.sums.tolist()
+        return {"inst_err": error / (2 * pixels) if pixels else float("nan")}
 
 
 class InstanceTask(Task):
@@ -66,10 +68,11 @@ class InstanceTask(Task):
     def out_channels(self):
         return 2
 
-    def loss(self, pred, target):
-        """L1 over instance pixels: the mean of |Δdy| and |Δdx| there; 0 without instance pixels."""
+    def loss_terms(self, pred, target):
+        """L1 over instance pixels: |Δdy| + |Δdx| summed there, and twice their number (the
+        loss is the mean of both offsets)."""
         error, pixels = offset_error_sums(pred, target)
-        return (error / (2 * pixels).clamp(min=1)).to(pred.dtype)
+        return error.to(pred.dtype), (2 * pixels).long()
 
     def meter(self, device="cpu"):
         return InstanceMeter()

@@ -21,6 +21,9 @@ class SemanticMeter(TaskMeter):
     def update(self, pred, target):
         self.confusion.update(pred, target)
 
+    def sum_over_processes(self):
+        self.confusion.sum_over_processes()
+
     def compute(self):
         iou = self.confusion.iou_per_class().tolist()
         return {"miou": self.confusion.miou(), "pix_acc": self.confusion.pix_acc(),
@@ -47,10 +50,9 @@ class SemanticTask(Task):
     def activate(self, output):
         return F.log_softmax(output, dim=1)
 
-    def loss(self, pred, target):
-        """NLL of the log-softmax output, ignoring void pixels; 0 (not NaN) when all are void."""
-        total = F.nll_loss(pred, target, ignore_index=VOID, reduction="sum")
-        return total / (target != VOID).sum().clamp(min=1)
+    def loss_terms(self, pred, target):
+        """NLL of the log-softmax output summed over the non-void pixels, and their number."""
+        return F.nll_loss(pred, target, ignore_index=VOID, reduction="sum"), (target != VOID).sum()
 
     def meter(self, device="cpu"):
         return SemanticMeter(class_names(self.settings.classes), device)

@@ -114,14 +114,14 @@ def test_non_finite_loss_stops_keeps_the_checkpoint_and_exits_non_zero(data, tmp
     """A NaN depth loss injected in the second epoch: the run stops with a message naming
     the task, keeps epoch 1's checkpoint and metrics, writes no summary, exits 3."""
     calls = {"n": 0}
-    depth_loss = DepthTask.loss
+    depth_loss_terms = DepthTask.loss_terms
 
     def poisoned(task, pred, target):
         calls["n"] += 1
-        loss = depth_loss(task, pred, target)
-        return loss * float("nan") if calls["n"] > 16 else loss  # 12 train + 2 test batches per epoch
+        total, count = depth_loss_terms(task, pred, target)
+        return (total * float("nan") if calls["n"] > 16 else total), count  # 12 train + 2 test batches per epoch
 
-    monkeypatch.setattr(DepthTask, "loss", poisoned)
+    monkeypatch.setattr(DepthTask, "loss_terms", poisoned)
     assert main_cityscapes.main(argv(data, tmp_path, "run", epochs=3)) == 3
     err = capsys.readouterr().err
     assert "non-finite loss" in err and "loss_depth is nan" in err and "Traceback" not in err
@@ -161,7 +161,7 @@ def edit_config(run, edit):
     (lambda c: c["settings"].pop("lr"), '"settings.lr" is missing'),
     (lambda c: c.update(data=["not", "an", "object"]), '"data" must be an object, not list'),
     (lambda c: c.update(tasks="semantic"), '"tasks" must be a non-empty list'),
-    (lambda c: c.update(schema_version=99), "schema_version is 99; this version reads 1..4"),
+    (lambda c: c.update(schema_version=99), "schema_version is 99; this version reads 1..5"),
 ])
 def test_a_hand_edited_config_is_refused_naming_file_and_key(data, tmp_path, capsys, edit, named):
     run = finished_then_unfinished(data, tmp_path)
@@ -204,7 +204,7 @@ def test_the_checkpoint_guards_the_data_even_when_the_config_identity_is_edited_
 def test_config_records_schema_and_environment_apart_from_settings(data, tmp_path):
     run = finished_then_unfinished(data, tmp_path)
     config = json.loads((run / "config.json").read_text())
-    assert config["schema_version"] == 4 and config["data"]["identity"]["kind"] == "synthcity"
+    assert config["schema_version"] == 5 and config["data"]["identity"]["kind"] == "synthcity"
     assert not {"device", "num_workers", "in_memory"} & set(config["settings"])
     assert {"device", "num_workers", "in_memory", "host", "cuda_visible_devices", "torch_threads"} \
         <= set(config["environment"])
@@ -244,7 +244,8 @@ def test_settings_added_later_read_as_the_behaviour_before_them():
     # what a version-3 run did: plain head gradients, Frank-Wolfe MGDA, per-epoch DWA, ...
     assert filled["head_grads"] == "own" and filled["mgda_solver"] == "frank_wolfe" and filled["dwa_mode"] == "epoch"
     assert filled["gradnorm_alpha"] == 1.5 and filled["stch_warmup_epochs"] == 4  # methods it could not use
-    assert run_config.settings({**old, "schema_version": 4}) == {"lr": 1e-4}  # a newer file must say it
+    assert run_config.settings({**old, "schema_version": 5}) == {"lr": 1e-4}  # a newer file must say it
+    assert run_config.settings({**old, "schema_version": 4})["dtype"] == "float32"
 
 
 def test_a_schema_3_run_without_the_version_4_settings_still_resumes(data, tmp_path):

@@ -1,6 +1,6 @@
 """scripts/sweep.sh (python -m sweeps) on the local backend: the plan and its names, plan.json,
-skip and resume, failures, slots on GPUs and CPUs, runs owned elsewhere, interrupts, a killed
-sweep's runs, and --status.
+skip and resume, failures, slots on GPUs and CPUs, runs of several processes (torchrun), runs
+owned elsewhere, interrupts, a killed sweep's runs, and --status.
 
 Most tests give the runs a fake interpreter (--python) that records its arguments and makes the
 files a run would make; the launcher itself runs on the real one. A few run main_cityscapes.py
@@ -21,7 +21,7 @@ from types import SimpleNamespace
 import pytest
 
 from evaluation import run_lock
-from sweeps import cli, plan
+from sweeps import cli, plan, runner
 
 REPO = Path(__file__).resolve().parent.parent
 SWEEP = REPO / "scripts" / "sweep.sh"
@@ -47,7 +47,7 @@ run = Path(args[args.index("--resume") + 1]) if "--resume" in args else \\
 log(plan=(run.parent / "plan.json").exists())
 if run.name in os.environ.get("FAKE_BUSY", "").split():
     print(f"error: {{run}} is owned by another process (node-b pid 4242, lease renewed 3 s ago)")
-    sys.exit(75)
+    sys.exit(1 if args[:2] == ["-m", "torch.distributed.run"] else 75)  # torchrun: any failure is 1
 run.mkdir(parents=True, exist_ok=True)
 (run / "config.json").write_text("{{}}")
 time.sleep(float(os.environ.get("FAKE_SLEEP", "0")))
@@ -243,6 +243,85 @@ def test_jobs_run_side_by_side_on_the_cpu_with_no_gpu_asked_for(sweep, tmp_path)
     assert most_at_once(calls[:-1]) == {None: 1} and not any("--threads" in c["args"] for c in calls)
 
 
+TORCHRUN = ["-m", "torch.distributed.run", "--standalone", "--nproc-per-node"]
+
+
+def test_a_run_of_several_processes_is_one_torchrun_when_started_and_when_resumed(tmp_path):
+    run = plan.PlannedRun("adam-ew-s0", ("--method", "adam", "--weighting", "ew", "--seed", "0", "--epochs", "2"))
+    assert runner.command(tmp_path, run, "py", 1, processes=2) == ("start", [
+        "py", *TORCHRUN, "2", MAIN, "--method", "adam", "--weighting", "ew", "--seed", "0", "--epochs", "2",
+        "--threads", "1", "--out", str(tmp_path), "--name", "adam-ew-s0"])
+    (tmp_path / "adam-ew-s0").mkdir()
+    (tmp_path / "adam-ew-s0" / "config.json").write_text("{}")
+    assert runner.command(tmp_path, run, "py", None, processes=2) == ("resume", [
+        "py", *TORCHRUN, "2", MAIN, "--resume", str(tmp_path / "adam-ew-s0"), "--method", "adam", "--weighting",
+        "ew", "--seed", "0", "--epochs", "2"])
+    assert runner.command(tmp_path, run, "py")[1][:3] == ["py", MAIN, "--resume"]  # one process: no torchrun
+
+
+def test_each_process_of_a_run_gets_its_share_of_the_runs_threads():
+    """Ray sets OMP_NUM_THREADS to a task's CPUs; without it torchrun gives each process one."""
+    assert runner.thread_share({"OMP_NUM_THREADS": "4"}, 2) == {"OMP_NUM_THREADS": "2"}
+    assert runner.thread_share({"OMP_NUM_THREADS": "1"}, 2) == {"OMP_NUM_THREADS": "1"}
+    assert runner.thread_share({"OMP_NUM_THREADS": "4"}, 1) == {}
+    assert runner.thread_share({}, 2) == {}
+
+
+@pytest.mark.parametrize("slots, gpus, line", [
+    (["--gpus", "0 1 2 3"], ["0,1", "2,3"], "local: 2 runs at a time, each a torchrun on 2 GPUs: 0,1 2,3"),
+    (["--jobs", "2"], [None], "local: 2 runs at a time, each a torchrun of 2 processes on the CPU")])
+def test_gpus_per_run_makes_each_run_one_torchrun_on_a_group_of_gpus(sweep, tmp_path, slots, gpus, line):
+    """--gpus "0 1 2 3" --gpus-per-run 2: each run holds CUDA_VISIBLE_DEVICES=0,1 or 2,3, one run per
+    group at a time; without --gpus, the runs are torchruns of CPU processes."""
+    done, calls = sweep("--methods", "adam", "--weightings", "ew pcgrad", "--seeds", "0 1", *slots,
+                        "--gpus-per-run", "2", sleep="1")
+    assert done.returncode == 0, done.stderr
+    runs = calls[:-1]
+    assert len(runs) == 4 and sorted({c["gpu"] for c in runs}, key=str) == gpus
+    assert most_at_once(runs, key=lambda c: c["gpu"]) == {gpu: 1 if gpu else 2 for gpu in gpus}
+    assert all(c["args"][:6] == [*TORCHRUN, "2", MAIN] for c in runs)
+    assert all(c["args"][c["args"].index("--out") - 2:c["args"].index("--out")] == ["--threads", "1"] for c in runs)
+    assert line in done.stdout
+    if gpus[0]:
+        assert "(GPUs 0,1)" in done.stdout
+    sweep_dir = tmp_path / "runs" / "s"
+    header = (sweep_dir / "adam-ew-s0.log").read_text().splitlines()[0]
+    assert f" start{' CUDA_VISIBLE_DEVICES=0,1' if gpus[0] else ''}: " in header, header
+    assert f" -m torch.distributed.run --standalone --nproc-per-node 2 {MAIN} --method adam " in header, header
+    options = json.loads((sweep_dir / "plan.json").read_text())["options"]
+    assert options["gpus_per_run"] == 2
+
+
+def test_a_dry_run_shows_the_torchrun_of_each_run(sweep):
+    done, calls = sweep("--methods", "adam", "--seeds", "0", "--gpus", "0 1", "--gpus-per-run", "2", "--dry-run")
+    assert done.returncode == 0 and calls == [], done.stderr
+    assert f" -m torch.distributed.run --standalone --nproc-per-node 2 {MAIN} --method adam" in done.stdout
+
+
+def test_a_torchrun_that_fails_on_a_folder_another_process_owns_is_reported_running(sweep, tmp_path):
+    """torchrun turns main_cityscapes.py's exit 75 into 1: the folder's live lease tells."""
+    run_dir = tmp_path / "runs" / "s" / "adam-ew-s0"
+    run_dir.mkdir(parents=True)
+    (run_dir / run_lock.LEASE).write_text(json.dumps({"host": "node-b", "node": "x", "pid": 4242,
+                                                      "renewed": time.time()}))
+    done, _ = sweep("--methods", "adam sgd", "--seeds", "0", "--gpus-per-run", "2", busy="adam-ew-s0 sgd-ew-s0")
+    assert done.returncode == 1, done.stderr
+    assert "running adam-ew-s0 (owned by another process" in done.stdout
+    assert "FAILED  sgd-ew-s0 (exit 1" in done.stdout  # no live owner: a failure
+    assert "1 failed: sgd-ew-s0" in done.stderr and "still running in other processes: adam-ew-s0" in done.stderr
+    assert not (run_dir.parent / "adam-ew-s0.exit").exists()
+    assert (run_dir.parent / "sgd-ew-s0.exit").read_text() == "1\n"
+
+
+def test_owned_elsewhere_needs_exit_75_or_through_torchrun_a_live_lease(tmp_path):
+    assert runner.owned_elsewhere(75, tmp_path, 1) and not runner.owned_elsewhere(1, tmp_path, 2)  # no lease
+    (tmp_path / run_lock.LEASE).write_text(json.dumps({"host": "node-b", "node": "x", "pid": 4242,
+                                                       "renewed": time.time()}))
+    assert runner.owned_elsewhere(1, tmp_path, 2)
+    assert not runner.owned_elsewhere(1, tmp_path, 1)  # one process: its own exit status says
+    assert not runner.owned_elsewhere(0, tmp_path, 2)
+
+
 @pytest.mark.parametrize("args, message", [
     (["--methods", "adam", "--", "--seed", "3"], "--seed is set by the sweep itself"),
     (["--methods", "adam", "--", "--name=x"], "--name=x is set by the sweep itself"),
@@ -256,6 +335,11 @@ def test_jobs_run_side_by_side_on_the_cpu_with_no_gpu_asked_for(sweep, tmp_path)
     (["--methods", "adam", "--gpus", "0", "--jobs", "2"], "--jobs is for machines without --gpus"),
     (["--methods", "adam", "--gpus", "0 0"], "an id given twice"),
     (["--methods", "adam", "--jobs", "0"], "0 is not a positive integer"),
+    (["--methods", "adam", "--gpus-per-run", "0"], "0 is not a positive integer"),
+    (["--methods", "adam", "--gpus", "0 1 2", "--gpus-per-run", "2"],
+     "--gpus 0 1 2: 3 ids, not a multiple of --gpus-per-run 2"),
+    (["--methods", "adam", "--gpus", "0 1", "--gpus-per-run", "2", "--runs-per-gpu", "2"],
+     "--gpus-per-run 2 and --runs-per-gpu 2 cannot be combined"),
     (["--methods", "adam", "--tasks", "semantic panoptic"],
      "--tasks semantic panoptic: tasks must be distinct names from semantic, instance, depth"),
 ])
@@ -270,7 +354,7 @@ def test_help_explains_every_flag_in_groups():
     for group in ("plan", "every backend", "local backend", "slurm backend", "ray backend", "status"):
         assert f"\n{group}" in done.stdout
     for flag in ("--sweep", "--methods", "--weightings", "--seeds", "--tasks", "--single-task", "--runs", "--results",
-                 "--backend", "--python", "--runs-per-gpu", "--dry-run", "--wait", "--gpus", "--jobs",
+                 "--backend", "--python", "--runs-per-gpu", "--gpus-per-run", "--dry-run", "--wait", "--gpus", "--jobs",
                  "--slurm-partition", "--slurm-time", "--slurm-mem", "--slurm-cpus-per-run",
                  "--slurm-array-parallelism", "--slurm-packing", "--ray-address", "--cpus-per-run", "--status"):
         assert f"  {flag} " in done.stdout or f"  {flag}\n" in done.stdout, flag
@@ -609,3 +693,18 @@ def test_a_rerun_after_kill_9_completes_every_run_two_per_gpu(tiny_synthcity, tm
         proc.kill()
         proc.wait()
         kill_all(tmp_path)
+
+
+def test_a_run_of_two_cpu_processes_is_one_torchrun_that_finishes(tiny_synthcity, tmp_path):
+    """--gpus-per-run 2 without --gpus: one run of two gloo processes on the CPU, through torchrun;
+    one run folder (rank 0 writes it) with one metrics row per epoch."""
+    done = subprocess.run(real_sweep("--seeds", "0", "--gpus-per-run", "2", "--", *real_flags(tiny_synthcity, 1)),
+                          check=False, cwd=tmp_path, env=BASE_ENV, capture_output=True, text=True, timeout=300)
+    runs = tmp_path / "runs" / "k"
+    log = (runs / "adam-ew-s0.log").read_text() if (runs / "adam-ew-s0.log").exists() else ""
+    assert done.returncode == 0, done.stdout + done.stderr + log
+    assert (runs / "adam-ew-s0.exit").read_text() == "0\n"
+    assert sorted(p.name for p in runs.iterdir() if p.is_dir()) == ["adam-ew-s0"]
+    rows = (runs / "adam-ew-s0" / "metrics.jsonl").read_text().splitlines()
+    assert [json.loads(line)["epoch"] for line in rows] == [0]
+    assert f" start: {sys.executable} -m torch.distributed.run --standalone --nproc-per-node 2 {MAIN} " in log, log

@@ -2,8 +2,9 @@
 one declared GPU at once; a SIGKILLed worker's run is retried and resumes to an uninterrupted
 run's metrics; scripts/sweep.sh --backend ray stopped by Ctrl-C on a cluster, then resumed on a
 Ray of its own that asks for no GPU (--device cpu) and ends with it; tasks no node can hold; a
-dry run; a run folder whose owner died is taken over. Tiny runs on the CPU, one thread each; Ray
-is stopped by process group, never by `ray stop`.
+dry run; a run folder whose owner died is taken over; a run of two CPU processes through
+torchrun. Tiny runs on the CPU, one thread each; Ray is stopped by process group, never by
+`ray stop`.
 """
 import argparse
 import json
@@ -23,6 +24,7 @@ from pathlib import Path
 import pytest
 
 from evaluation import run_lock
+from sweeps import cli, runner
 from sweeps.plan import PlanError, PlannedRun
 
 try:
@@ -126,7 +128,8 @@ def drive(argv, env, timeout=240):
 
 def sweep_spec(sweep_dir, runs, **opts):
     sweep_dir.mkdir(parents=True, exist_ok=True)  # as the CLI makes it, with plan.json
-    opts = {"python": sys.executable, "threads": 1, "runs_per_gpu": 1, "cpus_per_run": 1, "cpu_only": False,
+    opts = {"python": sys.executable, "threads": 1, "runs_per_gpu": 1, "gpus_per_run": 1, "cpus_per_run": 1,
+            "cpu_only": False,
             "ray_address": None, "dry_run": False} | opts
     return json.dumps({"sweep_dir": str(sweep_dir), "runs": [[r.name, list(r.flags)] for r in runs], "opts": opts})
 
@@ -235,13 +238,35 @@ def test_a_run_no_node_can_hold_is_refused_on_a_local_ray_and_warned_about_on_a_
 
 
 def test_resources_of_a_run():
-    opts = argparse.Namespace(runs_per_gpu=4, cpus_per_run=2, cpu_only=False)
+    opts = argparse.Namespace(runs_per_gpu=4, gpus_per_run=1, cpus_per_run=2, cpu_only=False)
     assert ray_backend.task_resources(opts) == {"num_cpus": 2, "num_gpus": 0.25}
     opts.cpu_only = True
     assert ray_backend.task_resources(opts) == {"num_cpus": 2, "num_gpus": 0}
     opts.runs_per_gpu = 0
     with pytest.raises(PlanError, match="--runs-per-gpu 0"):
         ray_backend.task_resources(opts)
+
+
+def test_resources_of_a_run_of_several_gpus():
+    """--gpus-per-run G: G whole GPUs and G times the CPUs; with cpu_only the CPUs alone."""
+    opts = argparse.Namespace(runs_per_gpu=1, gpus_per_run=2, cpus_per_run=3, cpu_only=False)
+    assert ray_backend.task_resources(opts) == {"num_cpus": 6, "num_gpus": 2}
+    opts.cpu_only = True
+    assert ray_backend.task_resources(opts) == {"num_cpus": 6, "num_gpus": 0}
+    opts.cpu_only, opts.runs_per_gpu = False, 2
+    with pytest.raises(PlanError, match="--gpus-per-run 2 and --runs-per-gpu 2 cannot be combined"):
+        ray_backend.task_resources(opts)
+    opts.gpus_per_run, opts.runs_per_gpu = 0, 1
+    with pytest.raises(PlanError, match="--gpus-per-run 0"):
+        ray_backend.task_resources(opts)
+
+
+def test_gpus_per_run_is_refused_with_runs_per_gpu(capsys):
+    with pytest.raises(SystemExit) as stop:
+        cli.parse(cli.build_parser(), ["--sweep", "s", "--methods", "adam", "--backend", "ray",
+                                       "--gpus-per-run", "2", "--runs-per-gpu", "2"])
+    assert stop.value.code == 2
+    assert "--gpus-per-run 2 and --runs-per-gpu 2 cannot be combined" in capsys.readouterr().err
 
 
 def wait_for(condition, timeout, what):
@@ -296,6 +321,33 @@ def test_a_dry_run_shows_the_runs_and_starts_no_ray(ray_env, tmp_path):
     assert "ray: each run asks for 1 CPU and 0.5 GPU, on a Ray started on this machine for the sweep" in done.stdout
     assert "start   adam-ew-s1: " in done.stdout and "--threads 1" in done.stdout, done.stdout
     assert "Ray instance" not in done.stdout + done.stderr and not (tmp_path / "runs" / "s" / "adam-ew-s0").exists()
+
+
+def test_a_dry_run_of_two_gpus_per_run_shows_the_torchruns(ray_env, tmp_path):
+    done = subprocess.run([str(SWEEP_SH), "--sweep", "s", "--runs", str(tmp_path / "runs"), "--backend", "ray",
+                           "--gpus-per-run", "2", "--cpus-per-run", "2", "--dry-run", "--methods", "adam", "--seeds",
+                           "0", "--", "--epochs", "1"], check=False, cwd="/", env=ray_env, capture_output=True,
+                          text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert "ray: each run asks for 4 CPU and 2 GPU, on a Ray started on this machine for the sweep" in done.stdout
+    assert f" -m torch.distributed.run --standalone --nproc-per-node 2 {runner.MAIN} --method adam " in done.stdout
+
+
+def test_a_run_of_two_cpu_processes_is_one_task_running_torchrun(ray_head, ray_env, tiny_synthcity, tmp_path):
+    """--gpus-per-run 2 on --device cpu: a task asking for 2 CPUs and no GPU, whose run is one
+    torchrun of two gloo processes; one run folder with one metrics row per epoch."""
+    sweep_dir = tmp_path / "sweep"
+    run = PlannedRun("pair", ("--method", "adam", "--weighting", "ew", "--seed", "0",
+                              *run_flags(tiny_synthcity, epochs=1)))
+    spec = sweep_spec(sweep_dir, [run], gpus_per_run=2, cpu_only=True, ray_address=ray_head)
+    status, out, _ = drive([sys.executable, "-c", SWEEP, spec], ray_env)
+    log = (sweep_dir / "pair.log").read_text() if (sweep_dir / "pair.log").exists() else ""
+    assert status == 0 and statuses(out) == {"pair": 0}, out + log
+    assert "each run asks for 2 CPU and 0 GPU" in out, out
+    assert (sweep_dir / "pair.exit").read_text() == "0\n"
+    assert sorted(p.name for p in sweep_dir.iterdir() if p.is_dir()) == ["pair"]
+    assert [row["epoch"] for row in rows_without_wall_clock(sweep_dir / "pair")] == [0]
+    assert f" start: {sys.executable} -m torch.distributed.run --standalone --nproc-per-node 2 {runner.MAIN} " in log
 
 
 def write_lease(run_dir, **lease):

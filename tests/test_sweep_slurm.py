@@ -1,7 +1,7 @@
 """The Slurm backend (sweeps/slurm.py) on a real one-node Slurm with a fake GPU (conftest's
 one_node_slurm): a sweep that finishes, an element cancelled mid-run that resumes when the sweep
-is submitted again, scripts/sweep.sh --backend slurm, and dry runs that only print the sbatch
-options."""
+is submitted again, scripts/sweep.sh --backend slurm, a run of two processes through torchrun,
+and dry runs that only print the sbatch options."""
 import argparse
 import importlib.util
 import json
@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 import slurm_cluster
 
-from sweeps import plan, runner, slurm
+from sweeps import cli, plan, runner, slurm
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -41,7 +41,7 @@ def options(sweep, **changes):
     """The options scripts/sweep.sh gives the backend; one torch thread per run, 500 MB per job."""
     return argparse.Namespace(**{
         "sweep": sweep, "runs": "runs", "results": "results", "backend": "slurm", "python": sys.executable,
-        "runs_per_gpu": 1, "threads": 1, "cpu_only": False, "slurm_partition": None, "slurm_time": 10,
+        "runs_per_gpu": 1, "gpus_per_run": 1, "threads": 1, "cpu_only": False, "slurm_partition": None, "slurm_time": 10,
         "slurm_mem": "500M", "slurm_cpus_per_run": 1, "slurm_array_parallelism": None, "slurm_packing": "shards",
         "dry_run": False, "wait": True, **changes})
 
@@ -142,23 +142,27 @@ def test_sweep_sh_dry_run_submits_nothing_to_the_cluster(cluster, tmp_path):
     assert not (tmp_path / "runs" / "dry" / slurm.FOLDER).exists()
 
 
-@pytest.mark.parametrize("packing, per_gpu, cpu_only, resources, elements", [
-    ("shards", 4, False, ["--cpus-per-task=2", "--gres=shard:1", "--mem=8G"], [["adam-dwa-s0"], ["adam-ew-s1"],
-                                                                             ["adam-dwa-s1"]]),
-    ("shards", 1, False, ["--cpus-per-task=2", "--gres=gpu:1", "--mem=8G"], [["adam-dwa-s0"], ["adam-ew-s1"],
-                                                                           ["adam-dwa-s1"]]),
+ALONE = [["adam-dwa-s0"], ["adam-ew-s1"], ["adam-dwa-s1"]]  # one run per element
+
+
+@pytest.mark.parametrize("packing, per_gpu, cpu_only, resources, elements, per_run", [
+    ("shards", 4, False, ["--cpus-per-task=2", "--gres=shard:1", "--mem=8G"], ALONE, 1),
+    ("shards", 1, False, ["--cpus-per-task=2", "--gres=gpu:1", "--mem=8G"], ALONE, 1),
     ("inside", 2, False, ["--cpus-per-task=4", "--gres=gpu:1", "--mem=16G"], [["adam-dwa-s0", "adam-ew-s1"],
-                                                                            ["adam-dwa-s1"]]),
-    ("inside", 2, True, ["--cpus-per-task=2", "--mem=8G"], [["adam-dwa-s0"], ["adam-ew-s1"], ["adam-dwa-s1"]]),
+                                                                            ["adam-dwa-s1"]], 1),
+    ("inside", 2, True, ["--cpus-per-task=2", "--mem=8G"], ALONE, 1),
+    ("shards", 1, False, ["--cpus-per-task=4", "--gres=gpu:2", "--mem=8G"], ALONE, 2),  # --gpus-per-run 2
+    ("inside", 1, False, ["--cpus-per-task=8", "--gres=gpu:4", "--mem=8G"], ALONE, 4),
+    ("shards", 1, True, ["--cpus-per-task=4", "--mem=8G"], ALONE, 2),  # two CPU processes per run
 ])
 def test_a_dry_run_prints_the_sbatch_options_and_each_elements_runs_and_submits_nothing(
-        tmp_path, capsys, monkeypatch, packing, per_gpu, cpu_only, resources, elements):
+        tmp_path, capsys, monkeypatch, packing, per_gpu, cpu_only, resources, elements, per_run):
     monkeypatch.setenv("PATH", "")  # no Slurm command can run
     sweep_dir = tmp_path / "s"
     (sweep_dir / "adam-ew-s0").mkdir(parents=True)
     (sweep_dir / "adam-ew-s0" / "summary.json").write_text("{}")
-    opts = options("s", dry_run=True, runs_per_gpu=per_gpu, slurm_packing=packing, cpu_only=cpu_only,
-                   slurm_partition="gpu", slurm_time=60, slurm_mem="8G", slurm_cpus_per_run=2,
+    opts = options("s", dry_run=True, runs_per_gpu=per_gpu, gpus_per_run=per_run, slurm_packing=packing,
+                   cpu_only=cpu_only, slurm_partition="gpu", slurm_time=60, slurm_mem="8G", slurm_cpus_per_run=2,
                    slurm_array_parallelism=2, threads=None)
     assert slurm.run(sweep_dir, four_runs("/data/tiny"), opts) is None
     out = capsys.readouterr().out
@@ -169,9 +173,41 @@ def test_a_dry_run_prints_the_sbatch_options_and_each_elements_runs_and_submits_
     shown = re.findall(r"element \d+: (.*)", out)
     assert shown == ["; ".join(f"start {name}" for name in names) for names in elements]
     commands = [line for line in out.splitlines() if "main_cityscapes.py" in line]
-    assert len(commands) == 3 and all(("--threads 1" in line) == (packing == "inside" and not cpu_only)
-                                     for line in commands)
+    assert len(commands) == 3 and all(("--threads 1" in line) == (packing == "inside" and not cpu_only
+                                                                  and per_gpu > 1) for line in commands)
+    torchrun = f"-m torch.distributed.run --standalone --nproc-per-node {per_run} {runner.MAIN} --method adam "
+    assert all((torchrun in line) == (per_run > 1) for line in commands), commands
     assert not (sweep_dir / slurm.FOLDER).exists()
+
+
+def test_gpus_per_run_is_refused_with_runs_per_gpu(capsys):
+    with pytest.raises(SystemExit) as stop:
+        cli.parse(cli.build_parser(), ["--sweep", "s", "--methods", "adam", "--backend", "slurm",
+                                       "--gpus-per-run", "2", "--runs-per-gpu", "2"])
+    assert stop.value.code == 2
+    assert "--gpus-per-run 2 and --runs-per-gpu 2 cannot be combined" in capsys.readouterr().err
+    with pytest.raises(slurm.SlurmError, match="--gpus-per-run 2 and --runs-per-gpu 4"):
+        slurm.sbatch_parameters(options("s", gpus_per_run=2, runs_per_gpu=4), 1)
+
+
+def test_a_run_of_two_cpu_processes_is_one_element_running_torchrun(cluster, tmp_path, tiny_synthcity):
+    """--gpus-per-run 2 on --device cpu: one element asking for no GPU and twice the CPUs, whose run
+    is one torchrun of two gloo processes; one run folder with one metrics row per epoch."""
+    sweep_dir = tmp_path / "runs" / "two"
+    flags = [*train_flags(tiny_synthcity)]
+    flags[flags.index("--epochs") + 1] = "1"
+    [run] = plan.build_plan(["adam"], seeds=(0,), extra=flags)
+    # Memory is the whole run's: the torchrun and its two processes.
+    statuses = slurm.run(sweep_dir, [run], options("two", gpus_per_run=2, cpu_only=True, slurm_mem="1500M"))
+    log = (sweep_dir / f"{run.name}.log").read_text()
+    assert statuses == {run.name: 0}, log
+    assert (sweep_dir / f"{run.name}.exit").read_text() == "0\n"
+    assert sorted(p.name for p in sweep_dir.iterdir() if p.is_dir() and p.name != slurm.FOLDER) == [run.name]
+    rows = rows_without_wall_clock(sweep_dir / run.name)
+    assert [row["epoch"] for row in rows] == [0]
+    assert f" start: {sys.executable} -m torch.distributed.run --standalone --nproc-per-node 2 {runner.MAIN} " in log
+    [script] = (sweep_dir / slurm.FOLDER).glob("*_submission.sh")
+    assert "#SBATCH --cpus-per-task=2" in script.read_text() and "--gres" not in script.read_text()
 
 
 def test_memory_is_per_run_in_whole_units():

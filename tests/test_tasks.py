@@ -19,6 +19,11 @@ class BrightnessMeter(TaskMeter):
         self.error += float((pred.double() - target.double()).abs().sum())
         self.pixels += target.numel()
 
+    def sum_over_processes(self):
+        from optim.distributed import all_reduce_sum
+        totals = all_reduce_sum([torch.tensor([self.error, self.pixels], dtype=torch.float64)])[0]
+        self.error, self.pixels = totals.tolist()
+
     def compute(self):
         return {"bright_err": self.error / self.pixels if self.pixels else float("nan")}
 
@@ -41,8 +46,8 @@ class BrightnessTask(Task):
     def out_channels(self):
         return 1
 
-    def loss(self, pred, target):
-        return (pred - target).abs().mean()
+    def loss_terms(self, pred, target):
+        return (pred - target).abs().sum(), torch.tensor(target.numel())
 
     def meter(self, device="cpu"):
         return BrightnessMeter()

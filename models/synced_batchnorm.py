@@ -1,0 +1,69 @@
+"""BatchNorm over the global batch of a run that spans processes (docs/design.md, "One run
+across processes").
+
+torch.nn.SyncBatchNorm refuses CPU tensors (torch 2.13), so neither a CPU test nor a gloo
+run could use it. This BatchNorm2d sums each channel's count, sum and sum of squares over
+the processes with torch.distributed.nn.functional.all_reduce, whose backward sums the
+gradients in turn, and normalises with the global mean and biased variance. The running
+statistics follow nn.BatchNorm2d's rule (momentum, or a cumulative mean when momentum is
+None; the unbiased variance), so a checkpoint moves freely between single- and
+multi-process runs. With one process, or in eval mode, it is nn.BatchNorm2d itself.
+"""
+import warnings
+
+import torch
+from torch import nn
+from torch.distributed.nn.functional import all_reduce
+
+from optim.distributed import world_size
+
+# torch 2.13 marks it deprecated in favour of _functional_collectives.all_reduce, which is
+# private and has no backward; this one carries the gradients the statistics need.
+warnings.filterwarnings("ignore", message="torch.distributed.nn.functional.all_reduce is deprecated",
+                        category=FutureWarning)
+
+
+class SyncedBatchNorm2d(nn.BatchNorm2d):
+    def forward(self, x):
+        if not (self.training and world_size() > 1):
+            return super().forward(x)
+        self._check_input_dim(x)
+        dtype = torch.promote_types(x.dtype, torch.float32)  # statistics at least in float32 (AMP)
+        # Sums around the running mean, the same on every process: near the batch mean, so the
+        # variance as a difference of moments keeps its precision.
+        reference = self.running_mean if self.running_mean is not None else x.new_zeros(x.shape[1])
+        shift = reference.detach().to(dtype)[None, :, None, None]
+        centred = x.to(dtype) - shift
+        count = torch.full((1,), x.numel() / x.shape[1], dtype=dtype, device=x.device)
+        local = torch.cat([count, centred.sum((0, 2, 3)), centred.square().sum((0, 2, 3))])
+        total = all_reduce(local)
+        n = total[0]
+        channels = x.shape[1]
+        mean_offset = total[1:1 + channels] / n
+        var = (total[1 + channels:] / n - mean_offset.square()).clamp(min=0)
+        mean = mean_offset + shift.flatten()
+        self._update_running_stats(mean.detach(), var.detach(), n)
+        y = (x.to(dtype) - mean[None, :, None, None]) * torch.rsqrt(var + self.eps)[None, :, None, None]
+        if self.affine:
+            y = y * self.weight.to(dtype)[None, :, None, None] + self.bias.to(dtype)[None, :, None, None]
+        return y.to(x.dtype)
+
+    @torch.no_grad()
+    def _update_running_stats(self, mean, var, n):
+        if not self.track_running_stats:
+            return
+        self.num_batches_tracked.add_(1)
+        factor = 1.0 / float(self.num_batches_tracked) if self.momentum is None else self.momentum
+        unbiased = var * (n / (n - 1).clamp(min=1))
+        self.running_mean.mul_(1 - factor).add_(mean.to(self.running_mean.dtype), alpha=factor)
+        self.running_var.mul_(1 - factor).add_(unbiased.to(self.running_var.dtype), alpha=factor)
+
+
+def synchronise_batchnorm(model: nn.Module) -> nn.Module:
+    """Every nn.BatchNorm2d of `model` becomes a SyncedBatchNorm2d, in place: the same
+    parameters, buffers and state_dict keys."""
+    for module in model.modules():
+        if type(module) is nn.BatchNorm2d:
+            module.__class__ = SyncedBatchNorm2d
+    return model
+
