@@ -2,9 +2,12 @@
 across processes").
 
 torch.nn.SyncBatchNorm refuses CPU tensors (torch 2.13), so neither a CPU test nor a gloo
-run could use it. This BatchNorm2d sums each channel's count, sum and sum of squares over
-the processes with torch.distributed.nn.functional.all_reduce, whose backward sums the
-gradients in turn, and normalises with the global mean and biased variance. The running
+run could use it. In training mode this BatchNorm2d shares each process's per-channel count,
+mean and sum of squared deviations with torch.distributed.nn.functional.all_reduce (each
+process fills its own row of a zero matrix, so the sum is a gather), whose backward sums the
+gradients in turn. It combines them as Chan et al.'s parallel variance does, which keeps
+float32 precise where a difference of raw moments would cancel, and normalises with the
+global mean and biased variance. The running
 statistics follow nn.BatchNorm2d's rule (momentum, or a cumulative mean when momentum is
 None; the unbiased variance), so a checkpoint moves freely between single- and
 multi-process runs. With one process, or in eval mode, it is nn.BatchNorm2d itself.
@@ -12,6 +15,7 @@ multi-process runs. With one process, or in eval mode, it is nn.BatchNorm2d itse
 import warnings
 
 import torch
+import torch.distributed as dist
 from torch import nn
 from torch.distributed.nn.functional import all_reduce
 
@@ -29,21 +33,20 @@ class SyncedBatchNorm2d(nn.BatchNorm2d):
             return super().forward(x)
         self._check_input_dim(x)
         dtype = torch.promote_types(x.dtype, torch.float32)  # statistics at least in float32 (AMP)
-        # Sums around the running mean, the same on every process: near the batch mean, so the
-        # variance as a difference of moments keeps its precision.
-        reference = self.running_mean if self.running_mean is not None else x.new_zeros(x.shape[1])
-        shift = reference.detach().to(dtype)[None, :, None, None]
-        centred = x.to(dtype) - shift
-        count = torch.full((1,), x.numel() / x.shape[1], dtype=dtype, device=x.device)
-        local = torch.cat([count, centred.sum((0, 2, 3)), centred.square().sum((0, 2, 3))])
-        total = all_reduce(local)
-        n = total[0]
+        values = x.to(dtype)
         channels = x.shape[1]
-        mean_offset = total[1:1 + channels] / n
-        var = (total[1 + channels:] / n - mean_offset.square()).clamp(min=0)
-        mean = mean_offset + shift.flatten()
+        count = values.numel() // channels  # 0 for an empty shard: its row weighs nothing
+        local_mean = values.sum((0, 2, 3)) / max(count, 1)
+        local_m2 = (values - local_mean[None, :, None, None]).square().sum((0, 2, 3))
+        row = torch.cat([local_mean.new_full((1,), float(count)), local_mean, local_m2])
+        rows = torch.zeros(world_size(), row.numel(), dtype=dtype, device=x.device)
+        rows = all_reduce(rows.index_copy(0, torch.tensor([dist.get_rank()], device=x.device), row[None]))
+        counts, means, m2s = rows[:, :1], rows[:, 1:1 + channels], rows[:, 1 + channels:]
+        n = counts.sum()
+        mean = (counts * means).sum(0) / n
+        var = (m2s.sum(0) + (counts * (means - mean).square()).sum(0)) / n
         self._update_running_stats(mean.detach(), var.detach(), n)
-        y = (x.to(dtype) - mean[None, :, None, None]) * torch.rsqrt(var + self.eps)[None, :, None, None]
+        y = (values - mean[None, :, None, None]) * torch.rsqrt(var + self.eps)[None, :, None, None]
         if self.affine:
             y = y * self.weight.to(dtype)[None, :, None, None] + self.bias.to(dtype)[None, :, None, None]
         return y.to(x.dtype)

@@ -3,6 +3,7 @@ global batch: a training step's gradients and update, BatchNorm included; whole 
 metrics.jsonl; resume across the two; and the pieces (shards, synced BatchNorm, meters)."""
 import json
 import os
+import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -16,13 +17,13 @@ from experiment.world import ShardedBatches, World, shard
 from models.synced_batchnorm import SyncedBatchNorm2d, synchronise_batchnorm
 
 REPO = Path(__file__).resolve().parent.parent
+ONE_THREAD = {**os.environ, "OMP_NUM_THREADS": "1"}
 
 
 def torchrun(*args, nproc=2, timeout=600, cwd=REPO):
     """`python -m torch.distributed.run --nproc-per-node nproc ...` on a free port, one thread each."""
-    env = {**os.environ, "OMP_NUM_THREADS": "1"}
     return subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node",
-                           str(nproc), *map(str, args)], cwd=cwd, env=env, capture_output=True, text=True, check=False,
+                           str(nproc), *map(str, args)], cwd=cwd, env=ONE_THREAD, capture_output=True, text=True, check=False,
                           timeout=timeout)
 
 
@@ -143,42 +144,51 @@ def assert_same_metrics(got, want, path=""):
         assert got == want, path
 
 
+def one_process(*args):
+    return subprocess.run([sys.executable, "main_cityscapes.py", *map(str, args)], cwd=REPO, env=ONE_THREAD,
+                          capture_output=True, text=True, check=False, timeout=600)
+
+
 @pytest.fixture(scope="module")
 def single_process_run(tiny_synthcity, tmp_path_factory):
     out = tmp_path_factory.mktemp("single")
-    done = subprocess.run([sys.executable, "main_cityscapes.py",
-                           *map(str, run_flags(tiny_synthcity, out, "run"))], cwd=REPO,
-                          env={**os.environ, "OMP_NUM_THREADS": "1"}, capture_output=True, text=True, check=False, timeout=600)
+    done = one_process(*run_flags(tiny_synthcity, out, "run"))
     assert done.returncode == 0, done.stderr[-4000:]
     return out / "run"
 
 
-def test_torchrun_two_processes_match_one_process_and_write_one_folder(tiny_synthcity, single_process_run, tmp_path):
-    done = torchrun("main_cityscapes.py", *run_flags(tiny_synthcity, tmp_path, "run"))
+@pytest.fixture(scope="module")
+def two_process_run(tiny_synthcity, tmp_path_factory):
+    """(the out folder, torchrun's CompletedProcess) of 2 epochs in 2 processes."""
+    out = tmp_path_factory.mktemp("two")
+    return out, torchrun("main_cityscapes.py", *run_flags(tiny_synthcity, out, "run"))
+
+
+def test_torchrun_two_processes_match_one_process_and_write_one_folder(two_process_run, single_process_run):
+    out, done = two_process_run
     assert done.returncode == 0, done.stderr[-4000:]
-    assert [p.name for p in tmp_path.iterdir()] == ["run"]
+    assert [p.name for p in out.iterdir()] == ["run"]
     assert done.stdout.count("results in") == 1  # rank 0 alone speaks
-    got, want = metrics(tmp_path / "run"), metrics(single_process_run)
+    got, want = metrics(out / "run"), metrics(single_process_run)
     assert len(got) == 2
     for g, w in zip(got, want):
         assert_same_metrics(g, w)
-    config = json.loads((tmp_path / "run" / "config.json").read_text())
+    config = json.loads((out / "run" / "config.json").read_text())
     assert config["environment"]["processes"] == 2
 
 
-def test_a_torchrun_checkpoint_resumes_in_one_process_and_back(tiny_synthcity, single_process_run, tmp_path):
+def test_a_torchrun_checkpoint_resumes_in_one_process_and_back(tiny_synthcity, single_process_run, two_process_run,
+                                                               tmp_path):
     """1 epoch under torchrun, extended to 2 by one process; and 1 epoch in one process,
     extended under torchrun (rank 0 reads the checkpoint, the other receives it): both equal
-    the uninterrupted single-process run."""
+    the uninterrupted single-process run. The torchrun epoch is bitwise the 2-epoch torchrun
+    run's first."""
     done = torchrun("main_cityscapes.py", *run_flags(tiny_synthcity, tmp_path, "a", epochs=1))
     assert done.returncode == 0, done.stderr[-4000:]
-    done = subprocess.run([sys.executable, "main_cityscapes.py", "--resume", tmp_path / "a", "--epochs", "2"],
-                          cwd=REPO, env={**os.environ, "OMP_NUM_THREADS": "1"}, capture_output=True, text=True, check=False,
-                          timeout=600)
+    assert metrics(tmp_path / "a") == metrics(two_process_run[0] / "run")[:1]
+    done = one_process("--resume", tmp_path / "a", "--epochs", 2)
     assert done.returncode == 0, done.stderr[-4000:]
-    done = subprocess.run([sys.executable, "main_cityscapes.py",
-                           *map(str, run_flags(tiny_synthcity, tmp_path, "b", epochs=1))], cwd=REPO,
-                          env={**os.environ, "OMP_NUM_THREADS": "1"}, capture_output=True, text=True, check=False, timeout=600)
+    done = one_process(*run_flags(tiny_synthcity, tmp_path, "b", epochs=1))
     assert done.returncode == 0, done.stderr[-4000:]
     done = torchrun("main_cityscapes.py", "--resume", tmp_path / "b", "--epochs", 2)
     assert done.returncode == 0, done.stderr[-4000:]
@@ -187,6 +197,31 @@ def test_a_torchrun_checkpoint_resumes_in_one_process_and_back(tiny_synthcity, s
     for name in ("a", "b"):
         for g, w in zip(metrics(tmp_path / name), want, strict=True):
             assert_same_metrics(g, w)
+
+
+def free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def test_two_nodes_meet_through_torchruns_rendezvous(tiny_synthcity, two_process_run, tmp_path):
+    """Two torchrun agents of one process each, as on two nodes (c10d rendezvous): one run
+    folder, and the same first epoch, bit for bit, as 2 processes under one agent."""
+    endpoint = f"127.0.0.1:{free_port()}"
+    agents = [subprocess.Popen([sys.executable, "-m", "torch.distributed.run", "--nnodes", "2", "--nproc-per-node",
+                                "1", "--rdzv-backend", "c10d", "--rdzv-endpoint", endpoint, "--rdzv-id", "nodes",
+                                "main_cityscapes.py", *map(str, run_flags(tiny_synthcity, tmp_path, "run", epochs=1))],
+                               cwd=REPO, env=ONE_THREAD, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+              for _ in range(2)]
+    try:
+        outputs = [agent.communicate(timeout=600) for agent in agents]
+    finally:
+        for agent in agents:
+            agent.kill()
+    assert [agent.returncode for agent in agents] == [0, 0], [err[-3000:] for _, err in outputs]
+    assert [p.name for p in tmp_path.iterdir()] == ["run"]
+    assert metrics(tmp_path / "run") == metrics(two_process_run[0] / "run")[:1]
 
 
 def test_torchrun_refuses_a_batch_that_does_not_split(tiny_synthcity, tmp_path):
