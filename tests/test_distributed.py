@@ -1,6 +1,7 @@
 """One run across processes (torchrun, gloo on the CPU) equals one process with the same
 global batch: a training step's gradients and update, BatchNorm included; whole runs'
 metrics.jsonl; resume across the two; and the pieces (shards, synced BatchNorm, meters)."""
+import importlib.util
 import json
 import os
 import socket
@@ -18,6 +19,7 @@ from models.synced_batchnorm import SyncedBatchNorm2d, synchronise_batchnorm
 
 REPO = Path(__file__).resolve().parent.parent
 ONE_THREAD = {**os.environ, "OMP_NUM_THREADS": "1"}
+SENSITIVITY = REPO / "scripts" / "gradient_sensitivity.py"
 
 
 def torchrun(*args, nproc=2, timeout=600, cwd=REPO):
@@ -97,6 +99,17 @@ def test_batch_size_must_split_across_the_processes():
     World().check_batches(5, {"train": 1})  # one process: anything goes
 
 
+def test_float32_gradients_jump_where_float64_ones_do_not():
+    """Why the whole-run tests below use --dtype float64: one rounding unit of input change
+    moves float32 gradients by orders of magnitude more than its size, float64 ones not."""
+    spec = importlib.util.spec_from_file_location("gradient_sensitivity", SENSITIVITY)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    rows = module.main([])
+    assert rows["float32"][0] > 1e3 * torch.finfo(torch.float32).eps
+    assert rows["float64"][1] < 1e-10
+
+
 def test_synced_batchnorm_is_batchnorm_with_one_process():
     """Outside torch.distributed it is nn.BatchNorm2d bit for bit, with the same state_dict keys."""
     torch.manual_seed(0)
@@ -112,10 +125,10 @@ def test_synced_batchnorm_is_batchnorm_with_one_process():
 # ---------------------------------------------------------------- whole runs
 
 def run_flags(data, out, name, epochs=2):
-    """float64: in float32, SegNet's max-pool indices flip where two activations differ by
-    rounding, so two float32 runs whose sums differ in order drift apart within a few steps
-    (README, "One run across GPUs"). AdaTask with PCGrad: per-task moments, per-task gradients
-    and their flat all-reduce, in a whole run."""
+    """float64: in float32 a rounding-sized change of the input moves SegNet's gradients by up
+    to 1e-2 (scripts/gradient_sensitivity.py), so two float32 runs whose sums differ in order
+    drift apart within a few steps (README, "One run across GPUs"). AdaTask with PCGrad:
+    per-task moments, per-task gradients and their flat all-reduce, in a whole run."""
     return ["--data-path", data, "--epochs", epochs, "--batch-size", 4, "--width-mult", 0.125, "--num-workers", 0,
             "--device", "cpu", "--seed", 3, "--out", out, "--name", name, "--method", "adam_with_adatask",
             "--weighting", "pcgrad", "--dtype", "float64"]
