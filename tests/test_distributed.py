@@ -14,6 +14,7 @@ import pytest
 import torch
 from torch import nn
 
+from data import synthcity
 from experiment.world import ShardedBatches, World, shard
 from models.synced_batchnorm import SyncedBatchNorm2d, synchronise_batchnorm
 
@@ -235,6 +236,20 @@ def test_two_nodes_meet_through_torchruns_rendezvous(tiny_synthcity, two_process
     assert [agent.returncode for agent in agents] == [0, 0], [err[-3000:] for _, err in outputs]
     assert [p.name for p in tmp_path.iterdir()] == ["run"]
     assert metrics(tmp_path / "run") == metrics(two_process_run[0] / "run")[:1]
+
+
+def test_short_last_batches_leave_a_process_an_empty_shard(tmp_path):
+    """17 training and 9 test samples in batches of 4: the last batch of each split holds one
+    sample, so rank 0's shard is empty; it still runs (train step, BatchNorm, meters), and the
+    epoch equals one process's."""
+    data = synthcity.generate(tmp_path / "odd", n_train=17, n_val=9, height=32, width=64, seed=4, progress=False)
+    flags = run_flags(data, tmp_path, "one", epochs=1)
+    assert one_process(*flags).returncode == 0
+    flags[flags.index("--name") + 1] = "two"
+    done = torchrun("main_cityscapes.py", *flags)
+    assert done.returncode == 0, done.stderr[-4000:]
+    for got, want in zip(metrics(tmp_path / "two"), metrics(tmp_path / "one"), strict=True):
+        assert_same_metrics(got, want)
 
 
 def test_torchrun_refuses_a_batch_that_does_not_split(tiny_synthcity, tmp_path):
