@@ -28,6 +28,9 @@ class PeerFailed(Exception):
 
 @dataclass(frozen=True)
 class World:
+    """This process's place in its run: rank among size processes, and its GPU on the node
+    (local_rank). SINGLE is a run of one process."""
+
     rank: int = 0
     size: int = 1
     local_rank: int = 0
