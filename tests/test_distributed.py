@@ -106,7 +106,9 @@ def test_float32_gradients_jump_where_float64_ones_do_not():
     spec = importlib.util.spec_from_file_location("gradient_sensitivity", SENSITIVITY)
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
+    threads = torch.get_num_threads()
     rows = module.main([])
+    assert torch.get_num_threads() == threads  # later tests in this process compare runs with their threads
     assert rows["float32"][0] > 1e3 * torch.finfo(torch.float32).eps
     assert rows["float64"][1] < 1e-10
 
