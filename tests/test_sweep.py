@@ -340,6 +340,10 @@ def test_owned_elsewhere_needs_exit_75_or_through_torchrun_a_live_lease(tmp_path
      "--gpus 0 1 2: 3 ids, not a multiple of --gpus-per-run 2"),
     (["--methods", "adam", "--gpus", "0 1", "--gpus-per-run", "2", "--runs-per-gpu", "2"],
      "--gpus-per-run 2 and --runs-per-gpu 2 cannot be combined"),
+    (["--methods", "adam", "--backend", "slurm", "--gpus-per-run", "2", "--runs-per-gpu", "2"],
+     "--gpus-per-run 2 and --runs-per-gpu 2 cannot be combined"),
+    (["--methods", "adam", "--backend", "ray", "--gpus-per-run", "2", "--runs-per-gpu", "2"],
+     "--gpus-per-run 2 and --runs-per-gpu 2 cannot be combined"),
     (["--methods", "adam", "--tasks", "semantic panoptic"],
      "--tasks semantic panoptic: tasks must be distinct names from semantic, instance, depth"),
 ])

@@ -24,7 +24,7 @@ from pathlib import Path
 import pytest
 
 from evaluation import run_lock
-from sweeps import cli, runner
+from sweeps import runner
 from sweeps.plan import PlanError, PlannedRun
 
 try:
@@ -259,14 +259,6 @@ def test_resources_of_a_run_of_several_gpus():
     opts.gpus_per_run, opts.runs_per_gpu = 0, 1
     with pytest.raises(PlanError, match="--gpus-per-run 0"):
         ray_backend.task_resources(opts)
-
-
-def test_gpus_per_run_is_refused_with_runs_per_gpu(capsys):
-    with pytest.raises(SystemExit) as stop:
-        cli.parse(cli.build_parser(), ["--sweep", "s", "--methods", "adam", "--backend", "ray",
-                                       "--gpus-per-run", "2", "--runs-per-gpu", "2"])
-    assert stop.value.code == 2
-    assert "--gpus-per-run 2 and --runs-per-gpu 2 cannot be combined" in capsys.readouterr().err
 
 
 def wait_for(condition, timeout, what):

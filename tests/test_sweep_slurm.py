@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 import slurm_cluster
 
-from sweeps import cli, plan, runner, slurm
+from sweeps import plan, runner, slurm
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -180,12 +180,9 @@ def test_a_dry_run_prints_the_sbatch_options_and_each_elements_runs_and_submits_
     assert not (sweep_dir / slurm.FOLDER).exists()
 
 
-def test_gpus_per_run_is_refused_with_runs_per_gpu(capsys):
-    with pytest.raises(SystemExit) as stop:
-        cli.parse(cli.build_parser(), ["--sweep", "s", "--methods", "adam", "--backend", "slurm",
-                                       "--gpus-per-run", "2", "--runs-per-gpu", "2"])
-    assert stop.value.code == 2
-    assert "--gpus-per-run 2 and --runs-per-gpu 2 cannot be combined" in capsys.readouterr().err
+def test_sbatch_parameters_refuse_gpus_per_run_with_runs_per_gpu():
+    """The command line refuses the pair for every backend (tests/test_sweep.py); the sbatch
+    parameters refuse it too, for a caller that skips the command line."""
     with pytest.raises(slurm.SlurmError, match="--gpus-per-run 2 and --runs-per-gpu 4"):
         slurm.sbatch_parameters(options("s", gpus_per_run=2, runs_per_gpu=4), 1)
 
