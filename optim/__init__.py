@@ -11,7 +11,17 @@ import torch
 from torch import Tensor
 
 from .adatask import AdagradWithAdaTask, AdamWithAdaTask, AdaTaskOptimizer, RMSpropWithAdaTask
+from .registry import load_all
 from .task_gradients import task_gradients
+
+# One line per optimizer base: a class that names its torch.optim form in `plain`
+# (docs/design.md, "How to add an optimizer base").
+BASES = load_all(
+    "optim.adatask:AdamWithAdaTask",
+    "optim.adatask:RMSpropWithAdaTask",
+    "optim.adatask:AdagradWithAdaTask",
+    "optim.sgd_core:SGDCore",
+)
 
 # (shared_params, task_params: K lists, lr) -> the optimizer
 OptimizerBuilder = Callable[[Iterable[Tensor], Sequence[Iterable[Tensor]], float], torch.optim.Optimizer]
@@ -31,15 +41,21 @@ def _adatask(optimizer_class: type[AdaTaskOptimizer]) -> OptimizerBuilder:
     return build
 
 
-OPTIMIZERS: dict[str, OptimizerBuilder] = {
-    "adam": _plain(torch.optim.Adam),
-    "adam_with_adatask": _adatask(AdamWithAdaTask),
-    "rmsprop": _plain(torch.optim.RMSprop),
-    "rmsprop_with_adatask": _adatask(RMSpropWithAdaTask),
-    "adagrad": _plain(torch.optim.Adagrad),
-    "adagrad_with_adatask": _adatask(AdagradWithAdaTask),
-    "sgd": _plain(torch.optim.SGD),
-}
+def _forms(base: type) -> dict[str, OptimizerBuilder]:
+    """--method <plain> and, for an AdaTask base, --method <plain>_with_adatask."""
+    plain = base.plain.__name__.lower()
+    forms = {plain: _plain(base.plain)}
+    if issubclass(base, AdaTaskOptimizer):
+        forms[f"{plain}_with_adatask"] = _adatask(base)
+    return forms
+
+
+OPTIMIZERS: dict[str, OptimizerBuilder] = {name: build for base in BASES for name, build in _forms(base).items()}
+
+
+def method_list() -> str:
+    """The --method names as the README's flag table lists them, generated from the registry."""
+    return ", ".join(f"`{name}`" for name in OPTIMIZERS)
 
 
 def build_optimizer(name: str, shared_params: Iterable[Tensor], task_params: Sequence[Iterable[Tensor]],
@@ -50,6 +66,7 @@ def build_optimizer(name: str, shared_params: Iterable[Tensor], task_params: Seq
 
 
 __all__ = [
+    "BASES",
     "OPTIMIZERS",
     "AdaTaskOptimizer",
     "AdagradWithAdaTask",

@@ -60,6 +60,8 @@ class AdaTaskOptimizer(torch.optim.Optimizer):
     foreach: multi-tensor update (fast path) or the plain per-tensor reference path.
 
     A base (subclass) defines:
+    plain: the torch.optim optimizer it equals with one task; the registry (optim.BASES)
+        offers it as --method <plain's name in lower case> and <that>_with_adatask.
     state_names: its per-slot state tensors, each zeros of the parameter's shape at first.
     linear_state_names: those of them that are linear in the gradients (Adam's exp_avg): a
         plain optimizer over the summed gradient holds the sum of K per-task shares of them.
@@ -67,6 +69,7 @@ class AdaTaskOptimizer(torch.optim.Optimizer):
     update_state, apply_update: its functional core (the module docstring).
     """
 
+    plain: type[torch.optim.Optimizer]  # the torch.optim optimizer it equals with one task
     state_names: tuple[str, ...] = ()
     linear_state_names: tuple[str, ...] = ()
     update_reads_grads: bool = True
@@ -246,6 +249,8 @@ class AdaTaskOptimizer(torch.optim.Optimizer):
 class AdamWithAdaTask(AdaTaskOptimizer):
     """Adam with per-task moments for the shared parameters (docs/methods.md, "AdaTask")."""
 
+    plain = torch.optim.Adam
+
     state_names = ("exp_avg", "exp_avg_sq")
     linear_state_names = ("exp_avg",)
     update_reads_grads = False
@@ -289,6 +294,8 @@ class AdamWithAdaTask(AdaTaskOptimizer):
 class RMSpropWithAdaTask(AdaTaskOptimizer):
     """RMSprop (no momentum, not centred) with per-task accumulators (docs/methods.md, "AdaTask")."""
 
+    plain = torch.optim.RMSprop
+
     state_names = ("square_avg",)
 
     def __init__(self, shared_params: Params, task_params: Sequence[Params] | None = None, lr: float = 1e-2,
@@ -314,6 +321,8 @@ class RMSpropWithAdaTask(AdaTaskOptimizer):
 
 class AdagradWithAdaTask(AdaTaskOptimizer):
     """Adagrad with per-task accumulated squared gradients (docs/methods.md, "AdaTask")."""
+
+    plain = torch.optim.Adagrad
 
     state_names = ("sum",)
 

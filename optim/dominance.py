@@ -33,36 +33,17 @@ from typing import IO, Any
 import torch
 from torch import Tensor
 
-from .adatask import AdagradWithAdaTask, AdamWithAdaTask, RMSpropWithAdaTask, TaskGrads
+from . import BASES
+from .adatask import TaskGrads
 
 QUANTILES = (0.1, 0.5, 0.9)
 CSV_FIELDS = ("epoch", "layer_index", "layer", "task", "mean_rau", "dominated", "q10", "q50", "q90")
 
 
-class _SGDBase:
-    """torch.optim.SGD without momentum as an AdaTask base's functional core: no state, so
-    one slot per task is SGD itself, Δ_k = −η g_k."""
-
-    state_names = linear_state_names = ()
-
-    @staticmethod
-    def update_state(group, grads, states, steps, *, foreach=True):
-        pass
-
-    @staticmethod
-    def apply_update(group, params, grads, states, steps, *, foreach=True):
-        torch._foreach_add_(params, grads, alpha=-float(group["lr"]))
-
-
-# A plain torch.optim optimizer (a class that cannot be given `task_updates`) → the AdaTask
-# base whose functional core it is with one task (tests/test_adatask.py), under the same
-# state names and param-group settings.
-PLAIN_BASES = {
-    torch.optim.Adam: AdamWithAdaTask,
-    torch.optim.RMSprop: RMSpropWithAdaTask,
-    torch.optim.Adagrad: AdagradWithAdaTask,
-    torch.optim.SGD: _SGDBase,
-}
+# A plain torch.optim optimizer (a class that cannot be given `task_updates`) → the base whose
+# functional core it is with one task (tests/test_adatask.py), under the same state names and
+# param-group settings: every base of the registry names its plain form.
+PLAIN_BASES = {base.plain: base for base in BASES}
 # Plain-optimizer options that change the update in ways Δ_k cannot split by task:
 # option → its only supported value.
 PLAIN_OPTIONS = {"weight_decay": 0, "maximize": False, "amsgrad": False, "momentum": 0, "centered": False,

@@ -5,42 +5,41 @@ Each class carries its metadata (paper, needs, cost, OPTIONS), from which
 `method_table()` renders the README table and the CLI builds --help and its
 --<method>-<option> flags.
 """
-from .aligned_mtl import AlignedMTL
+from ..registry import load_all
 from .base import Contributions, Option, StepContext, WeightingMethod
-from .cagrad import CAGrad
-from .config import ConFIG
-from .db_mtl import DBMTL
-from .dualproj import DualProj
-from .dwa import DynamicWeightAverage
-from .ew import EqualWeighting
-from .excess_mtl import ExcessMTL
-from .fairgrad import FairGrad
-from .famo import FAMO
-from .gdod import GDOD
-from .gls import GLS
-from .graddrop import GradDrop
-from .gradnorm import GradNorm
-from .gradvac import GradVac
-from .hydalearn import HydaLearn
-from .imtl import IMTLG
-from .imtl_l import IMTLL
 from .lookahead import losses_after_fn
-from .mgda import MGDA
-from .moco import MoCo
-from .nash_mtl import NashMTL
-from .pcgrad import PCGrad
-from .rlw import RandomLossWeighting
-from .sdmgrad import SDMGrad
-from .stch import STCH
-from .upgrad import UPGrad
-from .uw import UncertaintyWeighting
 
-WEIGHTINGS = {cls.name: cls for cls in (
+# One line per method: "module:Class". The order is that of --help and the README table.
+WEIGHTINGS = {cls.name: cls for cls in load_all(
     # loss-only
-    EqualWeighting, RandomLossWeighting, DynamicWeightAverage, UncertaintyWeighting, FAMO, IMTLL, STCH, GLS,
+    "optim.weighting.ew:EqualWeighting",
+    "optim.weighting.rlw:RandomLossWeighting",
+    "optim.weighting.dwa:DynamicWeightAverage",
+    "optim.weighting.uw:UncertaintyWeighting",
+    "optim.weighting.famo:FAMO",
+    "optim.weighting.imtl_l:IMTLL",
+    "optim.weighting.stch:STCH",
+    "optim.weighting.gls:GLS",
     # gradient methods
-    PCGrad, GDOD, HydaLearn, MGDA, CAGrad, IMTLG, UPGrad, AlignedMTL, NashMTL, GradNorm, GradDrop, GradVac,
-    DBMTL, FairGrad, MoCo, SDMGrad, ExcessMTL, ConFIG, DualProj,
+    "optim.weighting.pcgrad:PCGrad",
+    "optim.weighting.gdod:GDOD",
+    "optim.weighting.hydalearn:HydaLearn",
+    "optim.weighting.mgda:MGDA",
+    "optim.weighting.cagrad:CAGrad",
+    "optim.weighting.imtl:IMTLG",
+    "optim.weighting.upgrad:UPGrad",
+    "optim.weighting.aligned_mtl:AlignedMTL",
+    "optim.weighting.nash_mtl:NashMTL",
+    "optim.weighting.gradnorm:GradNorm",
+    "optim.weighting.graddrop:GradDrop",
+    "optim.weighting.gradvac:GradVac",
+    "optim.weighting.db_mtl:DBMTL",
+    "optim.weighting.fairgrad:FairGrad",
+    "optim.weighting.moco:MoCo",
+    "optim.weighting.sdmgrad:SDMGrad",
+    "optim.weighting.excess_mtl:ExcessMTL",
+    "optim.weighting.config:ConFIG",
+    "optim.weighting.dualproj:DualProj",
 )}
 
 
@@ -67,4 +66,4 @@ def method_table():
 
 
 __all__ = ["WEIGHTINGS", "build_weighting", "method_table", "losses_after_fn", "Contributions", "Option",
-           "StepContext", "WeightingMethod"] + [cls.__name__ for cls in WEIGHTINGS.values()]
+           "StepContext", "WeightingMethod"]

@@ -5,6 +5,7 @@ from .base import Option
 from .torchjd_gram import TorchJDGramWeighting
 
 FLOAT32_EPS = torch.finfo(torch.float32).eps
+FLOAT64_EPS = torch.finfo(torch.float64).eps  # torchjd's cut-off, which version 3 used
 
 
 def aligned_weights(gram, scale_mode="min", rank_eps=FLOAT32_EPS):
@@ -40,9 +41,9 @@ class AlignedMTL(TorchJDGramWeighting):
         "scale_mode": Option(str, "min", "scale of the aligned components, from M's eigenvalues: 'min' "
                              "(the smallest; torchjd's default), 'median', or 'rmse' (the mean)", ("min", "median", "rmse")),
         "rank_eps": Option(float, FLOAT32_EPS, "eigenvalues below rank_eps·K·λ_max are dropped (default: float32's "
-                           "epsilon, as the official code)"),
+                           "epsilon, as the official code)", legacy=FLOAT64_EPS),
         "convention": Option(str, "ours", "average the aligned gradients ('ours', torchjd's) or sum them "
-                             "('published', the official code: ours x K)", ("ours", "published")),
+                             "('published', the official code: ours x K)", ("ours", "published"), legacy="ours"),
     }
 
     def build(self):

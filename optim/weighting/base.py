@@ -122,14 +122,21 @@ class _OptionFields(NamedTuple):
     help: str
 
 
+# An option's legacy value when it came with its method: a run of the method always records it.
+RECORDED_SINCE_ADDED = "recorded since its method was added"
+
+
 class Option(_OptionFields):
     """One setting of a method, unpacking as (type, default, help); the CLI exposes it as
     --<method>-<option> (underscores as dashes). `choices`, if given, lists the values a
-    str option allows."""
+    str option allows. `legacy` is the value that reproduces the method's behaviour from
+    before the option existed: a config.json of the method that lacks the option reads as
+    it (docs/design.md, "Settings and their legacy values")."""
 
-    def __new__(cls, type, default, help, choices=None):
+    def __new__(cls, type, default, help, choices=None, legacy=RECORDED_SINCE_ADDED):
         option = super().__new__(cls, type, default, help)
         option.choices = choices
+        option.legacy = legacy
         return option
 
 
@@ -155,6 +162,15 @@ class WeightingMethod:
     cost = ""
     fidelity = ""  # against the published implementation (docs/methods.md, "Published implementations")
     OPTIONS: dict = {}
+
+    def __init_subclass__(cls, **kwargs):
+        """Each option becomes an attribute of the instance: one named like a member of the
+        class would silently replace it, so the class is refused when it is defined."""
+        super().__init_subclass__(**kwargs)
+        for key in cls.OPTIONS:
+            if hasattr(cls, key) or key in ("num_tasks", "head_grads"):
+                raise TypeError(f"{cls.__module__}.{cls.__name__}.OPTIONS: option {key!r} has the name of a member of "
+                                f"the method ({cls.__name__}.{key}); rename the option")
 
     def __init__(self, num_tasks: int, head_grads: str | None = None, **options: Any):
         self.num_tasks = num_tasks

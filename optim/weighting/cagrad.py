@@ -18,7 +18,7 @@ class CAGrad(TorchJDGramWeighting):
         "norm_eps": Option(float, 1e-4, "torchjd's guard against a vanishing norm, relative to the mean "
                            "squared task-gradient norm"),
         "convention": Option(str, "ours", "the update's scale: 'ours' (torchjd's, the mean-gradient scale) or "
-                             "'published' (the official code's: ours x K/(1+c²))", ("ours", "published")),
+                             "'published' (the official code's: ours x K/(1+c²))", ("ours", "published"), legacy="ours"),
     }
 
     def build(self):

@@ -30,8 +30,9 @@ class DynamicWeightAverage(WeightingMethod):
     OPTIONS = {
         "temperature": Option(float, 2.0, "softmax temperature T"),
         "mode": Option(str, "epoch", "'epoch' (the paper, LibMTL) or 'iteration' (the Nash-MTL/FAMO code)",
-                       ("epoch", "iteration")),
-        "window": Option(int, 25, "iteration mode: the window W of steps compared with the W before"),
+                       ("epoch", "iteration"), legacy="epoch"),
+        "window": Option(int, 25, "iteration mode: the window W of steps compared with the W before",
+                         legacy=25),
     }
 
     def __init__(self, num_tasks, **options):

@@ -47,11 +47,11 @@ class MGDA(TorchJDGramWeighting):
     cost = "Gram matrix O(K²P) + an exact K×K QP (2^K small solves)"
     OPTIONS = {
         "solver": Option(str, "exact", "'exact' (active sets) or 'frank_wolfe' (torchjd's, as the published code)",
-                         ("exact", "frank_wolfe")),
+                         ("exact", "frank_wolfe"), legacy="frank_wolfe"),
         "epsilon": Option(float, 0.001, "frank_wolfe: stop when its step γ falls below epsilon"),
         "max_iters": Option(int, 100, "frank_wolfe: maximum iterations"),
         "convention": Option(str, "ours", "weights summing to 1 ('ours') or to K ('published', as the official "
-                             "CityScapes code's loss Σ K·α_k L_k)", ("ours", "published")),
+                             "CityScapes code's loss Σ K·α_k L_k)", ("ours", "published"), legacy="ours"),
     }
 
     def build(self):
