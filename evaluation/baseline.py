@@ -15,6 +15,7 @@ import argparse
 import sys
 from pathlib import Path
 
+from experiment.flags import setting_definitions
 from tasks import TASKS, canonical
 
 from .run_config import describe_differences, shared_setup
@@ -90,7 +91,7 @@ def main(argv=None):
                         "every one needs a run")
     args = p.parse_args(argv)
     try:
-        baseline = build_baseline([read_run(d) for d in args.run_dirs], args.tasks)
+        baseline = build_baseline([read_run(d, setting_definitions()) for d in args.run_dirs], args.tasks)
     except RunError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2

@@ -9,41 +9,59 @@ A run's flags split three ways (docs/design.md, "Run folder"):
   into one table row must agree with all of it except the keys that name the row or the
   data (ROW_KEYS), plus the epochs they ran and the data's identity.
 
-A key missing from an older file means the behaviour of the version that wrote it
-(ADDED_SETTINGS), in resume, grouping and aggregation alike.
+A key missing from a file means the behaviour from before that setting existed: its legacy
+value, which each flag and each method option declares beside its own definition
+(docs/design.md, "Settings and their legacy values"). This module knows no flag and no method:
+the readers hand it those declarations as a SettingDefinitions.
 """
 import json
 import math
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 from pathlib import Path
 
-SCHEMA_VERSION = 5  # 3: --diagnostics; 4: --head-grads, 13 more --weighting methods, new method options; 5: --dtype
+# 3: --diagnostics; 4: --head-grads, 13 more --weighting methods, new method options; 5: --dtype;
+# 6: only the chosen --weighting's options are recorded. Adding a flag, a method or an option
+# changes nothing here: missing keys read as their legacy values.
+SCHEMA_VERSION = 6
 ENVIRONMENT_FLAGS = ("device", "num_workers", "in_memory", "threads")
 BOOKKEEPING = ("epochs", "name", "out", "resume", "diagnostics_every", "diagnostics")
 FREE_ON_RESUME = frozenset(ENVIRONMENT_FLAGS + BOOKKEEPING) - {"name", "out"}
 # The keys that distinguish the runs of a sweep from each other, or say where the data lives
 # (its identity is compared instead).
 ROW_KEYS = frozenset({"seed", "data_path", "dataset", "baseline", "method", "weighting", "tasks"})
-# Version 4's methods, whose options an older run (of another method) never used.
-METHODS_ADDED_IN_4 = ("imtl_l", "stch", "gls", "gradnorm", "graddrop", "gradvac", "db_mtl", "fairgrad", "moco",
-                      "sdmgrad", "excess_mtl", "config", "dualproj")
-# setting → (schema version that added it, the value that reproduces the behaviour before it)
-ADDED_SETTINGS: dict[str, tuple[int, object]] = {
-    "diagnostics": (3, False),
-    # version 3 gave every head its own gradient, MGDA by Frank-Wolfe, DWA per epoch, our
-    # scale conventions, and Aligned-MTL torchjd's float64 rank cut-off
-    "head_grads": (4, "own"), "dwa_mode": (4, "epoch"), "dwa_window": (4, 25), "mgda_solver": (4, "frank_wolfe"),
-    "mgda_convention": (4, "ours"), "cagrad_convention": (4, "ours"), "aligned_mtl_convention": (4, "ours"),
-    "aligned_mtl_rank_eps": (4, 2.220446049250313e-16),
-    "dtype": (5, "float32"),
-}
+HEAD_GRADS = "head_grads"  # a gradient method's setting whose default is the method's own
 
 
-def _new_method_defaults():
-    """The options of the methods added in version 4 at their defaults (the registry imports
-    torch: only paid when an older file is read)."""
-    from optim.weighting import WEIGHTINGS
-    from optim.weighting.cli import flag_dest
-    return {flag_dest(m, o): spec.default for m in METHODS_ADDED_IN_4 for o, spec in WEIGHTINGS[m].OPTIONS.items()}
+@dataclass(frozen=True)
+class SettingDefinitions:
+    """Today's flags and method options, as far as reading a config.json needs them.
+
+    legacy: {setting: value before it existed} for flags added after the first version.
+    method_settings: {--weighting name: {setting: legacy value, or REQUIRED}}: the method's
+        own options under their config.json keys.
+    method_defaults: {--weighting name: {setting: default}}, `head_grads` included: what a
+        run of the method does unless told otherwise (row labels show only departures).
+    """
+
+    legacy: Mapping[str, object]
+    method_settings: Mapping[str, Mapping[str, object]]
+    method_defaults: Mapping[str, Mapping[str, object]] = field(default_factory=dict)
+
+    def foreign(self, weighting):
+        """The keys of every other method's options: older files recorded them all."""
+        own = self.method_settings.get(weighting, {})
+        return {key for settings in self.method_settings.values() for key in settings if key not in own}
+
+    def identity_keys(self, weighting):
+        """The settings that belong to the method (its options and head_grads): compared
+        between runs of that method, not across the rows of a table."""
+        return set(self.method_settings.get(weighting, {})) | {HEAD_GRADS}
+
+
+REQUIRED = object()  # no legacy value: every file that can hold the setting records it
+
+
 MAX_SETTINGS_LISTED, MAX_RUNS_LISTED = 10, 4  # bounds of a setup-mismatch message
 ABSENT = "(absent)"  # a setting a setup does not record
 
@@ -89,17 +107,18 @@ def check_structure(config, path):
         _expect(key in config["settings"], path, f'"settings.{key}"', "is missing")
 
 
-def settings(config):
-    """The run's settings, with the value that reproduces the older behaviour for every
-    setting added after the version that wrote the file."""
-    version = config.get("schema_version", 1)
-    filled = dict(config["settings"])
-    for key, (added_in, before) in ADDED_SETTINGS.items():
-        if version < added_in:
-            filled.setdefault(key, before)
-    if version < 4:
-        for key, default in _new_method_defaults().items():
-            filled.setdefault(key, default)
+def settings(config, definitions):
+    """The run's settings as today's code names them: another method's options, which files
+    before version 6 recorded, dropped, and every setting the file lacks at its legacy value
+    (`definitions`: SettingDefinitions). A setting without one stays missing: check_settings
+    names it."""
+    recorded = config["settings"]
+    weighting = recorded.get("weighting")
+    filled = {k: v for k, v in recorded.items() if k not in definitions.foreign(weighting)}
+    legacy = {**definitions.legacy, **definitions.method_settings.get(weighting, {})}
+    for key, value in legacy.items():
+        if value is not REQUIRED:
+            filled.setdefault(key, value)
     return filled
 
 
@@ -108,17 +127,34 @@ def result_settings(all_settings):
     return {k: v for k, v in all_settings.items() if k not in FREE_ON_RESUME | {"name", "out"}}
 
 
-def setup_of(config):
+def setup_of(config, definitions):
     """What must be equal between runs averaged or compared in one table: every result
-    setting except the row's own keys, the epochs run, and the data (by identity, shape
-    and size)."""
-    s = settings(config)
-    setup = {k: v for k, v in result_settings(s).items() if k not in ROW_KEYS}
+    setting except the row's own keys and the method's own settings (method_identity), the
+    epochs run, and the data (by identity, shape and size)."""
+    s = settings(config, definitions)
+    own = ROW_KEYS | definitions.identity_keys(s["weighting"])
+    setup = {k: v for k, v in result_settings(s).items() if k not in own}
     data = config["data"]
     setup.update(epochs=s.get("epochs"), data_identity=data.get("identity"), data_name=data["name"],
                  synthetic=data["synthetic"], image_size=list(data["image_size"]),
                  train_samples=data.get("train_samples"), val_samples=data.get("val_samples"))
     return setup
+
+
+def method_identity(config, definitions):
+    """The method's own settings ({key: value}, head_grads included): runs of one method are
+    averaged only when these agree, and runs of different methods never compare them."""
+    s = settings(config, definitions)
+    return {key: s.get(key, ABSENT) for key in sorted(definitions.identity_keys(s["weighting"]))}
+
+
+def departures(config, definitions):
+    """The method's own settings that depart from its defaults, in key order: what a row label
+    shows ("pcgrad (head_grads=weighted)")."""
+    weighting = config["settings"]["weighting"]
+    defaults = definitions.method_defaults.get(weighting, {})
+    return {key: value for key, value in method_identity(config, definitions).items()
+            if key not in defaults or defaults[key] != value}
 
 
 def setting_text(value):
@@ -166,14 +202,15 @@ def shared_setup(runs, ignore=()):
     return next(iter(setups.values())), setup_differences(setups)
 
 
-def check_settings(config, parser, path):
-    """Every flag's setting is present (environment flags may not be; older files: filled in
-    by settings()) and has the type and choices the command line would give it; ConfigError
-    naming the key otherwise."""
-    filled = settings(config)
+def check_settings(config, parser, path, definitions):
+    """Every flag's setting is present (environment flags may not be, nor other methods'
+    options; legacy values filled in by settings()) and has the type and choices the command
+    line would give it; ConfigError naming the key otherwise."""
+    filled = settings(config, definitions)
+    foreign = definitions.foreign(filled["weighting"])
     for action in parser._actions:
         key = action.dest
-        if key == "help" or key in ENVIRONMENT_FLAGS and key not in filled:
+        if key == "help" or key in foreign or key in ENVIRONMENT_FLAGS and key not in filled:
             continue
         _expect(key in filled, path, f'"settings.{key}"', "is missing")
         value = filled[key]

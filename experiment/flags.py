@@ -1,6 +1,7 @@
 """main_cityscapes.py's flags: the parser, the checks of their values, and the settings of a
 run that --resume continues (docs/design.md, "Run folder")."""
 import argparse
+import functools
 import math
 import os
 import sys
@@ -15,7 +16,7 @@ from evaluation import run_config, run_record
 from models import MODELS
 from optim import OPTIMIZERS
 from optim.weighting import WEIGHTINGS
-from optim.weighting.base import HEAD_GRADS
+from optim.weighting.base import HEAD_GRADS, RECORDED_SINCE_ADDED
 from optim.weighting.cli import add_weighting_flags, flag_dest
 from tasks import DEFAULT_TASKS, TASKS, canonical
 
@@ -36,6 +37,14 @@ class HelpFormatter(argparse.HelpFormatter):
 
     def _split_lines(self, text, width):
         return textwrap.wrap(" ".join(text.split()), width, break_on_hyphens=False)  # flags in a help stay whole
+
+
+def legacy(action, value):
+    """Marks a flag added after config.json's first version: `value` reproduces the behaviour
+    from before it, and a config.json without the flag reads as it (docs/design.md, "Settings
+    and their legacy values"). A flag without a mark has been recorded by every version."""
+    action.legacy = value
+    return action
 
 
 def build_parser():
@@ -85,11 +94,11 @@ def build_parser():
 
     methods = p.add_argument_group("methods", "--<method>-<option> flags apply only to that --weighting method")
     methods.add_argument("--weighting", default="ew", choices=list(WEIGHTINGS), help="multi-task gradient method")
-    methods.add_argument("--head-grads", default=None, choices=HEAD_GRADS,
+    legacy(methods.add_argument("--head-grads", default=None, choices=HEAD_GRADS,
                          help="gradient methods: each task head gets its own ∇L_k (own) or α_k ∇L_k with the "
                               "method's weights α (weighted); default: what the published code does, weighted for "
                               f"{', '.join(n for n, c in WEIGHTINGS.items() if c.default_head_grads == 'weighted')}, "
-                              "own for the others")
+                              "own for the others"), "own")  # before it: every head its own ∇L_k
     add_weighting_flags(methods, TASKS, DEFAULT_TASKS[0])
 
     run_folder = p.add_argument_group("run folder and logging")
@@ -104,12 +113,12 @@ def build_parser():
     run_folder.add_argument("--diagnostics-every", type=int, default=50, metavar="N",
                             help="log task-gradient cosine, norm ratio and method weights every N steps (runs "
                                  "that compute per-task gradients; others with --diagnostics)")
-    run_folder.add_argument("--diagnostics", action="store_true", default=False,
+    legacy(run_folder.add_argument("--diagnostics", action="store_true", default=False,
                             help="also log the diagnostics for runs that do not compute per-task gradients (a "
                                  "plain optimizer with a loss-only weighting): the K per-task gradients are "
                                  "computed on the diagnostic steps only; the update still comes from the summed "
                                  "backward, so results do not change; costs about K extra backward passes every "
-                                 "--diagnostics-every steps")
+                                 "--diagnostics-every steps"), False)
     run_folder.add_argument("--track-au", action="store_true",
                             help="track per-task update dominance (AU/rAU) of every shared layer: au.csv and "
                                  "TensorBoard; under a plain optimizer it costs about what AdaTask costs")
@@ -124,10 +133,10 @@ def build_parser():
     performance.add_argument("--in-memory", action="store_true",
                              help="load the whole training and test sets into RAM once (small machines, fast GPUs)")
     performance.add_argument("--amp", action="store_true", help="bf16 autocast for forward and losses")
-    performance.add_argument("--dtype", choices=("float32", "float64"), default="float32",
+    legacy(performance.add_argument("--dtype", choices=("float32", "float64"), default="float32",
                              help="the network's and the data's floating-point type; float64 for exactness checks "
                                   "(a torchrun run against one process: in float32 SegNet's max-pool indices let "
-                                  "two runs that differ only by rounding drift apart)")
+                                  "two runs that differ only by rounding drift apart)"), "float32")
     performance.add_argument("--channels-last", action="store_true",
                              help="channels-last memory format for model and inputs")
     performance.add_argument("--compile", action="store_true", help="torch.compile the model (slow first step)")
@@ -201,8 +210,28 @@ def parse_args(argv=None):
 
 
 def settings_of(args):
-    """config.json's "settings": every flag except the environment's."""
-    return {k: v for k, v in vars(args).items() if k != "explicit" and k not in run_config.ENVIRONMENT_FLAGS}
+    """config.json's "settings": every flag except the environment's and the options of the
+    methods the run does not use."""
+    foreign = setting_definitions().foreign(args.weighting)
+    return {k: v for k, v in vars(args).items()
+            if k != "explicit" and k not in run_config.ENVIRONMENT_FLAGS and k not in foreign}
+
+
+@functools.cache
+def setting_definitions():
+    """What reading a config.json needs to know of today's flags and method options: their
+    legacy values, which method owns which option, and each method's defaults."""
+    parser = build_parser()
+    flag_legacy = {a.dest: a.legacy for a in parser._actions if hasattr(a, "legacy")}
+    method_settings, method_defaults = {}, {}
+    for name, cls in WEIGHTINGS.items():
+        options = {flag_dest(name, option): spec for option, spec in cls.OPTIONS.items()}
+        method_settings[name] = {key: run_config.REQUIRED if spec.legacy == RECORDED_SINCE_ADDED else spec.legacy
+                                 for key, spec in options.items()}
+        # The CLI's defaults: HydaLearn's main task is a task name there, its index in the class.
+        method_defaults[name] = {key: parser.get_default(key) for key in options}
+        method_defaults[name][run_config.HEAD_GRADS] = cls.default_head_grads
+    return run_config.SettingDefinitions(flag_legacy, method_settings, method_defaults)
 
 
 def resumed_args(args):
@@ -215,7 +244,8 @@ def resumed_args(args):
         raise run_record.RunFolderError(f"--resume {run_dir}: no {run_record.CONFIG} there; not a run folder")
     config = run_config.read_config(path)
     parser = build_parser()
-    settings = run_config.check_settings(config, parser, path)
+    definitions = setting_definitions()
+    settings = run_config.check_settings(config, parser, path, definitions)
     if (run_dir / run_record.SUMMARY).exists():
         if "epochs" not in args.explicit:
             raise run_record.RunFolderError(
@@ -225,13 +255,16 @@ def resumed_args(args):
             raise run_record.RunFolderError(
                 f"--resume {run_dir} --epochs {args.epochs}: the run is finished with {settings['epochs']} epochs; "
                 f"--epochs must be larger to extend it")
-    for key in sorted(args.explicit - run_config.FREE_ON_RESUME):
+    # another method's options do nothing in this run (warn_ignored says so)
+    for key in sorted(args.explicit - run_config.FREE_ON_RESUME - definitions.foreign(settings["weighting"])):
         if settings.get(key) != getattr(args, key):
             raise run_record.RunFolderError(
                 f"--resume {run_dir}: the run was made with --{key.replace('_', '-')} {settings.get(key)}; "
                 f"this call gives {getattr(args, key)}, which would change its results")
     for key in (args.explicit & run_config.FREE_ON_RESUME) | set(run_config.ENVIRONMENT_FLAGS):
         settings[key] = getattr(args, key)
+    for key in definitions.foreign(settings["weighting"]):  # unused by the run: today's defaults
+        settings[key] = parser.get_default(key)
     resumed = argparse.Namespace(**settings)
     resumed.resume, resumed.explicit = str(run_dir), set()
 

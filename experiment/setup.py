@@ -19,7 +19,7 @@ from data.cityscapes import CityscapesNpy
 from data.identity import data_identity
 from evaluation import run_config, run_lock, run_record
 from evaluation.delta_m import select_baseline
-from experiment.flags import result_settings, resumed_args, settings_of
+from experiment.flags import result_settings, resumed_args, setting_definitions, settings_of
 from experiment.world import SINGLE, ShardedBatches, collate_shard
 from models import build_model
 from models.synced_batchnorm import synchronise_batchnorm
@@ -231,8 +231,8 @@ class Experiment:
             print(f"{self.run_dir}: no checkpoint yet; starting from epoch 1", flush=True)
             return None
         expected = result_settings(self.args)
-        recorded = run_config.settings({"schema_version": state.get("schema_version", 1),
-                                        "settings": state["settings"]})
+        recorded = run_config.result_settings(run_config.settings({"settings": state["settings"]},
+                                                                  setting_definitions()))
         for key in sorted(set(expected) | set(recorded)):
             if expected.get(key) != recorded.get(key):
                 raise run_record.RunFolderError(

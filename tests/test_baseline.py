@@ -7,6 +7,7 @@ import json
 import pytest
 
 from evaluation import run_record
+from experiment.flags import setting_definitions
 from evaluation.baseline import build_baseline, main
 from evaluation.delta_m import delta_m, load_baseline
 from evaluation.run_config import setup_of
@@ -68,7 +69,7 @@ def single_task_runs(parent, seeds=(0, 1), **changes):
 
 
 def test_baseline_is_the_mean_over_seeds_of_the_last10_means(tmp_path):
-    baseline = build_baseline([read_run(d) for d in single_task_runs(tmp_path)])
+    baseline = build_baseline([read_run(d, setting_definitions()) for d in single_task_runs(tmp_path)])
     expected = {"miou": 0.61, "pix_acc": 0.85, "abs_err": 0.019, "rel_err": 0.26}
     assert {k: baseline[k] for k in expected} == pytest.approx(expected)
     source = baseline["source"]
@@ -189,7 +190,7 @@ def test_names_the_summary_that_lacks_a_metric(tmp_path):
     del data["last10"]["miou"]
     summary.write_text(json.dumps(data))
     with pytest.raises(RunError, match="summary.json.*miou"):
-        build_baseline([read_run(d) for d in dirs])
+        build_baseline([read_run(d, setting_definitions()) for d in dirs])
 
 
 def test_names_a_config_without_the_expected_fields(tmp_path):
@@ -198,7 +199,7 @@ def test_names_a_config_without_the_expected_fields(tmp_path):
     del config["tasks"]
     (run_dir / run_record.CONFIG).write_text(json.dumps(config))
     with pytest.raises(RunError, match=r'config\.json: "tasks" must be a non-empty list'):
-        read_run(run_dir)
+        read_run(run_dir, setting_definitions())
 
 
 def test_a_short_run_averages_and_says_all_its_epochs(tmp_path, capsys):
@@ -208,7 +209,7 @@ def test_a_short_run_averages_and_says_all_its_epochs(tmp_path, capsys):
         summary = json.loads((run_dir / run_record.SUMMARY).read_text())
         summary.pop("last10_epochs", None)
         (run_dir / run_record.SUMMARY).write_text(json.dumps(summary))
-    assert [read_run(d).last_epochs for d in dirs] == [4] * 4
+    assert [read_run(d, setting_definitions()).last_epochs for d in dirs] == [4] * 4
     assert main([str(d) for d in dirs] + ["--out", str(out)]) == 0
     kind = json.loads(out.read_text())["source"]["kind"]
     assert kind == "single-task runs, per run the mean of its test metrics over the last 4 epochs, then the mean over seeds"
@@ -219,10 +220,10 @@ def test_last_epochs_comes_from_the_summary_where_it_says_it(tmp_path):
     dirs = single_task_runs(tmp_path)
     summary = json.loads((dirs[0] / run_record.SUMMARY).read_text())
     (dirs[0] / run_record.SUMMARY).write_text(json.dumps(summary | {"last10_epochs": 7}))
-    assert read_run(dirs[0]).last_epochs == 7
+    assert read_run(dirs[0], setting_definitions()).last_epochs == 7
     (dirs[0] / run_record.SUMMARY).write_text(json.dumps(summary | {"last10_epochs": "ten"}))
     with pytest.raises(RunError, match="last10_epochs"):
-        build_baseline([read_run(d) for d in dirs])
+        build_baseline([read_run(d, setting_definitions()) for d in dirs])
 
 
 def test_reads_only_the_metrics_it_needs_beside_a_per_class_dict(tmp_path):
@@ -233,5 +234,5 @@ def test_reads_only_the_metrics_it_needs_beside_a_per_class_dict(tmp_path):
         for key in ("final", "last10"):
             summary[key]["class_iou"] = {"road": 0.9, "rider": None}
         (run_dir / run_record.SUMMARY).write_text(json.dumps(summary))
-    baseline = build_baseline([read_run(d) for d in dirs])
+    baseline = build_baseline([read_run(d, setting_definitions()) for d in dirs])
     assert baseline["miou"] == pytest.approx(0.61) and baseline["rel_err"] == pytest.approx(0.26)

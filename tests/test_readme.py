@@ -36,6 +36,12 @@ def test_readme_method_table_is_the_registry_table():
     assert method_table() in README.read_text()
 
 
+def test_readme_method_list_is_the_registry_list():
+    from optim import method_list
+
+    assert f"| `--method` | `adam_with_adatask` | optimizer: {method_list()} |" in README.read_text()
+
+
 def test_readme_demo_table_is_the_committed_one():
     committed = [line for line in (README.parent / "results" / "demo.md").read_text().splitlines()
                  if line.startswith("|")]

@@ -7,12 +7,14 @@ import math
 import pytest
 
 import main_cityscapes
-from evaluation.run_config import METHODS_ADDED_IN_4
 from optim.weighting import WEIGHTINGS
 
 # Options that make the state matter within 2 epochs: STCH's nadir is collected in epoch 1 and
 # used in epoch 2, DWA's iteration window (2 x 1 steps) fills within the first epoch.
 EARLY = {"stch": ["--stch-warmup-epochs", "0"], "dwa": ["--dwa-mode", "iteration", "--dwa-window", "1"]}
+# The methods added to match the field (config.json schema 4).
+METHODS_ADDED_IN_4 = ("imtl_l", "stch", "gls", "gradnorm", "graddrop", "gradvac", "db_mtl", "fairgrad", "moco",
+                      "sdmgrad", "excess_mtl", "config", "dualproj")
 STATEFUL = ["imtl_l", "stch", "gradnorm", "graddrop", "gradvac", "db_mtl", "moco", "sdmgrad", "excess_mtl", "dwa"]
 
 
