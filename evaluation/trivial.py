@@ -1,11 +1,10 @@
 """Trivial predictors: the floor a trained model has to beat.
 
-Every task of the registry (tasks/) whose folders the data holds is scored: semantic
-predicts the most frequent train class (over non-void pixels) at every val pixel, depth the
-mean train depth (over valid pixels), instance zero offsets (every pixel its own centroid:
-InstErr is the mean |offset| over instance pixels). Each is scored by its task's meter, as
-in training. Batches hold one sample each, so the batch-mean AbsErr/RelErr are means over
-val samples (those with a valid pixel); the pixel-weighted values are reported too.
+Every task of the registry (tasks/) whose folders the data holds is scored with its own
+trivial predictor (Task.trivial_predictor, e.g. the majority train class everywhere),
+fitted on the train split's targets where it learns anything, and scored on val by its
+task's meter, as in training. Batches hold one sample each, so a metric the meter averages
+per batch is a mean over val samples.
 
     python3 -m evaluation.trivial --data-path DIR [--classes 7|19] [--tasks T ...] [--json OUT]
 """
@@ -13,86 +12,9 @@ import argparse
 import json
 from pathlib import Path
 
-import numpy as np
-import torch
-
 from data.check import load_npy
 from data.layout import CLASS_COUNTS, IMAGE_DIR
 from tasks import TASKS, TaskSettings, build_tasks
-
-
-class MajorityClass:
-    """Semantic: the most frequent train class over non-void pixels, everywhere."""
-
-    fits = True
-
-    def __init__(self, task):
-        self.classes = task.settings.classes
-        self.counts = np.zeros(self.classes, dtype=np.int64)
-
-    def observe(self, target):
-        known = target[(target >= 0) & (target < self.classes)]
-        self.counts += np.bincount(known.numpy(), minlength=self.classes)
-
-    def fitted(self, train_dir):
-        if self.counts.sum() == 0:
-            raise ValueError(f"{train_dir}: no labelled pixel")
-        self.majority = int(self.counts.argmax())
-        return {"majority_class": self.majority}
-
-    def describe(self):
-        return f"class {self.majority} everywhere"
-
-    def predict(self, target):
-        return torch.full_like(target, self.majority)
-
-
-class MeanDepth:
-    """Depth: the mean train depth over valid (non-zero) pixels, everywhere."""
-
-    fits = True
-
-    def __init__(self, task):
-        self.total, self.count = 0.0, 0
-
-    def observe(self, target):
-        valid = target[target != 0]
-        self.total += valid.double().sum().item()
-        self.count += valid.numel()
-
-    def fitted(self, train_dir):
-        if self.count == 0:
-            raise ValueError(f"{train_dir}: no valid depth pixel")
-        self.mean = self.total / self.count
-        return {"mean_depth": self.mean}
-
-    def describe(self):
-        return f"depth {self.mean:.6f} everywhere"
-
-    def predict(self, target):
-        return torch.full(target.shape, self.mean, dtype=torch.float64)
-
-
-class ZeroOffsets:
-    """Instance: offset (0, 0) at every pixel; nothing to fit."""
-
-    fits = False
-
-    def __init__(self, task):
-        pass
-
-    def fitted(self, train_dir):
-        return {}
-
-    def describe(self):
-        return "zero offsets everywhere"
-
-    def predict(self, target):
-        return torch.zeros(target.shape[0], 2, *target.shape[2:], dtype=target.dtype)
-
-
-# The trivial predictor of each task of the registry.
-PREDICTORS = {"semantic": MajorityClass, "depth": MeanDepth, "instance": ZeroOffsets}
 
 
 def _count(split_dir):
@@ -104,8 +26,9 @@ def _count(split_dir):
 
 def present_tasks(data_path, num_classes=7):
     """The registry's task names whose folders the val split holds, in canonical order."""
-    val, settings = Path(data_path) / "val", TaskSettings(classes=num_classes)
-    return [name for name, cls in TASKS.items() if all((val / f).is_dir() for f in cls(settings).folders())]
+    val = Path(data_path) / "val"
+    return [task.name for task in build_tasks(TASKS, TaskSettings(classes=num_classes))
+            if all((val / f).is_dir() for f in task.folders())]
 
 
 def _targets(split_dir, count, tasks):
@@ -133,7 +56,7 @@ def trivial_scores(data_path, num_classes=7, tasks=None):
     if not names:
         raise ValueError(f"{data_path}: the data holds the folders of no task of {', '.join(TASKS)}")
     task_list = build_tasks(names, TaskSettings(classes=num_classes))
-    predictors = [PREDICTORS[task.name](task) for task in task_list]
+    predictors = [task.trivial_predictor() for task in task_list]
     for task, predictor in zip(task_list, predictors):
         lacking = [f for f in task.folders() if predictor.fits and not (train_dir / f).is_dir()]
         if lacking:

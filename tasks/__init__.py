@@ -1,16 +1,51 @@
 """The task registry (docs/design.md, "Tasks"): one module per task, one line here.
 
-TASKS maps each --tasks name to its class, in the canonical order that outputs, losses and
+TASKS maps each --tasks name to its entry, in the canonical order that outputs, losses and
 metrics follow. Everything else iterates it; nothing else names a task.
+
+An entry holds what is known without torch (the name and the release folders the task may
+read) and where its class is; the class, and torch with it, is imported only when a task is
+built or its metrics are asked for. So code that needs the names alone (the sweeps' plan and
+command line) never imports torch. tests/test_tasks.py checks each entry against its class.
 """
+import importlib
 from collections.abc import Iterable
+from dataclasses import dataclass
 
-from .base import Metric, Task, TaskMeter, TaskSettings
-from .depth import DepthTask
-from .instance import InstanceTask
-from .semantic import SemanticTask
+from data.layout import CLASS_COUNTS, DEPTH_DIR, INSTANCE_DIR, label_dir
 
-TASKS: dict[str, type[Task]] = {cls.name: cls for cls in (SemanticTask, InstanceTask, DepthTask)}
+from .base import Metric, Task, TaskMeter, TaskSettings, TrivialPredictor
+
+
+@dataclass(frozen=True)
+class TaskEntry:
+    """A task's registry line.
+
+    folders: every release folder the task may read besides image/, for any settings (which
+        label set it reads depends on --classes; Task.folders() gives a run's).
+    cls: "module:Class" of its Task subclass.
+    """
+
+    name: str
+    folders: tuple[str, ...]
+    cls: str
+
+    def load(self) -> type[Task]:
+        """The task's class (imports its module, and torch)."""
+        module, _, name = self.cls.partition(":")
+        return getattr(importlib.import_module(module), name)
+
+    @property
+    def metrics(self) -> tuple[Metric, ...]:
+        """The reported metrics its class declares (loads the class)."""
+        return self.load().metrics
+
+
+TASKS: dict[str, TaskEntry] = {entry.name: entry for entry in (
+    TaskEntry("semantic", folders=tuple(map(label_dir, CLASS_COUNTS)), cls="tasks.semantic:SemanticTask"),
+    TaskEntry("instance", folders=(INSTANCE_DIR,), cls="tasks.instance:InstanceTask"),
+    TaskEntry("depth", folders=(DEPTH_DIR,), cls="tasks.depth:DepthTask"),
+)}
 DEFAULT_TASKS = ("semantic", "depth")  # the MTAN release's two tasks
 
 
@@ -24,19 +59,20 @@ def canonical(names: Iterable[str]) -> tuple[str, ...]:
 
 
 def build_tasks(names: Iterable[str], settings: TaskSettings | None = None) -> list[Task]:
-    """One Task per name, in canonical order, for a run with `settings`."""
-    return [TASKS[name](settings) for name in canonical(names)]
+    """One Task per name, in canonical order, for a run with `settings` (loads their classes)."""
+    return [TASKS[name].load()(settings) for name in canonical(names)]
 
 
 def reported_metrics(names: Iterable[str]) -> list[Metric]:
-    """The reported metrics of the tasks `names`, in canonical order: Δm averages over them."""
+    """The reported metrics of the tasks `names`, in canonical order: Δm averages over them
+    (loads their classes)."""
     return [m for name in canonical(names) for m in TASKS[name].metrics]
 
 
 def task_of_metric(key: str) -> str:
     """The task that reports metric `key`."""
-    return next(name for name, cls in TASKS.items() if any(m.key == key for m in cls.metrics))
+    return next(name for name, entry in TASKS.items() if any(m.key == key for m in entry.metrics))
 
 
-__all__ = ["DEFAULT_TASKS", "TASKS", "Metric", "Task", "TaskMeter", "TaskSettings", "build_tasks", "canonical",
-           "reported_metrics", "task_of_metric"]
+__all__ = ["DEFAULT_TASKS", "TASKS", "Metric", "Task", "TaskEntry", "TaskMeter", "TaskSettings", "TrivialPredictor",
+           "build_tasks", "canonical", "reported_metrics", "task_of_metric"]

@@ -2,19 +2,24 @@
 
 A task declares its head's output channels, its loss, its metrics with their better
 direction (Δm's signs come from there), how its target is read from a sample and follows
-the augmentation, and how its prediction and target are drawn. The dataset, the models,
+the augmentation, how its prediction and target are drawn, and its trivial predictor. The dataset, the models,
 evaluation, Δm, baselines, aggregation and the CLI iterate the registry (tasks/__init__.py)
 and never name a task.
+
+This module imports no torch (it is only named in annotations): the registry and its
+metadata (Metric, TaskSettings) serve the sweeps, which run without torch.
 """
 from __future__ import annotations
 
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, NamedTuple
 
-import numpy as np
-import torch
-
 if TYPE_CHECKING:
+    from pathlib import Path
+
+    import numpy as np
+    import torch
+
     from data.augment import Crop
 
 
@@ -59,6 +64,31 @@ class TaskMeter:
         raise NotImplementedError
 
     def compute(self) -> dict[str, Any]:
+        raise NotImplementedError
+
+
+class TrivialPredictor:
+    """A task's trivial predictor, the floor a trained model has to beat (evaluation/trivial.py):
+    one prediction from the train split's targets alone, scored on val by the task's meter.
+    One that learns nothing (`fits` False) is never shown the train split."""
+
+    fits: bool = False
+
+    def observe(self, target: torch.Tensor) -> None:
+        """Take one train target, as Task.to_tensor gives it (no batch dimension)."""
+        raise NotImplementedError
+
+    def fitted(self, train_dir: Path) -> dict[str, Any]:
+        """What was learned, as JSON values keyed by name; ValueError naming `train_dir`
+        when its targets gave nothing to learn from."""
+        return {}
+
+    def describe(self) -> str:
+        """The prediction in words, e.g. "class 1 everywhere"."""
+        raise NotImplementedError
+
+    def predict(self, target: torch.Tensor) -> torch.Tensor:
+        """The prediction for a batch of targets, in the form the task's meter takes."""
         raise NotImplementedError
 
 
@@ -122,6 +152,10 @@ class Task:
         return total / count.clamp(min=1)
 
     def meter(self, device: torch.device | str = "cpu") -> TaskMeter:
+        raise NotImplementedError
+
+    def trivial_predictor(self) -> TrivialPredictor:
+        """A new, unfitted trivial predictor of this task (evaluation/trivial.py)."""
         raise NotImplementedError
 
     # ---- TensorBoard panels --------------------------------------------------------------

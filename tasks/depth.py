@@ -4,10 +4,10 @@ import torch
 
 from data.augment import check_depth_rule, scale_depth
 from data.layout import DEPTH_DIR
-from evaluation import visualize
-from evaluation.metrics import DepthErrors
 
-from .base import Metric, Task, TaskMeter
+from . import drawing
+from .base import Metric, Task, TaskMeter, TrivialPredictor
+from .meters import DepthErrors
 
 
 class DepthMeter(TaskMeter):
@@ -27,6 +27,32 @@ class DepthMeter(TaskMeter):
         e = self.errors
         return {"abs_err": e.abs_err(), "rel_err": e.rel_err(), "abs_err_px": e.abs_err_px(),
                 "rel_err_px": e.rel_err_px()}
+
+
+class MeanDepth(TrivialPredictor):
+    """The mean train depth over valid (non-zero) pixels, everywhere."""
+
+    fits = True
+
+    def __init__(self):
+        self.total, self.count = 0.0, 0
+
+    def observe(self, target):
+        valid = target[target != 0]
+        self.total += valid.double().sum().item()
+        self.count += valid.numel()
+
+    def fitted(self, train_dir):
+        if self.count == 0:
+            raise ValueError(f"{train_dir}: no valid depth pixel")
+        self.mean = self.total / self.count
+        return {"mean_depth": self.mean}
+
+    def describe(self):
+        return f"depth {self.mean:.6f} everywhere"
+
+    def predict(self, target):
+        return torch.full(target.shape, self.mean, dtype=torch.float64)
 
 
 class DepthTask(Task):
@@ -60,10 +86,13 @@ class DepthTask(Task):
     def meter(self, device="cpu"):
         return DepthMeter()
 
+    def trivial_predictor(self):
+        return MeanDepth()
+
     def draw(self, pred, target):
         target = target[0].cpu().numpy()
         shown = np.where(target > 0, pred[0].float().cpu().numpy(), 0.0)
-        return visualize.colourize_depth(shown), visualize.colourize_depth(target)
+        return drawing.colourize_depth(shown), drawing.colourize_depth(target)
 
     def key(self, height, width):
-        return visualize.depth_key(height, width)
+        return drawing.depth_key(height, width)

@@ -5,10 +5,10 @@ import torch.nn.functional as F
 
 from data.labels import VOID, class_names
 from data.layout import label_dir
-from evaluation import visualize
-from evaluation.metrics import ConfusionMatrix
 
-from .base import Metric, Task, TaskMeter
+from . import drawing
+from .base import Metric, Task, TaskMeter, TrivialPredictor
+from .meters import ConfusionMatrix
 
 
 class SemanticMeter(TaskMeter):
@@ -28,6 +28,32 @@ class SemanticMeter(TaskMeter):
         iou = self.confusion.iou_per_class().tolist()
         return {"miou": self.confusion.miou(), "pix_acc": self.confusion.pix_acc(),
                 "class_iou": {name: None if np.isnan(v) else v for name, v in zip(self.names, iou)}}
+
+
+class MajorityClass(TrivialPredictor):
+    """The most frequent train class over non-void pixels, everywhere."""
+
+    fits = True
+
+    def __init__(self, classes):
+        self.classes = classes
+        self.counts = np.zeros(classes, dtype=np.int64)
+
+    def observe(self, target):
+        known = target[(target >= 0) & (target < self.classes)]
+        self.counts += np.bincount(known.numpy(), minlength=self.classes)
+
+    def fitted(self, train_dir):
+        if self.counts.sum() == 0:
+            raise ValueError(f"{train_dir}: no labelled pixel")
+        self.majority = int(self.counts.argmax())
+        return {"majority_class": self.majority}
+
+    def describe(self):
+        return f"class {self.majority} everywhere"
+
+    def predict(self, target):
+        return torch.full_like(target, self.majority)
 
 
 class SemanticTask(Task):
@@ -57,11 +83,14 @@ class SemanticTask(Task):
     def meter(self, device="cpu"):
         return SemanticMeter(class_names(self.settings.classes), device)
 
+    def trivial_predictor(self):
+        return MajorityClass(self.settings.classes)
+
     def draw(self, pred, target):
         target = target.cpu().numpy()
         classes = self.settings.classes
         shown = np.where((target >= 0) & (target < classes), pred.argmax(0).cpu().numpy(), VOID)
-        return visualize.colourize_labels(shown, classes), visualize.colourize_labels(target, classes)
+        return drawing.colourize_labels(shown, classes), drawing.colourize_labels(target, classes)
 
     def key(self, height, width):
-        return visualize.legend(self.settings.classes, height, width)
+        return drawing.legend(self.settings.classes, height, width)

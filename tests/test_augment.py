@@ -4,7 +4,10 @@ import torch
 import torch.nn.functional as F
 
 from data.augment import DEPTH_RULES, SCALES, draw_crop
-from tasks import TASKS, TaskSettings
+from tasks import TaskSettings
+from tasks.depth import DepthTask
+from tasks.instance import InstanceTask
+from tasks.semantic import SemanticTask
 
 H, W = 32, 64
 
@@ -27,7 +30,7 @@ class Draws:
 
 def scale_crop_flip(image, label, depth, rng, depth_rule="divide"):
     """The dataset's path for one (image, label, depth) sample: one crop, each target through its task."""
-    semantic, depth_task = TASKS["semantic"](), TASKS["depth"](TaskSettings(depth_rule=depth_rule))
+    semantic, depth_task = SemanticTask(), DepthTask(TaskSettings(depth_rule=depth_rule))
     crop = draw_crop(rng, *label.shape)
     if crop is None:
         return image, label, depth
@@ -148,7 +151,7 @@ def instance_target():
 def test_instance_offsets_stretch_with_the_zoom_and_mirror_with_the_flip(scale_index, top, left, flip):
     target = instance_target()
     crop = draw_crop(Draws(scale_index, top, left, flip), H, W)
-    out = TASKS["instance"]().augment(target, crop)
+    out = InstanceTask().augment(target, crop)
     moved = crop.nearest(target)
     np.testing.assert_array_equal(out[..., 2], moved[..., 2])  # the mask moves like a label
     s = SCALES[scale_index]
@@ -160,7 +163,7 @@ def test_instance_offsets_stretch_with_the_zoom_and_mirror_with_the_flip(scale_i
 
 def test_flipped_offsets_still_point_at_the_mirrored_centroid():
     target = instance_target()
-    out = TASKS["instance"]().augment(target, draw_crop(Draws(0, 0, 0, flip=True), H, W))
+    out = InstanceTask().augment(target, draw_crop(Draws(0, 0, 0, flip=True), H, W))
     rows, cols = np.nonzero(out[..., 2])
     pointed = np.stack([rows + out[rows, cols, 0], cols + out[rows, cols, 1]], axis=1)
     mirrored_centroids = {(4 + 2.5, W - 1 - (6 + 4.5)), (18 + 3.5, W - 1 - (30 + 5.5))}

@@ -2,11 +2,14 @@ import math
 
 import torch
 
-from tasks import TASKS, TaskSettings
+from tasks import TaskSettings
+from tasks.depth import DepthTask
+from tasks.instance import InstanceTask
+from tasks.semantic import SemanticTask
 
-semantic_loss = TASKS["semantic"](TaskSettings(classes=3)).loss
-depth_loss = TASKS["depth"]().loss
-instance_loss = TASKS["instance"]().loss
+semantic_loss = SemanticTask(TaskSettings(classes=3)).loss
+depth_loss = DepthTask().loss
+instance_loss = InstanceTask().loss
 
 
 def test_semantic_loss_ignores_void_pixels():

@@ -3,19 +3,11 @@ import math
 import pytest
 import torch
 
-from evaluation.metrics import (
-    ConfusionMatrix,
-    DepthErrors,
-    SplitMeter,
-    confusion_counts,
-    depth_error_sums,
-    iou_per_class,
-    miou,
-    pix_acc,
-)
+from evaluation.metrics import SplitMeter
 from tasks import TaskSettings
 from tasks.depth import DepthTask
 from tasks.instance import InstanceTask
+from tasks.meters import ConfusionMatrix, DepthErrors, confusion_counts, depth_error_sums, iou_per_class, miou, pix_acc
 from tasks.semantic import SemanticMeter, SemanticTask
 
 # 2x2 image, one void pixel: counted pairs (target, pred) = (0,0), (1,1), (1,2).

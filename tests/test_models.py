@@ -5,7 +5,9 @@ from torch import nn
 
 from models import MODELS, build_model, check_image_size
 from models.blocks import scaled_filters
-from tasks import DEFAULT_TASKS, TASKS, TaskSettings, build_tasks
+from tasks import DEFAULT_TASKS, TaskSettings, build_tasks
+from tasks.depth import DepthTask
+from tasks.semantic import SemanticTask
 
 SMALL = dict(width_mult=0.125)
 H, W = 32, 64
@@ -72,7 +74,7 @@ def test_output_shapes_and_log_softmax(arch, num_classes):
 
 def test_outputs_follow_task_order():
     torch.manual_seed(0)
-    model = build_model("mtan", [TASKS["depth"](), TASKS["semantic"]()], **SMALL)
+    model = build_model("mtan", [DepthTask(), SemanticTask()], **SMALL)
     depth, semantic = model(torch.rand(1, 3, H, W))
     assert depth.shape[1] == 1 and semantic.shape[1] == 7
 

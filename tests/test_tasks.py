@@ -1,14 +1,20 @@
 """Tasks are data: a task registered in this test alone (one class, one registry line) trains end
-to end through main_cityscapes.py beside the release tasks, and CityScapes-3 runs with K = 3."""
+to end through main_cityscapes.py beside the release tasks, and CityScapes-3 runs with K = 3.
+The registry is lazy: its entries match their classes, and the names alone need no torch."""
 import json
+import subprocess
+import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
 
 import main_cityscapes
-from data.layout import IMAGE_DIR
-from tasks import TASKS, Metric, Task, TaskMeter, canonical, reported_metrics
+from data.layout import CLASS_COUNTS, IMAGE_DIR
+from tasks import TASKS, Metric, Task, TaskEntry, TaskMeter, TaskSettings, canonical, reported_metrics
+
+REPO = Path(__file__).resolve().parent.parent
 
 
 class BrightnessMeter(TaskMeter):
@@ -60,7 +66,8 @@ class BrightnessTask(Task):
 
 @pytest.fixture
 def brightness_registered(monkeypatch):
-    monkeypatch.setitem(TASKS, BrightnessTask.name, BrightnessTask)  # the one registry line
+    entry = TaskEntry("brightness", folders=(IMAGE_DIR,), cls=f"{__name__}:BrightnessTask")
+    monkeypatch.setitem(TASKS, entry.name, entry)  # the one registry line
 
 
 def train(data, out, name, *flags):
@@ -103,3 +110,23 @@ def test_cityscapes_3_trains_every_task_and_reports_inst_err(tiny_synthcity, tmp
     assert row["test"]["inst_err"] > 0 and row["test"]["delta_m"] is None  # synthetic: no baseline
     au_tasks = {line.split(",")[3] for line in (run / "au.csv").read_text().splitlines()[1:]}
     assert au_tasks == {"semantic", "instance", "depth"}
+
+
+def test_each_entry_matches_its_class():
+    for name, entry in TASKS.items():
+        cls = entry.load()
+        assert issubclass(cls, Task) and cls.name == entry.name == name
+        read = {folder for classes in CLASS_COUNTS for folder in cls(TaskSettings(classes=classes)).folders()}
+        assert set(entry.folders) == read, name
+        assert entry.metrics == cls.metrics
+
+
+def test_the_task_names_import_no_torch():
+    """canonical and the names need the registry alone; building a task loads its class."""
+    code = ("import sys, tasks\n"
+            "assert tasks.canonical(['depth', 'semantic']) == ('semantic', 'depth') and list(tasks.TASKS)\n"
+            "assert 'torch' not in sys.modules, 'tasks imported torch'\n"
+            "tasks.build_tasks(['depth'])\n"
+            "assert 'torch' in sys.modules and 'tasks.depth' in sys.modules and 'tasks.semantic' not in sys.modules\n")
+    result = subprocess.run([sys.executable, "-c", code], cwd=REPO, check=False, capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr

@@ -1,26 +1,23 @@
-"""evaluation.visualize: the test-sample panels TensorBoard shows."""
+"""evaluation.visualize and tasks/drawing.py: the test-sample panels TensorBoard shows and their cells."""
 import numpy as np
 import pytest
 import torch
 
 from data.labels import class_colours
-from evaluation.visualize import (
-    CAPTION,
+from evaluation.visualize import CAPTION, GAP, enlarge, sample_panel
+from tasks import Task, TaskSettings, build_tasks
+from tasks.drawing import (
     CHECKER_GREYS,
     DEPTH_MAX,
-    GAP,
     OFFSET_MAX,
     colourize_depth,
     colourize_labels,
     colourize_offsets,
     depth_colours,
     depth_key,
-    enlarge,
     legend,
     offset_key,
-    sample_panel,
 )
-from tasks import Task, TaskSettings, build_tasks
 
 THREE = ("semantic", "instance", "depth")
 
