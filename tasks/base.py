@@ -2,9 +2,9 @@
 
 A task declares its head's output channels, its loss, its metrics with their better
 direction (Δm's signs come from there), how its target is read from a sample and follows
-the augmentation, how its prediction and target are drawn, and its trivial predictor. The dataset, the models,
-evaluation, Δm, baselines, aggregation and the CLI iterate the registry (tasks/__init__.py)
-and never name a task.
+the augmentation, how its prediction and target are drawn, and its trivial predictor. The
+dataset, the models, evaluation, Δm, baselines, aggregation and the CLI iterate the
+registry (tasks/__init__.py) and never name a task.
 
 This module imports no torch (it is only named in annotations): the registry and its
 metadata (Metric, TaskSettings) serve the sweeps, which run without torch.
