@@ -1,7 +1,8 @@
 """FAMO: fast adaptive multitask optimization (docs/methods.md, "FAMO")."""
 import torch
 
-from .base import Option, WeightingMethod
+from .base import Option
+from .self_trained import SelfTrainedWeighting
 
 EPS = 1e-8  # keeps log L and 1/L finite; the official code's constant (task losses are ≥ 0 here)
 
@@ -22,7 +23,7 @@ def famo_logit_gradient(logits, losses_before, losses_after):
     return z * (delta - (z * delta).sum())
 
 
-class FAMO(WeightingMethod):
+class FAMO(SelfTrainedWeighting):
     """Task logits ξ (init 0) give per-step loss weights w = famo_weights(ξ, L) (sum 1, as in
     the paper; the minimum losses of the paper are taken as 0, as in its official code).
     After the network's step, `after_step` evaluates the losses on the same batch at the
@@ -41,6 +42,7 @@ class FAMO(WeightingMethod):
         "gamma": Option(float, 0.01, "weight decay γ on the task logits"),
         "lr": Option(float, 0.025, "learning rate of the Adam that trains the task logits"),
     }
+    trained = "logits"
 
     def __init__(self, num_tasks, **options):
         super().__init__(num_tasks, **options)
@@ -59,11 +61,3 @@ class FAMO(WeightingMethod):
         after = self._losses(ctx.losses_after(None))
         self.logits.grad = famo_logit_gradient(self.logits.detach(), self._losses(ctx.losses), after)
         self.optimizer.step()
-
-    def state_dict(self):
-        return {"logits": self.logits.detach().clone(), "optimizer": self.optimizer.state_dict()}
-
-    def load_state_dict(self, state):
-        with torch.no_grad():
-            self.logits.copy_(state["logits"])
-        self.optimizer.load_state_dict(state["optimizer"])

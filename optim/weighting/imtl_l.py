@@ -1,10 +1,11 @@
 """IMTL-L: learned loss scales, and the IMTL-L+G hybrid (docs/methods.md, "IMTL-L")."""
 import torch
 
-from .base import Option, WeightingMethod, gram64
+from .base import Option, gram64
+from .self_trained import SelfTrainedWeighting
 
 
-class IMTLL(WeightingMethod):
+class IMTLL(SelfTrainedWeighting):
     """Objective Σ_k (e^{s_k} L_k − s_k) with learnable scales s (init 0, float64, on the CPU),
     held by torchjd's `scalarization.IMTLL` (an nn.Module whose `log_scale` parameter is s).
 
@@ -33,6 +34,7 @@ class IMTLL(WeightingMethod):
                                   "(the paper/LibMTL: the network's optimizer, LibMTL's default lr 1e-4)"),
         "hybrid": Option(bool, False, "IMTL-L+G: IMTL-G's weights on the scaled gradients (needs gradients)"),
     }
+    trained = "log_scales"
 
     def __init__(self, num_tasks, **options):
         super().__init__(num_tasks, **options)
@@ -65,11 +67,3 @@ class IMTLL(WeightingMethod):
             self.optimizer.zero_grad()
             self.scalarizer(losses).backward()
         self.optimizer.step()
-
-    def state_dict(self):
-        return {"log_scales": self.log_scales.detach().clone(), "optimizer": self.optimizer.state_dict()}
-
-    def load_state_dict(self, state):
-        with torch.no_grad():
-            self.log_scales.copy_(state["log_scales"])
-        self.optimizer.load_state_dict(state["optimizer"])

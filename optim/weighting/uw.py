@@ -1,7 +1,8 @@
 """UW: uncertainty weighting (docs/methods.md, "UW")."""
 import torch
 
-from .base import Option, WeightingMethod
+from .base import Option
+from .self_trained import SelfTrainedWeighting
 
 
 def uw_objective(log_vars, losses):
@@ -9,7 +10,7 @@ def uw_objective(log_vars, losses):
     return 0.5 * (torch.exp(-log_vars) * losses + log_vars).sum()
 
 
-class UncertaintyWeighting(WeightingMethod):
+class UncertaintyWeighting(SelfTrainedWeighting):
     """w_k = ½ e^{−s_k} with learnable log-variances s (init 0, float64, on the CPU).
 
     The network sees w detached: the s_k terms of the objective are constant in the
@@ -25,6 +26,7 @@ class UncertaintyWeighting(WeightingMethod):
     needs = "losses"
     cost = "one K-element Adam step"
     OPTIONS = {"lr": Option(float, 0.025, "learning rate of the Adam that trains the log-variances s")}
+    trained = "log_vars"
 
     def __init__(self, num_tasks, **options):
         super().__init__(num_tasks, **options)
@@ -40,11 +42,3 @@ class UncertaintyWeighting(WeightingMethod):
             self.optimizer.zero_grad()
             uw_objective(self.log_vars, losses).backward()
         self.optimizer.step()
-
-    def state_dict(self):
-        return {"log_vars": self.log_vars.detach().clone(), "optimizer": self.optimizer.state_dict()}
-
-    def load_state_dict(self, state):
-        with torch.no_grad():
-            self.log_vars.copy_(state["log_vars"])
-        self.optimizer.load_state_dict(state["optimizer"])
