@@ -5,8 +5,8 @@
 Flags (experiment/flags.py) → one experiment (experiment/setup.py) → the train/evaluate loop
 (experiment/loop.py, with optim/engine.py for each step); results go to stdout, TensorBoard
 and the run folder <out>/<name>/ (config.json, metrics.jsonl, summary.json, checkpoints).
-This file maps what can go wrong to one line and an exit code. Under torchrun
-(experiment/world.py) every process runs main(); rank 0 owns the run folder and speaks.
+This file maps what can go wrong to one line and an exit code (runfolder/exit_codes.py). Under
+torchrun (experiment/world.py) every process runs main(); rank 0 owns the run folder and speaks.
 """
 import os
 import signal
@@ -16,18 +16,24 @@ from pathlib import Path
 import torch
 
 from data.check import DatasetError
-from evaluation import console, run_config, run_lock, run_record
+from evaluation import console, run_config, run_record
 from experiment.flags import parse_args
 from experiment.loop import run
 from experiment.setup import Experiment
 from experiment.world import PeerFailed, from_env, join, leave, quiet_unless_main
 from optim.engine import NonFinite
-
-# Exit codes (README, "Exit codes"): 74 and 75 are sysexits' EX_IOERR and EX_TEMPFAIL, 128 + N a signal.
-EXIT_BAD_INPUT, EXIT_NON_FINITE, EXIT_WRITE, EXIT_BUSY = 2, 3, 74, 75
-EXIT_PEER = 1  # a torchrun process whose rank 0 failed before training (torchrun itself exits 1)
-# SIGUSR2: Slurm's (submitit's) warning before a time limit or preemption
-EXIT_SIGNAL = {signal.SIGINT: 130, signal.SIGTERM: 143, signal.SIGUSR2: 140}
+from runfolder import atomic, lease
+from runfolder.exit_codes import (
+    EXIT_BAD_INPUT,
+    EXIT_BUSY,
+    EXIT_FAILED,
+    EXIT_NON_FINITE,
+    EXIT_OK,
+    EXIT_WRITE,
+    STOP_SIGNALS,
+    stopped_by,
+)
+from runfolder.files import CHECKPOINT, CONFIG
 
 
 class Interrupted(BaseException):
@@ -46,9 +52,9 @@ def continue_command(run_dir):
 
 def where_it_stands(exp):
     """What a stopped run kept, and how to continue it."""
-    if exp is None or not (exp.run_dir / run_record.CONFIG).exists():
+    if exp is None or not (exp.run_dir / CONFIG).exists():
         return "the run had not started; nothing was written"
-    kept = exp.run_dir / run_record.CHECKPOINT
+    kept = exp.run_dir / CHECKPOINT
     done = f"the last good checkpoint is {kept}" if kept.exists() else "no epoch had finished"
     return f"{done}; continue with: {continue_command(exp.run_dir)}"
 
@@ -59,16 +65,16 @@ def raise_on_signals():
     def handler(signum, frame):
         if run_record.hold_signal(signum):  # a run-folder file is being written: raised again once it is
             return
-        for sig in EXIT_SIGNAL:  # a second signal (Ctrl-C twice, a launcher passing it on) must not
+        for sig in STOP_SIGNALS:  # a second signal (Ctrl-C twice, a launcher passing it on) must not
             signal.signal(sig, signal.SIG_IGN)  # interrupt the clean stop with a traceback
         raise Interrupted(signum)
-    return {sig: signal.signal(sig, handler) for sig in EXIT_SIGNAL}
+    return {sig: signal.signal(sig, handler) for sig in STOP_SIGNALS}
 
 
 def own_resumed(run_dir):
     if not Path(run_dir).is_dir():
         raise run_record.RunFolderError(f"--resume {run_dir}: no such run folder")
-    return run_lock.acquire(Path(run_dir))
+    return lease.acquire(Path(run_dir))
 
 
 def set_threads(threads):
@@ -88,7 +94,7 @@ def main(argv=None):
     previous_handlers = raise_on_signals()
     exp = ownership = None
     try:
-        run_lock.exit_with_parent_from_env()  # launchers such as scripts/sweep.sh set MTL_PARENT_PID
+        lease.exit_with_parent_from_env()  # launchers such as scripts/sweep.sh set MTL_PARENT_PID
         join(world, args.device)
         if args.resume:  # owned before its files are read
             ownership = world.from_main(lambda: own_resumed(args.resume), share=False)
@@ -96,10 +102,10 @@ def main(argv=None):
         exp = Experiment(args, world)
         ownership = ownership or exp.ownership
         run(exp)
-        return 0
-    except PeerFailed:  # rank 0 says why
-        return EXIT_PEER
-    except run_lock.RunBusy as e:
+        return EXIT_OK
+    except PeerFailed:  # rank 0 says why; torchrun exits 1 for it
+        return EXIT_FAILED
+    except lease.RunBusy as e:
         print(f"error: {e}", file=sys.stderr)
         return EXIT_BUSY
     except (DatasetError, run_record.RunFolderError, run_config.ConfigError) as e:
@@ -114,13 +120,13 @@ def main(argv=None):
         print(f"error: {e}. Stopping; {where_it_stands(exp)} (metrics.jsonl holds the finished epochs). "
               f"Lower --lr or try --clip-grad-norm in a new run.", file=sys.stderr)
         return EXIT_NON_FINITE
-    except run_record.RunWriteError as e:
+    except atomic.WriteError as e:
         print(f"error: {e}. Nothing written before it was lost; {where_it_stands(exp)} once the folder is "
               f"writable again.", file=sys.stderr)
         return EXIT_WRITE
     except Interrupted as e:
         print(f"\nstopped by {e}; {where_it_stands(exp)}", file=sys.stderr)
-        return EXIT_SIGNAL[e.signum]
+        return stopped_by(e.signum)
     finally:
         if ownership is not None:
             ownership.release()

@@ -1,13 +1,13 @@
-"""The run folder (docs/design.md, "Run folder"): config.json, metrics.jsonl, summary.json,
-checkpoints; their writer and their reader in one place, on the schema of run_config.
+"""The run folder's record (docs/design.md, "Run folder"): config.json, metrics.jsonl,
+summary.json, checkpoints; their writer and their reader in one place, on the schema of
+run_config. The file names and the atomic writer are runfolder's, torch-free; what needs torch
+(checkpoints, RNG states) and the run's own content is here.
 
 One folder per run, never shared: a folder that already holds a run is refused. The
 summary is written last, so its presence is what marks a run as finished.
 """
-import errno
 import json
 import math
-import os
 import platform
 import random
 import signal
@@ -19,11 +19,13 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from runfolder import atomic
+from runfolder.files import CHECKPOINT, CONFIG, METRICS, PREVIOUS_CHECKPOINT, SUMMARY
+from runfolder.lease import is_lock_file
+
 from . import run_config
 from .delta_m import delta_m
 
-CONFIG, METRICS, SUMMARY = "config.json", "metrics.jsonl", "summary.json"
-AU = "au.csv"  # per-layer task dominance, with --track-au
 LAST_N = 10
 
 
@@ -35,15 +37,10 @@ class RunError(ValueError):
     """A run folder that cannot be read or used as asked; the message names the folder."""
 
 
-class RunWriteError(Exception):
-    """A file of the run folder could not be written (disk full, read-only, quota); the
-    message names the file. The file it would have replaced is left as it was."""
-
-
 def check_new_run_dir(run_dir, entries):
     """A new run's folder, owned by the caller already, must hold no run: a finished one is
     refused, an unfinished one with the --resume command that continues it. `entries`: the
-    folder's names without the lock's own files (run_lock.run_files)."""
+    folder's names without the lock's own files (runfolder.lease.run_files)."""
     run_dir = Path(run_dir)
     if SUMMARY in entries:
         raise RunFolderError(f"--name {run_dir.name}: {run_dir} holds a finished run; choose another --name or --out")
@@ -56,28 +53,11 @@ def check_new_run_dir(run_dir, entries):
 
 @contextmanager
 def atomic_file(path, mode="w", previous=None):
-    """Write `path` through a temporary file that replaces it only once complete and on
-    disk, so a reader (or a resume after a kill) never sees half a file. `previous`: where
-    the replaced file goes. On any failure the temporary file is removed and OSError becomes
-    RunWriteError naming `path`. A stop signal that arrives meanwhile waits for the write
-    (signals_held)."""
-    path = Path(path)
-    tmp = path.with_name(f"{path.name}.tmp")
-    with signals_held():
-        try:
-            with open(tmp, mode) as f:
-                yield f
-                f.flush()
-                os.fsync(f.fileno())
-            if previous is not None and path.exists():
-                os.replace(path, previous)
-            os.replace(tmp, path)
-        except BaseException as e:
-            tmp.unlink(missing_ok=True)
-            if isinstance(e, OSError):
-                full = " (the disk is full)" if e.errno == errno.ENOSPC else ""
-                raise RunWriteError(f"cannot write {path}: {e.strerror or e}{full}") from None
-            raise
+    """Write a file of the run folder with runfolder.atomic.atomic_write (whole or not at all;
+    atomic.WriteError naming it on failure). A stop signal that arrives meanwhile waits for the
+    write (signals_held)."""
+    with signals_held(), atomic.atomic_write(path, mode, previous) as f:
+        yield f
 
 
 # A stop signal's handler raises an exception wherever the main thread is. Inside torch.save
@@ -178,8 +158,6 @@ def summarize(rows, baseline, baseline_name):
 
 # ---------------------------------------------------------------- checkpoints
 
-CHECKPOINT, PREVIOUS = "checkpoint.pt", "checkpoint.prev.pt"
-
 
 def rng_state():
     """Every RNG state as tensors and plain values, so torch.load(weights_only=True) reads it."""
@@ -207,19 +185,19 @@ def save_checkpoint(run_dir, state):
     """Write atomically and keep the one before: the new file is complete before it
     replaces checkpoint.pt, and the old checkpoint.pt becomes checkpoint.prev.pt."""
     run_dir = Path(run_dir)
-    with atomic_file(run_dir / CHECKPOINT, "wb", previous=run_dir / PREVIOUS) as f:
+    with atomic_file(run_dir / CHECKPOINT, "wb", previous=run_dir / PREVIOUS_CHECKPOINT) as f:
         try:
             torch.save(state, f)
         except RuntimeError as e:  # torch's zip writer reports a full disk as "unexpected pos"
-            raise RunWriteError(f"cannot write {run_dir / CHECKPOINT}: {str(e).strip().splitlines()[0]} "
-                                   "(disk full?)") from None
+            raise atomic.WriteError(f"cannot write {run_dir / CHECKPOINT}: {str(e).strip().splitlines()[0]} "
+                                    "(disk full?)") from None
 
 
 def load_checkpoint(run_dir, map_location="cpu"):
     """(state, messages) from checkpoint.pt, or from checkpoint.prev.pt when the latest is
     missing, corrupt or truncated; (None, messages) when the run has none yet."""
     messages = []
-    for name in (CHECKPOINT, PREVIOUS):
+    for name in (CHECKPOINT, PREVIOUS_CHECKPOINT):
         path = Path(run_dir) / name
         if not path.exists():
             continue
@@ -234,8 +212,9 @@ def load_checkpoint(run_dir, map_location="cpu"):
 
 
 def stale_temporaries(run_dir):
-    """Temporary files a killed writer left behind; they never hold anything needed."""
-    return sorted(Path(run_dir).glob("*.tmp"))
+    """Temporary files a killed writer left behind; they never hold anything needed. The lease's
+    are the heartbeat's, which may be writing one at this moment."""
+    return sorted(p for p in Path(run_dir).glob(atomic.TEMPORARIES) if not is_lock_file(p.name))
 
 
 # ---------------------------------------------------------------- reading runs back

@@ -19,6 +19,7 @@ from optim.dominance import csv_rows as au_csv_rows
 from optim.dominance import write_csv as write_au_csv
 from optim.engine import NonFinite
 from optim.weighting import WEIGHTINGS
+from runfolder.files import AU
 from tasks import DEFAULT_TASKS, TASKS
 
 NUM_PANELS = 4  # fixed validation images shown in TensorBoard each epoch
@@ -152,7 +153,7 @@ def run(exp):
 
 
 def write_au(exp, au_rows):
-    with run_record.atomic_file(exp.run_dir / run_record.AU) as f:
+    with run_record.atomic_file(exp.run_dir / AU) as f:
         write_au_csv(f, au_rows)
 
 

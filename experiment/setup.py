@@ -17,7 +17,7 @@ from torch.utils.data import DataLoader, RandomSampler, SequentialSampler
 from data import source as data_source
 from data.cityscapes import CityscapesNpy
 from data.identity import data_identity
-from evaluation import run_config, run_lock, run_record
+from evaluation import run_config, run_record
 from evaluation.delta_m import select_baseline
 from experiment.flags import result_settings, resumed_args, setting_definitions, settings_of
 from experiment.world import SINGLE, ShardedBatches, collate_shard
@@ -27,6 +27,8 @@ from optim import build_optimizer
 from optim.dominance import DominanceTracker
 from optim.engine import TrainingEngine
 from optim.weighting.cli import build_weighting_from_args
+from runfolder import atomic, lease
+from runfolder.files import PREVIOUS_CHECKPOINT
 from tasks import TaskSettings, build_tasks
 
 
@@ -70,7 +72,7 @@ class Experiment:
 
     def __init__(self, args, world=SINGLE):
         """For a new run, everything is checked before its folder is made; a resumed run's
-        folder must be owned by this process already (run_lock.acquire). Under torchrun
+        folder must be owned by this process already (runfolder.lease.acquire). Under torchrun
         (`world`, experiment/world.py) rank 0 reads the run folder and resolves the data, and
         hands both to the others; rank 0 alone makes the folder."""
         self.world = world
@@ -226,7 +228,7 @@ class Experiment:
         state, messages = run_record.load_checkpoint(self.run_dir, map_location="cpu" if self.world.size > 1
                                                      else self.device)
         for message in messages:
-            print(f"warning: {message}; continuing from {run_record.PREVIOUS}", flush=True)
+            print(f"warning: {message}; continuing from {PREVIOUS_CHECKPOINT}", flush=True)
         if state is None:
             print(f"{self.run_dir}: no checkpoint yet; starting from epoch 1", flush=True)
             return None
@@ -245,7 +247,7 @@ class Experiment:
 def leave_stopping_to_the_run(worker_id):
     """A DataLoader worker is forked with the run's signal handlers; Ctrl-C reaches the whole
     process group, so a worker would print its own traceback. The run stops its workers itself
-    (and they die with it: run_lock's PDEATHSIG). A batch in flight when the run stops leaves
+    (and they die with it: runfolder.lease's PDEATHSIG). A batch in flight when the run stops leaves
     the worker's file-descriptor server (multiprocessing.resource_sharer) with a reset
     connection, which it would report as a traceback: a hang-up is no error here."""
     for sig in (signal.SIGINT, signal.SIGUSR2):
@@ -271,14 +273,14 @@ def check_same_data(run_dir, recorded, found, where):
 
 
 def new_run_dir(run_dir):
-    """Create <out>/<name> and own it in one step (run_lock), then refuse it, still owned, if it
-    holds a run already. (run_dir, ownership)."""
+    """Create <out>/<name> and own it in one step (runfolder.lease), then refuse it, still owned,
+    if it holds a run already. (run_dir, ownership)."""
     try:
-        ownership = run_lock.acquire(run_dir, create=True)
+        ownership = lease.acquire(run_dir, create=True)
     except OSError as e:
-        raise run_record.RunWriteError(f"cannot create the run folder {run_dir}: {e.strerror or e}") from None
+        raise atomic.WriteError(f"cannot create the run folder {run_dir}: {e.strerror or e}") from None
     try:
-        run_record.check_new_run_dir(run_dir, run_lock.run_files(run_dir))
+        run_record.check_new_run_dir(run_dir, lease.run_files(run_dir))
     except BaseException:
         ownership.release()
         raise

@@ -23,8 +23,8 @@ import numpy as np
 from matplotlib.figure import Figure  # no pyplot: the Agg canvas, no global backend state
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-from evaluation.run_record import AU as AU_CSV
-from evaluation.run_record import CONFIG
+from runfolder.files import AU as AU_CSV
+from runfolder.files import CONFIG
 
 STATS = ("mean_rau", "dominated", "q10", "q50", "q90")
 

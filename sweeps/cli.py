@@ -15,6 +15,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+from runfolder import exit_codes, state
 from tasks import DEFAULT_TASKS, TASKS
 
 from . import plan, runner, status
@@ -25,7 +26,6 @@ OPTIONAL_PACKAGES = {"slurm": "submitit", "ray": "ray"}  # in requirements-clust
 BACKEND_OF = {"gpus": "local", "jobs": "local", "slurm_partition": "slurm", "slurm_time": "slurm",
               "slurm_mem": "slurm", "slurm_cpus_per_run": "slurm", "slurm_array_parallelism": "slurm",
               "slurm_packing": "slurm", "ray_address": "ray", "cpus_per_run": "ray"}
-EXIT_FAILED, EXIT_USAGE, EXIT_INTERRUPTED = 1, 2, 130
 RESULTS = "results"  # as evaluation.aggregate's default (not imported: it loads scipy and matplotlib)
 AFTER_DASHES = "flags for main_cityscapes.py go after --; see --help"
 
@@ -211,9 +211,9 @@ def aggregate(sweep_dir, opts):
 
 def conclude(sweep_dir, runs, statuses, opts):
     """Aggregate and say how the sweep ended; returns the sweep's exit status."""
-    running = [r.name for r in runs if statuses.get(r.name) == runner.EXIT_BUSY]
+    running = [r.name for r in runs if statuses.get(r.name) == exit_codes.EXIT_BUSY]
     failed = [r.name for r in runs if r.name not in running
-              and (runner.state(sweep_dir, r.name) != "finished" or statuses.get(r.name, 0) != 0)]
+              and (state.progress(sweep_dir / r.name) != state.FINISHED or statuses.get(r.name, 0) != 0)]
     if not aggregate(sweep_dir, opts):
         print("sweep: the aggregation failed", file=sys.stderr)
         failed.append("(aggregation)")
@@ -222,9 +222,9 @@ def conclude(sweep_dir, runs, statuses, opts):
               file=sys.stderr)
     if failed:
         print(f"sweep: {len(failed)} failed: {' '.join(failed)}", file=sys.stderr)
-        return EXIT_FAILED
+        return exit_codes.EXIT_FAILED
     if running:
-        return runner.EXIT_BUSY
+        return exit_codes.EXIT_BUSY
     print(f"sweep {opts.sweep}: all {len(runs)} runs finished; tables in {results_dir(sweep_dir, opts) / opts.sweep}.md")
     return 0
 
@@ -280,10 +280,10 @@ def main(argv=None):
             raise
         print(f"sweep: --backend {opts.backend} needs the Python package {package}, which is not installed: "
               f"pip install -r {runner.REPO / 'requirements-cluster.txt'}", file=sys.stderr)
-        return EXIT_USAGE
+        return exit_codes.EXIT_BAD_INPUT
     except (plan.PlanError, runner.BackendError) as e:
         print(f"sweep: {e}", file=sys.stderr)
-        return EXIT_USAGE
+        return exit_codes.EXIT_BAD_INPUT
     except runner.Interrupted:
         print("sweep: interrupted; rerun the same command to resume", file=sys.stderr)
-        return EXIT_INTERRUPTED
+        return exit_codes.EXIT_INTERRUPTED

@@ -15,6 +15,8 @@ import signal
 from concurrent import futures
 from concurrent.futures import ThreadPoolExecutor
 
+from runfolder import state
+
 from . import runner
 
 
@@ -49,7 +51,7 @@ def describe(opts):
 def show(sweep_dir, runs, opts):
     """--dry-run: each run's verb and command line."""
     for run in runs:
-        if runner.state(sweep_dir, run.name) == "finished":
+        if state.progress(sweep_dir / run.name) == state.FINISHED:
             print(f"{'skip':<7} {run.name} (finished)")
         else:
             verb, argv = runner.command(sweep_dir, run, opts.python, opts.threads, opts.gpus_per_run)

@@ -9,9 +9,10 @@ import json
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
+from runfolder import atomic
+from runfolder.files import PLAN
 from tasks import DEFAULT_TASKS, canonical
 
-PLAN = "plan.json"
 # Flags the sweep sets itself: a run's folder name must say what the run is.
 OWNED_FLAGS = ("--method", "--weighting", "--seed", "--out", "--name", "--resume", "--tasks")
 
@@ -62,9 +63,7 @@ def write_plan(sweep_dir, runs, backend, options=None):
     sweep_dir.mkdir(parents=True, exist_ok=True)
     plan = {"backend": backend, "options": options or {}, "runs": [asdict(r) | {"flags": list(r.flags)}
                                                                      for r in runs]}
-    tmp = sweep_dir / f"{PLAN}.tmp"
-    tmp.write_text(json.dumps(plan, indent=2) + "\n")
-    tmp.replace(sweep_dir / PLAN)
+    atomic.write_text(sweep_dir / PLAN, json.dumps(plan, indent=2) + "\n")
     return sweep_dir / PLAN
 
 

@@ -41,7 +41,8 @@ from pathlib import Path
 
 import ray
 
-from evaluation import run_lock
+from runfolder import exit_codes, lease
+from runfolder.files import LEASE
 from sweeps import local, runner
 from sweeps.plan import PlanError
 
@@ -160,7 +161,7 @@ def run_in_worker(sweep_dir, run, python, threads, processes=1):
         lines.append(line)
 
     status = runner.run_one(sweep_dir, run, python, threads, env=env, announce=announce, processes=processes)
-    while status == runner.EXIT_BUSY and owner_is_gone(Path(sweep_dir) / run.name):
+    while status == exit_codes.EXIT_BUSY and owner_is_gone(Path(sweep_dir) / run.name):
         status = runner.run_one(sweep_dir, run, python, threads, env=env, announce=announce, processes=processes)
     return status, lines[1:]
 
@@ -171,19 +172,19 @@ def owner_is_gone(run_dir, poll=2.0, grace=5.0):
     lease (from another host: a lost node) not renewed for MTL_LEASE_TIMEOUT seconds. False when
     the owner is alive: its lease renewed meanwhile, or its process of this host still running
     after `grace` seconds (a killed worker's run stops within 2 s)."""
-    lease_path = Path(run_dir) / run_lock.LEASE
-    first, timeout, since = run_lock.read_lease(lease_path), run_lock.lease_timeout(), time.monotonic()
+    lease_path = Path(run_dir) / LEASE
+    first, timeout, since = lease.read_lease(lease_path), lease.lease_timeout(), time.monotonic()
     while True:
-        lease = run_lock.read_lease(lease_path)
-        if lease is None or not isinstance(lease.get("renewed"), (int, float)):
+        held = lease.read_lease(lease_path)
+        if held is None or not isinstance(held.get("renewed"), (int, float)):
             return True
-        if lease != first:
+        if held != first:
             return False
-        if lease.get("host") == socket.gethostname():
-            if not run_lock.pid_alive(lease.get("pid")):
+        if held.get("host") == socket.gethostname():
+            if not lease.pid_alive(held.get("pid")):
                 return True
             if time.monotonic() - since > grace:
                 return False
-        elif time.time() - lease["renewed"] >= timeout:
+        elif time.time() - held["renewed"] >= timeout:
             return True
         time.sleep(poll)

@@ -25,13 +25,11 @@ import threading
 from datetime import datetime
 from pathlib import Path
 
-from evaluation import run_lock
+from runfolder import exit_codes, lease, state
+from runfolder.files import exit_file, log_file
 
 REPO = Path(__file__).resolve().parent.parent
 MAIN = REPO / "main_cityscapes.py"
-EXIT_BUSY = 75  # main_cityscapes.py: the run folder is owned by another live process
-# The file names of evaluation.run_record, which cannot be imported without torch.
-CONFIG, METRICS, SUMMARY = "config.json", "metrics.jsonl", "summary.json"
 
 
 class Interrupted(KeyboardInterrupt):
@@ -58,14 +56,6 @@ _children = set()  # the runs of this process that are going
 _stopping = threading.Event()  # set by stop_runs()
 
 
-def state(sweep_dir, name):
-    """'finished', 'unfinished' (a config.json, no summary.json) or 'new', from the folder alone."""
-    run_dir = Path(sweep_dir) / name
-    if (run_dir / SUMMARY).exists():
-        return "finished"
-    return "unfinished" if (run_dir / CONFIG).exists() else "new"
-
-
 def launcher(python, processes=1):
     """The argv that runs main_cityscapes.py: `python MAIN`, or for a run of several processes
     `python -m torch.distributed.run --standalone --nproc-per-node N MAIN` (torchrun, through
@@ -77,11 +67,12 @@ def launcher(python, processes=1):
 
 def command(sweep_dir, run, python=None, threads=None, processes=1):
     """(verb, argv) that starts or resumes `run` (a PlannedRun) in <sweep_dir>/<run.name>, as one
-    process or, with processes > 1, as one torchrun of that many (--gpus-per-run)."""
+    process or, with processes > 1, as one torchrun of that many (--gpus-per-run). A run is
+    resumed once it has started (state.progress), and started again while its folder holds no run."""
     main = launcher(python or sys.executable, processes)
     run_dir = Path(sweep_dir) / run.name
     own = list(run.flags) + (["--threads", str(threads)] if threads else [])
-    if state(sweep_dir, run.name) == "unfinished":
+    if state.progress(run_dir) == state.STARTED:
         return "resume", [*main, "--resume", str(run_dir), *own]
     return "start", [*main, *own, "--out", str(sweep_dir), "--name", run.name]
 
@@ -100,9 +91,9 @@ def owned_elsewhere(status, run_dir, processes):
     """Whether a run that exited with `status` found its folder owned by another live process:
     exit 75 from main_cityscapes.py itself, or, through torchrun (which turns any failure into
     exit 1), a live owner's lease once every process of the run has ended."""
-    if status == EXIT_BUSY:
+    if status == exit_codes.EXIT_BUSY:
         return True
-    return processes > 1 and status != 0 and run_lock.live_owner(run_dir) is not None
+    return processes > 1 and status != exit_codes.EXIT_OK and lease.live_owner(run_dir) is not None
 
 
 def say(*args, **kwargs):
@@ -129,32 +120,32 @@ def stop_runs(signum=signal.SIGTERM):
 
 def run_one(sweep_dir, run, python=None, threads=None, env=None, announce=say, cwd=None, processes=1):
     """Run `run` to its end; returns its exit status (0 for a run that was finished already,
-    EXIT_BUSY for one owned by another process). env: extra environment variables
+    exit_codes.EXIT_BUSY for one owned by another process). env: extra environment variables
     (CUDA_VISIBLE_DEVICES); the subprocess gets MTL_PARENT_PID=<this process>, so it stops
     within seconds if this process dies (under torchrun, each of its processes does). cwd: the
     run's working directory, where relative paths in its flags are read (default: this
     process's). processes: more than 1 runs it as one torchrun of that many (--gpus-per-run).
     Raises Stopped after stop_runs()."""
     sweep_dir = Path(sweep_dir)
-    if state(sweep_dir, run.name) == "finished":
+    if state.progress(sweep_dir / run.name) == state.FINISHED:
         announce(f"{'skip':<7} {run.name} (finished)", flush=True)
-        return 0
+        return exit_codes.EXIT_OK
     verb, argv = command(sweep_dir, run, python, threads, processes)
-    exit_file, log_file = sweep_dir / f"{run.name}.exit", sweep_dir / f"{run.name}.log"
+    log = log_file(sweep_dir, run.name)
     gpu = (env or {}).get("CUDA_VISIBLE_DEVICES")
     on_gpu = f" CUDA_VISIBLE_DEVICES={gpu}" if gpu else ""
     parent_env = {**os.environ, **(env or {})}
-    child_env = {**parent_env, **thread_share(parent_env, processes), "MTL_PARENT_PID": str(os.getpid())}
+    child_env = {**parent_env, **thread_share(parent_env, processes), lease.PARENT_ENV: str(os.getpid())}
     with _lock:
         if _stopping.is_set():
             raise Stopped(run.name)
-        exit_file.unlink(missing_ok=True)  # no stale status while it runs
-        with open(log_file, "a") as log:
-            log.write(f"# {datetime.now():%Y-%m-%d %H:%M:%S} {verb}{on_gpu}: {shlex.join(argv)}\n")
-            log.flush()
+        exit_file(sweep_dir, run.name).unlink(missing_ok=True)  # no stale status while it runs
+        with open(log, "a") as output:
+            output.write(f"# {datetime.now():%Y-%m-%d %H:%M:%S} {verb}{on_gpu}: {shlex.join(argv)}\n")
+            output.flush()
             # Its own process group: a Ctrl-C at the terminal reaches the sweep alone, which
             # forwards it once (a second signal would cut the run's own clean stop short).
-            child = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
+            child = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=output, stderr=subprocess.STDOUT,
                                      env=child_env, cwd=cwd, process_group=0)
         _children.add(child)
     announce(f"{verb:<7} {run.name}" + (f" (GPU{'s' if ',' in gpu else ''} {gpu})" if gpu else ""), flush=True)
@@ -168,14 +159,14 @@ def run_one(sweep_dir, run, python=None, threads=None, env=None, announce=say, c
         with _lock:
             _children.discard(child)
     if status < 0:  # killed by signal N: 128 + N, as a shell reports it
-        status = 128 - status
+        status = exit_codes.stopped_by(-status)
     if owned_elsewhere(status, sweep_dir / run.name, processes):
-        status = EXIT_BUSY  # not ours to record: its owner writes the .exit
-        announce(f"{'running':<7} {run.name} (owned by another process, see {log_file})", flush=True)
+        status = exit_codes.EXIT_BUSY  # not ours to record: its owner writes the .exit
+        announce(f"{'running':<7} {run.name} (owned by another process, see {log})", flush=True)
     elif stopping():  # stopped by the sweep itself: resumable, not failed
         announce(f"{'stopped':<7} {run.name} (exit {status}; rerunning the sweep resumes it)", flush=True)
     else:
-        exit_file.write_text(f"{status}\n")
-        announce(f"{'done':<7} {run.name}" if status == 0 else
-                 f"{'FAILED':<7} {run.name} (exit {status}, see {log_file})", flush=True)
+        state.write_exit(sweep_dir, run.name, status)
+        announce(f"{'done':<7} {run.name}" if status == exit_codes.EXIT_OK else
+                 f"{'FAILED':<7} {run.name} (exit {status}, see {log})", flush=True)
     return status

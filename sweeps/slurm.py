@@ -32,11 +32,12 @@ from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime
 from pathlib import Path
 
+from runfolder import exit_codes, state
+
 from . import runner
 
 FOLDER = ".slurm"
 SUBMISSIONS = "submissions.jsonl"
-EXIT_NO_STATUS = 1  # an element ended (cancelled, node lost) before its run wrote an exit status
 # An element that reaches --slurm-time is requeued by submitit at most this many times, so runs
 # longer than the time limit continue in the next allocation.
 MAX_TIME_LIMIT_REQUEUES = 10
@@ -231,14 +232,16 @@ def statuses(sweep_dir, jobs, elements):
 
 
 def status_from_files(sweep_dir, name, element_id):
-    if runner.state(sweep_dir, name) == "finished":
-        return 0
-    exit_file = Path(sweep_dir) / f"{name}.exit"
-    if exit_file.exists():
-        return int(exit_file.read_text())
+    """The run's exit status once its element ended: 0 when finished, else its <name>.exit; an
+    element that ended (cancelled, node lost) before its run wrote one counts as failed."""
+    if state.progress(Path(sweep_dir) / name) == state.FINISHED:
+        return exit_codes.EXIT_OK
+    status = state.read_exit(sweep_dir, name)
+    if status is not None:
+        return status
     print(f"{'FAILED':<7} {name} (its Slurm element {element_id} ended without an exit status; see "
           f"{Path(sweep_dir) / FOLDER}/{element_id}_0_log.err)", flush=True)
-    return EXIT_NO_STATUS
+    return exit_codes.EXIT_FAILED
 
 
 # ------------------------------------------------------------------ the backend
@@ -248,7 +251,7 @@ def run(sweep_dir, runs, opts):
     """Submit the unfinished runs as one job array: {run name: exit status} with opts.wait, else None
     right after submitting (and after a dry run)."""
     sweep_dir = Path(sweep_dir).absolute()
-    todo = [r for r in runs if runner.state(sweep_dir, r.name) != "finished"]
+    todo = [r for r in runs if state.progress(sweep_dir / r.name) != state.FINISHED]
     busy = {} if not todo else still_queued(sweep_dir, job_name(opts), {r.name for r in todo})
     busy_names = {name for names in busy.values() for name in names}
     todo = [r for r in todo if r.name not in busy_names]
@@ -268,7 +271,7 @@ def run(sweep_dir, runs, opts):
     if not opts.wait:
         if submitted:
             return None
-        return {r.name: 0 if r.name not in busy_names else runner.EXIT_BUSY for r in runs}
+        return {r.name: exit_codes.EXIT_OK if r.name not in busy_names else exit_codes.EXIT_BUSY for r in runs}
     waiting = submitted | busy
     if not waiting:
         return {r.name: 0 for r in runs}

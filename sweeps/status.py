@@ -1,24 +1,25 @@
 """--status: each run of a sweep with its state, epochs and last test metrics, read from the
 run folders alone, so it answers the same on every backend and from any node.
 
-States: finished (summary.json), running (a live owner, evaluation.run_lock.live_owner),
-failed (a non-zero <name>.exit), pending (not started, or stopped and resumable).
+States (runfolder/state.py decides them): finished, running (a live owner), failed (a non-zero
+<name>.exit), pending (not started, or interrupted: stopped and resumable).
 """
 import json
 import sys
 from dataclasses import dataclass
 from pathlib import Path
 
-from evaluation import run_lock
+from runfolder import exit_codes, state
+from runfolder.files import CONFIG, METRICS
 from tasks import DEFAULT_TASKS, TASKS, reported_metrics
 
-from . import plan, runner
+from . import plan
 
-STATES = ("finished", "running", "failed", "pending")
+STATES = (state.FINISHED, state.RUNNING, state.FAILED, state.PENDING)
 
 
 @dataclass(frozen=True)
-class RunState:
+class StatusRow:
     name: str
     state: str  # one of STATES
     epochs: str  # "<finished epochs>/<epochs>", "-" before the run has a config.json
@@ -36,49 +37,39 @@ def _json(path):
 
 def _rows(run_dir):
     try:
-        lines = (run_dir / runner.METRICS).read_text().splitlines()
+        lines = (run_dir / METRICS).read_text().splitlines()
         return [json.loads(line) for line in lines if line.strip()]
     except (OSError, ValueError):
         return []
 
 
-def _exit_status(sweep_dir, name):
-    """The text of <name>.exit, None when there is none."""
-    try:
-        return (sweep_dir / f"{name}.exit").read_text().strip()
-    except OSError:
-        return None
-
-
-def run_state(sweep_dir, name):
-    """The RunState of <sweep_dir>/<name>."""
-    sweep_dir = Path(sweep_dir)
-    run_dir = sweep_dir / name
-    # The lease, not a try at the flock: taking the lock even for a moment could make a run
-    # that starts then exit 75, and on some network file systems flock holds per node only;
-    # the lease is what acquire() itself trusts across nodes, so running means "a start now
-    # would be refused as busy" (a dead node's run shows as running until its lease times out).
-    owner = run_lock.live_owner(run_dir)
-    config = _json(run_dir / runner.CONFIG)
+def status_row(sweep_dir, name):
+    """The StatusRow of <sweep_dir>/<name>."""
+    run_dir = Path(sweep_dir) / name
+    config = _json(run_dir / CONFIG)
     rows = _rows(run_dir)
     total = config.get("settings", {}).get("epochs", "?") if isinstance(config, dict) else None
     epochs = f"{len(rows)}/{total}" if total is not None else "-"
     test = rows[-1].get("test", {}) if rows else {}
     metrics = {m.key: test[m.key] for m in reported_metrics(TASKS) if isinstance(test.get(m.key), (int, float))}
-    exit_status = _exit_status(sweep_dir, name)
-    if owner is not None:
-        return RunState(name, "running", epochs, metrics, f"{owner.get('host', '?')} pid {owner.get('pid', '?')}")
-    if (run_dir / runner.SUMMARY).exists():
-        return RunState(name, "finished", epochs, metrics)
-    if exit_status not in (None, "0"):
-        return RunState(name, "failed", epochs, metrics, f"exit {exit_status}, see {name}.log")
-    return RunState(name, "pending", epochs, metrics, "stopped; resumes" if config is not None else "")
+    try:
+        run = state.run_state(sweep_dir, name)
+    except (state.ExitFileError, OSError) as e:  # a status never fails on one run
+        return StatusRow(name, state.FAILED, epochs, metrics, str(e))
+    shown, note = run.state, ""
+    if run.state == state.RUNNING:
+        note = f"{run.owner.get('host', '?')} pid {run.owner.get('pid', '?')}"
+    elif run.state == state.FAILED:
+        note = f"exit {run.exit_status}, see {name}.log"
+    elif run.state == state.INTERRUPTED:  # pending too: rerunning the sweep resumes it
+        shown, note = state.PENDING, "stopped; resumes"
+    return StatusRow(name, shown, epochs, metrics, note)
 
 
 def report(sweep_dir):
     """The lines --status prints: a count per state, then one line per run in plan order."""
-    states = [run_state(sweep_dir, run.name) for run in plan.read_plan(sweep_dir)]
-    counts = ", ".join(f"{sum(s.state == state for s in states)} {state}" for state in STATES)
+    states = [status_row(sweep_dir, run.name) for run in plan.read_plan(sweep_dir)]
+    counts = ", ".join(f"{sum(s.state == kind for s in states)} {kind}" for kind in STATES)
     width = max([len("run")] + [len(s.name) for s in states])
     # The default tasks' columns, and those of every other task a run reports.
     shown = [m.key for m in reported_metrics(TASKS)
@@ -92,11 +83,11 @@ def report(sweep_dir):
 
 
 def main(sweep_dir):
-    """Print the report; exit status 0, or 2 when the folder holds no plan."""
+    """Print the report; exit status 0, or 2 (bad input) when the folder holds no plan."""
     try:
         lines = report(sweep_dir)
     except plan.PlanError as e:
         print(f"sweep: {e}", file=sys.stderr)
-        return 2
+        return exit_codes.EXIT_BAD_INPUT
     print("\n".join(lines))
-    return 0
+    return exit_codes.EXIT_OK

@@ -20,7 +20,8 @@ from types import SimpleNamespace
 
 import pytest
 
-from evaluation import run_lock
+from runfolder import lease
+from runfolder.files import LEASE
 from sweeps import cli, plan, runner
 
 REPO = Path(__file__).resolve().parent.parent
@@ -302,8 +303,8 @@ def test_a_torchrun_that_fails_on_a_folder_another_process_owns_is_reported_runn
     """torchrun turns main_cityscapes.py's exit 75 into 1: the folder's live lease tells."""
     run_dir = tmp_path / "runs" / "s" / "adam-ew-s0"
     run_dir.mkdir(parents=True)
-    (run_dir / run_lock.LEASE).write_text(json.dumps({"host": "node-b", "node": "x", "pid": 4242,
-                                                      "renewed": time.time()}))
+    (run_dir / LEASE).write_text(json.dumps({"host": "node-b", "node": "x", "pid": 4242,
+                                             "renewed": time.time()}))
     done, _ = sweep("--methods", "adam sgd", "--seeds", "0", "--gpus-per-run", "2", busy="adam-ew-s0 sgd-ew-s0")
     assert done.returncode == 1, done.stderr
     assert "running adam-ew-s0 (owned by another process" in done.stdout
@@ -315,8 +316,8 @@ def test_a_torchrun_that_fails_on_a_folder_another_process_owns_is_reported_runn
 
 def test_owned_elsewhere_needs_exit_75_or_through_torchrun_a_live_lease(tmp_path):
     assert runner.owned_elsewhere(75, tmp_path, 1) and not runner.owned_elsewhere(1, tmp_path, 2)  # no lease
-    (tmp_path / run_lock.LEASE).write_text(json.dumps({"host": "node-b", "node": "x", "pid": 4242,
-                                                       "renewed": time.time()}))
+    (tmp_path / LEASE).write_text(json.dumps({"host": "node-b", "node": "x", "pid": 4242,
+                                              "renewed": time.time()}))
     assert runner.owned_elsewhere(1, tmp_path, 2)
     assert not runner.owned_elsewhere(1, tmp_path, 1)  # one process: its own exit status says
     assert not runner.owned_elsewhere(0, tmp_path, 2)
@@ -436,7 +437,7 @@ def our_processes(folder):
             cmdline = (proc / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
         except OSError:  # gone, or a zombie
             continue
-        if (cwd == str(folder) or str(folder) in cmdline) and run_lock.pid_alive(int(proc.name)):
+        if (cwd == str(folder) or str(folder) in cmdline) and lease.pid_alive(int(proc.name)):
             found[int(proc.name)] = cmdline
     return found
 
@@ -522,14 +523,14 @@ def test_status_tells_each_state_from_the_run_folders(tmp_path):
     names = ["done", "live", "remote", "crashed", "stale", "stopped", "new"]
     plan.write_plan(sweep_dir, [plan.PlannedRun(n, ()) for n in names], "slurm")
     write_run(sweep_dir, "done", epochs=2, rows=2, finished=True, exit_status=0)
-    live = run_lock.acquire(write_run(sweep_dir, "live", epochs=3, rows=1))
+    live = lease.acquire(write_run(sweep_dir, "live", epochs=3, rows=1))
     remote = write_run(sweep_dir, "remote", epochs=3, rows=2)
     (remote / "lease.json").write_text(json.dumps({"host": "node-b", "node": "x", "pid": 4242,
                                                    "renewed": time.time() - 5}))
     write_run(sweep_dir, "crashed", epochs=3, rows=1, exit_status=3)
     stale = write_run(sweep_dir, "stale", epochs=3, rows=1)  # node-b died: its lease timed out
     (stale / "lease.json").write_text(json.dumps({"host": "node-b", "node": "x", "pid": 4242,
-                                                  "renewed": time.time() - 2 * run_lock.DEFAULT_TIMEOUT}))
+                                                  "renewed": time.time() - 2 * lease.DEFAULT_TIMEOUT}))
     write_run(sweep_dir, "stopped", epochs=3, rows=1)
     try:
         before = sorted(p.relative_to(sweep_dir) for p in sweep_dir.rglob("*"))

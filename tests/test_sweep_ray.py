@@ -23,7 +23,8 @@ from pathlib import Path
 
 import pytest
 
-from evaluation import run_lock
+from runfolder import lease
+from runfolder.files import LEASE
 from sweeps import runner
 from sweeps.plan import PlanError, PlannedRun
 
@@ -174,7 +175,7 @@ def kill_worker_after_checkpoint(run_dir, record):
             record["error"] = f"{run_dir} made no checkpoint"
             return
         time.sleep(0.02)
-    worker = parent_pid(json.loads((run_dir / run_lock.LEASE).read_text())["pid"])
+    worker = parent_pid(json.loads((run_dir / LEASE).read_text())["pid"])
     record["title"] = Path(f"/proc/{worker}/cmdline").read_bytes().split(b"\0")[0].decode()
     record["finished_before"] = (run_dir / "summary.json").exists()
     os.kill(worker, signal.SIGKILL)
@@ -282,11 +283,11 @@ def test_sweep_sh_ctrl_c_on_a_cluster_then_a_local_ray_for_the_sweep_resumes(ray
     try:
         wait_for(lambda: (run_dir / "checkpoint.pt").exists() or on_cluster.poll() is not None, 240, "checkpoint")
         assert on_cluster.poll() is None, on_cluster.communicate()[0]
-        run_pid = json.loads((run_dir / run_lock.LEASE).read_text())["pid"]
+        run_pid = json.loads((run_dir / LEASE).read_text())["pid"]
         on_cluster.send_signal(signal.SIGINT)
         out, _ = on_cluster.communicate(timeout=60)
         assert on_cluster.returncode == 130 and "interrupted; rerun the same command to resume" in out, out
-        wait_for(lambda: not run_lock.pid_alive(run_pid), 10, "end of the cancelled task's run")
+        wait_for(lambda: not lease.pid_alive(run_pid), 10, "end of the cancelled task's run")
     finally:
         on_cluster.kill()
         stop_group(on_cluster.pid)
@@ -342,11 +343,11 @@ def test_a_run_of_two_cpu_processes_is_one_task_running_torchrun(ray_head, ray_e
     assert f" start: {sys.executable} -m torch.distributed.run --standalone --nproc-per-node 2 {runner.MAIN} " in log
 
 
-def write_lease(run_dir, **lease):
-    """Atomically, as run_lock writes it."""
+def write_lease(run_dir, **fields):
+    """Atomically, as runfolder.lease writes it."""
     run_dir.mkdir(exist_ok=True)
-    (run_dir / "lease.tmp").write_text(json.dumps({"started": 1.0, "renewed": time.time()} | lease))
-    (run_dir / "lease.tmp").replace(run_dir / run_lock.LEASE)
+    (run_dir / "lease.tmp").write_text(json.dumps({"started": 1.0, "renewed": time.time()} | fields))
+    (run_dir / "lease.tmp").replace(run_dir / LEASE)
 
 
 def test_a_busy_run_is_taken_over_only_when_its_owner_looks_dead(tmp_path, monkeypatch):
@@ -359,13 +360,13 @@ def test_a_busy_run_is_taken_over_only_when_its_owner_looks_dead(tmp_path, monke
     write_lease(run_dir, host=here, pid=os.getpid())  # alive on this host
     assert not ray_backend.owner_is_gone(run_dir, poll=0.05, grace=0.3)
     # Another host (a lost node?): taken over once the lease is MTL_LEASE_TIMEOUT old ...
-    monkeypatch.setenv(run_lock.TIMEOUT_ENV, "0.5")
+    monkeypatch.setenv(lease.TIMEOUT_ENV, "0.5")
     write_lease(run_dir, host="node-b", pid=4242)
     began = time.monotonic()
     assert ray_backend.owner_is_gone(run_dir, poll=0.05)
     assert time.monotonic() - began >= 0.4
     # ... unless its owner renews it meanwhile: alive.
-    monkeypatch.setenv(run_lock.TIMEOUT_ENV, "600")
+    monkeypatch.setenv(lease.TIMEOUT_ENV, "600")
     write_lease(run_dir, host="node-b", pid=4242)
     threading.Timer(0.2, write_lease, (run_dir,), {"host": "node-b", "pid": 4242}).start()
     assert not ray_backend.owner_is_gone(run_dir, poll=0.05)

@@ -5,16 +5,16 @@ Ownership (acquire) is two things:
 - an exclusive ``flock`` on ``<run>/.lock``, held on an open descriptor until ``release()`` or the
   end of the process, however it ends (the kernel drops the lock);
 - a heartbeat lease, ``<run>/lease.json`` = {host, node, pid, process_start, started, renewed}
-  (times in seconds since the epoch), written atomically and renewed by a daemon thread every
-  ``heartbeat`` seconds (60).
+  (times in seconds since the epoch), written atomically (runfolder/atomic.py) and renewed by a
+  daemon thread every ``heartbeat`` seconds (60).
 
 flock does not hold across nodes on every network file system, and a dead node's lock must not
 block a retry for ever, so even when flock succeeds the lease decides: a lease of another process
 renewed less than ``MTL_LEASE_TIMEOUT`` seconds ago (default 600) means busy (``RunBusy``); an
 older one is taken over, with a warning on stderr and a line in ``<run>/lease.log``. A lease of
 this host whose process is gone (or whose pid now belongs to another process) is taken over at
-once. The lock's files (``LOCK_FILES`` and ``.lease.json.*.tmp``) are not part of a run:
-``run_files()`` lists a folder without them.
+once. The lock's files (``files.LOCK_FILES`` and the lease's temporary neighbours) are not part
+of a run: ``run_files()`` lists a folder without them.
 
 ``exit_with_parent(pid)`` ends this process when process ``pid`` (a launcher such as
 scripts/sweep.sh, which passes its pid in ``MTL_PARENT_PID``) dies: SIGTERM to itself at once
@@ -32,22 +32,21 @@ import select
 import signal
 import socket
 import sys
-import tempfile
 import threading
 import time
 from datetime import datetime
 from pathlib import Path
 
-LOCK, LEASE, LEASE_LOG = ".lock", "lease.json", "lease.log"
-LOCK_FILES = frozenset({LOCK, LEASE, LEASE_LOG})
-_TMP_PREFIX, _TMP_SUFFIX = f".{LEASE}.", ".tmp"
+from . import atomic
+from .exit_codes import stopped_by
+from .files import LEASE, LEASE_LOG, LOCK, LOCK_FILES
+
 TIMEOUT_ENV, PARENT_ENV = "MTL_LEASE_TIMEOUT", "MTL_PARENT_PID"
 DEFAULT_TIMEOUT, DEFAULT_HEARTBEAT = 600.0, 60.0
-EXIT_BUSY = 75  # EX_TEMPFAIL: the folder is owned by a live process; try again later
 
 
 class RunBusy(Exception):
-    """The run folder is owned by another live process."""
+    """The run folder is owned by another live process (exit_codes.EXIT_BUSY)."""
 
     def __init__(self, run_dir, host=None, pid=None, age=None, detail=""):
         self.run_dir, self.host, self.pid, self.age = Path(run_dir), host, pid, age
@@ -72,7 +71,7 @@ def lease_timeout():
 
 def is_lock_file(name):
     """True for the files this module keeps in a run folder (not part of the run)."""
-    return name in LOCK_FILES or (name.startswith(_TMP_PREFIX) and name.endswith(_TMP_SUFFIX))
+    return name in LOCK_FILES or atomic.is_temporary(name, of=LEASE)
 
 
 def run_files(run_dir):
@@ -206,20 +205,8 @@ class RunOwnership:
         return all(lease.get(k) == self.lease[k] for k in ("host", "node", "pid", "started"))
 
     def _write_lease(self):
-        """Atomically: a uniquely named temporary file in the folder, then os.replace."""
         self.lease["renewed"] = time.time()
-        fd, tmp = tempfile.mkstemp(prefix=_TMP_PREFIX, suffix=_TMP_SUFFIX, dir=self.run_dir)
-        try:
-            os.fchmod(fd, 0o644)
-            with os.fdopen(fd, "w") as f:
-                f.write(json.dumps(self.lease) + "\n")
-                f.flush()
-                os.fsync(f.fileno())
-            os.replace(tmp, self.lease_path)
-        except BaseException:
-            with contextlib.suppress(OSError):
-                os.unlink(tmp)
-            raise
+        atomic.write_text(self.lease_path, json.dumps(self.lease) + "\n")
 
     def _beat(self, interval):
         while not self._stop.wait(interval):
@@ -389,11 +376,12 @@ def exit_with_parent(pid, grace=1.0, poll=0.2, children=True):
     return thread
 
 
-def _exit_at_once(status=128 + signal.SIGTERM):
+def _exit_at_once():
+    """Exit as stopped by SIGTERM, skipping the interpreter's teardown."""
     for stream in (sys.stdout, sys.stderr):
         with contextlib.suppress(Exception):
             stream.flush()
-    os._exit(status)
+    os._exit(stopped_by(signal.SIGTERM))
 
 
 def exit_with_parent_from_env(environ=None):
@@ -419,7 +407,7 @@ def _after_fork_in_child():
     # The death signal follows the forking thread: only forks from the main thread get it.
     _fork_state["libc"].prctl(_PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
     if os.getppid() != parent:  # the parent died before prctl
-        os._exit(128 + signal.SIGKILL)
+        os._exit(stopped_by(signal.SIGKILL))
 
 
 os.register_at_fork(before=_before_fork, after_in_child=_after_fork_in_child)

@@ -1,4 +1,4 @@
-"""evaluation.run_lock: one owner per run folder (flock + heartbeat lease), and runs that end
+"""runfolder.lease: one owner per run folder (flock + heartbeat lease), and runs that end
 within 2 s of their launcher's death."""
 import contextlib
 import fcntl
@@ -14,7 +14,8 @@ from pathlib import Path
 
 import pytest
 
-from evaluation import run_lock
+from runfolder import exit_codes, lease
+from runfolder.files import LEASE, LEASE_LOG, LOCK
 
 REPO = Path(__file__).resolve().parent.parent
 ENV = {**os.environ, "PYTHONPATH": str(REPO), "OMP_NUM_THREADS": "1"}
@@ -22,18 +23,18 @@ ENV = {**os.environ, "PYTHONPATH": str(REPO), "OMP_NUM_THREADS": "1"}
 # Acquire and release the folder in argv[1]; exit 75 with the message when it is busy.
 PROBE = """
 import sys
-from evaluation import run_lock
+from runfolder import exit_codes, lease
 try:
-    run_lock.acquire(sys.argv[1]).release()
-except run_lock.RunBusy as e:
+    lease.acquire(sys.argv[1]).release()
+except lease.RunBusy as e:
     print(e)
-    sys.exit(run_lock.EXIT_BUSY)
+    sys.exit(exit_codes.EXIT_BUSY)
 """
 
 
 @pytest.fixture(autouse=True)
 def default_timeout(monkeypatch):
-    monkeypatch.delenv(run_lock.TIMEOUT_ENV, raising=False)
+    monkeypatch.delenv(lease.TIMEOUT_ENV, raising=False)
 
 
 def python(code, *args):
@@ -42,20 +43,20 @@ def python(code, *args):
 
 
 def lease_of(run):
-    return json.loads((run / run_lock.LEASE).read_text())
+    return json.loads((run / LEASE).read_text())
 
 
 def write_lease(run, age, host="node-b", node="another-boot", pid=4242, **extra):
     run.mkdir(parents=True, exist_ok=True)
     now = time.time()
-    lease = {"host": host, "node": node, "pid": pid, "process_start": None, "started": now - age - 60,
-             "renewed": now - age, **extra}
-    (run / run_lock.LEASE).write_text(json.dumps(lease))
-    return lease
+    held = {"host": host, "node": node, "pid": pid, "process_start": None, "started": now - age - 60,
+            "renewed": now - age, **extra}
+    (run / LEASE).write_text(json.dumps(held))
+    return held
 
 
 def this_host(pid, **extra):
-    return {"host": socket.gethostname(), "node": run_lock._node(), "pid": pid, **extra}
+    return {"host": socket.gethostname(), "node": lease._node(), "pid": pid, **extra}
 
 
 def wait_until(condition, timeout):
@@ -67,107 +68,107 @@ def wait_until(condition, timeout):
 
 def test_a_second_acquire_is_refused_naming_the_folder_host_pid_and_lease_age(tmp_path):
     run = tmp_path / "runs" / "r"
-    with run_lock.acquire(run, create=True):
-        assert run_lock.run_files(run) == []  # the lock's files do not make it hold a run
+    with lease.acquire(run, create=True):
+        assert lease.run_files(run) == []  # the lock's files do not make it hold a run
         done = python(PROBE, run)
-        assert done.returncode == run_lock.EXIT_BUSY, done.stderr
+        assert done.returncode == exit_codes.EXIT_BUSY, done.stderr
         assert f"{run} is owned by another process ({socket.gethostname()} pid {os.getpid()}, " \
                f"lease renewed 0 s ago)" in done.stdout
-        with pytest.raises(run_lock.RunBusy) as busy:  # in the same process too
-            run_lock.acquire(run)
+        with pytest.raises(lease.RunBusy) as busy:  # in the same process too
+            lease.acquire(run)
         assert (busy.value.run_dir, busy.value.host, busy.value.pid) == (run, socket.gethostname(), os.getpid())
         assert 0 <= busy.value.age < 5
 
 
 def test_release_removes_the_lease_and_frees_the_folder(tmp_path):
     run = tmp_path / "r"
-    ownership = run_lock.acquire(run, create=True)
+    ownership = lease.acquire(run, create=True)
     assert lease_of(run)["pid"] == os.getpid()
     ownership.release()
     ownership.release()  # idempotent
-    assert sorted(os.listdir(run)) == [run_lock.LOCK] and run_lock.run_files(run) == []
+    assert sorted(os.listdir(run)) == [LOCK] and lease.run_files(run) == []
     assert python(PROBE, run).returncode == 0
-    with run_lock.acquire(run):  # and again in this process
+    with lease.acquire(run):  # and again in this process
         pass
-    assert not (run / run_lock.LEASE).exists()
+    assert not (run / LEASE).exists()
 
 
 def test_acquire_without_create_needs_the_folder(tmp_path):
     with pytest.raises(FileNotFoundError, match="no such run folder"):
-        run_lock.acquire(tmp_path / "missing")
+        lease.acquire(tmp_path / "missing")
     assert not (tmp_path / "missing").exists()
 
 
 def test_run_files_lists_the_folder_without_the_lock_files(tmp_path):
     for name in (".lock", "lease.json", "lease.log", ".lease.json.k2j4_x.tmp", "config.json", "metrics.jsonl"):
         (tmp_path / name).write_text("")
-    assert run_lock.run_files(tmp_path) == ["config.json", "metrics.jsonl"]
+    assert lease.run_files(tmp_path) == ["config.json", "metrics.jsonl"]
 
 
 def test_a_fresh_lease_of_another_host_is_busy_even_though_flock_succeeds(tmp_path):
     run = tmp_path / "r"
-    lease = write_lease(run, age=30)
-    with pytest.raises(run_lock.RunBusy) as busy:
-        run_lock.acquire(run)
+    held = write_lease(run, age=30)
+    with pytest.raises(lease.RunBusy) as busy:
+        lease.acquire(run)
     assert (busy.value.host, busy.value.pid) == ("node-b", 4242) and 29 < busy.value.age < 40
     message = str(busy.value)
     assert f"{run} is owned by another process (node-b pid 4242, lease renewed 30 s ago)" in message
-    assert run_lock.TIMEOUT_ENV in message
-    assert lease_of(run) == lease  # untouched
-    with open(run / run_lock.LOCK) as f:  # the refused acquire let go of the flock
+    assert lease.TIMEOUT_ENV in message
+    assert lease_of(run) == held  # untouched
+    with open(run / LOCK) as f:  # the refused acquire let go of the flock
         fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
 
 
 def test_a_stale_lease_of_another_host_is_taken_over_and_logged(tmp_path, capsys):
     run = tmp_path / "r"
     write_lease(run, age=700)  # the default timeout is 600 s
-    with run_lock.acquire(run):
+    with lease.acquire(run):
         assert lease_of(run)["pid"] == os.getpid() and lease_of(run)["host"] == socket.gethostname()
         err = capsys.readouterr().err
         assert f"warning: taking over {run} from node-b pid 4242: its lease was not renewed for 700 s" in err
-        log = (run / run_lock.LEASE_LOG).read_text().splitlines()
+        log = (run / LEASE_LOG).read_text().splitlines()
         assert len(log) == 1 and f"taking over {run} from node-b pid 4242" in log[0]
         assert f"pid {os.getpid()}" in log[0]
-    assert run_lock.run_files(run) == []
+    assert lease.run_files(run) == []
 
 
 def test_the_lease_timeout_comes_from_the_environment(tmp_path, monkeypatch):
     run = tmp_path / "r"
     write_lease(run, age=120)
-    with pytest.raises(run_lock.RunBusy):
-        run_lock.acquire(run)
-    monkeypatch.setenv(run_lock.TIMEOUT_ENV, "60")
-    assert run_lock.lease_timeout() == 60
-    run_lock.acquire(run).release()
+    with pytest.raises(lease.RunBusy):
+        lease.acquire(run)
+    monkeypatch.setenv(lease.TIMEOUT_ENV, "60")
+    assert lease.lease_timeout() == 60
+    lease.acquire(run).release()
     for bad in ("soon", "0", "-5", "inf"):
-        monkeypatch.setenv(run_lock.TIMEOUT_ENV, bad)
-        with pytest.raises(ValueError, match=run_lock.TIMEOUT_ENV):
-            run_lock.acquire(run)
+        monkeypatch.setenv(lease.TIMEOUT_ENV, bad)
+        with pytest.raises(ValueError, match=lease.TIMEOUT_ENV):
+            lease.acquire(run)
 
 
 def test_a_crashed_holder_on_this_host_is_taken_over_at_once(tmp_path, capsys):
     run = tmp_path / "r"
-    crashed = python("import os, sys\nfrom evaluation import run_lock\n"
-                     "run_lock.acquire(sys.argv[1], create=True)\nprint(os.getpid())\nos._exit(9)", run)
+    crashed = python("import os, sys\nfrom runfolder import lease\n"
+                     "lease.acquire(sys.argv[1], create=True)\nprint(os.getpid())\nos._exit(9)", run)
     assert crashed.returncode == 9, crashed.stderr
     pid = int(crashed.stdout)
     assert lease_of(run)["pid"] == pid  # left behind, just renewed
-    with run_lock.acquire(run):
+    with lease.acquire(run):
         assert lease_of(run)["pid"] == os.getpid()
     assert f"from {socket.gethostname()} pid {pid}: its process is not running" in capsys.readouterr().err
-    assert f"pid {pid}: its process is not running" in (run / run_lock.LEASE_LOG).read_text()
+    assert f"pid {pid}: its process is not running" in (run / LEASE_LOG).read_text()
 
 
 def test_a_live_process_of_this_host_is_busy_unless_its_pid_was_reused(tmp_path, capsys):
     run = tmp_path / "r"
     sleeper = subprocess.Popen(["sleep", "60"])
     try:
-        start = run_lock.process_start(sleeper.pid)
+        start = lease.process_start(sleeper.pid)
         write_lease(run, age=1, **this_host(sleeper.pid, process_start=start))
-        with pytest.raises(run_lock.RunBusy):
-            run_lock.acquire(run)
+        with pytest.raises(lease.RunBusy):
+            lease.acquire(run)
         write_lease(run, age=1, **this_host(sleeper.pid, process_start=start - 1))  # the lease's process is gone
-        with run_lock.acquire(run):
+        with lease.acquire(run):
             pass
         assert f"pid {sleeper.pid} is now another process" in capsys.readouterr().err
     finally:
@@ -177,8 +178,8 @@ def test_a_live_process_of_this_host_is_busy_unless_its_pid_was_reused(tmp_path,
 
 def test_a_forked_child_does_not_keep_the_folder_after_its_parent_dies(tmp_path):
     run = tmp_path / "r"
-    code = ("import os, sys, time\nfrom evaluation import run_lock\n"
-            "run_lock.acquire(sys.argv[1], create=True)\n"
+    code = ("import os, sys, time\nfrom runfolder import lease\n"
+            "lease.acquire(sys.argv[1], create=True)\n"
             "child = os.fork()\n"
             "if child == 0:\n    os.dup2(os.open(os.devnull, os.O_RDWR), 1)\n    os.dup2(1, 2)\n"
             "    time.sleep(60)\n    os._exit(0)\n"
@@ -186,8 +187,8 @@ def test_a_forked_child_does_not_keep_the_folder_after_its_parent_dies(tmp_path)
     done = python(code, run)
     child = int(done.stdout)
     try:
-        assert run_lock.pid_alive(child)
-        with run_lock.acquire(run):  # the child closed its copy of the lock at the fork
+        assert lease.pid_alive(child)
+        with lease.acquire(run):  # the child closed its copy of the lock at the fork
             pass
     finally:
         os.kill(child, signal.SIGKILL)
@@ -195,22 +196,22 @@ def test_a_forked_child_does_not_keep_the_folder_after_its_parent_dies(tmp_path)
 
 def test_the_heartbeat_renews_the_lease(tmp_path, monkeypatch):
     run = tmp_path / "r"
-    with run_lock.acquire(run, create=True, heartbeat=0.05):
+    with lease.acquire(run, create=True, heartbeat=0.05):
         first = lease_of(run)
         assert wait_until(lambda: lease_of(run)["renewed"] > first["renewed"] + 0.1, 5)
         assert lease_of(run)["started"] == first["started"]
     # A short lease timeout shortens the renewal interval (to a third of it).
-    monkeypatch.setenv(run_lock.TIMEOUT_ENV, "0.3")
-    with run_lock.acquire(run):
+    monkeypatch.setenv(lease.TIMEOUT_ENV, "0.3")
+    with lease.acquire(run):
         first = lease_of(run)["renewed"]
         assert wait_until(lambda: lease_of(run)["renewed"] > first, 2)
-    assert sorted(os.listdir(run)) == [run_lock.LOCK]  # no temporary files left
+    assert sorted(os.listdir(run)) == [LOCK]  # no temporary files left
 
 
 def test_a_takeover_stops_the_heartbeat_and_calls_on_lost(tmp_path, capsys):
     run = tmp_path / "r"
     lost = threading.Event()
-    with run_lock.acquire(run, create=True, heartbeat=0.05, on_lost=lambda ownership: lost.set()) as ownership:
+    with lease.acquire(run, create=True, heartbeat=0.05, on_lost=lambda ownership: lost.set()) as ownership:
         taker = write_lease(run, age=0)
         assert lost.wait(5) and ownership.lost
         time.sleep(0.2)
@@ -231,7 +232,7 @@ time.sleep(120)
 CHILD = """
 import multiprocessing, os, signal, sys, time
 from pathlib import Path
-from evaluation import run_lock
+from runfolder import lease
 mode, folder = sys.argv[1], Path(sys.argv[2])
 if mode == "handler":
     def stop(signum, frame):
@@ -239,7 +240,7 @@ if mode == "handler":
     signal.signal(signal.SIGTERM, stop)
 else:
     signal.signal(signal.SIGTERM, signal.SIG_IGN)  # only os._exit can end it
-run_lock.exit_with_parent(os.getppid())
+lease.exit_with_parent(os.getppid())
 worker = multiprocessing.get_context("fork").Process(target=time.sleep, args=(120,), daemon=True)
 worker.start()
 (folder / "pids.tmp").write_text(f"{os.getpid()} {worker.pid}")
@@ -258,10 +259,10 @@ def test_a_run_ends_within_2_s_of_its_parents_death_with_its_workers(tmp_path, m
     try:
         assert wait_until((tmp_path / "pids").exists, 60), "the child did not start"
         pids = [int(p) for p in (tmp_path / "pids").read_text().split()]
-        assert all(map(run_lock.pid_alive, pids))
+        assert all(map(lease.pid_alive, pids))
         parent.kill()
         parent.wait()
-        assert wait_until(lambda: not any(map(run_lock.pid_alive, pids)), 2), "alive 2 s after the parent died"
+        assert wait_until(lambda: not any(map(lease.pid_alive, pids)), 2), "alive 2 s after the parent died"
         # With a SIGTERM handler the run stops cleanly; without one os._exit ends it.
         assert (tmp_path / "clean-exit").exists() == (mode == "handler")
     finally:
@@ -276,17 +277,17 @@ def test_a_parent_already_gone_ends_the_process_at_once():
     gone = subprocess.Popen(["true"])
     gone.wait()
     start = time.monotonic()
-    done = python("import sys, time\nfrom evaluation import run_lock\n"
-                  "run_lock.exit_with_parent(int(sys.argv[1]))\ntime.sleep(30)", gone.pid)
+    done = python("import sys, time\nfrom runfolder import lease\n"
+                  "lease.exit_with_parent(int(sys.argv[1]))\ntime.sleep(30)", gone.pid)
     assert done.returncode == -signal.SIGTERM and time.monotonic() - start < 20
     assert f"parent process {gone.pid} is gone" in done.stderr
 
 
 def test_exit_with_parent_from_env_reads_mtl_parent_pid():
-    assert run_lock.exit_with_parent_from_env({}) is None
-    assert run_lock.exit_with_parent_from_env({"MTL_PARENT_PID": " "}) is None
+    assert lease.exit_with_parent_from_env({}) is None
+    assert lease.exit_with_parent_from_env({"MTL_PARENT_PID": " "}) is None
     for bad in ("x", "0", "-3", "1.5"):
         with pytest.raises(ValueError, match="MTL_PARENT_PID"):
-            run_lock.exit_with_parent_from_env({"MTL_PARENT_PID": bad})
+            lease.exit_with_parent_from_env({"MTL_PARENT_PID": bad})
     with pytest.raises(ValueError):
-        run_lock.exit_with_parent(0)
+        lease.exit_with_parent(0)

@@ -1,0 +1,33 @@
+"""Every file name of a run folder and of a sweep folder (docs/design.md, "Files").
+
+A run folder <out>/<name>/ holds one run of main_cityscapes.py: its record (the names below,
+written by evaluation/run_record.py) and its ownership (runfolder/lease.py), which is not part
+of the run. A sweep folder <runs>/<sweep>/ holds the plan and the run folders, each with its
+launcher's log and exit status beside it.
+"""
+from pathlib import Path
+
+# The record of a run.
+CONFIG = "config.json"  # every setting; written first, so it marks a run that has started
+METRICS = "metrics.jsonl"  # one row per finished epoch
+SUMMARY = "summary.json"  # written last, so it marks a finished run
+AU = "au.csv"  # per-layer task dominance, with --track-au
+CHECKPOINT, PREVIOUS_CHECKPOINT = "checkpoint.pt", "checkpoint.prev.pt"  # the latest and the one before
+
+# Its ownership: the flock, the heartbeat lease and the log of takeovers.
+LOCK, LEASE, LEASE_LOG = ".lock", "lease.json", "lease.log"
+LOCK_FILES = frozenset({LOCK, LEASE, LEASE_LOG})
+
+# A sweep folder: the plan, and beside each run folder <name>/ its <name>.log and <name>.exit.
+PLAN = "plan.json"
+LOG_SUFFIX, EXIT_SUFFIX = ".log", ".exit"
+
+
+def log_file(sweep_dir, name):
+    """<sweep>/<name>.log: the run's output, appended to by every start of it."""
+    return Path(sweep_dir) / f"{name}{LOG_SUFFIX}"
+
+
+def exit_file(sweep_dir, name):
+    """<sweep>/<name>.exit: the exit status of the run's last start by the sweep, once it ended."""
+    return Path(sweep_dir) / f"{name}{EXIT_SUFFIX}"
