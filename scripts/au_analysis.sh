@@ -12,5 +12,5 @@ for method in adam adam_with_adatask; do
   "$PY" main_cityscapes.py --method="$method" --name "$method" --out "$out" --dataset synthcity \
       --epochs 12 --batch-size 8 --lr 1e-4 --seed 0 --track-au --num-workers 4 "$@"
 done
-"$PY" scripts/plot_au.py "$out/adam" "$out/adam_with_adatask" --out results/au_synthcity.png \
+"$PY" -m scripts.plot_au "$out/adam" "$out/adam_with_adatask" --out results/au_synthcity.png \
     --table results/au_synthcity.md

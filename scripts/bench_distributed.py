@@ -1,6 +1,6 @@
 """What one run across processes pays to communicate, per training step, on the CPU with gloo.
 
-    .venv/bin/python scripts/bench_distributed.py [--width-mult 1.0] [--steps 3]
+    .venv/bin/python -m scripts.bench_distributed [--width-mult 1.0] [--steps 3]
 
 Runs SegNet-MTAN (semantic + depth, 128x256, a global batch of 2) for a few steps in one
 process, then as `torchrun --nproc-per-node 2` (one sample per process), each with one torch
@@ -20,9 +20,6 @@ from pathlib import Path
 
 import torch
 import torch.distributed as dist
-
-REPO = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(REPO))
 
 from experiment.world import shard
 from models import build_model
@@ -106,7 +103,7 @@ def main():
     single = [measure(*case, args.width_mult, args.steps) for case in CASES]
     rows_file = Path(f"/tmp/bench_distributed_{os.getpid()}.txt")
     subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", "2",
-                    __file__, "--width-mult", str(args.width_mult), "--steps", str(args.steps),
+                    "-m", "scripts.bench_distributed", "--width-mult", str(args.width_mult), "--steps", str(args.steps),
                     "--worker", str(rows_file)], check=True, env={**os.environ, "OMP_NUM_THREADS": "1"},
                    stderr=subprocess.DEVNULL)
     double = json.loads(rows_file.read_text())

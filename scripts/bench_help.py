@@ -1,6 +1,6 @@
 """Wall time of `main_cityscapes.py --help`, beside `python -c "import torch"`.
 
-    python3 scripts/bench_help.py [-n N] [--python PY] [--repo DIR]
+    python3 -m scripts.bench_help [-n N] [--python PY] [--repo DIR]
 
 After one warm-up of each, runs the two commands N times, interleaved, so that load from
 other processes on a shared machine hits both alike; prints each run's wall time, the

@@ -1,6 +1,6 @@
 """Loader throughput of CityscapesNpy through a DataLoader, in samples per second.
 
-    python3 scripts/bench_loader.py [--data-path DIR] [--samples N] [--batch-size B] [--torch-threads T]
+    python3 -m scripts.bench_loader [--data-path DIR] [--samples N] [--batch-size B] [--torch-threads T]
 
 Without --data-path it writes a temporary dataset of N random valid 128x256 samples.
 Each setting reads N samples of the train split in shuffled batches, after one warm-up
@@ -13,7 +13,6 @@ average found at the start; --torch-threads 1 shows the loader without that effe
 """
 import argparse
 import os
-import sys
 import tempfile
 import time
 
@@ -21,7 +20,6 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader, Subset
 
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 from data.cityscapes import CityscapesNpy
 from data.layout import DEPTH_DIR, IMAGE_DIR, SPLITS, label_dir
 

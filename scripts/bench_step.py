@@ -1,10 +1,10 @@
 """Step time and peak memory of each --method on full-size SegNet-MTAN (forward, backward, step).
 
-    python3 scripts/bench_step.py [--methods adam adam_with_adatask ...] [--steps N] [--warmup N]
+    python3 -m scripts.bench_step [--methods adam adam_with_adatask ...] [--steps N] [--warmup N]
         [--batch-size B] [--width-mult W] [--image-size HxW] [--tasks T ...] [--device D]
         [--threads T] [--no-memory] [--json OUT]
-    python3 scripts/bench_step.py --compare-backward [same size flags]
-    python3 scripts/bench_step.py --weighting-cost [--weightings ew pcgrad ...] [same size flags]
+    python3 -m scripts.bench_step --compare-backward [same size flags]
+    python3 -m scripts.bench_step --weighting-cost [--weightings ew pcgrad ...] [same size flags]
 
 Every method gets its own copy of one initial model, its own optimizer and its own training
 engine (optim.engine.TrainingEngine with `ew`, what main_cityscapes.py runs); the methods run
@@ -51,7 +51,6 @@ from pathlib import Path
 
 import torch
 
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 from data import synthcity
 from data.cityscapes import CityscapesNpy
 from data.source import parse_image_size
@@ -225,7 +224,7 @@ def peak_memory_mib(args):
 
 
 def measure_memory(args, method):
-    cmd = [sys.executable, os.path.abspath(__file__), "--memory-of", method, "--batch-size", str(args.batch_size),
+    cmd = [sys.executable, "-m", "scripts.bench_step", "--memory-of", method, "--batch-size", str(args.batch_size),
            "--width-mult", str(args.width_mult), "--image-size", args.image_size, "--device", str(args.device),
            "--tasks", *(t.name for t in args.tasks), "--data-root", str(args.data_root)]
     if args.threads:

@@ -2,7 +2,7 @@
 default threads, one after the other with one thread, or side by side with one thread each,
 on an idle machine and while another process keeps one core busy.
 
-    .venv/bin/python scripts/bench_threads.py [--epochs 1] [--synthcity-train 256]
+    .venv/bin/python -m scripts.bench_threads [--epochs 1] [--synthcity-train 256]
 
 Each cell is the wall time of both trainings (the demo's flags, shortened), measured in this
 one run; ratios are to the demo's policy under the same load. The busy core is a spinning
@@ -16,12 +16,10 @@ import tempfile
 import time
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parent.parent
-sys.path[:0] = [str(REPO), str(REPO / "scripts")]
-
-from demo import DEMO_FLAGS, METHODS, demo_settings  # the flags the demo trains with
-
 from data import source, synthcity
+from scripts.demo import DEMO_FLAGS, METHODS, demo_settings  # the flags the demo trains with
+
+REPO = Path(__file__).resolve().parent.parent
 
 POLICIES = {  # name → (side by side, --threads or None for torch's default)
     "one after the other, torch's default threads": (False, None),

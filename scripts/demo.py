@@ -1,6 +1,6 @@
 """The README demo: adam and adam_with_adatask on a small SynthCity, against trivial predictors.
 
-    .venv/bin/python scripts/demo.py [--update-results] [extra main_cityscapes.py flags]
+    .venv/bin/python -m scripts.demo [--update-results] [extra main_cityscapes.py flags]
 
 Trains a narrow SegNet-MTAN with each method through main_cityscapes.py (the real CLI, so
 each run folder is a normal one) into runs/demo/<method>/, then scores the trivial predictors
@@ -26,11 +26,10 @@ import sys
 import time
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(REPO))
-
 from evaluation.console import duration, python_command, shown_path, time_left
 from evaluation.run_record import read_metrics
+
+REPO = Path(__file__).resolve().parent.parent
 
 METHODS = ("adam", "adam_with_adatask")
 DEMO_FLAGS = [
@@ -242,7 +241,7 @@ def report(out, flags, seconds):
     timing = {m: sum(r["seconds"] for r in read_metrics(out / m)) for m in METHODS}
     return "\n".join([
         "# Demo: SynthCity, final test metrics", "",
-        "Made by `.venv/bin/python scripts/demo.py` (" + " ".join(flags) + ").", "",
+        "Made by `.venv/bin/python -m scripts.demo` (" + " ".join(flags) + ").", "",
         table(rows), "",
         "Training time per run: " + ", ".join(f"{m} {duration(s)}" for m, s in timing.items())
         + f"; this call of the demo took {duration(seconds)}.",
@@ -292,7 +291,7 @@ def main():
             train(out, commands, parallel, per_run, settings.epochs)
     except Stopped as e:
         print(f"\nstopped by {e}; the runs keep their last finished epoch; continue with: "
-              f"{python_command(shown_path(Path(__file__)), *sys.argv[1:])}", file=sys.stderr)
+              f"{python_command('-m', 'scripts.demo', *sys.argv[1:])}", file=sys.stderr)
         sys.exit(EXIT_INTERRUPTED)
     text = report(out, flags, time.perf_counter() - start)
     (out / "demo.md").write_text(text + "\n")

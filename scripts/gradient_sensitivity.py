@@ -1,7 +1,7 @@
 """How far SegNet-MTAN's gradients move when its input moves by rounding: why a run across
 processes equals one process only in float64 (README, "One run across GPUs").
 
-    .venv/bin/python scripts/gradient_sensitivity.py [--width-mult 0.125] [--image-size 32x64]
+    .venv/bin/python -m scripts.gradient_sensitivity [--width-mult 0.125] [--image-size 32x64]
 
 One batch (4 random images, random labels and depths) through the network of the tests, in
 float32 and in float64: the gradient of the summed losses at the input, and at the input
@@ -12,12 +12,8 @@ change into a different route through the unpooling, so the gradients move by or
 magnitude more than the input did; in float64 that is still far below 1e-10.
 """
 import argparse
-import sys
-from pathlib import Path
 
 import torch
-
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from models import build_model
 from tasks import TaskSettings, build_tasks

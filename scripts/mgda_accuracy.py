@@ -1,7 +1,7 @@
 """How far MGDA's Frank-Wolfe solver (torchjd's MGDAWeighting, the published code's algorithm)
 lands from the exact min-norm point, against the exact active-set solver (--mgda-solver exact).
 
-    .venv/bin/python scripts/mgda_accuracy.py [--trials 30]
+    .venv/bin/python -m scripts.mgda_accuracy [--trials 30]
 
 For K = 2, 3, 4 and several (epsilon, max_iters), over random Gram matrices of gradients with
 a correlated pair (and every fifth case an exactly collinear one), it prints the largest
@@ -9,12 +9,9 @@ a correlated pair (and every fifth case an exactly collinear one), it prints the
 KKT residual.
 """
 import argparse
-import os
-import sys
 
 import torch
 
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 from optim.weighting.mgda import min_norm_weights
 
 SETTINGS = [(1e-3, 100), (1e-6, 1000), (1e-9, 10_000), (1e-12, 100_000)]  # (epsilon, max_iters); the first: our default

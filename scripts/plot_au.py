@@ -1,6 +1,6 @@
 """rAU per shared layer, input to output, for several runs side by side (docs/methods.md, "AU and rAU").
 
-    python3 scripts/plot_au.py RUN_DIR... --out results/au.png [--epoch N] [--task semantic]
+    python3 -m scripts.plot_au RUN_DIR... --out results/au.png [--epoch N] [--task semantic]
         [--table results/au.md]
 
 Reads each run's au.csv (written by --track-au, one block per epoch) and labels the run
@@ -22,7 +22,6 @@ from pathlib import Path
 import numpy as np
 from matplotlib.figure import Figure  # no pyplot: the Agg canvas, no global backend state
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from runfolder.files import AU as AU_CSV
 from runfolder.files import CONFIG
 

@@ -14,7 +14,8 @@ WIDTH = 0.0625
 
 
 def test_bench_distributed_tiny():
-    done = subprocess.run([sys.executable, "scripts/bench_distributed.py", "--width-mult", str(WIDTH), "--steps", "1"],
+    done = subprocess.run([sys.executable, "-m", "scripts.bench_distributed", "--width-mult", str(WIDTH),
+                           "--steps", "1"],
                           cwd=REPO, env={**os.environ, "OMP_NUM_THREADS": "1"}, capture_output=True, text=True,
                           check=False, timeout=600)
     assert done.returncode == 0, done.stderr[-3000:]

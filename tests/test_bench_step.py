@@ -1,21 +1,13 @@
 """scripts/bench_step.py at a tiny size: the table and the JSON are complete and
 finite. No timing is asserted (the machine is shared)."""
-import importlib.util
 import json
 import math
-from pathlib import Path
 
-SCRIPT = Path(__file__).resolve().parent.parent / "scripts" / "bench_step.py"
+from scripts import bench_step
+
 TINY = ["--width-mult", "0.125", "--image-size", "32x64", "--warmup", "1", "--steps", "2", "--device", "cpu"]
 METHODS = ["adam", "adam_with_adatask"]
 SPREAD_KEYS = {"median", "min", "max"}
-
-
-def load_script():
-    spec = importlib.util.spec_from_file_location("bench_step", SCRIPT)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
 
 
 def table_rows(text):
@@ -26,7 +18,7 @@ def table_rows(text):
 
 def test_bench_step_tiny(tmp_path, capsys):
     out = tmp_path / "bench.json"
-    info = load_script().main(TINY + ["--methods", *METHODS, "--json", str(out)])
+    info = bench_step.main(TINY + ["--methods", *METHODS, "--json", str(out)])
     rows, header = table_rows(capsys.readouterr().out)
 
     assert [row[0] for row in rows] == METHODS
@@ -45,7 +37,7 @@ def test_bench_step_tiny(tmp_path, capsys):
 
 
 def test_compare_backward_tiny(capsys):
-    info = load_script().main(TINY + ["--compare-backward"])
+    info = bench_step.main(TINY + ["--compare-backward"])
     rows, _ = table_rows(capsys.readouterr().out)
 
     assert len(rows) == len(info["seconds"]) >= 2
@@ -56,7 +48,7 @@ def test_compare_backward_tiny(capsys):
 
 def test_weighting_cost_tiny(capsys):
     weightings = ["ew", "famo", "pcgrad", "hydalearn"]
-    info = load_script().main(TINY + ["--weighting-cost", "--weightings", *weightings,
+    info = bench_step.main(TINY + ["--weighting-cost", "--weightings", *weightings,
                                       "--step-weightings", "ew", "pcgrad"])
     assert list(info["costs"]) == ["one per-task backward pass", "Gram matrix, float32 products (before)",
                                    "Gram matrix, float64 accumulation (now)"] + weightings
@@ -67,7 +59,7 @@ def test_weighting_cost_tiny(capsys):
 
 def test_bench_step_times_the_engine_for_three_tasks(capsys):
     """The engine of training at K = 3: the phases split each step's time exactly."""
-    info = load_script().main(TINY + ["--methods", *METHODS, "--tasks", "semantic", "instance", "depth", "--no-memory"])
+    info = bench_step.main(TINY + ["--methods", *METHODS, "--tasks", "semantic", "instance", "depth", "--no-memory"])
     out = capsys.readouterr().out
     assert "tasks semantic + instance + depth" in out
     for method in METHODS:

@@ -18,7 +18,7 @@ TINY = ["--image-size", "32x64", "--synthcity-train", "16", "--synthcity-val", "
 
 def demo(out, *extra, **kwargs):
     env = {k: v for k, v in os.environ.items() if k != "OMP_NUM_THREADS"}
-    return subprocess.Popen([sys.executable, "scripts/demo.py", "--out", str(out), *TINY, *extra], cwd=REPO, env=env,
+    return subprocess.Popen([sys.executable, "-m", "scripts.demo", "--out", str(out), *TINY, *extra], cwd=REPO, env=env,
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True,
                             **kwargs)
 
@@ -72,7 +72,7 @@ def test_ctrl_c_prints_one_line_and_a_rerun_continues_the_runs(tmp_path):
     assert "Traceback" not in err
     [line] = [line for line in err.splitlines() if line.strip()]
     command = line.split("continue with: ")[1]
-    assert command.split()[1:3] == ["scripts/demo.py", "--out"]
+    assert command.split()[1:4] == ["-m", "scripts.demo", "--out"]
     kept = {m: rows(folder / m) for m in ("adam", "adam_with_adatask")}
     assert 1 <= max(map(len, kept.values())) < 3
     for method in kept:  # the runs stopped cleanly too: one line each, with their own continue command
@@ -90,9 +90,6 @@ def test_ctrl_c_prints_one_line_and_a_rerun_continues_the_runs(tmp_path):
 
 @pytest.mark.parametrize("cpus, expected", [(1, (1, 1)), (2, (2, 1)), (3, (2, 1)), (16, (2, 8))])
 def test_thread_policy_gives_each_run_its_own_cores(cpus, expected):
-    sys.path.insert(0, str(REPO / "scripts"))
-    try:
-        import demo as demo_script
-    finally:
-        sys.path.remove(str(REPO / "scripts"))
+    from scripts import demo as demo_script
+
     assert demo_script.thread_policy(cpus) == expected

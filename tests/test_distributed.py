@@ -1,7 +1,6 @@
 """One run across processes (torchrun, gloo on the CPU) equals one process with the same
 global batch: a training step's gradients and update, BatchNorm included; whole runs'
 metrics.jsonl; resume across the two; and the pieces (shards, synced BatchNorm, meters)."""
-import importlib.util
 import json
 import os
 import socket
@@ -17,10 +16,10 @@ from torch import nn
 from data import synthcity
 from experiment.world import ShardedBatches, World, shard
 from models.synced_batchnorm import SyncedBatchNorm2d, synchronise_batchnorm
+from scripts import gradient_sensitivity
 
 REPO = Path(__file__).resolve().parent.parent
 ONE_THREAD = {**os.environ, "OMP_NUM_THREADS": "1"}
-SENSITIVITY = REPO / "scripts" / "gradient_sensitivity.py"
 
 
 def torchrun(*args, nproc=2, timeout=600, cwd=REPO):
@@ -103,11 +102,8 @@ def test_batch_size_must_split_across_the_processes():
 def test_float32_gradients_jump_where_float64_ones_do_not():
     """Why the whole-run tests below use --dtype float64: one rounding unit of input change
     moves float32 gradients by orders of magnitude more than its size, float64 ones not."""
-    spec = importlib.util.spec_from_file_location("gradient_sensitivity", SENSITIVITY)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
     threads = torch.get_num_threads()
-    rows = module.main([])
+    rows = gradient_sensitivity.main([])
     assert torch.get_num_threads() == threads  # later tests in this process compare runs with their threads
     assert rows["float32"][0] > 1e3 * torch.finfo(torch.float32).eps
     assert rows["float64"][1] < 1e-10

@@ -453,8 +453,8 @@ def test_plot_au_writes_figure_and_table(tmp_path):
     adam = fake_run(tmp_path / "adam", "adam", [0.5, 0.5, 0.4, 0.4, 0.2, 0.1, 0.05, 0.05])
     adatask = fake_run(tmp_path / "adatask", "adam_with_adatask", [0.5] * 8)
     out, table = tmp_path / "results" / "au.png", tmp_path / "results" / "au.md"
-    done = subprocess.run([sys.executable, str(REPO / "scripts" / "plot_au.py"), str(adam), str(adatask),
-                           "--out", str(out), "--table", str(table), "--task", "semantic"],
+    done = subprocess.run([sys.executable, "-m", "scripts.plot_au", str(adam), str(adatask),
+                           "--out", str(out), "--table", str(table), "--task", "semantic"], cwd=REPO,
                           capture_output=True, text=True, timeout=120, check=False)
     assert done.returncode == 0, done.stderr
     assert out.read_bytes().startswith(b"\x89PNG")
@@ -466,6 +466,6 @@ def test_plot_au_writes_figure_and_table(tmp_path):
 
 def test_plot_au_reports_a_missing_epoch(tmp_path):
     run = fake_run(tmp_path / "adam", "adam", [0.5, 0.5])
-    done = subprocess.run([sys.executable, str(REPO / "scripts" / "plot_au.py"), str(run), "--out",
-                           str(tmp_path / "au.png"), "--epoch", "7"], capture_output=True, text=True, timeout=120, check=False)
+    done = subprocess.run([sys.executable, "-m", "scripts.plot_au", str(run), "--out", str(tmp_path / "au.png"),
+                           "--epoch", "7"], cwd=REPO, capture_output=True, text=True, timeout=120, check=False)
     assert done.returncode != 0 and "no epoch 7" in done.stderr

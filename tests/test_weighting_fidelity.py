@@ -227,14 +227,9 @@ def test_dwa_epoch_mode_ignores_the_steps():
 
 
 def test_the_mgda_accuracy_script_reports_frank_wolfe_against_the_exact_solver(capsys):
-    import importlib.util
-    from pathlib import Path
+    from scripts import mgda_accuracy
 
-    path = Path(__file__).resolve().parent.parent / "scripts" / "mgda_accuracy.py"
-    spec = importlib.util.spec_from_file_location("mgda_accuracy", path)
-    script = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(script)
-    script.main(["--trials", "3"])
+    mgda_accuracy.main(["--trials", "3"])
     rows = [line.split(" | ") for line in capsys.readouterr().out.splitlines()[2:]]
     errors = {(r[0].strip("| "), r[1]): float(r[2]) for r in rows if r[1].startswith("frank_wolfe epsilon=0.001 ")}
     assert errors[("2", "frank_wolfe epsilon=0.001 max_iters=100")] < 1e-12  # one line search: exact
