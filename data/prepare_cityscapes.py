@@ -30,9 +30,9 @@ instance's pixels that survive the resize, and an instance the resize drops is a
 
 A folder with prepare.json but no COMPLETE is an unfinished build: data.check, and so
 training, refuse it. The first write of any run removes COMPLETE, so an interrupted run
-(even kill -9) never leaves a folder that passes as finished. Each file is written to a
-hidden temporary neighbour and renamed into place (os.replace), so OUT holds only whole
-files. One run per OUT at a time.
+(even kill -9) never leaves a folder that passes as finished. Each file is written whole
+(runfolder/atomic.py: a hidden temporary neighbour renamed into place), so OUT holds only
+whole files. One run per OUT at a time.
 
 Rerunning over an existing OUT (the way to finish an interrupted build):
 - OUT must hold the same build: the same raw file list (index.csv), --size and --splits
@@ -86,6 +86,7 @@ from data.layout import (
     label_dir,
     size_problem,
 )
+from runfolder import atomic
 
 # 1: image, label_7, label_19, depth. 2: instance/ from gtFine *_instanceIds.png (the other
 # folders' bytes unchanged).
@@ -322,13 +323,6 @@ def sha256(data):
     return hashlib.sha256(data).hexdigest()
 
 
-def write_atomic(path, data):
-    """Write via a hidden temporary neighbour and os.replace: `path` is always absent or whole."""
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_bytes(data)
-    os.replace(tmp, path)
-
-
 class Writer:
     """Writes whole files into OUT for one run.
 
@@ -346,7 +340,7 @@ class Writer:
             if not self._unmarked:
                 (self.out / BUILD_COMPLETE).unlink(missing_ok=True)
                 self._unmarked = True
-        write_atomic(self.out / rel, data)
+        atomic.write_bytes(self.out / rel, data)
 
     def write_if_changed(self, rel, data):
         path = self.out / rel
@@ -493,7 +487,7 @@ def prepare(raw, out, size=DEFAULT_SIZE, splits=SPLITS, verify=False, workers=DE
     writer = Writer(out)  # not used by verify
     if not verify:
         out.mkdir(parents=True, exist_ok=True)
-        for stale in out.rglob(".*.tmp"):  # left by an interrupted run
+        for stale in out.rglob(atomic.TEMPORARIES):  # left by an interrupted run
             stale.unlink()
         # index.csv first: from here on a rerun from another raw tree is refused.
         writer.write_if_changed(BUILD_INDEX, index_csv)

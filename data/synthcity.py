@@ -34,9 +34,7 @@ import contextlib
 import fcntl
 import json
 import os
-import shutil
 import sys
-import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -57,6 +55,7 @@ from data.layout import (
     label_dir,
     size_problem,
 )
+from runfolder import atomic
 
 # 1: image, label_7, label_19, depth. 2: instance/ added; the other arrays unchanged.
 GENERATOR_VERSION = 2
@@ -1044,8 +1043,9 @@ def _write_split(folder, seed, split, n, height, width, bar):
 def generate(out_dir, n_train, n_val, height=DEFAULT_HEIGHT, width=DEFAULT_WIDTH, seed=0, progress=True):
     """Write a SynthCity data set to out_dir (both splits and synthcity.json); returns its path.
 
-    The data are written to a hidden sibling folder that is renamed to out_dir when complete,
-    so an interrupted run never leaves a complete-looking out_dir. An out_dir that already
+    The data are written to a hidden sibling folder that is renamed to out_dir when complete
+    (runfolder/atomic.py, atomic_folder), so an interrupted run never leaves a complete-looking
+    out_dir. An out_dir that already
     holds this data set is left as it is; one holding anything else is an error. Processes
     that ask for the same out_dir at once (runs of a sweep, the demo's two runs) take turns
     through a lock beside it: one generates, the others wait and then find it complete.
@@ -1083,22 +1083,16 @@ def _generation_lock(out):
 def _write_dataset(out, metadata, progress):
     n_train, n_val, seed = metadata["n_train"], metadata["n_val"], metadata["seed"]
     height, width = metadata["height"], metadata["width"]
-    partial = Path(tempfile.mkdtemp(prefix=f".{out.name}.partial-", dir=out.parent))
     # A bar only on a terminal: in a log file every refresh would be a line of its own.
     interactive = progress and sys.stderr.isatty()
     if progress and not interactive:
         print(f"generating SynthCity {out.name} ({n_train + n_val} samples) ...", flush=True)
-    try:
-        with tqdm(total=n_train + n_val, desc=f"SynthCity {out.name}", unit="sample", disable=not interactive,
-                  leave=False) as bar:
-            _write_split(partial, seed, "train", n_train, height, width, bar)
-            _write_split(partial, seed, "val", n_val, height, width, bar)
+    # out is absent or empty (checked by the caller, under the lock)
+    with atomic.atomic_folder(out) as partial, tqdm(total=n_train + n_val, desc=f"SynthCity {out.name}",
+                                                    unit="sample", disable=not interactive, leave=False) as bar:
+        _write_split(partial, seed, "train", n_train, height, width, bar)
+        _write_split(partial, seed, "val", n_val, height, width, bar)
         (partial / SYNTHETIC_MARKER).write_text(json.dumps(metadata, indent=2) + "\n")
-        if out.is_dir():  # empty (checked by the caller, under the lock)
-            out.rmdir()
-        partial.rename(out)
-    finally:
-        shutil.rmtree(partial, ignore_errors=True)
 
 
 def cache_name(n_train, n_val, height, width, seed):

@@ -14,6 +14,7 @@ from data.check import check_dataset
 from data.instances import instance_target
 from data.labels import TRAIN_ID_NAMES, TRAIN_ID_TO_CATEGORY, VOID
 from data.layout import INSTANCE_DIR, SPLITS, SUBDIRS, SYNTHETIC_MARKER
+from runfolder import atomic
 
 REPO = Path(__file__).resolve().parent.parent
 H, W = 64, 128  # small and fast; the generator's geometry does not depend on the size
@@ -203,7 +204,7 @@ def test_concurrent_requests_for_one_cache_generate_it_once(tmp_path):
     roots = {out.strip().splitlines()[-1] for out, _ in outputs}
     assert len(roots) == 1
     check_dataset(Path(roots.pop()), deep=True)
-    assert not list(tmp_path.glob(".*partial*"))
+    assert not list(tmp_path.glob(atomic.TEMPORARIES))  # no partial folder left
 
 
 # --- class statistics ------------------------------------------------------------------
