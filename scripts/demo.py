@@ -28,6 +28,9 @@ from pathlib import Path
 
 from evaluation.console import duration, python_command, shown_path, time_left
 from evaluation.run_record import read_metrics
+from runfolder.exit_codes import EXIT_INTERRUPTED
+from runfolder.files import CONFIG, SUMMARY, log_file
+from runfolder.lease import PARENT_ENV
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -39,7 +42,6 @@ DEMO_FLAGS = [
 ]
 METRICS = ("miou", "pix_acc", "abs_err", "rel_err")
 POLL_SECONDS = 1.0
-EXIT_INTERRUPTED = 130
 
 
 class Stopped(Exception):
@@ -142,9 +144,9 @@ def run_commands(out, threads, extra):
     for method in METHODS:
         run = out / method
         environment = ["--threads", str(threads)]
-        if (run / "summary.json").exists():
+        if (run / SUMMARY).exists():
             commands[method] = (None, "finished")
-        elif (run / "config.json").exists():
+        elif (run / CONFIG).exists():
             # the flags again, so that a rerun with other flags is refused rather than mixed
             commands[method] = (["--resume", shown_path(run), *DEMO_FLAGS, *extra, *environment], "resumes")
         else:
@@ -162,7 +164,7 @@ def progress_line(method, row, epochs, left):
 
 def train(out, commands, parallel, estimated, epochs):
     """Run the methods' commands, `parallel` at a time, printing each finished epoch."""
-    env = dict(os.environ, MTL_PARENT_PID=str(os.getpid()))  # the runs stop if the demo is killed
+    env = {**os.environ, PARENT_ENV: str(os.getpid())}  # the runs stop if the demo is killed
     env.pop("OMP_NUM_THREADS", None)  # --threads says it
     pending = [m for m in METHODS if commands[m][0] is not None]
     running, seen = {}, {m: len(read_metrics(out / m)) for m in METHODS}
@@ -177,7 +179,7 @@ def supervise(out, commands, parallel, estimated, epochs, env, pending, running,
     while pending or running:
         while pending and len(running) < parallel:
             method = pending.pop(0)
-            log = open(out / f"{method}.log", "a")  # noqa: SIM115 -- closed when the run ends
+            log = open(log_file(out, method), "a")  # noqa: SIM115 -- closed when the run ends
             proc = subprocess.Popen([sys.executable, str(REPO / "main_cityscapes.py"), *commands[method][0]],
                                     cwd=Path.cwd(), env=env, stdout=log, stderr=subprocess.STDOUT)
             running[method] = (proc, log)
@@ -194,16 +196,16 @@ def supervise(out, commands, parallel, estimated, epochs, env, pending, running,
             del running[method]
             if proc.returncode != 0:
                 stop(running)
-                last = (out / f"{method}.log").read_text().strip().splitlines()[-1:] or ["(no output)"]
+                last = log_file(out, method).read_text().strip().splitlines()[-1:] or ["(no output)"]
                 sys.exit(f"{method} failed (exit {proc.returncode}): {last[0]}\n"
-                         f"its log: {shown_path(out / f'{method}.log')}")
+                         f"its log: {shown_path(log_file(out, method))}")
 
 
 def demo_left(out, rows, parallel, estimated, epochs):
     """Seconds left: each run's epochs to go at its own recent pace (the estimate before its first)."""
     left = []
     for method in METHODS:
-        if (out / method / "summary.json").exists():
+        if (out / method / SUMMARY).exists():
             left.append(0.0)
         elif rows[method]:
             left.append(time_left(rows[method], epochs))
@@ -234,8 +236,8 @@ def table(rows):
 def report(out, flags, seconds):
     from evaluation.trivial import trivial_metrics
 
-    rows = [(m, json.loads((out / m / "summary.json").read_text())["final"]) for m in METHODS]
-    data_root = json.loads((out / METHODS[0] / "config.json").read_text())["data"]["root"]
+    rows = [(m, json.loads((out / m / SUMMARY).read_text())["final"]) for m in METHODS]
+    data_root = json.loads((out / METHODS[0] / CONFIG).read_text())["data"]["root"]
     trivial = trivial_metrics(data_root, num_classes=7)
     rows.append(("trivial (majority class, mean depth)", trivial))
     timing = {m: sum(r["seconds"] for r in read_metrics(out / m)) for m in METHODS}
@@ -287,7 +289,7 @@ def main():
                   f"on {cpus} CPUs"
                   + (f" ({others:.1f} busy with other work)" if others >= 0.5 else "")
                   + f"; expected time: about {duration(total)} (from a few steps timed now). Logs: "
-                  f"{shown_path(out)}/<method>.log", flush=True)
+                  f"{shown_path(log_file(out, '<method>'))}", flush=True)
             train(out, commands, parallel, per_run, settings.epochs)
     except Stopped as e:
         print(f"\nstopped by {e}; the runs keep their last finished epoch; continue with: "
