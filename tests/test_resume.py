@@ -2,31 +2,25 @@
 import json
 import signal
 import subprocess
-import sys
 import time
 from pathlib import Path
 
 import pytest
 import torch
+from run_helpers import run_argv, start_run, tiny_release, wait_for
 
 import main_cityscapes
-from data import synthcity
 from data.identity import data_identity
 from tasks.depth import DepthTask
-
-REPO = Path(__file__).resolve().parent.parent
 
 
 @pytest.fixture(scope="module")
 def data(tmp_path_factory):
-    """Enough steps per epoch (12) to kill a run in the middle of one."""
-    return synthcity.generate(tmp_path_factory.mktemp("resume") / "d", n_train=48, n_val=8, height=32, width=64,
-                              seed=2, progress=False)
+    return tiny_release(tmp_path_factory, "resume", seed=2)
 
 
 def argv(data, out, name, *extra, epochs=3):
-    return ["--data-path", str(data), "--epochs", str(epochs), "--batch-size", "4", "--width-mult", "0.125",
-            "--num-workers", "0", "--device", "cpu", "--seed", "5", "--out", str(out), "--name", name, *extra]
+    return run_argv(data, out, name, "--seed", "5", *extra, epochs=epochs)
 
 
 def rows_without_wall_clock(run_dir):
@@ -42,11 +36,8 @@ def test_sigkill_mid_epoch_then_resume_equals_an_uninterrupted_run(data, tmp_pat
     assert main_cityscapes.main(argv(data, tmp_path, "full", *flags)) == 0
 
     cut = tmp_path / "cut"
-    proc = subprocess.Popen([sys.executable, str(REPO / "main_cityscapes.py"), *argv(data, tmp_path, "cut", *flags)],
-                            cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    deadline = time.monotonic() + 240
-    while not (cut / "checkpoint.pt").exists() and time.monotonic() < deadline:
-        time.sleep(0.02)
+    proc = start_run(argv(data, tmp_path, "cut", *flags), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    wait_for(cut / "checkpoint.pt", proc, timeout=240)
     time.sleep(0.3)  # into the second epoch
     proc.send_signal(signal.SIGKILL)
     proc.wait()
@@ -180,8 +171,7 @@ def test_a_config_that_is_not_json_is_refused_naming_the_file(data, tmp_path, ca
 
 
 def test_config_pointing_at_other_data_is_refused(data, tmp_path, tmp_path_factory, capsys):
-    other = synthcity.generate(tmp_path_factory.mktemp("other") / "d", n_train=48, n_val=8, height=32, width=64,
-                               seed=3, progress=False)
+    other = tiny_release(tmp_path_factory, "other", seed=3)
     run = finished_then_unfinished(data, tmp_path, epochs=2)
     edit_config(run, lambda c: c["data"].update(root=str(other)))
     assert main_cityscapes.main(["--resume", str(run), "--epochs", "3"]) == 2
@@ -192,8 +182,7 @@ def test_config_pointing_at_other_data_is_refused(data, tmp_path, tmp_path_facto
 
 def test_the_checkpoint_guards_the_data_even_when_the_config_identity_is_edited_too(data, tmp_path,
                                                                                       tmp_path_factory, capsys):
-    other = synthcity.generate(tmp_path_factory.mktemp("other") / "d", n_train=48, n_val=8, height=32, width=64,
-                               seed=3, progress=False)
+    other = tiny_release(tmp_path_factory, "other", seed=3)
     run = finished_then_unfinished(data, tmp_path)
     other_identity = json.loads(json.dumps(data_identity(other)))
     edit_config(run, lambda c: c["data"].update(root=str(other), identity=other_identity))

@@ -3,46 +3,29 @@ one clear line, a distinct exit code, the exact command that continues, and noth
 import os
 import signal
 import subprocess
-import sys
 import time
 from contextlib import contextmanager
-from pathlib import Path
 
 import pytest
 import torch
+from run_helpers import REPO, run_argv, start_run, tiny_release, wait_for
 
 import main_cityscapes
-from data import synthcity
 from experiment import loop
-
-REPO = Path(__file__).resolve().parent.parent
 
 
 @pytest.fixture(scope="module")
 def data(tmp_path_factory):
-    return synthcity.generate(tmp_path_factory.mktemp("stops") / "d", n_train=48, n_val=8, height=32, width=64,
-                              seed=4, progress=False)
+    return tiny_release(tmp_path_factory, "stops", seed=4)
 
 
 def argv(data, out, name, *extra, epochs=2):
-    return ["--data-path", str(data), "--epochs", str(epochs), "--batch-size", "4", "--width-mult", "0.125",
-            "--num-workers", "0", "--device", "cpu", "--out", str(out), "--name", name, *extra]
+    return run_argv(data, out, name, *extra, epochs=epochs)
 
 
 def start(data, out, name, *extra, epochs=50):
-    env = dict(os.environ, OMP_NUM_THREADS="1")
-    return subprocess.Popen([sys.executable, str(REPO / "main_cityscapes.py"), *argv(data, out, name, *extra,
-                                                                                     epochs=epochs)],
-                            cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                            start_new_session=True)
-
-
-def wait_for(path, proc, timeout=120):
-    deadline = time.monotonic() + timeout
-    while not path.exists():
-        assert proc.poll() is None, proc.communicate()
-        assert time.monotonic() < deadline, f"{path} never appeared"
-        time.sleep(0.05)
+    return start_run(argv(data, out, name, *extra, epochs=epochs), env=dict(os.environ, OMP_NUM_THREADS="1"),
+                     stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True)
 
 
 def test_weights_that_turn_nan_on_the_last_step_stop_the_run_keeping_the_last_good_epoch(data, tmp_path, monkeypatch,
