@@ -17,7 +17,7 @@ from tasks import DEFAULT_TASKS, TASKS, canonical, reported_metrics
 TEST, TRAIN = "1 test", "2 train"
 GROUPS = {"test": TEST, "train": TRAIN}
 IOU_GROUPS = {"test": "3 test IoU", "train": "4 train IoU"}
-# Shown first in the HParams tab: the last-10 means are what evaluation/aggregate.py reports.
+# Shown first in the HParams tab: the last-10 means are what evaluation/aggregate/ reports.
 SUMMARIES = ("last10", "final")
 
 

@@ -8,7 +8,9 @@ from scipy import stats
 from test_baseline import make_run, single_task_runs
 
 from evaluation import run_record
-from evaluation.aggregate import aggregate, csv_fields, figure_curves, main, panels
+from evaluation.aggregate import aggregate
+from evaluation.aggregate.__main__ import main
+from evaluation.aggregate.render import csv_fields, figure_curves, panels
 from evaluation.baseline import build_baseline
 from evaluation.delta_m import PUBLISHED_BASELINE
 from evaluation.run_record import read_run
