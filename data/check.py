@@ -26,6 +26,7 @@ from collections import Counter
 import numpy as np
 from tqdm import tqdm
 
+from data.datasets import dataset_of
 from data.layout import (
     BUILD_CHECKSUMS,
     BUILD_COMPLETE,
@@ -35,7 +36,6 @@ from data.layout import (
     IMAGE_DIR,
     INSTANCE_DIR,
     SPLITS,
-    SYNTHETIC_MARKER,
     label_dir,
     size_problem,
 )
@@ -124,13 +124,8 @@ def _no_instances(root):
         origin = ("this build of data.prepare_cityscapes has no instance targets (built by an older version, "
                   "or from a raw tree without gtFine *_instanceIds.png); add them by rerunning the build with the "
                   f"gtFine package's *_instanceIds.png in RAW: {_rerun_command(root)}")
-    elif os.path.isfile(os.path.join(root, SYNTHETIC_MARKER)):
-        origin = ("this SynthCity data comes from a generator version without instance targets; "
-                  "generate it again (python3 -m data.synthcity, or --dataset synthcity for the cached copy)")
     else:
-        origin = ("the MTAN .npy release has no instance labels; CityScapes-3 (--tasks semantic instance depth) "
-                  "needs a release built from raw CityScapes with python3 -m data.prepare_cityscapes (it reads "
-                  "gtFine *_instanceIds.png), or SynthCity (--dataset synthcity)")
+        origin = dataset_of(root).missing_instances
     return (f"missing: the instance task reads {INSTANCE_DIR}/<i>.npy (offsets to the instance centroids), "
             f"but {origin}")
 

@@ -1,30 +1,24 @@
-"""Which data a run trains on: the real release, SynthCity, or a folder given by path.
+"""Which data a run trains on: a registered dataset (data/datasets/) or a folder given by path.
 
-The real release is used only when it is really there; without a --dataset or
---data-path, a missing release falls back to SynthCity and says so. A path or dataset the
-user named that does not hold a valid release is an error, never a silent fallback, and so
-is a broken or unfinished release at the default place.
+A release the user gets is used only when it is really there; without a --dataset or
+--data-path, a missing one falls back to the first generated dataset and says so. A path or
+dataset the user named that does not hold a valid release is an error, never a silent
+fallback, and so is a broken or unfinished release at a dataset's default place.
 """
 from dataclasses import dataclass
 from pathlib import Path
 
-from . import synthcity
 from .check import DatasetError, quick_check
-from .layout import BUILD_SETTINGS, DEPTH_DIR, IMAGE_DIR, SPLITS, SYNTHETIC_MARKER, label_dir, size_problem
-
-REPO_ROOT = Path(__file__).resolve().parent.parent
-CITYSCAPES_ROOT = REPO_ROOT / "dataset" / "cityscapes"
-SYNTHCITY_ROOT = REPO_ROOT / "dataset" / "synthcity"
-DATASETS = ("cityscapes", "synthcity")
-GET_THE_DATA = "see 'Getting the data' in README.md (or dataset/cityscapes/README.md)"
+from .datasets import DATASETS, dataset_of
+from .layout import BUILD_SETTINGS, DEPTH_DIR, IMAGE_DIR, SPLITS, label_dir, size_problem
 
 
 @dataclass(frozen=True)
 class DataSource:
-    name: str          # "cityscapes" or "synthcity"
+    name: str          # the dataset's --dataset name
     root: Path
     synthetic: bool
-    metadata: dict | None  # SynthCity's own description of the data, None for real data
+    metadata: dict | None  # the dataset's own description of the data (SynthCity's), else None
 
 
 def parse_image_size(text):
@@ -38,11 +32,14 @@ def parse_image_size(text):
     return height, width
 
 
+def _source(dataset, root):
+    return DataSource(dataset.name, Path(root), dataset.synthetic, dataset.metadata(root))
+
+
 def open_release(root, num_classes):
     """The DataSource of a dataset root that passes the quick check (DatasetError if not)."""
     quick_check(root, (IMAGE_DIR, label_dir(num_classes), DEPTH_DIR))
-    metadata = synthcity.read_metadata(root)
-    return DataSource("cityscapes" if metadata is None else "synthcity", Path(root), metadata is not None, metadata)
+    return _source(dataset_of(root), root)
 
 
 def _holds_a_release(root):
@@ -50,17 +47,21 @@ def _holds_a_release(root):
     return any((Path(root) / name).exists() for name in (*SPLITS, BUILD_SETTINGS))
 
 
-def _synthcity(image_size, n_train, n_val):
-    height, width = image_size
-    root = synthcity.cached(SYNTHCITY_ROOT, n_train=n_train, n_val=n_val, height=height, width=width)
-    return DataSource("synthcity", root, True, synthcity.read_metadata(root))
+def _generated(dataset, size, n_train, n_val):
+    return _source(dataset, dataset.generate(size, n_train, n_val))
+
+
+def _titles(datasets):
+    return " or ".join(d.title for d in datasets)
 
 
 def resolve(dataset, data_path, image_size, num_classes, synth_train, synth_val, announce=print):
     """The DataSource for the CLI's --dataset, --data-path and --image-size (text or None).
-    When the choice of SynthCity is made for the user, `announce` tells them first."""
-    if image_size is not None and (data_path is not None or dataset == "cityscapes"):
-        raise ValueError("--image-size applies only to generated SynthCity data; a release's size comes from its files")
+    When the choice of a generated dataset is made for the user, `announce` tells them first."""
+    generated = [d for d in DATASETS.values() if d.generated]
+    if image_size is not None and (data_path is not None or (dataset is not None and not DATASETS[dataset].generated)):
+        raise ValueError(f"--image-size applies only to generated {_titles(generated)} data; a release's size "
+                         "comes from its files")
     size = parse_image_size(image_size or "128x256")
     if data_path is not None:
         try:
@@ -68,20 +69,28 @@ def resolve(dataset, data_path, image_size, num_classes, synth_train, synth_val,
         except DatasetError as e:
             raise DatasetError(f"--data-path {data_path} does not hold a valid release:\n{e}") from None
         if dataset is not None and dataset != source.name:
-            raise ValueError(f"--dataset {dataset} but --data-path {data_path} holds {source.name} data "
-                             f"(SynthCity output is marked by its {SYNTHETIC_MARKER})")
+            markers = "; ".join(f"{d.title} output is marked by its {d.marker}" for d in DATASETS.values() if d.marker)
+            raise ValueError(f"--dataset {dataset} but --data-path {data_path} holds {source.name} data ({markers})")
         return source
-    if dataset == "synthcity":
-        return _synthcity(size, synth_train, synth_val)
-    try:
-        return open_release(CITYSCAPES_ROOT, num_classes)
-    except DatasetError as e:
-        if dataset == "cityscapes":
-            raise DatasetError(f"--dataset cityscapes: no valid release at {CITYSCAPES_ROOT}; {GET_THE_DATA}.\n{e}") from None
-        if _holds_a_release(CITYSCAPES_ROOT):  # e.g. an interrupted build: fix it, never train on something else
-            raise DatasetError(f"{CITYSCAPES_ROOT} holds a release that fails its check; repair it, or pass "
-                               f"--dataset synthcity to train on SynthCity.\n{e}") from None
-    announce(f"No CityScapes release at {CITYSCAPES_ROOT}: using SynthCity, a synthetic stand-in "
-             f"(results are not comparable with published CityScapes numbers). For the real data {GET_THE_DATA}.",
-             flush=True)
-    return _synthcity(size, synth_train, synth_val)
+    if dataset is not None:
+        chosen = DATASETS[dataset]
+        if chosen.generated:
+            return _generated(chosen, size, synth_train, synth_val)
+        try:
+            return open_release(chosen.default_root, num_classes)
+        except DatasetError as e:
+            raise DatasetError(f"--dataset {dataset}: no valid release at {chosen.default_root}; "
+                               f"{chosen.how_to_get}.\n{e}") from None
+    got = [d for d in DATASETS.values() if not d.generated]
+    fallback = generated[0]
+    for candidate in got:
+        try:
+            return open_release(candidate.default_root, num_classes)
+        except DatasetError as e:
+            if _holds_a_release(candidate.default_root):  # e.g. an interrupted build: fix it, never train on another
+                raise DatasetError(f"{candidate.default_root} holds a release that fails its check; repair it, or "
+                                   f"pass --dataset {fallback.name} to train on {fallback.title}.\n{e}") from None
+    missing = " or ".join(f"{d.title} release at {d.default_root}" for d in got)
+    announce(f"No {missing}: using {fallback.title}, {fallback.description}. For the real data "
+             f"{'; '.join(d.how_to_get for d in got)}.", flush=True)
+    return _generated(fallback, size, synth_train, synth_val)

@@ -10,6 +10,7 @@ import json
 import math
 from pathlib import Path
 
+from data.datasets import dataset_named
 from tasks import TASKS, canonical, reported_metrics
 
 # Single-task row of the CityScapes table in Navon et al. 2022, "Multi-Task Learning as a
@@ -81,11 +82,13 @@ def load_baseline(path, tasks):
     return baseline
 
 
-def select_baseline(tasks, num_classes, image_size, synthetic, baseline_file=None):
-    """(baseline or None, its name or None, why) for a run of `tasks` (names) in a setup.
+def select_baseline(tasks, num_classes, image_size, dataset, baseline_file=None):
+    """(baseline or None, its name or None, why) for a run of `tasks` (names) on `dataset` (its
+    --dataset name) in a setup.
 
     A baseline file always wins (its metrics of `tasks`). The published numbers apply only to
-    semantic + depth on the real 7-class 128x256 release; anything else needs single-task runs
+    semantic + depth on the 7-class 128x256 release of a dataset they can apply to (its
+    not_comparable is None: the real CityScapes release); anything else needs single-task runs
     measured in the same setup.
     """
     if baseline_file is not None:
@@ -95,8 +98,9 @@ def select_baseline(tasks, num_classes, image_size, synthetic, baseline_file=Non
     if canonical(tasks) != canonical(PUBLISHED_TASKS):
         reasons.append(f"tasks {' + '.join(canonical(tasks))} (the published numbers are "
                        f"{' + '.join(PUBLISHED_TASKS)})")
-    if synthetic:
-        reasons.append("SynthCity data is synthetic")
+    unlike_published = dataset_named(dataset).not_comparable
+    if unlike_published:
+        reasons.append(unlike_published)
     if num_classes != 7:
         reasons.append(f"{num_classes} classes (the published numbers are 7-class)")
     if (height, width) != (128, 256):

@@ -90,7 +90,7 @@ class Experiment:
         self.image_size = self.train_set.image_size
         if len(self.tasks) > 1:
             self.baseline, self.baseline_name, self.baseline_reason = select_baseline(
-                self.task_names, args.classes, self.image_size, self.source.synthetic, args.baseline)
+                self.task_names, args.classes, self.image_size, self.source.name, args.baseline)
         else:
             self.baseline, self.baseline_name, self.baseline_reason = None, None, "single-task run"
         seed_everything(args.seed)

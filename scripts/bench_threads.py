@@ -16,7 +16,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from data import source, synthcity
+from data.datasets import DATASETS
 from scripts.demo import DEMO_FLAGS, METHODS, demo_settings  # the flags the demo trains with
 
 REPO = Path(__file__).resolve().parent.parent
@@ -54,7 +54,7 @@ def main():
     seconds = {}
     with tempfile.TemporaryDirectory() as tmp:
         data = demo_settings(DEMO_FLAGS + extra)  # generated once, outside the timings
-        synthcity.cached(source.SYNTHCITY_ROOT, data.synthcity_train, data.synthcity_val, data.height, data.width)
+        DATASETS["synthcity"].generate((data.height, data.width), data.synthcity_train, data.synthcity_val)
         for load in ("idle", "one core busy"):
             spinner = subprocess.Popen([sys.executable, "-c", "while True: pass"]) if load != "idle" else None
             try:

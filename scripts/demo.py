@@ -279,11 +279,12 @@ def main():
     settings = demo_settings(flags)
     try:
         if any(command for command, _ in commands.values()):
-            from data import source, synthcity
+            from data import synthcity
+            from data.datasets import DATASETS
 
             name = synthcity.cache_name(settings.synthcity_train, settings.synthcity_val, settings.height,
                                         settings.width, 0)
-            data_missing = not (source.SYNTHCITY_ROOT / name / "synthcity.json").exists()
+            data_missing = not (DATASETS["synthcity"].default_root / name / "synthcity.json").exists()
             total, per_run, others = estimate(settings, threads, parallel, data_missing)
             print(f"{parallel} run{'s' * (parallel > 1)} at a time, {threads} thread{'s' * (threads > 1)} each, "
                   f"on {cpus} CPUs"

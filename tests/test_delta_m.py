@@ -3,6 +3,7 @@ import json
 import pytest
 
 import tasks
+from data.datasets import DATASETS, Dataset
 from evaluation.delta_m import PUBLISHED_BASELINE, PUBLISHED_NAME, delta_m, load_baseline, select_baseline
 from tasks import DEFAULT_TASKS, Metric, Task
 
@@ -84,7 +85,7 @@ def test_delta_m_of_a_task_registered_in_the_test(monkeypatch, tmp_path):
     path = _write(tmp_path, dict(baseline, extra=1))
     assert load_baseline(path, ["semantic", "depth", "toy"]) == baseline
     assert load_baseline(path, ["toy"]) == {"toy_score": 2.0, "toy_err": 4.0}
-    _, name, why = select_baseline(["semantic", "depth", "toy"], 7, (128, 256), synthetic=False)
+    _, name, why = select_baseline(["semantic", "depth", "toy"], 7, (128, 256), dataset="cityscapes")
     assert name is None and "tasks semantic + depth + toy" in why
 
 
@@ -142,17 +143,17 @@ def test_load_baseline_missing_file_names_it(tmp_path):
 
 
 def test_select_baseline_published_only_for_real_7class_128x256():
-    baseline, name, _ = select_baseline(DEFAULT_TASKS, 7, (128, 256), synthetic=False)
+    baseline, name, _ = select_baseline(DEFAULT_TASKS, 7, (128, 256), dataset="cityscapes")
     assert baseline == PUBLISHED_BASELINE and name == PUBLISHED_NAME
-    assert select_baseline(["depth", "semantic"], 7, [128, 256], synthetic=False)[1] == PUBLISHED_NAME
+    assert select_baseline(["depth", "semantic"], 7, [128, 256], dataset="cityscapes")[1] == PUBLISHED_NAME
 
 
 @pytest.mark.parametrize("args, why", [
-    ((DEFAULT_TASKS, 7, (128, 256), True), "synthetic"),
-    ((DEFAULT_TASKS, 19, (128, 256), False), "19 classes"),
-    ((DEFAULT_TASKS, 7, (256, 512), False), "image size 256x512"),
-    ((THREE, 7, (128, 256), False), "tasks semantic + instance + depth (the published numbers are semantic + depth)"),
-    ((("depth",), 7, (128, 256), False), "tasks depth"),
+    ((DEFAULT_TASKS, 7, (128, 256), "synthcity"), "SynthCity data is synthetic"),
+    ((DEFAULT_TASKS, 19, (128, 256), "cityscapes"), "19 classes"),
+    ((DEFAULT_TASKS, 7, (256, 512), "cityscapes"), "image size 256x512"),
+    ((THREE, 7, (128, 256), "cityscapes"), "tasks semantic + instance + depth (the published numbers are semantic + depth)"),
+    ((("depth",), 7, (128, 256), "cityscapes"), "tasks depth"),
 ])
 def test_select_baseline_refuses_other_setups(args, why):
     baseline, name, reason = select_baseline(*args)
@@ -163,8 +164,23 @@ def test_select_baseline_refuses_other_setups(args, why):
 def test_select_baseline_file_wins(tmp_path):
     own = dict(PUBLISHED_BASELINE, miou=0.5)
     path = _write(tmp_path, own)
-    baseline, name, _ = select_baseline(DEFAULT_TASKS, 19, (64, 128), synthetic=True, baseline_file=path)
+    baseline, name, _ = select_baseline(DEFAULT_TASKS, 19, (64, 128), dataset="synthcity", baseline_file=path)
     assert baseline == own and name == str(path)
     path = _write(tmp_path, dict(own, inst_err=2.0))
-    baseline, _, _ = select_baseline(THREE, 19, (64, 128), synthetic=True, baseline_file=path)
+    baseline, _, _ = select_baseline(THREE, 19, (64, 128), dataset="synthcity", baseline_file=path)
     assert baseline == dict(own, inst_err=2.0)
+
+
+class RealElsewhere(Dataset):
+    """A third dataset, registered in the test alone; published CityScapes numbers cannot apply to it."""
+
+    name = "elsewhere"
+    not_comparable = "Elsewhere is another city's data"
+
+
+def test_a_dataset_registered_in_the_test_says_why_published_numbers_do_not_apply(monkeypatch):
+    monkeypatch.setitem(DATASETS, "elsewhere", RealElsewhere())
+    baseline, name, why = select_baseline(DEFAULT_TASKS, 7, (128, 256), dataset="elsewhere")
+    assert baseline is None and name is None and why.startswith("Elsewhere is another city's data: published")
+    with pytest.raises(ValueError, match="dataset 'nowhere' is not registered"):
+        select_baseline(DEFAULT_TASKS, 7, (128, 256), dataset="nowhere")

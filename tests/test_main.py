@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 import main_cityscapes
-from data import source
+from data.datasets import DATASETS
 from data.labels import CATEGORY_NAMES
 from evaluation.delta_m import PUBLISHED_BASELINE, PUBLISHED_NAME, delta_m
 
@@ -142,8 +142,8 @@ def test_image_size_must_be_a_multiple_of_32(tmp_path, capsys):
 
 
 def test_missing_release_falls_back_to_synthcity_and_says_so_first(tmp_path, monkeypatch, capsys):
-    monkeypatch.setattr(source, "CITYSCAPES_ROOT", tmp_path / "no-release")
-    monkeypatch.setattr(source, "SYNTHCITY_ROOT", tmp_path / "synthcity")
+    monkeypatch.setattr(DATASETS["cityscapes"], "default_root", tmp_path / "no-release")
+    monkeypatch.setattr(DATASETS["synthcity"], "default_root", tmp_path / "synthcity")
     argv = ["--image-size", "32x64", "--synthcity-train", "8", "--synthcity-val", "4", "--epochs", "1",
             "--batch-size", "4", "--width-mult", "0.125", "--num-workers", "0", "--out", str(tmp_path / "runs"),
             "--name", "run"]
@@ -155,7 +155,7 @@ def test_missing_release_falls_back_to_synthcity_and_says_so_first(tmp_path, mon
 
 
 def test_named_cityscapes_without_a_release_never_falls_back(tmp_path, monkeypatch, capsys):
-    monkeypatch.setattr(source, "CITYSCAPES_ROOT", tmp_path / "no-release")
+    monkeypatch.setattr(DATASETS["cityscapes"], "default_root", tmp_path / "no-release")
     assert main_cityscapes.main(["--dataset", "cityscapes", "--out", str(tmp_path / "runs")]) == 2
     err = capsys.readouterr().err
     assert str(tmp_path / "no-release") in err and "Getting the data" in err

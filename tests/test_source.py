@@ -4,6 +4,7 @@ from test_prepare_cityscapes import OUT, make_raw
 
 from data import source
 from data.check import DatasetError
+from data.datasets import DATASETS
 from data.prepare_cityscapes import prepare
 
 
@@ -17,7 +18,7 @@ def unfinished(tmp_path):
 
 
 def test_unfinished_build_at_the_default_place_is_an_error_not_a_fallback(unfinished, monkeypatch):
-    monkeypatch.setattr(source, "CITYSCAPES_ROOT", unfinished)
+    monkeypatch.setattr(DATASETS["cityscapes"], "default_root", unfinished)
     announced = []
     with pytest.raises(DatasetError, match="unfinished") as error:
         source.resolve(None, None, None, 7, 8, 4, announce=announced.append)

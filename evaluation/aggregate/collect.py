@@ -118,7 +118,7 @@ def find_baselines(tasks, setup, single, baseline_file=None, separate=()):
     single-task runs with those values. A --baseline FILE measured in another setup is refused,
     unless only separated settings differ: then it serves none of these rows."""
     baselines, notes = {}, {}
-    published, name, why = select_baseline(tasks, setup["classes"], tuple(setup["image_size"]), setup["synthetic"])
+    published, name, why = select_baseline(tasks, setup["classes"], tuple(setup["image_size"]), setup["data_name"])
     if published is not None:
         baselines["published"], notes["published"] = published, f"{name}: {why}"
     else:
