@@ -26,8 +26,9 @@ values, and its Δm uses single-task runs with the same values.
 
 Baselines for Δm: the published single-task row only for the real 7-class 128x256 release;
 the sweep's own single-task runs (sweep.sh --single-task) or --baseline FILE in any setup.
-Runs without summary.json are listed as unfinished or crashed, never averaged; a crash is
-known from the `<name>.exit` status file that scripts/sweep.sh writes beside the run folder.
+Runs without summary.json are listed as unfinished or crashed, never averaged; their state is
+runfolder/state.py's, from the run folder and the `<name>.exit` status file that a sweep writes
+beside it.
 """
 
 from pathlib import Path

@@ -3,13 +3,16 @@
 import argparse
 import sys
 
+from runfolder.exit_codes import EXIT_BAD_INPUT, EXIT_OK
+
 from ..run_record import RunError
 from . import aggregate
 from .collect import RESULTS
 
 
 def main(argv=None):
-    p = argparse.ArgumentParser(description="Tables (markdown, CSV) and test curves (PNG) from a sweep folder: "
+    p = argparse.ArgumentParser(prog="python3 -m evaluation.aggregate",
+                                description="Tables (markdown, CSV) and test curves (PNG) from a sweep folder: "
                                             "mean ± std over seeds per (method, weighting), Δm, Welch t-tests "
                                             "with Holm's correction. "
                                             "The runs must share every setting that changes results.")
@@ -27,10 +30,10 @@ def main(argv=None):
         paths = aggregate(args.sweep_dir, args.results, args.baseline, args.separate)
     except (RunError, ValueError) as e:
         print(f"error: {e}", file=sys.stderr)
-        return 2
+        return EXIT_BAD_INPUT
     print(paths["md"].read_text())
     print("written: " + ", ".join(str(p) for p in paths.values()))
-    return 0
+    return EXIT_OK
 
 
 if __name__ == "__main__":

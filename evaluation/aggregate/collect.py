@@ -1,14 +1,17 @@
-"""A sweep folder read into runs (docs/design.md, "Run states"): its finished runs, the runs
-not averaged and why, its task set, the setup its runs share and the baselines for Δm."""
+"""A sweep folder read into runs: its finished runs, the runs not averaged and why (their state
+is runfolder/state.py's, docs/design.md, "Run states"), its task set, the setup its runs share
+and the baselines for Δm."""
 
 from pathlib import Path
 
+from runfolder import state
+from runfolder.files import EXIT_SUFFIX, METRICS, SUMMARY, log_file
 from tasks import DEFAULT_TASKS, canonical
 
 from ..baseline import build_baseline, describe_seeds
 from ..delta_m import load_baseline, select_baseline
 from ..run_config import describe_differences, setting_text, setup_differences, shared_setup
-from ..run_record import CONFIG, METRICS, SUMMARY, RunError, read_json, read_run
+from ..run_record import RunError, read_json, read_run
 
 RESULTS = "results"  # the default output folder, inside the sweep's folder
 
@@ -40,16 +43,8 @@ def separated_values(run, separate):
     return tuple(setting_text(run.setup[key]) for key in separate)
 
 
-def _exit_status(sweep_dir, name):
-    path = sweep_dir / f"{name}.exit"
-    try:
-        return int(path.read_text().strip()) if path.exists() else None
-    except ValueError:
-        raise RunError(f"{path}: expected an exit status (an integer) written by scripts/sweep.sh") from None
-
-
 def _last_log_line(sweep_dir, name):
-    path = sweep_dir / f"{name}.log"
+    path = log_file(sweep_dir, name)
     if not path.exists():
         return ""
     lines = [s.strip() for s in path.read_text(errors="replace").replace("\r", "\n").splitlines() if s.strip()]
@@ -57,18 +52,19 @@ def _last_log_line(sweep_dir, name):
 
 
 def _not_averaged(sweep_dir, name):
-    """A row of the 'not averaged' list: name, state, finished epochs, last log line."""
+    """A row of the 'not averaged' list: name, state, finished epochs, last log line. A run that
+    is not failed is unfinished, whether running, interrupted or pending: the list does not tell
+    them apart."""
     metrics = sweep_dir / name / METRICS
     # Count lines rather than parse them: a killed run may have left a torn last line.
     epochs = sum(1 for line in metrics.read_text().splitlines() if line.strip()) if metrics.exists() else 0
-    status = _exit_status(sweep_dir, name)
-    if not (sweep_dir / name).is_dir():
-        state = f"failed before creating its run folder (exit {status})"
-    elif not (sweep_dir / name / CONFIG).exists():
-        state = "unfinished (no config.json yet)" if status is None else f"crashed (exit {status}), no config.json"
+    run = state.run_state(sweep_dir, name)
+    if run.state == state.FAILED:
+        text = (f"failed before creating its run folder (exit {run.exit_status})" if run.progress == state.ABSENT
+                else f"crashed (exit {run.exit_status})" + (", no config.json" if run.progress == state.CREATED else ""))
     else:
-        state = "unfinished (running or interrupted)" if status is None else f"crashed (exit {status})"
-    return {"run": name, "state": state, "epochs": epochs, "note": _last_log_line(sweep_dir, name)}
+        text = "unfinished (running or interrupted)" if run.progress == state.STARTED else "unfinished (no config.json yet)"
+    return {"run": name, "state": text, "epochs": epochs, "note": _last_log_line(sweep_dir, name)}
 
 
 def scan_sweep(sweep_dir, results_dir=None):
@@ -82,8 +78,8 @@ def scan_sweep(sweep_dir, results_dir=None):
     # hidden folders belong to the launchers (submitit's .slurm), not to runs
     run_names = sorted(p.name for p in sweep_dir.iterdir()
                        if p.is_dir() and not p.name.startswith(".") and p.resolve() not in outputs)
-    crashed_early = sorted(p.stem for p in sweep_dir.glob("*.exit") if not (sweep_dir / p.stem).exists()
-                           and _exit_status(sweep_dir, p.stem) != 0)
+    crashed_early = sorted(p.stem for p in sweep_dir.glob(f"*{EXIT_SUFFIX}") if not (sweep_dir / p.stem).exists()
+                           and state.run_state(sweep_dir, p.stem).state == state.FAILED)
     for name in run_names:
         if (sweep_dir / name / SUMMARY).exists():
             finished.append(read_run(sweep_dir / name))
