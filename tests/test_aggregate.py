@@ -350,6 +350,27 @@ def test_a_sweep_without_finished_runs_lists_them(tmp_path):
     assert read_csv(paths["csv"]) == [] and "png" not in paths
 
 
+def test_each_run_not_averaged_is_listed_with_its_state(tmp_path):
+    """The states of runfolder/state.py, from the folders and the sweep's .exit files."""
+    sweep = tmp_path / "runs" / "s"
+    make_run(sweep, "adam-ew-s0", {k: 0.5 for k in ADAM})
+    (sweep / "created").mkdir()  # no config.json yet: starting, or stopped before its first write
+    (sweep / "created-failed").mkdir()
+    (sweep / "created-failed.exit").write_text("2\n")
+    make_run(sweep, "stopped", {k: 0.5 for k in ADAM}, seed=1, finished=False)
+    (sweep / "stopped.exit").write_text("0\n")  # ended well, yet unfinished: it resumes, no crash
+    (sweep / "killed.exit").write_text("143\n")
+    (sweep / "killed.log").write_text("stopped by SIGTERM\n")
+    (sweep / "done-elsewhere.exit").write_text("0\n")  # a folder moved away after it finished
+    lines = aggregate(sweep, tmp_path / "results")["md"].read_text().split("## Not averaged")[1].splitlines()
+    assert [line for line in lines if line.startswith("| ") and not line.startswith("| Run")] == [
+        "| created | unfinished (no config.json yet) | 0 |  |",
+        "| created-failed | crashed (exit 2), no config.json | 0 |  |",
+        "| stopped | unfinished (running or interrupted) | 4 |  |",
+        "| killed | failed before creating its run folder (exit 143) | 0 | `stopped by SIGTERM` |",
+    ]
+
+
 def refusal(capsys, sweep, tmp_path, *options):
     """stderr of the CLI refusing the sweep: exit 2, no traceback, nothing written."""
     assert main([str(sweep), "--results", str(tmp_path / "results"), *options]) == 2
