@@ -8,7 +8,7 @@ read) and where its class is; the class, and torch with it, is imported only whe
 built or its metrics are asked for. So code that needs the names alone (the sweeps' plan and
 command line) never imports torch. tests/test_tasks.py checks each entry against its class.
 """
-import importlib
+import pkgutil
 from collections.abc import Iterable
 from dataclasses import dataclass
 
@@ -32,8 +32,7 @@ class TaskEntry:
 
     def load(self) -> type[Task]:
         """The task's class (imports its module, and torch)."""
-        module, _, name = self.cls.partition(":")
-        return getattr(importlib.import_module(module), name)
+        return pkgutil.resolve_name(self.cls)
 
     @property
     def metrics(self) -> tuple[Metric, ...]:

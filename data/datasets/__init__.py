@@ -4,13 +4,16 @@ DATASETS maps each --dataset name to its dataset. Its order is the order in whic
 neither --dataset nor --data-path looks for data (data/source.py): the first dataset that is
 not generated and whose release is at its default root, else the first generated one.
 """
+import pkgutil
 from pathlib import Path
 
 from .base import Dataset
-from .cityscapes import CityscapesRelease
-from .synthcity import SynthCity
 
-DATASETS: dict[str, Dataset] = {dataset.name: dataset for dataset in (CityscapesRelease(), SynthCity())}
+# One line per dataset: "module:Class".
+DATASETS: dict[str, Dataset] = {dataset.name: dataset for dataset in (pkgutil.resolve_name(path)() for path in (
+    "data.datasets.cityscapes:CityscapesRelease",
+    "data.datasets.synthcity:SynthCity",
+))}
 
 
 def dataset_of(root) -> Dataset:
