@@ -230,14 +230,16 @@ def read_json(path):
 
 @dataclass
 class Run:
-    """A run folder as the readers (baselines, aggregation) see it."""
+    """A run folder as the readers (baselines, aggregation) see it, through today's flags and
+    method options (`definitions`: run_config.SettingDefinitions)."""
     path: Path
     config: dict
     summary: dict | None  # None while the run is unfinished
+    definitions: run_config.SettingDefinitions
 
     @property
     def settings(self):
-        return run_config.settings(self.config)
+        return run_config.settings(self.config, self.definitions)
 
     @property
     def tasks(self):
@@ -250,7 +252,17 @@ class Run:
     @property
     def setup(self):
         """What must be equal between runs for their test metrics to be averaged or compared."""
-        return run_config.setup_of(self.config)
+        return run_config.setup_of(self.config, self.definitions)
+
+    @property
+    def method_identity(self):
+        """The method's own settings (its options, head_grads): runs of one row agree on them."""
+        return run_config.method_identity(self.config, self.definitions)
+
+    @property
+    def departures(self):
+        """The method's own settings that depart from its defaults, for the row label."""
+        return run_config.departures(self.config, self.definitions)
 
     def last10(self, metric):
         value = (self.summary or {}).get("last10", {}).get(metric)
@@ -271,8 +283,9 @@ class Run:
         return n
 
 
-def read_run(path):
-    """The run in folder `path`; its summary is None if it has not finished."""
+def read_run(path, definitions):
+    """The run in folder `path`, its settings read through `definitions`
+    (experiment.flags.setting_definitions()); its summary is None if it has not finished."""
     path = Path(path)
     if not (path / CONFIG).is_file():
         raise RunError(f"{path}: no {CONFIG}; not a run folder of main_cityscapes.py")
@@ -280,7 +293,7 @@ def read_run(path):
         config = run_config.read_config(path / CONFIG)
     except run_config.ConfigError as e:
         raise RunError(str(e)) from None
-    return Run(path, config, read_json(path / SUMMARY) if (path / SUMMARY).exists() else None)
+    return Run(path, config, read_json(path / SUMMARY) if (path / SUMMARY).exists() else None, definitions)
 
 
 def last_epochs_text(runs):

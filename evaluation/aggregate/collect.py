@@ -4,6 +4,7 @@ and the baselines for Δm."""
 
 from pathlib import Path
 
+from experiment.flags import setting_definitions
 from runfolder import state
 from runfolder.files import EXIT_SUFFIX, METRICS, SUMMARY, log_file
 from tasks import DEFAULT_TASKS, canonical
@@ -36,6 +37,14 @@ def sweep_tasks(sweep_dir, runs):
 
 def is_multi_task(run, tasks):
     return len(run.tasks) > 1 and canonical(run.tasks) == tasks
+
+
+def weighting_label(run):
+    """The row's weighting: its name, with the method's own settings that depart from its
+    defaults, "pcgrad (head_grads=weighted)" (docs/design.md, "Settings and their legacy values").
+    Runs of one method that differ in them are rows of their own, never averaged together."""
+    departures = ", ".join(f"{key}={setting_text(value)}" for key, value in run.departures.items())
+    return run.settings["weighting"] + (f" ({departures})" if departures else "")
 
 
 def separated_values(run, separate):
@@ -82,7 +91,7 @@ def scan_sweep(sweep_dir, results_dir=None):
                            and state.run_state(sweep_dir, p.stem).state == state.FAILED)
     for name in run_names:
         if (sweep_dir / name / SUMMARY).exists():
-            finished.append(read_run(sweep_dir / name))
+            finished.append(read_run(sweep_dir / name, setting_definitions()))
         else:
             problems.append(_not_averaged(sweep_dir, name))
     return finished, problems + [_not_averaged(sweep_dir, name) for name in crashed_early]

@@ -7,7 +7,7 @@ from tasks import reported_metrics
 from ..delta_m import delta_m
 from ..run_record import check_distinct_seeds, last_epochs_text
 from ..significance import holm, mean_std, welch_p
-from .collect import separated_values
+from .collect import separated_values, weighting_label
 
 REFERENCE = ("adam", "ew")  # the row every other (method, weighting) is tested against
 ALPHA = 0.05
@@ -40,10 +40,10 @@ def group_order(key):
 
 
 def group_runs(runs, separate):
-    """{(method, weighting, separated values): [Run] by seed}, adam + ew first."""
+    """{(method, weighting label, separated values): [Run] by seed}, adam + ew first."""
     groups = {}
     for run in runs:
-        key = (run.settings["method"], run.settings["weighting"], separated_values(run, separate))
+        key = (run.settings["method"], weighting_label(run), separated_values(run, separate))
         groups.setdefault(key, []).append(run)
     for seeds in groups.values():
         seeds.sort(key=lambda r: r.seed)
