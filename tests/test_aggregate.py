@@ -15,6 +15,7 @@ from evaluation.baseline import build_baseline
 from evaluation.delta_m import PUBLISHED_BASELINE
 from evaluation.run_record import read_run
 from evaluation.significance import holm
+from experiment.flags import setting_definitions
 
 TWO = ("semantic", "depth")
 
@@ -213,7 +214,7 @@ def test_figure_panels_have_the_tables_names_units_and_direction():
 def test_figure_curves_are_on_the_tables_scale(synthetic):
     paths, _ = synthetic
     sweep = paths["md"].parent.parent / "runs" / "demo"
-    runs = {name: read_run(sweep / name) for name in ("adam-ew-s0", "adam-ew-s1", "single-depth-s0")}
+    runs = {name: read_run(sweep / name, setting_definitions()) for name in ("adam-ew-s0", "adam-ew-s1", "single-depth-s0")}
     baseline = {"miou": 0.61, "pix_acc": 0.85, "abs_err": 0.019, "rel_err": 0.26}
     adam, single = figure_curves(TWO, {("adam", "ew", ()): [runs["adam-ew-s0"], runs["adam-ew-s1"]],
                                   ("single-task", None, ()): [runs["single-depth-s0"]]},
@@ -306,7 +307,7 @@ def test_no_delta_m_for_synthetic_data_without_single_task_runs(tmp_path):
 
 def test_baseline_file_option_and_its_setup_check(tmp_path, capsys):
     sweep = make_sweep(tmp_path / "runs" / "demo", single_task=False)
-    baseline = build_baseline([read_run(d) for d in single_task_runs(tmp_path / "elsewhere")])
+    baseline = build_baseline([read_run(d, setting_definitions()) for d in single_task_runs(tmp_path / "elsewhere")])
     path = tmp_path / "baseline.json"
     path.write_text(json.dumps(baseline))
     assert main([str(sweep), "--results", str(tmp_path / "results"), "--baseline", str(path)]) == 0
@@ -453,7 +454,7 @@ def test_separate_lr_makes_rows_per_lr_tested_against_adam_ew_with_the_same_lr(t
 
 
 def test_separate_uses_a_baseline_file_only_for_the_rows_of_its_setup(tmp_path):
-    baseline = build_baseline([read_run(d) for d in single_task_runs(tmp_path / "elsewhere")])
+    baseline = build_baseline([read_run(d, setting_definitions()) for d in single_task_runs(tmp_path / "elsewhere")])
     path = tmp_path / "baseline.json"
     path.write_text(json.dumps(baseline))
     paths = aggregate(lr_sweep(tmp_path / "runs" / "lrs", single_task=False), tmp_path / "results", path, ["lr"])

@@ -152,7 +152,7 @@ def edit_config(run, edit):
     (lambda c: c["settings"].pop("lr"), '"settings.lr" is missing'),
     (lambda c: c.update(data=["not", "an", "object"]), '"data" must be an object, not list'),
     (lambda c: c.update(tasks="semantic"), '"tasks" must be a non-empty list'),
-    (lambda c: c.update(schema_version=99), "schema_version is 99; this version reads 1..5"),
+    (lambda c: c.update(schema_version=99), "schema_version is 99; this version reads 1..6"),
 ])
 def test_a_hand_edited_config_is_refused_naming_file_and_key(data, tmp_path, capsys, edit, named):
     run = finished_then_unfinished(data, tmp_path)
@@ -193,8 +193,11 @@ def test_the_checkpoint_guards_the_data_even_when_the_config_identity_is_edited_
 def test_config_records_schema_and_environment_apart_from_settings(data, tmp_path):
     run = finished_then_unfinished(data, tmp_path)
     config = json.loads((run / "config.json").read_text())
-    assert config["schema_version"] == 5 and config["data"]["identity"]["kind"] == "synthcity"
+    assert config["schema_version"] == 6 and config["data"]["identity"]["kind"] == "synthcity"
     assert not {"device", "num_workers", "in_memory"} & set(config["settings"])
+    # the chosen method's options only (ew has none): another method's are no setting of this run
+    assert not [key for key in config["settings"] if key.startswith(("pcgrad_", "nash_mtl_", "cagrad_"))]
+    assert "main_task" not in config["settings"] and config["settings"]["head_grads"] == "own"
     assert {"device", "num_workers", "in_memory", "host", "cuda_visible_devices", "torch_threads"} \
         <= set(config["environment"])
     # a resume may move the run: the environment is this call's
@@ -225,28 +228,32 @@ def test_a_schema_2_config_without_the_diagnostics_flag_still_resumes(data, tmp_
     assert len(rows_without_wall_clock(run)) == 2
 
 
-def test_settings_added_later_read_as_the_behaviour_before_them():
+def test_settings_added_later_read_as_their_legacy_values():
     from evaluation import run_config
+    from experiment.flags import setting_definitions
 
-    old = {"schema_version": 3, "settings": {"lr": 1e-4}}
-    filled = run_config.settings(old)
-    # what a version-3 run did: plain head gradients, Frank-Wolfe MGDA, per-epoch DWA, ...
-    assert filled["head_grads"] == "own" and filled["mgda_solver"] == "frank_wolfe" and filled["dwa_mode"] == "epoch"
-    assert filled["gradnorm_alpha"] == 1.5 and filled["stch_warmup_epochs"] == 4  # methods it could not use
-    assert run_config.settings({**old, "schema_version": 5}) == {"lr": 1e-4}  # a newer file must say it
-    assert run_config.settings({**old, "schema_version": 4})["dtype"] == "float32"
+    definitions = setting_definitions()
+    old = {"settings": {"lr": 1e-4, "weighting": "mgda", "nash_mtl_tol": 1e-3}}
+    filled = run_config.settings(old, definitions)
+    # what a run from before these settings did: plain head gradients, Frank-Wolfe MGDA, float32
+    assert filled["head_grads"] == "own" and filled["mgda_solver"] == "frank_wolfe" and filled["dtype"] == "float32"
+    assert filled["mgda_convention"] == "ours" and "mgda_epsilon" not in filled  # recorded since MGDA came
+    assert "nash_mtl_tol" not in filled  # another method's option, which older files recorded
+    dwa = run_config.settings({"settings": {"weighting": "dwa", "dwa_temperature": 2.0}}, definitions)
+    assert (dwa["dwa_mode"], dwa["dwa_window"]) == ("epoch", 25)  # DWA per epoch before the option
+    aligned = run_config.settings({"settings": {"weighting": "aligned_mtl"}}, definitions)
+    assert aligned["aligned_mtl_rank_eps"] == 2.220446049250313e-16  # torchjd's float64 cut-off
 
 
 def test_a_schema_3_run_without_the_version_4_settings_still_resumes(data, tmp_path):
     """A run as version 3 made it: its settings had the version-3 behaviour, and neither its
-    config.json nor its checkpoint records the keys version 4 added."""
+    config.json nor its checkpoint records the keys version 4 added (nor does version 6
+    record the options of other methods)."""
     import torch
 
-    from evaluation import run_config
-
-    run = finished_then_unfinished(data, tmp_path, "--mgda-solver", "frank_wolfe",
-                                   "--aligned-mtl-rank-eps", "2.220446049250313e-16")
-    added = (set(run_config.ADDED_SETTINGS) | set(run_config._new_method_defaults())) - {"diagnostics"}
+    run = finished_then_unfinished(data, tmp_path, "--weighting", "mgda", "--mgda-solver", "frank_wolfe",
+                                   "--head-grads", "own")
+    added = ("head_grads", "dtype", "mgda_solver", "mgda_convention")
 
     def to_schema_3(record):
         record["schema_version"] = 3

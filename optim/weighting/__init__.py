@@ -65,5 +65,13 @@ def method_table():
     return "\n".join(rows)
 
 
-__all__ = ["WEIGHTINGS", "build_weighting", "method_table", "losses_after_fn", "Contributions", "Option",
-           "StepContext", "WeightingMethod"]
+__all__ = [
+    "WEIGHTINGS",
+    "Contributions",
+    "Option",
+    "StepContext",
+    "WeightingMethod",
+    "build_weighting",
+    "losses_after_fn",
+    "method_table",
+]
