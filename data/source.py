@@ -51,38 +51,34 @@ def _generated(dataset, size, n_train, n_val):
     return _source(dataset, dataset.generate(size, n_train, n_val))
 
 
-def _titles(datasets):
-    return " or ".join(d.title for d in datasets)
+def _by_path(data_path, dataset, num_classes):
+    """The release at --data-path, which must be of --dataset when one is given."""
+    try:
+        source = open_release(data_path, num_classes)
+    except DatasetError as e:
+        raise DatasetError(f"--data-path {data_path} does not hold a valid release:\n{e}") from None
+    if dataset is not None and dataset != source.name:
+        markers = "; ".join(f"{d.title} output is marked by its {d.marker}" for d in DATASETS.values() if d.marker)
+        raise ValueError(f"--dataset {dataset} but --data-path {data_path} holds {source.name} data ({markers})")
+    return source
 
 
-def resolve(dataset, data_path, image_size, num_classes, synth_train, synth_val, announce=print):
-    """The DataSource for the CLI's --dataset, --data-path and --image-size (text or None).
-    When the choice of a generated dataset is made for the user, `announce` tells them first."""
-    generated = [d for d in DATASETS.values() if d.generated]
-    if image_size is not None and (data_path is not None or (dataset is not None and not DATASETS[dataset].generated)):
-        raise ValueError(f"--image-size applies only to generated {_titles(generated)} data; a release's size "
-                         "comes from its files")
-    size = parse_image_size(image_size or "128x256")
-    if data_path is not None:
-        try:
-            source = open_release(data_path, num_classes)
-        except DatasetError as e:
-            raise DatasetError(f"--data-path {data_path} does not hold a valid release:\n{e}") from None
-        if dataset is not None and dataset != source.name:
-            markers = "; ".join(f"{d.title} output is marked by its {d.marker}" for d in DATASETS.values() if d.marker)
-            raise ValueError(f"--dataset {dataset} but --data-path {data_path} holds {source.name} data ({markers})")
-        return source
-    if dataset is not None:
-        chosen = DATASETS[dataset]
-        if chosen.generated:
-            return _generated(chosen, size, synth_train, synth_val)
-        try:
-            return open_release(chosen.default_root, num_classes)
-        except DatasetError as e:
-            raise DatasetError(f"--dataset {dataset}: no valid release at {chosen.default_root}; "
-                               f"{chosen.how_to_get}.\n{e}") from None
+def _by_name(chosen, size, num_classes, n_train, n_val):
+    """--dataset alone: generated, or its release at its default root."""
+    if chosen.generated:
+        return _generated(chosen, size, n_train, n_val)
+    try:
+        return open_release(chosen.default_root, num_classes)
+    except DatasetError as e:
+        raise DatasetError(f"--dataset {chosen.name}: no valid release at {chosen.default_root}; "
+                           f"{chosen.how_to_get}.\n{e}") from None
+
+
+def _by_default(size, num_classes, n_train, n_val, announce):
+    """Neither flag: the first release the user gets that is at its default root, else the
+    first generated dataset, announced. A broken release there is an error, not skipped."""
     got = [d for d in DATASETS.values() if not d.generated]
-    fallback = generated[0]
+    fallback = next(d for d in DATASETS.values() if d.generated)
     for candidate in got:
         try:
             return open_release(candidate.default_root, num_classes)
@@ -93,4 +89,19 @@ def resolve(dataset, data_path, image_size, num_classes, synth_train, synth_val,
     missing = " or ".join(f"{d.title} release at {d.default_root}" for d in got)
     announce(f"No {missing}: using {fallback.title}, {fallback.description}. For the real data "
              f"{'; '.join(d.how_to_get for d in got)}.", flush=True)
-    return _generated(fallback, size, synth_train, synth_val)
+    return _generated(fallback, size, n_train, n_val)
+
+
+def resolve(dataset, data_path, image_size, num_classes, synth_train, synth_val, announce=print):
+    """The DataSource for the CLI's --dataset, --data-path and --image-size (text or None).
+    When the choice of a generated dataset is made for the user, `announce` tells them first."""
+    if image_size is not None and (data_path is not None or (dataset is not None and not DATASETS[dataset].generated)):
+        generated = " or ".join(d.title for d in DATASETS.values() if d.generated)
+        raise ValueError(f"--image-size applies only to generated {generated} data; a release's size comes from "
+                         "its files")
+    size = parse_image_size(image_size or "128x256")
+    if data_path is not None:
+        return _by_path(data_path, dataset, num_classes)
+    if dataset is not None:
+        return _by_name(DATASETS[dataset], size, num_classes, synth_train, synth_val)
+    return _by_default(size, num_classes, synth_train, synth_val, announce)
