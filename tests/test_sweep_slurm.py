@@ -14,6 +14,7 @@ from pathlib import Path
 import pytest
 import slurm_cluster
 
+from runfolder.exit_codes import EXIT_BUSY
 from sweeps import plan, runner, slurm
 
 REPO = Path(__file__).resolve().parent.parent
@@ -98,7 +99,7 @@ def test_a_cancelled_array_element_resumes_when_sweep_sh_submits_the_sweep_again
     assert slurm.run(sweep_dir, runs, opts) is None
     job = re.search(r"submitted Slurm job (\d+): 4 elements", capsys.readouterr().out)[1]
     # Submitted again while its elements are queued or running: they count as running, nothing is added.
-    assert slurm.run(sweep_dir, runs, opts) == {run.name: runner.EXIT_BUSY for run in runs}
+    assert slurm.run(sweep_dir, runs, opts) == {run.name: EXIT_BUSY for run in runs}
     assert len(submissions(sweep_dir)) == 1
     script = (sweep_dir / slurm.FOLDER / f"{job}_submission.sh").read_text()
     assert "#SBATCH --array=0-3%4" in script and "#SBATCH --gres=shard:1" in script
