@@ -5,23 +5,23 @@ task_params, lr); the CLI's choices come from it.
 """
 from __future__ import annotations
 
+import pkgutil
 from collections.abc import Callable, Iterable, Sequence
 
 import torch
 from torch import Tensor
 
 from .adatask import AdagradWithAdaTask, AdamWithAdaTask, AdaTaskOptimizer, RMSpropWithAdaTask
-from .registry import load_all
 from .task_gradients import task_gradients
 
 # One line per optimizer base: a class that names its torch.optim form in `plain`
 # (docs/design.md, "How to add an optimizer base").
-BASES = load_all(
+BASES = tuple(map(pkgutil.resolve_name, (
     "optim.adatask:AdamWithAdaTask",
     "optim.adatask:RMSpropWithAdaTask",
     "optim.adatask:AdagradWithAdaTask",
     "optim.sgd_core:SGDCore",
-)
+)))
 
 # (shared_params, task_params: K lists, lr) -> the optimizer
 OptimizerBuilder = Callable[[Iterable[Tensor], Sequence[Iterable[Tensor]], float], torch.optim.Optimizer]

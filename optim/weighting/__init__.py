@@ -5,12 +5,13 @@ Each class carries its metadata (paper, needs, cost, OPTIONS), from which
 `method_table()` renders the README table and the CLI builds --help and its
 --<method>-<option> flags.
 """
-from ..registry import load_all
+import pkgutil
+
 from .base import Contributions, Option, StepContext, WeightingMethod
 from .lookahead import losses_after_fn
 
 # One line per method: "module:Class". The order is that of --help and the README table.
-WEIGHTINGS = {cls.name: cls for cls in load_all(
+WEIGHTINGS = {cls.name: cls for cls in map(pkgutil.resolve_name, (
     # loss-only
     "optim.weighting.ew:EqualWeighting",
     "optim.weighting.rlw:RandomLossWeighting",
@@ -40,7 +41,7 @@ WEIGHTINGS = {cls.name: cls for cls in load_all(
     "optim.weighting.excess_mtl:ExcessMTL",
     "optim.weighting.config:ConFIG",
     "optim.weighting.dualproj:DualProj",
-)}
+))}
 
 
 def build_weighting(name, num_tasks, **options):
