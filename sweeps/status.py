@@ -10,8 +10,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from runfolder import exit_codes, state
-from runfolder.files import CONFIG, METRICS
-from tasks import DEFAULT_TASKS, TASKS, reported_metrics
+from runfolder.files import CONFIG, METRICS, log_file
+from tasks import DEFAULT_TASKS, TASKS, reported_metric_keys
 
 from . import plan
 
@@ -51,7 +51,7 @@ def status_row(sweep_dir, name):
     total = config.get("settings", {}).get("epochs", "?") if isinstance(config, dict) else None
     epochs = f"{len(rows)}/{total}" if total is not None else "-"
     test = rows[-1].get("test", {}) if rows else {}
-    metrics = {m.key: test[m.key] for m in reported_metrics(TASKS) if isinstance(test.get(m.key), (int, float))}
+    metrics = {key: test[key] for key in reported_metric_keys(TASKS) if isinstance(test.get(key), (int, float))}
     try:
         run = state.run_state(sweep_dir, name)
     except (state.ExitFileError, OSError) as e:  # a status never fails on one run
@@ -60,7 +60,7 @@ def status_row(sweep_dir, name):
     if run.state == state.RUNNING:
         note = f"{run.owner.get('host', '?')} pid {run.owner.get('pid', '?')}"
     elif run.state == state.FAILED:
-        note = f"exit {run.exit_status}, see {name}.log"
+        note = f"exit {run.exit_status}, see {log_file(sweep_dir, name).name}"
     elif run.state == state.INTERRUPTED:  # pending too: rerunning the sweep resumes it
         shown, note = state.PENDING, "stopped; resumes"
     return StatusRow(name, shown, epochs, metrics, note)
@@ -72,8 +72,8 @@ def report(sweep_dir):
     counts = ", ".join(f"{sum(s.state == kind for s in states)} {kind}" for kind in STATES)
     width = max([len("run")] + [len(s.name) for s in states])
     # The default tasks' columns, and those of every other task a run reports.
-    shown = [m.key for m in reported_metrics(TASKS)
-             if m.key in {m.key for m in reported_metrics(DEFAULT_TASKS)} or any(m.key in s.metrics for s in states)]
+    shown = [key for key in reported_metric_keys(TASKS)
+             if key in reported_metric_keys(DEFAULT_TASKS) or any(key in s.metrics for s in states)]
     lines = [f"sweep {Path(sweep_dir).name} ({sweep_dir}): {len(states)} runs: {counts}",
              f"{'run':<{width}}  {'state':<8}  {'epoch':>7}" + "".join(f"  {k:>8}" for k in shown)]
     for s in states:
