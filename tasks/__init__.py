@@ -23,11 +23,14 @@ class TaskEntry:
 
     folders: every release folder the task may read besides image/, for any settings (which
         label set it reads depends on --classes; Task.folders() gives a run's).
+    metric_keys: the keys of its reported metrics, as its class declares them (what
+        --status shows without loading the class).
     cls: "module:Class" of its Task subclass.
     """
 
     name: str
     folders: tuple[str, ...]
+    metric_keys: tuple[str, ...]
     cls: str
 
     def load(self) -> type[Task]:
@@ -41,9 +44,9 @@ class TaskEntry:
 
 
 TASKS: dict[str, TaskEntry] = {entry.name: entry for entry in (
-    TaskEntry("semantic", folders=tuple(map(label_dir, CLASS_COUNTS)), cls="tasks.semantic:SemanticTask"),
-    TaskEntry("instance", folders=(INSTANCE_DIR,), cls="tasks.instance:InstanceTask"),
-    TaskEntry("depth", folders=(DEPTH_DIR,), cls="tasks.depth:DepthTask"),
+    TaskEntry("semantic", tuple(map(label_dir, CLASS_COUNTS)), ("miou", "pix_acc"), "tasks.semantic:SemanticTask"),
+    TaskEntry("instance", (INSTANCE_DIR,), ("inst_err",), "tasks.instance:InstanceTask"),
+    TaskEntry("depth", (DEPTH_DIR,), ("abs_err", "rel_err"), "tasks.depth:DepthTask"),
 )}
 DEFAULT_TASKS = ("semantic", "depth")  # the MTAN release's two tasks
 
@@ -68,10 +71,15 @@ def reported_metrics(names: Iterable[str]) -> list[Metric]:
     return [m for name in canonical(names) for m in TASKS[name].metrics]
 
 
+def reported_metric_keys(names: Iterable[str]) -> list[str]:
+    """The keys of reported_metrics(names), from the registry alone (no class loaded, no torch)."""
+    return [key for name in canonical(names) for key in TASKS[name].metric_keys]
+
+
 def task_of_metric(key: str) -> str:
     """The task that reports metric `key`."""
     return next(name for name, entry in TASKS.items() if any(m.key == key for m in entry.metrics))
 
 
 __all__ = ["DEFAULT_TASKS", "TASKS", "Metric", "Task", "TaskEntry", "TaskMeter", "TaskSettings", "TrivialPredictor",
-           "build_tasks", "canonical", "reported_metrics", "task_of_metric"]
+           "build_tasks", "canonical", "reported_metric_keys", "reported_metrics", "task_of_metric"]

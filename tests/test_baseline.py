@@ -7,11 +7,11 @@ import json
 import pytest
 
 from evaluation import run_record
-from experiment.flags import setting_definitions
 from evaluation.baseline import build_baseline, main
 from evaluation.delta_m import delta_m, load_baseline
 from evaluation.run_config import setup_of
 from evaluation.run_record import RunError, read_run
+from experiment.flags import setting_definitions
 
 TASK_KEYS = {"semantic": ("miou", "pix_acc"), "instance": ("inst_err",), "depth": ("abs_err", "rel_err")}
 LOWER_IS_BETTER = ("inst_err", "abs_err", "rel_err")

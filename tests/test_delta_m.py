@@ -77,7 +77,7 @@ class ToyTask(Task):
 
 
 def test_delta_m_of_a_task_registered_in_the_test(monkeypatch, tmp_path):
-    monkeypatch.setitem(tasks.TASKS, "toy", tasks.TaskEntry("toy", folders=(), cls=f"{__name__}:ToyTask"))
+    monkeypatch.setitem(tasks.TASKS, "toy", tasks.TaskEntry("toy", (), ("toy_score", "toy_err"), f"{__name__}:ToyTask"))
     baseline = dict(PUBLISHED_BASELINE, toy_score=2.0, toy_err=4.0)
     metrics = dict(PUBLISHED_BASELINE, toy_score=3.0, toy_err=2.0)
     # the four metrics unchanged; toy_score +50% (higher is better: -50), toy_err -50% (-50): -100 / 6

@@ -1,5 +1,6 @@
 """The sweeps need no torch: planning a sweep and its command line know the tasks by name only
 (the lazy registry of tasks/__init__.py), so `python -m sweeps --help` answers at once."""
+import json
 import subprocess
 import sys
 from pathlib import Path
@@ -21,7 +22,13 @@ def modules_after(code):
     "import sweeps.cli",
     "from sweeps import cli\ntry:\n    cli.main(['--help'])\nexcept SystemExit as e:\n    assert e.code == 0",
     "from sweeps import plan\nplan.build_plan(['adam'], single_task=True, tasks=['depth', 'instance'])",
+    "from sweeps import cli\nassert cli.main(['--status', '--sweep', 's', '--runs', RUNS]) == 0",
 ])
-def test_the_sweep_command_line_and_plan_import_no_torch(code):
-    loaded = modules_after(code)
+def test_the_sweep_command_line_plan_and_status_import_no_torch(code, tmp_path):
+    """--status over a sweep folder whose run has a config.json and a metrics row."""
+    (tmp_path / "s" / "adam-ew-s0").mkdir(parents=True)
+    (tmp_path / "s" / "plan.json").write_text(json.dumps({"runs": [{"name": "adam-ew-s0", "flags": []}]}))
+    (tmp_path / "s" / "adam-ew-s0" / "config.json").write_text(json.dumps({"settings": {"epochs": 2}}))
+    (tmp_path / "s" / "adam-ew-s0" / "metrics.jsonl").write_text(json.dumps({"test": {"miou": 0.5}}) + "\n")
+    loaded = modules_after(code.replace("RUNS", repr(str(tmp_path))))
     assert "tasks" in loaded and "torch" not in loaded

@@ -66,7 +66,7 @@ class BrightnessTask(Task):
 
 @pytest.fixture
 def brightness_registered(monkeypatch):
-    entry = TaskEntry("brightness", folders=(IMAGE_DIR,), cls=f"{__name__}:BrightnessTask")
+    entry = TaskEntry("brightness", (IMAGE_DIR,), ("bright_err",), f"{__name__}:BrightnessTask")
     monkeypatch.setitem(TASKS, entry.name, entry)  # the one registry line
 
 
@@ -118,6 +118,7 @@ def test_each_entry_matches_its_class():
         assert issubclass(cls, Task) and cls.name == entry.name == name
         read = {folder for classes in CLASS_COUNTS for folder in cls(TaskSettings(classes=classes)).folders()}
         assert set(entry.folders) == read, name
+        assert entry.metric_keys == tuple(m.key for m in cls.metrics), name
         assert entry.metrics == cls.metrics
 
 
