@@ -5,20 +5,20 @@ import re
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
-DESIGN = REPO / "docs" / "design.md"
+DESIGN_DOC = REPO / "docs" / "design.md"
 NOT_CHECKED = {"scripts", "tests", "dataset", "results", "runs", "docs"}
 
 
 def layers():
     """{module prefix: layer number} from the table of docs/design.md, "Layers"."""
-    section = DESIGN.read_text().split("\n### Layers\n", 1)[1].split("\n#", 1)[0]
+    section = DESIGN_DOC.read_text().split("\n### Layers\n", 1)[1].split("\n#", 1)[0]
     table = {}
     for line in section.splitlines():
         match = re.match(r"\|\s*(\d+)\s*\|([^|]*)\|", line)
         if match:
             for module in re.findall(r"`([\w.]+)`", match.group(2)):
                 table[module] = int(match.group(1))
-    assert table, f"{DESIGN}: no layer table under \"### Layers\""
+    assert table, f"{DESIGN_DOC}: no layer table under \"### Layers\""
     return table
 
 
