@@ -395,7 +395,7 @@ def test_refuses_seeds_with_another_lr_naming_both_values_and_runs(tmp_path, cap
      ('data_identity: {"generator": {"seed": 0}, "kind": "synthcity"} (adam-ew-s0, adam-ew-s1, adam-ew-s2, '
       'adam-pcgrad-s0 and 7 more) vs {"generator": {"seed": 1}, "kind": "synthcity"} (sgd-ew-s0)')),
     ({"epochs": 20}, "epochs: 12 ("), ({"batch_size": 16}, "batch_size: 8 ("),
-    ({"pcgrad_seed": 3}, "pcgrad_seed: 0 ("), ({"depth_rule": "multiply"}, "depth_rule: divide ("),
+    ({"lr_gamma": 0.1}, "lr_gamma: 0.5 ("), ({"depth_rule": "multiply"}, "depth_rule: divide ("),
     ({"clip_grad_norm": 1.0}, "clip_grad_norm: null ("), ({"augment": False}, "augment: true ("),
     ({"data": {"train_samples": 80}}, "train_samples: 40 (")])
 def test_refuses_runs_that_differ_in_any_setting_that_changes_results(tmp_path, capsys, change, line):
@@ -404,6 +404,14 @@ def test_refuses_runs_that_differ_in_any_setting_that_changes_results(tmp_path, 
     err = refusal(capsys, sweep, tmp_path)
     key = line.split(":")[0]
     assert f"\n  {line}" in err and "(sgd-ew-s0)\n" in err and f"--separate {key};" in err
+
+
+def test_another_methods_option_is_no_setting_of_a_run(tmp_path, capsys):
+    """An ew run's config that records PCGrad's seed (as files before schema 6 did) averages with
+    the others: the option cannot change an ew run."""
+    sweep = make_sweep(tmp_path / "mixed", single_task=False)
+    make_run(sweep, "adam-ew-s9", of_seed(ADAM, 0), seed=9, pcgrad_seed=3)
+    assert main([str(sweep), "--results", str(tmp_path / "results")]) == 0, capsys.readouterr().err
 
 
 def test_lists_every_differing_setting(tmp_path, capsys):
