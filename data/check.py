@@ -420,7 +420,8 @@ def format_summary(summary, deep=True):
 
 
 def main(argv=None):
-    parser = argparse.ArgumentParser(prog="python3 -m data.check", description=__doc__.split("\n")[0])
+    parser = argparse.ArgumentParser(allow_abbrev=False,
+                                     prog="python3 -m data.check", description=__doc__.split("\n")[0])
     parser.add_argument("--data-path", required=True, help="dataset root holding train/ and val/")
     parser.add_argument("--classes", type=int, nargs="+", choices=CLASS_COUNTS, default=list(CLASS_COUNTS),
                         help="label sets to check (default: both)")

@@ -529,7 +529,7 @@ def prepare(raw, out, size=DEFAULT_SIZE, splits=SPLITS, verify=False, workers=DE
 
 
 def main(argv=None):
-    parser = argparse.ArgumentParser(
+    parser = argparse.ArgumentParser(allow_abbrev=False,
         prog="python3 -m data.prepare_cityscapes",
         description="Build the .npy CityScapes release (image, label_7, label_19, depth, and instance when "
                     "gtFine holds *_instanceIds.png) from the raw leftImg8bit, gtFine and disparity packages. "

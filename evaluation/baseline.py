@@ -82,7 +82,8 @@ def describe_seeds(baseline):
 
 
 def main(argv=None):
-    p = argparse.ArgumentParser(description="Turn single-task runs (--tasks <task>, one or more per task and any "
+    p = argparse.ArgumentParser(allow_abbrev=False,
+                                description="Turn single-task runs (--tasks <task>, one or more per task and any "
                                             "number of seeds) into the baseline JSON that --baseline reads.")
     p.add_argument("run_dirs", nargs="+", metavar="RUN_DIR", help="finished single-task run folders")
     p.add_argument("--out", required=True, metavar="FILE", help="baseline JSON to write")

@@ -95,7 +95,7 @@ def _flat(fitted, description, scores):
 
 
 def main(argv=None):
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser = argparse.ArgumentParser(allow_abbrev=False, description=__doc__.split("\n\n")[0])
     parser.add_argument("--data-path", required=True, help="root holding train/ and val/")
     parser.add_argument("--classes", type=int, default=7, choices=CLASS_COUNTS)
     parser.add_argument("--tasks", nargs="+", choices=list(TASKS), metavar="TASK",

@@ -48,7 +48,7 @@ def legacy(action, value):
 
 
 def build_parser():
-    p = argparse.ArgumentParser(
+    p = argparse.ArgumentParser(allow_abbrev=False,
         usage="%(prog)s [options]", formatter_class=HelpFormatter,
         description="Multi-task SegNet on CityScapes (segmentation, depth and instance) with AdaTask and friends. "
                     "Switches (flags without a value) are off unless given.",

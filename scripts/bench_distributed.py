@@ -87,7 +87,7 @@ def measure(method, weighting, width_mult, steps, rank=0, size=1):
 
 
 def main():
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser = argparse.ArgumentParser(allow_abbrev=False, description=__doc__.split("\n\n")[0])
     parser.add_argument("--width-mult", type=float, default=1.0)
     parser.add_argument("--steps", type=int, default=3)
     parser.add_argument("--worker", help=argparse.SUPPRESS)  # file where rank 0 of the torchrun writes its rows

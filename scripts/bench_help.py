@@ -26,7 +26,7 @@ def wall(command, cwd):
 
 
 def main(argv=None):
-    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p = argparse.ArgumentParser(allow_abbrev=False, description=__doc__.splitlines()[0])
     p.add_argument("-n", type=int, default=5, help="timed runs of each command (default 5)")
     p.add_argument("--python", default=sys.executable, help="interpreter (default: this one)")
     p.add_argument("--repo", type=Path, default=REPO, help="checkout holding main_cityscapes.py (default: this one)")

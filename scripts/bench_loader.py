@@ -60,7 +60,7 @@ def samples_per_second(dataset, samples, batch_size, workers):
 
 
 def main():
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser = argparse.ArgumentParser(allow_abbrev=False, description=__doc__.split("\n")[0])
     parser.add_argument("--data-path", help="dataset root (default: a temporary random 128x256 dataset)")
     parser.add_argument("--samples", type=int, default=1024, help="samples read per setting")
     parser.add_argument("--batch-size", type=int, default=8)

@@ -73,7 +73,7 @@ PHASES = ("forward", "backward", "step", "total")
 # ---- setup ------------------------------------------------------------------------
 
 def parse_args(argv=None):
-    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    p = argparse.ArgumentParser(allow_abbrev=False, description=__doc__.split("\n")[0])
     p.add_argument("--methods", nargs="+", default=list(OPTIMIZERS), choices=list(OPTIMIZERS), metavar="METHOD",
                    help=f"optimizers to time (default: all of {', '.join(OPTIMIZERS)})")
     p.add_argument("--steps", type=int, default=5, help="timed steps per method (at least 5 for the README)")

@@ -46,7 +46,7 @@ def trainings(out, side_by_side, threads, extra):
 
 
 def main():
-    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p = argparse.ArgumentParser(allow_abbrev=False, description=__doc__.split("\n\n")[0])
     p.add_argument("--epochs", type=int, default=1)
     p.add_argument("--synthcity-train", type=int, default=256)
     args = p.parse_args()

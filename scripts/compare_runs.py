@@ -100,7 +100,8 @@ def compare_trees(before_root, after_root):
 
 
 def main(argv=None):
-    parser = argparse.ArgumentParser(prog="python -m scripts.compare_runs", description=__doc__.split("\n\n")[0])
+    parser = argparse.ArgumentParser(allow_abbrev=False,
+                                     prog="python -m scripts.compare_runs", description=__doc__.split("\n\n")[0])
     parser.add_argument("before", type=Path, metavar="BEFORE_DIR", help="folder of the runs before the change")
     parser.add_argument("after", type=Path, metavar="AFTER_DIR", help="folder of the same runs after it")
     args = parser.parse_args(argv)

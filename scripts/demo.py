@@ -57,7 +57,7 @@ def thread_policy(cpus):
 
 def demo_settings(flags):
     """The few settings the estimate needs, read from the flags as main_cityscapes.py reads them."""
-    p = argparse.ArgumentParser(add_help=False)
+    p = argparse.ArgumentParser(allow_abbrev=False, add_help=False)
     for flag, kind in (("--epochs", int), ("--batch-size", int), ("--synthcity-train", int),
                        ("--synthcity-val", int), ("--width-mult", float), ("--image-size", str)):
         p.add_argument(flag, type=kind)
@@ -256,7 +256,7 @@ def raise_stopped(signum, frame):
 
 
 def main():
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser = argparse.ArgumentParser(allow_abbrev=False, description=__doc__.split("\n")[0])
     parser.add_argument("--out", default="runs", help="the demo's runs go to OUT/demo/ (default runs)")
     parser.add_argument("--update-results", action="store_true",
                         help="also write the committed results/demo.md (maintainers)")

@@ -42,7 +42,7 @@ def relative_changes(dtype, width_mult, height, width):
 
 
 def main(argv=None):
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser = argparse.ArgumentParser(allow_abbrev=False, description=__doc__.split("\n\n")[0])
     parser.add_argument("--width-mult", type=float, default=0.125)
     parser.add_argument("--image-size", default="32x64", help="HxW")
     args = parser.parse_args(argv)

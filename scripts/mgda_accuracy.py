@@ -33,7 +33,7 @@ def kkt_residual(gram, weights):
 
 
 def main(argv=None):
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser = argparse.ArgumentParser(allow_abbrev=False, description=__doc__.split("\n\n")[0])
     parser.add_argument("--trials", type=int, default=30, help="random Gram matrices per K")
     args = parser.parse_args(argv)
     from torchjd.aggregation import MGDAWeighting

@@ -147,7 +147,7 @@ def figure_link(figure, table):
 
 
 def main(argv=None):
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser = argparse.ArgumentParser(allow_abbrev=False, description=__doc__.split("\n\n")[0])
     parser.add_argument("runs", nargs="+", help="run folders holding au.csv (from --track-au)")
     parser.add_argument("--out", required=True, help="the PNG to write")
     parser.add_argument("--epoch", type=int, help="epoch to show (default: each run's last)")

@@ -27,6 +27,15 @@ class PlannedRun:
     flags: tuple  # the run's own flags and the pass-through flags, without --out/--name/--resume
 
 
+def owned_flag(token):
+    """The flag of OWNED_FLAGS that `token` (one pass-through argument) is or abbreviates, else None:
+    "--see 5" must not reach a run as --seed, whatever a parser would make of it."""
+    name = token.split("=", 1)[0]
+    if len(name) < 3 or not name.startswith("--"):
+        return None
+    return next((flag for flag in OWNED_FLAGS if flag.startswith(name)), None)
+
+
 def build_plan(methods, weightings=("ew",), seeds=(0, 1, 2), single_task=False, tasks=None, extra=()):
     """The runs of a sweep, in launch order. tasks: the task list every run trains (None: the
     default of main_cityscapes.py, tasks.DEFAULT_TASKS); single_task adds one baseline per
@@ -34,8 +43,9 @@ def build_plan(methods, weightings=("ew",), seeds=(0, 1, 2), single_task=False, 
     if not methods:
         raise PlanError("--methods is required, e.g. --methods \"adam adam_with_adatask\"")
     for flag in extra:
-        if flag.split("=")[0] in OWNED_FLAGS:
-            raise PlanError(f"{flag} is set by the sweep itself (use the sweep's own option, see --help)")
+        owned = owned_flag(flag)
+        if owned:
+            raise PlanError(f"{flag}: {owned} is set by the sweep itself (use the sweep's own option, see --help)")
     if tasks:
         try:
             canonical(tasks)

@@ -325,7 +325,8 @@ def test_owned_elsewhere_needs_exit_75_or_through_torchrun_a_live_lease(tmp_path
 
 @pytest.mark.parametrize("args, message", [
     (["--methods", "adam", "--", "--seed", "3"], "--seed is set by the sweep itself"),
-    (["--methods", "adam", "--", "--name=x"], "--name=x is set by the sweep itself"),
+    (["--methods", "adam", "--", "--name=x"], "--name=x: --name is set by the sweep itself"),
+    (["--methods", "adam", "--", "--see", "5"], "--see: --seed is set by the sweep itself"),
     (["--seeds", "0"], "--methods is required"),
     (["--methods", "adam", "--seeds", "0 x"], "x is not a non-negative integer"),
     (["--methods", "adam", "--epochs", "2"], "unknown option --epochs (flags for main_cityscapes.py go after --"),

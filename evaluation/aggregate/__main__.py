@@ -11,7 +11,7 @@ from .collect import RESULTS
 
 
 def main(argv=None):
-    p = argparse.ArgumentParser(prog="python3 -m evaluation.aggregate",
+    p = argparse.ArgumentParser(allow_abbrev=False, prog="python3 -m evaluation.aggregate",
                                 description="Tables (markdown, CSV) and test curves (PNG) from a sweep folder: "
                                             "mean ± std over seeds per (method, weighting), Δm, Welch t-tests "
                                             "with Holm's correction. "
