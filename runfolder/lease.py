@@ -27,6 +27,7 @@ import ctypes
 import fcntl
 import functools
 import json
+import math
 import os
 import select
 import signal
@@ -43,6 +44,10 @@ from .files import LEASE, LEASE_LOG, LOCK, LOCK_FILES
 
 TIMEOUT_ENV, PARENT_ENV = "MTL_LEASE_TIMEOUT", "MTL_PARENT_PID"
 DEFAULT_TIMEOUT, DEFAULT_HEARTBEAT = 600.0, 60.0
+# Below a tenth of a second every run would take every other over; beyond a week a dead owner's
+# folder stays blocked for longer than any job lives.
+MIN_TIMEOUT, MAX_TIMEOUT = 0.1, 7 * 24 * 3600.0
+MAX_PID = 2**22  # Linux's largest pid_max: a larger "pid" is no process of any host
 
 
 class RunBusy(Exception):
@@ -55,6 +60,10 @@ class RunBusy(Exception):
         super().__init__(f"{run_dir} is owned by another process ({holder}{age_text}){detail}")
 
 
+class LeaseFileError(ValueError):
+    """A run folder whose lock or lease path is taken by something that is not a file."""
+
+
 def lease_timeout():
     """Seconds after which a lease that was not renewed may be taken over: MTL_LEASE_TIMEOUT or 600."""
     text = os.environ.get(TIMEOUT_ENV, "").strip()
@@ -64,8 +73,9 @@ def lease_timeout():
         value = float(text)
     except ValueError:
         value = float("nan")
-    if not value > 0 or value == float("inf"):
-        raise ValueError(f"{TIMEOUT_ENV}={text!r}: expected a positive number of seconds")
+    if not MIN_TIMEOUT <= value <= MAX_TIMEOUT:
+        raise ValueError(f"{TIMEOUT_ENV}={text!r}: expected a number of seconds from {MIN_TIMEOUT} to "
+                         f"{MAX_TIMEOUT:.0f} (7 days)")
     return value
 
 
@@ -144,22 +154,30 @@ def _describe(lease):
 
 
 def _verdict(lease, now, timeout):
-    """(takeover, reason) for a lease found while holding the flock; takeover False means busy."""
+    """(takeover, reason, age) for a lease found while holding the flock; takeover False means
+    busy. A renewal time ahead of this clock by up to `timeout` is a live owner whose clock runs
+    ahead (age 0); further ahead, or not a finite number, the lease is unreadable."""
     pid, renewed = lease.get("pid"), lease.get("renewed")
-    if not isinstance(pid, int) or not isinstance(renewed, (int, float)):
-        return True, "its lease is unreadable"
+    if (not isinstance(pid, int) or isinstance(pid, bool) or not 0 < pid <= MAX_PID
+            or not isinstance(renewed, (int, float)) or isinstance(renewed, bool) or not math.isfinite(renewed)):
+        return True, "its lease is unreadable", None
     age = now - renewed
+    if -age > timeout:
+        return True, (f"its lease says it was renewed {-age:.0f} s in the future, beyond {TIMEOUT_ENV} "
+                      f"({timeout:.0f} s): {lease.get('host', 'its host')}'s clock is that far ahead, or the "
+                      f"lease is damaged"), None
+    age = max(age, 0.0)
     if lease.get("host") == socket.gethostname() and lease.get("node") == _node():
         if pid == os.getpid():  # we hold the flock, so no ownership of ours is live
-            return True, "an ownership of this process that was not released"
+            return True, "an ownership of this process that was not released", age
         if not pid_alive(pid):
-            return True, f"its process is not running (lease renewed {age:.0f} s ago)"
+            return True, f"its process is not running (lease renewed {age:.0f} s ago)", age
         start = lease.get("process_start")
         if start is not None and process_start(pid) not in (None, start):
-            return True, f"pid {pid} is now another process (lease renewed {age:.0f} s ago)"
+            return True, f"pid {pid} is now another process (lease renewed {age:.0f} s ago)", age
     if age >= timeout:
-        return True, f"its lease was not renewed for {age:.0f} s ({TIMEOUT_ENV} {timeout:.0f} s)"
-    return False, ""
+        return True, f"its lease was not renewed for {age:.0f} s ({TIMEOUT_ENV} {timeout:.0f} s)", age
+    return False, "", age
 
 
 def live_owner(run_dir):
@@ -172,7 +190,7 @@ def live_owner(run_dir):
     lease = read_lease(Path(run_dir) / LEASE)
     if not lease:
         return None
-    takeover, _ = _verdict(lease, time.time(), lease_timeout())
+    takeover, _, _ = _verdict(lease, time.time(), lease_timeout())
     return None if takeover else lease
 
 
@@ -278,6 +296,11 @@ def acquire(run_dir, create=False, heartbeat=None, on_lost=None):
         run_dir.mkdir(parents=True, exist_ok=True)
     elif not run_dir.is_dir():
         raise FileNotFoundError(f"{run_dir}: no such run folder")
+    for name in (LOCK, LEASE):
+        if (run_dir / name).exists() and not (run_dir / name).is_file():
+            raise LeaseFileError(f"{run_dir / name}: not a file; it is where the run's "
+                                 f"{'lock' if name == LOCK else 'lease'} file goes, so no process can own "
+                                 f"{run_dir}; remove it")
     fd = os.open(run_dir / LOCK, os.O_RDWR | os.O_CREAT, 0o644)
     try:
         try:
@@ -285,16 +308,17 @@ def acquire(run_dir, create=False, heartbeat=None, on_lost=None):
         except BlockingIOError:  # a live process holds it
             lease = read_lease(run_dir / LEASE) or {}
             renewed = lease.get("renewed")
+            known = isinstance(renewed, (int, float)) and not isinstance(renewed, bool) and math.isfinite(renewed)
             raise RunBusy(run_dir, lease.get("host"), lease.get("pid"),
-                          time.time() - renewed if isinstance(renewed, (int, float)) else None) from None
+                          max(time.time() - renewed, 0.0) if known else None) from None
         except OSError as e:  # no flock on this file system (ENOLCK, EOPNOTSUPP, ...): the lease only
             _warn(f"{run_dir}: file locks are not available ({e}); relying on the lease alone")
         lease = read_lease(run_dir / LEASE)
         if lease is not None:
             now = time.time()
-            takeover, reason = _verdict(lease, now, timeout)
+            takeover, reason, age = _verdict(lease, now, timeout)
             if not takeover:
-                raise RunBusy(run_dir, lease.get("host"), lease.get("pid"), now - lease["renewed"],
+                raise RunBusy(run_dir, lease.get("host"), lease.get("pid"), age,
                               f"; a lease not renewed for {timeout:.0f} s ({TIMEOUT_ENV}) may be taken over")
             _log_takeover(run_dir, lease, reason)
         ownership = RunOwnership(run_dir, fd, heartbeat, on_lost)

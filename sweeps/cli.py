@@ -15,7 +15,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from runfolder import exit_codes, state
+from runfolder import exit_codes, lease, state
 from tasks import DEFAULT_TASKS, TASKS
 
 from . import plan, runner, status
@@ -266,8 +266,9 @@ def main(argv=None):
     if args.status:
         return status.main(sweep_dir)
     try:
+        lease.lease_timeout()  # every run would fail on a bad MTL_LEASE_TIMEOUT: refused before the plan
         runs = plan.build_plan(args.methods, args.weightings, args.seeds, args.single_task, args.tasks, run_flags)
-    except plan.PlanError as e:
+    except (plan.PlanError, ValueError) as e:
         parser.error(str(e))
     opts = backend_options(args, run_flags)
     try:

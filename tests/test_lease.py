@@ -140,10 +140,55 @@ def test_the_lease_timeout_comes_from_the_environment(tmp_path, monkeypatch):
     monkeypatch.setenv(lease.TIMEOUT_ENV, "60")
     assert lease.lease_timeout() == 60
     lease.acquire(run).release()
-    for bad in ("soon", "0", "-5", "inf"):
+    for bad in ("soon", "0", "-5", "inf", "nan", "1e-300", "0.09", str(8 * 24 * 3600)):
         monkeypatch.setenv(lease.TIMEOUT_ENV, bad)
         with pytest.raises(ValueError, match=lease.TIMEOUT_ENV):
             lease.acquire(run)
+
+
+@pytest.mark.parametrize("renewed", [float("nan"), float("inf"), -float("inf"), "yesterday", True])
+def test_a_lease_whose_renewal_time_is_no_finite_number_is_unreadable_and_taken_over(tmp_path, capsys, renewed):
+    """json writes NaN and Infinity, and reads them back: such a lease must not block for ever."""
+    run = tmp_path / "r"
+    write_lease(run, age=0, renewed=renewed)
+    assert lease.live_owner(run) is None
+    with lease.acquire(run):
+        assert "its lease is unreadable" in capsys.readouterr().err
+
+
+def test_a_lease_renewed_in_the_future_within_the_timeout_is_a_live_owner_ahead_of_us(tmp_path):
+    run = tmp_path / "r"
+    write_lease(run, age=-300)  # its clock 5 min ahead; the timeout is 10 min
+    with pytest.raises(lease.RunBusy) as busy:
+        lease.acquire(run)
+    assert busy.value.age == 0 and "lease renewed 0 s ago" in str(busy.value)
+    assert lease.live_owner(run) is not None
+
+
+def test_a_lease_renewed_further_in_the_future_than_the_timeout_is_taken_over_naming_host_and_skew(tmp_path,
+                                                                                                     capsys):
+    run = tmp_path / "r"
+    write_lease(run, age=-3600)
+    assert lease.live_owner(run) is None  # --status: not running
+    with lease.acquire(run):
+        err = capsys.readouterr().err
+    assert "from node-b pid 4242: its lease says it was renewed 3600 s in the future" in err
+    assert "node-b's clock is that far ahead" in err
+
+
+def test_a_pid_beyond_any_pid_of_this_host_is_no_live_process(tmp_path, capsys):
+    run = tmp_path / "r"
+    write_lease(run, age=0, **this_host(2**70))
+    with lease.acquire(run):
+        assert "its lease is unreadable" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("name", [LOCK, LEASE])
+def test_a_lock_or_lease_path_that_is_a_folder_is_refused_naming_it(tmp_path, name):
+    run = tmp_path / "r"
+    (run / name).mkdir(parents=True)
+    with pytest.raises(lease.LeaseFileError, match=f"{run / name}: not a file; .* remove it"):
+        lease.acquire(run)
 
 
 def test_a_crashed_holder_on_this_host_is_taken_over_at_once(tmp_path, capsys):

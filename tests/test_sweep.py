@@ -355,6 +355,14 @@ def test_bad_arguments(sweep, tmp_path, args, message):
     assert not (tmp_path / "runs").exists()
 
 
+@pytest.mark.parametrize("timeout", ["1e-300", "nan", "700000"])
+def test_a_bad_lease_timeout_is_refused_before_anything_is_planned(sweep, tmp_path, fake_env, timeout):
+    fake_env["MTL_LEASE_TIMEOUT"] = timeout
+    done, calls = sweep("--methods", "adam")
+    assert done.returncode == 2 and f"MTL_LEASE_TIMEOUT='{timeout}'" in done.stderr and calls == []
+    assert not (tmp_path / "runs").exists()
+
+
 def test_help_explains_every_flag_in_groups():
     done = subprocess.run([str(SWEEP), "--help"], check=True, env=BASE_ENV, capture_output=True, text=True)
     for group in ("plan", "every backend", "local backend", "slurm backend", "ray backend", "status"):
