@@ -39,7 +39,7 @@ def metrics_rows(run_dir):
 
 @pytest.fixture(scope="module")
 def data_dir(tmp_path_factory):
-    """The fixtures' data, made once: SynthCity v1 (schemas 1-2) and v2 (the others)."""
+    """The fixtures' data, copied once: SynthCity v1 (schemas 1-2) and v2 (the others)."""
     return tmp_path_factory.mktemp("old-run-data")
 
 
