@@ -17,11 +17,13 @@ the ground), looking along the street:
   column of a facade; 0 on sky, void and a few random holes;
 - the image gets per-class colour families with per-instance variation, textures (windows,
   road markings, foliage), haze with distance, a global illumination change and noise;
+  since version 3 it is computed with data/portable_float.py, so it is the same bytes on
+  every CPU, and stored in 8-bit steps (k / 255);
 - instance/ (version 2) holds the offsets of data/instances.py: every placed person,
   vehicle (car, truck, bus, tram, bicycle, motorcycle) and rider is one instance (a
   cyclist's rider and its two-wheeler two, as in Cityscapes), its mask the pixels it keeps
-  in the label image after occlusion. Drawing it uses no random numbers: image, labels and
-  depth are those of version 1.
+  in the label image after occlusion. Drawing it uses no random numbers: labels and depth
+  are those of version 1.
 
 Every random choice in world units is drawn from numpy.random.default_rng([seed, split,
 index]) before any resolution-dependent noise, so a sample is a pure function of (seed,
@@ -43,6 +45,7 @@ import cv2
 import numpy as np
 from tqdm import tqdm
 
+from data import portable_float
 from data.instances import FIRST_INSTANCE_ID, instance_target
 from data.labels import TRAIN_ID_NAMES, TRAIN_ID_TO_CATEGORY, VOID
 from data.layout import (
@@ -58,7 +61,9 @@ from data.layout import (
 from runfolder import atomic
 
 # 1: image, label_7, label_19, depth. 2: instance/ added; the other arrays unchanged.
-GENERATOR_VERSION = 2
+# 3: the image made without CPU-dependent float operations (its bytes differed between CPUs
+# under one version) and in 8-bit steps; label_7, label_19, depth and instance/ unchanged.
+GENERATOR_VERSION = 3
 DEFAULT_N_TRAIN = 512
 DEFAULT_N_VAL = 128
 DEFAULT_HEIGHT, DEFAULT_WIDTH = 128, 256
@@ -908,40 +913,53 @@ def _ego_vehicle(canvas, rng):
 
 # --- appearance ------------------------------------------------------------------------
 
+_LOG_EXPOSURE = tuple(portable_float.log(np.array([0.55, 1.4])))  # exposure gain drawn log-uniform in [0.55, 1.4]
+
 
 def _smooth_noise(rng, shape, cells):
-    """Unit-variance noise smooth over about shape / cells pixels."""
-    h, w = shape
+    """Unit-variance noise smooth over about shape / cells pixels (float64)."""
     grid = rng.standard_normal((cells[0] + 1, cells[1] + 1), dtype=np.float32)
-    return cv2.resize(grid, (w, h), interpolation=cv2.INTER_CUBIC)
+    return portable_float.resize_cubic(grid, *shape)
 
 
 def _uniform_noise(rng, shape):
-    """Zero-mean, unit-variance pixel noise (uniform: a third of the cost of Gaussian noise)."""
+    """Zero-mean, unit-variance pixel noise (uniform: a third of the cost of Gaussian noise).
+    float32: the draws, and so every random number after them, are those of version 1."""
     return (rng.random(shape, dtype=np.float32) - np.float32(0.5)) * np.float32(12 ** 0.5)
 
 
 def _appearance(canvas, haze, rng):
-    """Texture, haze with distance, global illumination, blur and noise: the final image."""
+    """Texture, haze with distance, global illumination, blur and noise: the final image.
+
+    Computed in float64 with data/portable_float.py only, so the same bytes on every CPU, and
+    stored in 8-bit steps (k / 255) as a camera image, and the CityScapes release, are.
+    """
     h, w = canvas.label.shape
-    rgb = canvas.rgb
+    rgb = canvas.rgb.astype(np.float64)
     texture = _smooth_noise(rng, (h, w), (max(h // 4, 2), max(w // 4, 2)))
     grain = _uniform_noise(rng, (h, w))
     rgb *= (1 + _TEXTURE[canvas.label] * texture + _GRAIN[canvas.label] * grain)[..., None]
     # Haze: far surfaces fade toward the horizon colour (sky and void have inverse depth 0).
     visibility = rng.uniform(250, 1200)
-    with np.errstate(divide="ignore"):
-        fade = np.where(canvas.inv > 0, 1 - np.exp(-DEPTH_SCALE / (canvas.inv * visibility)), 0)
-    rgb += (haze - rgb) * fade[..., None].astype(np.float32)
+    seen = canvas.inv > 0
+    fade = np.zeros((h, w))
+    fade[seen] = 1 - portable_float.exp(-DEPTH_SCALE / (canvas.inv[seen].astype(np.float64) * visibility))
+    rgb += (haze - rgb) * fade[..., None]
     # Global illumination: exposure, white balance, contrast (gamma) and a soft light field.
     light = _smooth_noise(rng, (h, w), (2, 4)) * 0.08 + 1
-    gain = np.exp(rng.uniform(np.log(0.55), np.log(1.4))) * (1 + rng.normal(0, 0.06, 3))
-    rgb *= (light[..., None] * gain).astype(np.float32)
+    gain = portable_float.exp(rng.uniform(*_LOG_EXPOSURE)) * (1 + rng.normal(0, 0.06, 3))
+    rgb *= light[..., None] * gain
     np.clip(rgb, 0, 1, out=rgb)
-    rgb **= np.float32(rng.uniform(0.8, 1.25))
-    rgb = cv2.GaussianBlur(rgb, (3, 3), rng.uniform(0.3, 0.8))
-    rgb += _uniform_noise(rng, rgb.shape) * np.float32(rng.uniform(0.005, 0.03))
-    return np.clip(rgb, 0, 1)
+    rgb = portable_float.power(rgb, rng.uniform(0.8, 1.25))
+    rgb = portable_float.gaussian_blur_3x3(rgb, rng.uniform(0.3, 0.8))
+    rgb += _uniform_noise(rng, rgb.shape) * rng.uniform(0.005, 0.03)
+    return _eight_bit(rgb)
+
+
+def _eight_bit(rgb):
+    """Clipped to [0, 1] in steps of 1 / 255, float32, as data/prepare_cityscapes.py stores a camera image."""
+    levels = np.rint(np.clip(rgb, 0, 1) * 255).astype(np.uint8)
+    return levels.astype(np.float32) / np.float32(255)
 
 
 def _invalidate(canvas, rng):
@@ -1132,7 +1150,8 @@ def _image_side(text):
 
 
 def main(argv=None):
-    p = argparse.ArgumentParser(prog="python3 -m data.synthcity", description=__doc__.split("\n\n")[0])
+    p = argparse.ArgumentParser(allow_abbrev=False,
+                                prog="python3 -m data.synthcity", description=__doc__.split("\n\n")[0])
     p.add_argument("--out", required=True, metavar="DIR",
                    help="folder to create; it must not exist, be empty or already hold this data set")
     p.add_argument("--n-train", type=_positive_int, default=DEFAULT_N_TRAIN, metavar="N",

@@ -314,29 +314,72 @@ def test_cli_rejects_bad_arguments(tmp_path, args, message):
     assert not (tmp_path / "x").exists()
 
 
-# --- instances and version 1 -------------------------------------------------------------
+# --- the stored arrays: versions 1 to 3, on any CPU ----------------------------------------
 
 # The sha256 over the .npy files of each subfolder (train 0..2, then val 0..1, file bytes
-# concatenated) of sc.generate(DIR, n_train=3, n_val=2, height=64, width=128, seed=0) made by
-# the code at b677ecf (GENERATOR_VERSION 1, before instance/), run from an export of that
-# commit with this venv (numpy, OpenCV). Version 2 adds instance/ and must not change these.
-VERSION_1_DIGESTS = {
-    "image": "112a15a8d32c045e4314636c3d89a824acb83d78b42c7bf2295e696f80893544",
+# concatenated) of sc.generate(DIR, **SMALL). label_7, label_19 and depth: made by the code at
+# b677ecf (GENERATOR_VERSION 1, before instance/), run from an export of that commit with this
+# venv; versions 2 and 3 must not change them. instance: version 2's (7c6cb2f), unchanged in 3.
+# image: version 3's, which no longer depends on the CPU (the test below), so valid anywhere.
+DIGESTS = {
+    "image": "78f89863dbbc7c6858fb5b642762538745e8dd3dd0cf27a9591af35c09bbebf2",
     "label_7": "62ef2819078cdd3ade19bdcc3c09fd9703ad691cf59ac925d8ebc22dcac2e121",
     "label_19": "5767e2fc64e917e49a8992a6e10fc2c1e13b2b287e9d325c32b30131b2cfed7f",
     "depth": "7cfac656e82ef42cfe3cd876917e2bfa7830bd2ff9c0ce2ef9765cd4afaa26dd",
+    "instance": "389c66473daa7a3be7f472b7c656b216e30149cc2a7ce9b266fe38aa5fdc9067",
 }
+# Turns off the optional instruction sets of OpenCV and NumPy (by their names in the versions of
+# requirements.txt), leaving the SSE paths that every x86-64 CPU runs. NumPy refuses a name it
+# does not dispatch with an ImportWarning, which the test makes an error: a renamed set fails
+# the test instead of leaving it comparing a CPU path with itself.
+NO_OPTIONAL_INSTRUCTIONS = {"OPENCV_CPU_DISABLE": "AVX512_SKX,AVX2,FMA3,AVX",
+                            "NPY_DISABLE_CPU_FEATURES": "X86_V3 X86_V4 AVX512_ICL AVX512_SPR"}
+# Writes SynthCity (SMALL) to argv[1] and prints the sha256 of its float64 images before their
+# 8-bit rounding, which would hide most differences in the last bits.
+GENERATE_AND_HASH_UNROUNDED = f"""
+import hashlib, sys
+from data import synthcity as sc
+unrounded, eight_bit = hashlib.sha256(), sc._eight_bit
+def recorded(rgb):
+    unrounded.update(rgb.tobytes())
+    return eight_bit(rgb)
+sc._eight_bit = recorded
+sc.generate(sys.argv[1], progress=False, **{SMALL})
+print(unrounded.hexdigest())
+"""
 
 
-def test_image_label_and_depth_are_those_of_version_1(tmp_path):
-    assert sc.GENERATOR_VERSION == 2 and sc.cache_name(3, 2, H, W, 0).startswith("v2-")  # old caches regenerate
+def test_arrays_are_those_of_version_3_with_the_labels_and_depth_of_version_1(tmp_path):
+    assert sc.GENERATOR_VERSION == 3 and sc.cache_name(3, 2, H, W, 0).startswith("v3-")  # old caches regenerate
     out = sc.generate(tmp_path / "synth", progress=False, **SMALL)
-    for sub, digest in VERSION_1_DIGESTS.items():
+    for sub, digest in DIGESTS.items():
         h = hashlib.sha256()
         for split, n in (("train", SMALL["n_train"]), ("val", SMALL["n_val"])):
             for i in range(n):
                 h.update((out / split / sub / f"{i}.npy").read_bytes())
         assert h.hexdigest() == digest, sub
+
+
+def test_a_cpu_without_simd_extensions_writes_the_same_bytes(tmp_path):
+    """OpenCV and NumPy run other code (AVX-512, AVX2 or SSE) by the CPU; the data must not
+    depend on which: a process as is and one without the optional sets write the same files,
+    from the same unrounded images."""
+    unrounded = {}
+    for name, env in (("as-is", {}), ("sse", NO_OPTIONAL_INSTRUCTIONS)):
+        result = subprocess.run([sys.executable, "-W", "error::ImportWarning", "-c", GENERATE_AND_HASH_UNROUNDED,
+                                 str(tmp_path / name)], cwd=REPO, env={**os.environ, **env}, capture_output=True,
+                                text=True, timeout=120, check=False)
+        assert result.returncode == 0, result.stderr
+        unrounded[name] = result.stdout
+    assert unrounded["sse"] == unrounded["as-is"]
+    assert files(tmp_path / "sse") == files(tmp_path / "as-is")
+
+
+def test_the_image_is_in_8_bit_steps(samples):
+    """As a camera image, and the CityScapes release (k / 255 in float32), are."""
+    levels = np.arange(256, dtype=np.float32) / np.float32(255)
+    for s in samples[:10]:
+        assert np.isin(s["image"], levels).all()
 
 
 def test_instances_are_the_visible_pixels_of_each_placed_object():
