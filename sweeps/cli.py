@@ -66,6 +66,10 @@ def build_parser():
     g.add_argument("--tasks", type=str.split, default=None, metavar='"T ..."',
                    help=f'the tasks every run trains, from {", ".join(TASKS)}, e.g. "semantic instance depth" '
                         f'(default: main_cityscapes.py\'s, "{" ".join(DEFAULT_TASKS)}")')
+    g.add_argument("--extend", action="store_true",
+                   help="add this command's new runs (more seeds, methods or weightings, the same flags after --) to "
+                        "the sweep's plan and run what is unfinished; without it a command must plan the sweep's "
+                        "runs as plan.json holds them, and a run whose flags would change is refused")
     g.add_argument("--single-task", action="store_true",
                    help="add a baseline single-<task>-s<seed> per task of --tasks and "
                         "seed, with the first method and weighting ew")
@@ -229,9 +233,9 @@ def conclude(sweep_dir, runs, statuses, opts):
     return 0
 
 
-def sweep(sweep_dir, runs, opts, backend):
+def sweep(sweep_dir, runs, opts, backend, definition):
     """Write the plan, run it on the backend, conclude; returns the exit status."""
-    plan.write_plan(sweep_dir, runs, opts.backend, vars(opts))
+    plan.write_plan(sweep_dir, runs, opts.backend, vars(opts), definition)
     print(f"sweep {opts.sweep}: {len(runs)} runs in {sweep_dir} ({opts.backend})", flush=True)
     statuses = backend.run(sweep_dir, runs, opts)
     if opts.dry_run:
@@ -270,11 +274,17 @@ def main(argv=None):
         runs = plan.build_plan(args.methods, args.weightings, args.seeds, args.single_task, args.tasks, run_flags)
     except (plan.PlanError, ValueError) as e:
         parser.error(str(e))
+    definition = plan.defined_by(run_flags, args.tasks)
+    try:
+        runs = plan.check_rerun(sweep_dir, runs, definition, args.extend)
+    except plan.PlanError as e:
+        print(f"sweep: {e}", file=sys.stderr)
+        return exit_codes.EXIT_BAD_INPUT
     opts = backend_options(args, run_flags)
     try:
         backend = importlib.import_module(f"{__package__}.{BACKEND_MODULES[opts.backend]}")
         interrupt_on_signals()
-        return sweep(sweep_dir, runs, opts, backend)
+        return sweep(sweep_dir, runs, opts, backend, definition)
     except ModuleNotFoundError as e:
         package = OPTIONAL_PACKAGES.get(opts.backend)
         if (e.name or "").split(".")[0] != package:

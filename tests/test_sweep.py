@@ -162,7 +162,8 @@ def test_a_submitted_sweep_names_the_command_of_its_tables(tmp_path, capsys, giv
     args, run_flags = cli.parse(cli.build_parser(), ["--sweep", "s", "--methods", "adam", *given])
     sweep_dir = tmp_path / "runs" / "s"
     submitted = SimpleNamespace(run=lambda sweep_dir, runs, opts: None)  # a cluster backend without --wait
-    assert cli.sweep(sweep_dir, plan.build_plan(["adam"]), cli.backend_options(args, run_flags), submitted) == 0
+    assert cli.sweep(sweep_dir, plan.build_plan(["adam"]), cli.backend_options(args, run_flags), submitted,
+                     plan.defined_by(run_flags, None)) == 0
     expected = f"python -m evaluation.aggregate {sweep_dir} --results {results.format(sweep=sweep_dir)}"
     assert f"tables once every run has ended: {expected}\n" in capsys.readouterr().out
 
@@ -193,8 +194,40 @@ def test_skips_finished_runs_and_resumes_interrupted_ones(sweep, tmp_path):
          "--name", "adam-ew-s2"]]
     assert "skip    adam-ew-s0 (finished)" in done.stdout
     # Everything finished: a second call only aggregates.
-    done, calls = sweep("--methods", "adam", "--seeds", "0 1 2")
+    done, calls = sweep("--methods", "adam", "--seeds", "0 1 2", "--", "--epochs", "2")
     assert done.returncode == 0 and len(calls) == 1
+
+
+@pytest.mark.parametrize("finished", [True, False])
+def test_a_rerun_with_other_flags_is_refused_before_anything_starts(sweep, tmp_path, finished):
+    """It reported success with the old results (finished), or started every run to fail (not)."""
+    done, _ = sweep("--methods", "adam", "--seeds", "0 1", "--", "--epochs", "2", "--lr", "1e-4",
+                    fail="" if finished else "adam-ew-s0 adam-ew-s1")
+    plan_json = (tmp_path / "runs" / "s" / "plan.json").read_text()
+    done, calls = sweep("--methods", "adam", "--seeds", "0 1", "--", "--epochs", "2", "--lr", "3e-3")
+    assert done.returncode == 2 and calls == []
+    assert "  --lr: '1e-4' in plan.json, '3e-3' now (all 2 runs)" in done.stderr
+    assert (tmp_path / "runs" / "s" / "plan.json").read_text() == plan_json
+    done, calls = sweep("--methods", "adam", "--seeds", "0 1", "--tasks", "semantic depth", "--", "--epochs", "2",
+                        "--lr", "1e-4")
+    assert done.returncode == 2 and "--tasks: absent in plan.json, 'semantic depth' now" in done.stderr
+
+
+def test_a_rerun_that_plans_other_runs_needs_extend_which_adds_them_only(sweep, tmp_path):
+    flags = ("--", "--epochs", "2")
+    assert sweep("--methods", "adam", "--seeds", "0 1", *flags)[0].returncode == 0
+    done, calls = sweep("--methods", "adam", "--seeds", "0 1 2", *flags)
+    assert done.returncode == 2 and calls == [] and "new: adam-ew-s2" in done.stderr and "--extend" in done.stderr
+    done, calls = sweep("--methods", "adam", "--seeds", "0", *flags)
+    assert done.returncode == 2 and "not in this command: adam-ew-s1" in done.stderr
+    done, calls = sweep("--extend", "--methods", "adam_with_adatask", "--seeds", "0", "--", "--epochs", "3")
+    assert done.returncode == 2 and "--epochs: '2' in plan.json, '3' now" in done.stderr
+    done, calls = sweep("--extend", "--methods", "adam_with_adatask", "--seeds", "0", *flags)
+    assert done.returncode == 0, done.stderr
+    assert [name_of(c) for c in calls[:-1]] == ["adam_with_adatask-ew-s0"]  # adam's runs finished: skipped
+    written = json.loads((tmp_path / "runs" / "s" / "plan.json").read_text())
+    assert [r["name"] for r in written["runs"]] == ["adam-ew-s0", "adam-ew-s1", "adam_with_adatask-ew-s0"]
+    assert sweep("--methods", "adam adam_with_adatask", "--seeds", "0", "--extend", *flags)[0].returncode == 0
 
 
 def test_a_failed_run_does_not_stop_the_others_but_fails_the_sweep(sweep, tmp_path):
@@ -240,7 +273,7 @@ def test_jobs_run_side_by_side_on_the_cpu_with_no_gpu_asked_for(sweep, tmp_path)
     options = json.loads((tmp_path / "runs" / "s" / "plan.json").read_text())["options"]
     assert options["cpu_only"] is True and options["threads"] == 1 and options["gpus"] == []
     # One at a time by default, with torch's own thread count.
-    done, calls = sweep("--methods", "adam sgd", "--seeds", "2", sleep="0.2")
+    done, calls = sweep("--sweep", "s2", "--methods", "adam sgd", "--seeds", "2", sleep="0.2")
     assert most_at_once(calls[:-1]) == {None: 1} and not any("--threads" in c["args"] for c in calls)
 
 
@@ -423,7 +456,8 @@ def test_a_run_owned_by_another_process_is_reported_running_not_failed(sweep, tm
     assert "is owned by another process" in (sweep_dir / "adam-ew-s0.log").read_text()
     assert calls[-1]["args"][:2] == ["-m", "evaluation.aggregate"]
     # A failure still fails the sweep; the running run is not counted among the failed.
-    done, _ = sweep("--methods", "adam sgd", "--seeds", "1", *slots, busy="adam-ew-s1", fail="sgd-ew-s1")
+    done, _ = sweep("--sweep", "s2", "--methods", "adam sgd", "--seeds", "1", *slots, busy="adam-ew-s1",
+                    fail="sgd-ew-s1")
     assert done.returncode == 1
     assert "1 failed: sgd-ew-s1" in done.stderr and "still running in other processes: adam-ew-s1" in done.stderr
 
