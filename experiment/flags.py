@@ -4,6 +4,7 @@ import argparse
 import functools
 import math
 import os
+import re
 import sys
 import textwrap
 from pathlib import Path
@@ -23,6 +24,8 @@ from tasks import DEFAULT_TASKS, TASKS, canonical
 AT_LEAST_ONE = ("epochs", "batch_size", "lr_step", "synthcity_train", "synthcity_val", "diagnostics_every")
 POSITIVE = ("lr", "lr_gamma", "width_mult", "clip_grad_norm")
 SEED_RANGE = 2 ** 32  # numpy's
+DEVICE = re.compile(r"auto|cpu|cuda(:\d+)?")
+RUN_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._+=,@-]{0,199}")  # one path component, printable in any shell
 
 class HelpFormatter(argparse.HelpFormatter):
     """Each default shown once: appended to the help unless the help states it already, and
@@ -174,6 +177,11 @@ def check_values(parser, args, fail):
         fail("--tasks: each task at most once")
     if args.amp and args.dtype != "float32":
         fail(f"--amp with --dtype {args.dtype}: bf16 autocast is for float32 runs")
+    if not DEVICE.fullmatch(args.device):
+        fail(f"--device {args.device}: expected auto, cpu, cuda or cuda:N (the devices this code trains on)")
+    if args.name is not None and not (RUN_NAME.fullmatch(args.name) and args.name not in (".", "..")):
+        fail(f"--name {args.name!r}: a run folder's name is one path component of letters, digits and . _ - + = , @, "
+             f"starting with a letter or a digit, at most 200 characters")
 
 
 def warn_ignored(args):

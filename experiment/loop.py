@@ -76,6 +76,16 @@ def check_finite(exp, epoch, test_metrics):
         raise NonFinite(f"non-finite test metrics after epoch {epoch + 1}: {', '.join(bad)}")
 
 
+def check_learning_rate(exp, epoch, lr):
+    """A schedule that grows the learning rate beyond what the parameters' floating-point type
+    holds diverges as surely as a NaN loss (torch would fail deep inside the optimizer)."""
+    dtype = next(exp.model.parameters()).dtype
+    if not math.isfinite(lr) or abs(lr) > torch.finfo(dtype).max:
+        raise NonFinite(f"the learning rate of epoch {epoch + 1} is {lr:g}, beyond {dtype}'s range (--lr "
+                        f"{exp.args.lr:g}, --lr-gamma {exp.args.lr_gamma:g} every --lr-step {exp.args.lr_step}): "
+                        f"the schedule diverged")
+
+
 class NoWriter:
     """What a process other than rank 0 has for the run folder's TensorBoard writer: nothing."""
 
@@ -116,6 +126,7 @@ def run(exp):
         for epoch in range(first_epoch, args.epochs):
             start = time.perf_counter()
             lr = exp.optimizer.param_groups[0]["lr"]
+            check_learning_rate(exp, epoch, lr)
             train_metrics = train_epoch(exp, epoch, writer)
             test_metrics, panels = evaluate(exp)
             check_finite(exp, epoch, test_metrics)

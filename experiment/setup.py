@@ -272,9 +272,22 @@ def check_same_data(run_dir, recorded, found, where):
             f"data.root was edited; refusing to mix them")
 
 
+def check_out_folder(out):
+    """--out must be a folder, or not exist yet, and lie in no run folder: a run inside another
+    run's folder would be taken for that run's files."""
+    out = Path(out)
+    if out.exists() and not out.is_dir():
+        raise run_record.RunFolderError(f"--out {out}: not a folder; expected the folder that holds run folders")
+    for folder in (out.absolute(), *out.absolute().parents):
+        if (folder / run_record.CONFIG).is_file():
+            raise run_record.RunFolderError(f"--out {out}: inside the run folder {folder} (it holds "
+                                            f"{run_record.CONFIG}); give a folder outside every run folder")
+
+
 def new_run_dir(run_dir):
     """Create <out>/<name> and own it in one step (runfolder.lease), then refuse it, still owned,
     if it holds a run already. (run_dir, ownership)."""
+    check_out_folder(run_dir.parent)
     try:
         ownership = lease.acquire(run_dir, create=True)
     except OSError as e:
