@@ -28,7 +28,7 @@ from optim.dominance import DominanceTracker
 from optim.engine import TrainingEngine
 from optim.weighting.cli import build_weighting_from_args
 from runfolder import atomic, lease
-from runfolder.files import PREVIOUS_CHECKPOINT
+from runfolder.files import LOCK, PREVIOUS_CHECKPOINT
 from tasks import TaskSettings, build_tasks
 
 
@@ -279,7 +279,8 @@ def check_out_folder(out):
     if out.exists() and not out.is_dir():
         raise run_record.RunFolderError(f"--out {out}: not a folder; expected the folder that holds run folders")
     for folder in (out.absolute(), *out.absolute().parents):
-        if (folder / run_record.CONFIG).is_file():
+        # config.json beside the lock file of main_cityscapes.py: some other tool's config.json is no run
+        if (folder / run_record.CONFIG).is_file() and (folder / LOCK).exists():
             raise run_record.RunFolderError(f"--out {out}: inside the run folder {folder} (it holds "
                                             f"{run_record.CONFIG}); give a folder outside every run folder")
 
