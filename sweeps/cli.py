@@ -262,6 +262,19 @@ def interrupt_on_signals():
         signal.signal(sig, handler)
 
 
+def unknown_names(methods, weightings):
+    """A message naming the --methods and --weightings that main_cityscapes.py does not have, or
+    None. The registries are imported here only (they need torch): --help and --status stay fast."""
+    from optim import OPTIMIZERS
+    from optim.weighting import WEIGHTINGS
+
+    problems = [f"{option} {name}: unknown; valid names: {', '.join(registry)}"
+                for option, names, registry in (("--methods", methods, OPTIMIZERS), ("--weightings", weightings,
+                                                                                     WEIGHTINGS))
+                for name in names if name not in registry]
+    return "; ".join(problems) or None
+
+
 def main(argv=None):
     parser = build_parser()
     args, run_flags = parse(parser, list(sys.argv[1:] if argv is None else argv))
@@ -274,6 +287,9 @@ def main(argv=None):
         runs = plan.build_plan(args.methods, args.weightings, args.seeds, args.single_task, args.tasks, run_flags)
     except (plan.PlanError, ValueError) as e:
         parser.error(str(e))
+    unknown = unknown_names(args.methods, args.weightings)
+    if unknown:
+        parser.error(unknown)
     definition = plan.defined_by(run_flags, args.tasks)
     try:
         runs = plan.check_rerun(sweep_dir, runs, definition, args.extend)

@@ -42,6 +42,10 @@ def build_plan(methods, weightings=("ew",), seeds=(0, 1, 2), single_task=False, 
     listed task."""
     if not methods:
         raise PlanError("--methods is required, e.g. --methods \"adam adam_with_adatask\"")
+    for option, values in (("--methods", methods), ("--weightings", weightings), ("--seeds", seeds)):
+        twice = sorted({str(v) for v in values if list(values).count(v) > 1})
+        if twice:
+            raise PlanError(f"{option}: {' '.join(twice)} given twice; each at most once (one run per name)")
     for flag in extra:
         owned = owned_flag(flag)
         if owned:

@@ -381,6 +381,10 @@ def test_owned_elsewhere_needs_exit_75_or_through_torchrun_a_live_lease(tmp_path
      "--gpus-per-run 2 and --runs-per-gpu 2 cannot be combined"),
     (["--methods", "adam", "--tasks", "semantic panoptic"],
      "--tasks semantic panoptic: tasks must be distinct names from semantic, instance, depth"),
+    (["--methods", "nosuch", "--dry-run"], "--methods nosuch: unknown; valid names: adam, adam_with_adatask"),
+    (["--methods", "adam", "--weightings", "ew nosuch"], "--weightings nosuch: unknown; valid names: ew, rlw"),
+    (["--methods", "adam adam"], "--methods: adam given twice"),
+    (["--methods", "adam", "--seeds", "0 1 0"], "--seeds: 0 given twice"),
 ])
 def test_bad_arguments(sweep, tmp_path, args, message):
     done, calls = sweep(*args)
