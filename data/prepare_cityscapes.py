@@ -140,11 +140,21 @@ LUT_7, LUT_19 = _label_luts()
 KNOWN_IDS = ~np.isnan(LUT_7)
 
 
+RAW_FRAME = (1024, 2048)  # CityScapes' camera frames: a release only ever downsamples them
+FLOATS_PER_PIXEL = 3 + 1 + 1 + 1 + 3  # image, label_7, label_19, depth, instance: float32 each
+
+
 def check_size(size):
-    """Raise ValueError unless the network takes images of size = (H, W) (data.layout.size_problem)."""
+    """Raise ValueError unless the network takes images of size = (H, W) (data.layout.size_problem)
+    and the size is no larger than the raw frames (else the arrays of one sample alone, upsampled,
+    could exhaust the memory before anything is written)."""
     h, w = size
     if size_problem(h, w):
         raise ValueError(f"--size {h}x{w}: {size_problem(h, w)}, e.g. 128x256 or 256x512")
+    if h > RAW_FRAME[0] or w > RAW_FRAME[1]:
+        gib = h * w * FLOATS_PER_PIXEL * 4 / 2**30
+        raise ValueError(f"--size {h}x{w}: larger than CityScapes' {RAW_FRAME[0]}x{RAW_FRAME[1]} frames, which a "
+                         f"release downsamples; one sample would need {gib:.1f} GiB of arrays")
 
 
 def parse_size(text):

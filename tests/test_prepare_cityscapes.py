@@ -161,6 +161,9 @@ def test_parse_size():
     for bad in ("100x200", "128", "axb", "0x32", "128x256x3", "-32x64"):
         with pytest.raises(ValueError, match="--size"):
             parse_size(bad)
+    assert parse_size("1024x2048") == (1024, 2048)
+    with pytest.raises(ValueError, match=r"--size 32000x64000: larger than CityScapes' 1024x2048 frames, .* 68\.7 GiB"):
+        parse_size("32000x64000")  # refused up front: it was killed for memory
 
 
 def test_list_samples_sorted_by_city_then_name(raw):
