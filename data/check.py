@@ -14,12 +14,17 @@ this for every sample it reads).
 
 Both checks first refuse a folder that data.prepare_cityscapes started (it holds
 prepare.json) but did not finish (no COMPLETE), or whose SHA256SUMS changed after it
-finished: a partial build must never pass as a smaller release.
+finished: a partial build must never pass as a smaller release. Both keep a release's files
+inside its root (the root itself may be a symlink; a symlink in it may not lead out of it) and
+its splits apart (no split is, or holds a file of, another). The deep check also verifies
+SHA256SUMS when the release has one, as `sha256sum -c` would.
 """
 import argparse
 import hashlib
+import itertools
 import json
 import os
+import re
 import sys
 from collections import Counter
 
@@ -91,18 +96,36 @@ def _expected_shape(subdir):
 # --- structure ------------------------------------------------------------------------
 
 
-def _list_indices(folder, problems):
-    """The indices i of the <i>.npy files in `folder`; anything else is reported as stray."""
-    indices = set()
+def _inside(real, real_root):
+    return real == real_root or real.startswith(real_root + os.sep)
+
+
+def _check_inside(path, real_root, problems):
+    """The real path of `path`, a folder or a file of the release; a problem if it is a symlink
+    leading outside the root (what lies in such a folder is not reported again)."""
+    real = os.path.realpath(path)
+    if not _inside(real, real_root) and os.path.islink(path):
+        problems.add(path, f"resolves to {real}, outside the data root {real_root}; a release's folders and "
+                           "files must lie inside its root (a symlink may not lead out of it)")
+    return real
+
+
+def _list_indices(folder, real_root, problems):
+    """{i: real path} of the <i>.npy files in `folder`; anything else is reported as stray.
+
+    Only a symlink costs a realpath: the other files lie in the folder's own real path."""
+    real_folder = _check_inside(folder, real_root, problems)
+    files = {}
     for entry in os.scandir(folder):
         if entry.name.startswith("."):  # .DS_Store and the like
             continue
         stem, ext = os.path.splitext(entry.name)
         if ext == ".npy" and stem.isascii() and stem.isdigit() and str(int(stem)) == stem and entry.is_file():
-            indices.add(int(stem))
+            files[int(stem)] = (_check_inside(entry.path, real_root, problems) if entry.is_symlink()
+                                else os.path.join(real_folder, entry.name))
         else:
             problems.add(entry.path, "stray entry: a data folder holds only files <i>.npy, i = 0..N-1")
-    return indices
+    return files
 
 
 def _gaps(indices, count):
@@ -130,15 +153,18 @@ def _no_instances(root):
             f"but {origin}")
 
 
-def _check_split_structure(split_dir, subdirs, problems):
-    """Report missing/empty folders, gaps and count mismatches; return the files found.
+def _check_split_structure(split_dir, subdirs, real_root, problems):
+    """Report missing/empty folders, gaps, count mismatches and paths leading out of the root;
+    return the files found.
 
-    Returns (count, {subdir: sorted indices present}) with count = 1 + the largest index.
+    Returns (count, {subdir: sorted indices present}, {real path: path of each file found})
+    with count = 1 + the largest index.
     """
     if not os.path.isdir(split_dir):
         problems.add(split_dir, f"missing split folder (a data root holds {' and '.join(SPLITS)})")
-        return 0, {}
-    found = {}
+        return 0, {}, {}
+    _check_inside(split_dir, real_root, problems)
+    found, resolved = {}, {}
     for sub in subdirs:
         folder = os.path.join(split_dir, sub)
         if not os.path.isdir(folder):
@@ -146,10 +172,12 @@ def _check_split_structure(split_dir, subdirs, problems):
                 problems.add(folder, f"missing folder (a split holds {', '.join(subdirs)})")
             continue
         try:
-            found[sub] = _list_indices(folder, problems)
+            real_files = _list_indices(folder, real_root, problems)
         except OSError as e:
             problems.add(folder, f"cannot list the folder ({e})")
             continue
+        found[sub] = set(real_files)
+        resolved.update((real, os.path.join(folder, f"{i}.npy")) for i, real in real_files.items())
         if not found[sub]:
             problems.add(folder, "empty folder: expected files 0.npy .. <N-1>.npy")
     count = max((max(ix) + 1 for ix in found.values() if ix), default=0)
@@ -168,7 +196,21 @@ def _check_split_structure(split_dir, subdirs, problems):
             else:
                 problems.add(os.path.join(split_dir, sub),
                              f"missing files {first}..{last}.npy ({last - first + 1} files; {rule})")
-    return count, found
+    return count, found, resolved
+
+
+def _check_splits_apart(root, resolved, problems):
+    """No split is another split's folder, and no file of a split resolves to a file of another
+    (a symlinked val/ would make the test set the training set). resolved: {split: {real path: path}}."""
+    for first, second in itertools.combinations(resolved, 2):
+        first_dir, second_dir = os.path.join(root, first), os.path.join(root, second)
+        if os.path.realpath(first_dir) == os.path.realpath(second_dir):
+            problems.add(second_dir, f"resolves to the same folder as {first_dir} ({os.path.realpath(first_dir)}); "
+                                     "the splits must be distinct folders")
+            continue
+        for real in sorted(resolved[first].keys() & resolved[second].keys()):
+            problems.add(resolved[second][real], f"resolves to {real}, the same file as {resolved[first][real]} of "
+                                                 f"the {first} split; a sample belongs to one split only")
 
 
 # --- headers --------------------------------------------------------------------------
@@ -269,6 +311,70 @@ def _check_build_finished(root):
                            f"repair it by rerunning the build: {_rerun_command(root)}")
 
 
+# --- checksums -------------------------------------------------------------------------
+
+# A line of `sha256sum` output: the digest, two spaces (or " *", binary mode), the path.
+_SUMS_LINE = re.compile(r"([0-9a-fA-F]{64}) [ *](.+)")
+
+
+def _read_checksums(root, problems):
+    """{relative path: sha256} of the release's SHA256SUMS, None without one. A line not in
+    sha256sum's format, or a path leading out of the root, is a problem."""
+    path = os.path.join(root, BUILD_CHECKSUMS)
+    if not os.path.isfile(path):
+        return None
+    try:
+        with open(path, encoding="utf-8") as f:
+            lines = f.read().splitlines()
+    except (OSError, UnicodeDecodeError) as e:
+        problems.add(path, f"cannot read it ({e})")
+        return None
+    listed = {}
+    for number, line in enumerate(lines, 1):
+        match = _SUMS_LINE.fullmatch(line)
+        rel = match and os.path.normpath(match[2])
+        if not match:
+            problems.add(f"{path} line {number}", f"{line[:80]!r}: expected '<sha256>  <path>' as sha256sum writes")
+        elif os.path.isabs(rel) or rel.split(os.sep)[0] == os.pardir:
+            problems.add(f"{path} line {number}", f"{match[2]!r}: expected a path inside the data root")
+        else:
+            listed[rel] = match[1].lower()
+    return listed
+
+
+def _file_sha256(path):
+    with open(path, "rb") as f:
+        return hashlib.file_digest(f, "sha256").hexdigest()
+
+
+def _check_checksums(root, listed, files, splits, subdirs, problems, progress):
+    """Every data file checked is listed in SHA256SUMS with its content's digest, and every file
+    it lists is there with that digest (as `sha256sum -c`), except those of splits and
+    subfolders this check leaves out. files: [(path, subdir)] of the data files found."""
+    sums = os.path.join(root, BUILD_CHECKSUMS)
+    data_files = {os.path.relpath(path, root) for path, _ in files}
+    for rel in sorted(data_files - listed.keys()):
+        problems.add(os.path.join(root, rel), f"not listed in {sums}, which must list every data file: "
+                                              "added or renamed after the checksums were made")
+    checked = [rel for rel in sorted(listed) if rel in data_files or not _left_out(rel, splits, subdirs)]
+    for rel in tqdm(checked, desc="checksums", disable=not progress, leave=False):
+        path = os.path.join(root, rel)
+        try:
+            digest = _file_sha256(path)
+        except OSError as e:
+            problems.add(path, f"listed in {sums} but cannot be read ({e.strerror or e})")
+            continue
+        if digest != listed[rel]:
+            problems.add(path, f"sha256 {digest}, but {sums} lists {listed[rel]}: the file changed after the "
+                               "checksums were made")
+
+
+def _left_out(rel, splits, subdirs):
+    """Whether a listed path lies in a split or subfolder of the layout that this check does not cover."""
+    parts = rel.split(os.sep)
+    return parts[0] in SPLITS and (parts[0] not in splits or len(parts) < 3 or parts[1] not in subdirs)
+
+
 # --- values ---------------------------------------------------------------------------
 
 
@@ -360,7 +466,8 @@ def check_dataset(root, classes=CLASS_COUNTS, deep=True, progress=False, splits=
     instead of the default (a run checks what its tasks read): image, those label sets,
     depth, and instance when any checked split holds instance/ (then every split must).
     deep=False reads only the .npy headers; deep=True also loads every array and checks its
-    values. An unfinished or changed build of data.prepare_cityscapes is refused before
+    values, and verifies SHA256SUMS when the release has one. Symlinks leading out of the root
+    and splits sharing a folder or a file are refused by both. An unfinished or changed build of data.prepare_cityscapes is refused before
     anything else. A missing instance/ asked for in `folders` says why it is missing and how
     to get a release with it.
     Summary: {"root", "splits": {split: count}, "image_size": (H, W), "classes": the label
@@ -370,6 +477,7 @@ def check_dataset(root, classes=CLASS_COUNTS, deep=True, progress=False, splits=
     if not os.path.isdir(root):
         raise DatasetError(f"{root}: data folder not found (expected {'/, '.join(SPLITS)}/ inside)")
     _check_build_finished(root)
+    real_root = os.path.realpath(root)
     problems = _Problems()
     subdirs = tuple(folders or (IMAGE_DIR, *(label_dir(c) for c in classes), DEPTH_DIR))
     if not folders and any(os.path.isdir(os.path.join(root, split, INSTANCE_DIR)) for split in splits):
@@ -380,11 +488,12 @@ def check_dataset(root, classes=CLASS_COUNTS, deep=True, progress=False, splits=
         if lacking:
             where = lacking[0] if len(lacking) == 1 else "{" + ",".join(lacking) + "}"
             problems.add(os.path.join(root, where, INSTANCE_DIR), _no_instances(root))
-    counts, files = {}, []
+    counts, files, resolved = {}, [], {}
     for split in splits:
         split_dir = os.path.join(root, split)
-        counts[split], found = _check_split_structure(split_dir, subdirs, problems)
+        counts[split], found, resolved[split] = _check_split_structure(split_dir, subdirs, real_root, problems)
         files += [(os.path.join(split_dir, sub, f"{i}.npy"), sub) for sub, ix in found.items() for i in ix]
+    _check_splits_apart(root, resolved, problems)
 
     sizes = {}
     for path, sub in tqdm(files, desc="headers", disable=not progress, leave=False):
@@ -400,6 +509,9 @@ def check_dataset(root, classes=CLASS_COUNTS, deep=True, progress=False, splits=
                 load_valid(path, sub)
             except DatasetError as e:  # its message already names the file
                 problems.lines.append(str(e))
+        listed = _read_checksums(root, problems)
+        if listed is not None:
+            _check_checksums(root, listed, files, splits, subdirs, problems, progress)
 
     problems.raise_if_any(root)
     checked = tuple(c for c in CLASS_COUNTS if label_dir(c) in subdirs) if folders else tuple(classes)

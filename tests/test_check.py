@@ -1,3 +1,4 @@
+import hashlib
 import json
 import os
 import shutil
@@ -202,10 +203,17 @@ def test_gaps_are_single_files_or_ranges(root):
     assert "8 problems" in message
 
 
+def write_checksums(root):
+    """SHA256SUMS of every file under root, as `cd root && sha256sum */*/*.npy prepare.json` writes it."""
+    files = sorted(p for p in root.rglob("*") if p.is_file() and p.name not in ("SHA256SUMS", "COMPLETE"))
+    (root / "SHA256SUMS").write_text("".join(f"{hashlib.sha256(p.read_bytes()).hexdigest()}  {p.relative_to(root)}\n"
+                                             for p in files))
+
+
 def builders_folder(root):
     """Make the valid fixture look like data.prepare_cityscapes' output, before its last step."""
     (root / "prepare.json").write_text(json.dumps({"size": [32, 64], "splits": ["train", "val"]}))
-    (root / "SHA256SUMS").write_bytes(b"0" * 64 + b"  index.csv\n")
+    write_checksums(root)
 
 
 def test_unfinished_build_is_refused(root):
@@ -230,7 +238,7 @@ def test_finished_build_whose_checksums_changed_is_refused(root):
 
 
 def test_folders_without_prepare_json_are_not_the_builders(root):
-    (root / "SHA256SUMS").write_text("made by hand\n")  # e.g. beside the MTAN release
+    write_checksums(root)  # made by hand beside the MTAN release: no COMPLETE needed
     assert check_dataset(root)["splits"] == COUNTS
 
 
