@@ -16,7 +16,9 @@ from torch.utils.data import DataLoader, RandomSampler, SequentialSampler
 
 from data import source as data_source
 from data.cityscapes import CityscapesNpy
+from data.file_stats import describe_changes, file_stats
 from data.identity import data_identity
+from data.layout import IMAGE_DIR
 from evaluation import run_config, run_record
 from evaluation.delta_m import select_baseline
 from experiment.flags import result_settings, resumed_args, setting_definitions, settings_of
@@ -28,7 +30,7 @@ from optim.dominance import DominanceTracker
 from optim.engine import TrainingEngine
 from optim.weighting.cli import build_weighting_from_args
 from runfolder import atomic, lease
-from runfolder.files import LOCK, PREVIOUS_CHECKPOINT
+from runfolder.files import DATA_FILES, LOCK, PREVIOUS_CHECKPOINT
 from tasks import TaskSettings, build_tasks
 
 
@@ -112,6 +114,7 @@ class Experiment:
         self.config = self.make_config(config)
         self.ownership = None  # rank 0's, of a new run folder
         self.run_dir = world.from_main(lambda: self._own_run_dir(config))
+        world.from_main(lambda: keep_data_files(self.run_dir, self.source.root, self.tasks, resumed=config is not None))
 
     @staticmethod
     def _read(args):
@@ -283,6 +286,30 @@ def check_out_folder(out):
         if (folder / run_record.CONFIG).is_file() and (folder / LOCK).exists():
             raise run_record.RunFolderError(f"--out {out}: inside the run folder {folder} (it holds "
                                             f"{run_record.CONFIG}); give a folder outside every run folder")
+
+
+def keep_data_files(run_dir, root, tasks, resumed):
+    """A new run records the size and mtime of every data file its tasks read (DATA_FILES); a
+    resumed one refuses data changed since (a run older than the record: nothing to compare)."""
+    folders = (IMAGE_DIR, *dict.fromkeys(folder for task in tasks for folder in task.folders()))
+    current = file_stats(root, folders)
+    path = Path(run_dir) / DATA_FILES
+    if not resumed:
+        with run_record.atomic_file(path) as f:
+            json.dump(current, f, separators=(",", ":"))
+        return
+    if not path.exists():
+        return
+    try:
+        recorded = json.loads(path.read_text())
+    except (OSError, ValueError) as e:
+        raise run_record.RunFolderError(f"--resume {run_dir}: cannot read {path} ({e}); it records the data files "
+                                        "the run started on") from None
+    changes = describe_changes(root, recorded, current)
+    if changes:
+        raise run_record.RunFolderError(
+            f"--resume {run_dir}: the data changed under the run: {changes}; {DATA_FILES} records each data file's "
+            "size and modification time at the run's start; refusing to continue on other data (start a new run)")
 
 
 def new_run_dir(run_dir):

@@ -13,6 +13,7 @@ METRICS = "metrics.jsonl"  # one row per finished epoch
 SUMMARY = "summary.json"  # written last, so it marks a finished run
 AU = "au.csv"  # per-layer task dominance, with --track-au
 CHECKPOINT, PREVIOUS_CHECKPOINT = "checkpoint.pt", "checkpoint.prev.pt"  # the latest and the one before
+DATA_FILES = "data_files.json"  # size and mtime of each data file at the start, compared on resume
 
 # Its ownership: the flock, the heartbeat lease and the log of takeovers.
 LOCK, LEASE, LEASE_LOG = ".lock", "lease.json", "lease.log"

@@ -1,13 +1,17 @@
 """A release's files stay inside its root and its splits apart; SHA256SUMS is verified by the
 deep check; a resumed run refuses data changed under it (docs/design.md, "Release layout")."""
 import hashlib
+import json
 import os
 import shutil
+from datetime import datetime
 
 import numpy as np
 import pytest
 
+import main_cityscapes
 from data.check import DatasetError, check_dataset, main, quick_check
+from data.file_stats import describe_changes
 from tests.test_check import COUNTS, FOLDERS, write_checksums, write_sample
 
 
@@ -148,3 +152,77 @@ def test_malformed_checksum_lines_are_named(root, line, expected):
         f.write(line + "\n")
     assert f"{root / 'SHA256SUMS'} line {len(FOLDERS) * sum(COUNTS.values()) + 1}: " in problems(root)
     assert expected in problems(root)
+
+
+# --- data changed under a run -----------------------------------------------------------------
+
+
+def test_describe_changes_names_each_file_and_counts_the_rest():
+    recorded = {f"train/image/{i}.npy": [100, 10**18] for i in range(8)}
+    current = {**recorded, "train/image/0.npy": [120, 10**18], "train/image/1.npy": [100, 2 * 10**18],
+               "val/depth/0.npy": [4, 5]}
+    del current["train/image/2.npy"]
+    assert describe_changes("R", recorded, recorded) is None
+    moment = datetime.fromtimestamp(2e9)
+    assert describe_changes("R", recorded, current) == (
+        f"R/train/image/0.npy (100 bytes, now 120), R/train/image/1.npy (rewritten at {moment:%Y-%m-%d %H:%M:%S}), "
+        "R/train/image/2.npy (gone), R/val/depth/0.npy (added)")
+    for i in range(3, 8):
+        current[f"train/image/{i}.npy"] = [1, 1]
+    assert describe_changes("R", recorded, current).endswith("R/train/image/4.npy (100 bytes, now 1) and 4 more")
+
+
+@pytest.fixture
+def run_on_own_data(tiny_synthcity, tmp_path, seeded_and_restored):
+    """A finished one-epoch run on a copy of the tiny release, made unfinished again: (run, data)."""
+    data = tmp_path / "data"
+    shutil.copytree(tiny_synthcity, data)
+    argv = ["--data-path", str(data), "--epochs", "1", "--batch-size", "4", "--width-mult", "0.0625",
+            "--num-workers", "0", "--device", "cpu", "--out", str(tmp_path), "--name", "run"]
+    assert main_cityscapes.main(argv) == 0
+    run = tmp_path / "run"
+    (run / "summary.json").unlink()
+    return run, data
+
+
+def rewrite_in_place(path):
+    """Other values of the same shape, and a later modification time."""
+    array = np.load(path)
+    np.save(path, np.flip(array, axis=0).copy())
+    status = os.stat(path)
+    os.utime(path, ns=(status.st_atime_ns, status.st_mtime_ns + 10**9))
+
+
+def test_a_run_records_its_data_files(run_on_own_data):
+    run, data = run_on_own_data
+    recorded = json.loads((run / "data_files.json").read_text())
+    path = data / "train" / "image" / "3.npy"
+    assert recorded["train/image/3.npy"] == [path.stat().st_size, path.stat().st_mtime_ns]
+    # the tasks' folders only (semantic with 7 classes and depth), every sample of both splits
+    assert {rel.rsplit("/", 1)[0] for rel in recorded} == {
+        f"{split}/{folder}" for split in ("train", "val") for folder in ("image", "label_7", "depth")}
+    assert len(recorded) == 3 * (16 + 8)
+
+
+def test_a_resume_on_data_changed_in_place_is_refused(run_on_own_data, capsys):
+    run, data = run_on_own_data
+    changed = data / "val" / "depth" / "2.npy"
+    rewrite_in_place(changed)
+    capsys.readouterr()
+    assert main_cityscapes.main(["--resume", str(run)]) == 2
+    err = capsys.readouterr().err
+    assert f"--resume {run}: the data changed under the run: {changed} (rewritten at " in err
+    assert "data_files.json records each data file's size and modification time" in err
+    for i in range(6):
+        rewrite_in_place(data / "train" / "label_7" / f"{i}.npy")
+    assert main_cityscapes.main(["--resume", str(run)]) == 2
+    assert " and 2 more; " in capsys.readouterr().err
+
+
+def test_a_resume_on_unchanged_data_or_without_a_record_continues(run_on_own_data):
+    run, data = run_on_own_data
+    assert main_cityscapes.main(["--resume", str(run), "--epochs", "2"]) == 0
+    (run / "summary.json").unlink()
+    (run / "data_files.json").unlink()  # a run from before the record: nothing to compare
+    rewrite_in_place(data / "train" / "image" / "0.npy")
+    assert main_cityscapes.main(["--resume", str(run), "--epochs", "3"]) == 0
