@@ -35,7 +35,7 @@ MEANINGS = {
     EXIT_NON_FINITE: "non-finite loss, weights or test metrics; the last good checkpoint is kept",
     EXIT_WRITE: "a file could not be written (disk full, read-only, quota); nothing before it is lost",
     EXIT_BUSY: "the run folder is owned by another live process (busy); a sweep: some runs are running in other "
-               "processes (rerun when they end)",
+               "processes (rerun when they end), or another launcher runs the sweep (it is named)",
     stopped_by(signal.SIGINT): "stopped by SIGINT (Ctrl-C); a sweep stopped by SIGINT or SIGTERM (its runs keep "
                                "their checkpoints; rerun to resume)",
     stopped_by(signal.SIGUSR2): "stopped by SIGUSR2 (Slurm's warning before a time limit or preemption, sent by "

@@ -291,16 +291,9 @@ def main(argv=None):
     if unknown:
         parser.error(unknown)
     definition = plan.defined_by(run_flags, args.tasks)
-    try:
-        runs = plan.check_rerun(sweep_dir, runs, definition, args.extend)
-    except plan.PlanError as e:
-        print(f"sweep: {e}", file=sys.stderr)
-        return exit_codes.EXIT_BAD_INPUT
     opts = backend_options(args, run_flags)
     try:
         backend = importlib.import_module(f"{__package__}.{BACKEND_MODULES[opts.backend]}")
-        interrupt_on_signals()
-        return sweep(sweep_dir, runs, opts, backend, definition)
     except ModuleNotFoundError as e:
         package = OPTIONAL_PACKAGES.get(opts.backend)
         if (e.name or "").split(".")[0] != package:
@@ -308,6 +301,26 @@ def main(argv=None):
         print(f"sweep: --backend {opts.backend} needs the Python package {package}, which is not installed: "
               f"pip install -r {runner.REPO / 'requirements-cluster.txt'}", file=sys.stderr)
         return exit_codes.EXIT_BAD_INPUT
+    try:  # one launcher per sweep: a second one would start its runs again and write their .exit files
+        launcher = lease.acquire(sweep_dir, create=True)
+    except lease.RunBusy as e:
+        print(f"sweep: another launcher runs this sweep; {e}", file=sys.stderr)
+        return exit_codes.EXIT_BUSY
+    try:
+        return launch(sweep_dir, plan.check_rerun(sweep_dir, runs, definition, args.extend), opts, backend,
+                      definition)
+    except plan.PlanError as e:
+        print(f"sweep: {e}", file=sys.stderr)
+        return exit_codes.EXIT_BAD_INPUT
+    finally:
+        launcher.release()
+
+
+def launch(sweep_dir, runs, opts, backend, definition):
+    """Run the sweep on its backend; the exit status, with the launcher's failures as one line."""
+    try:
+        interrupt_on_signals()
+        return sweep(sweep_dir, runs, opts, backend, definition)
     except (plan.PlanError, runner.BackendError) as e:
         print(f"sweep: {e}", file=sys.stderr)
         return exit_codes.EXIT_BAD_INPUT

@@ -20,7 +20,8 @@ from types import SimpleNamespace
 
 import pytest
 
-from runfolder import lease
+from evaluation.summary import summarize
+from runfolder import exit_codes, lease
 from runfolder.files import LEASE
 from sweeps import cli, plan, runner
 
@@ -432,6 +433,24 @@ def test_a_cluster_backend_without_its_package_names_requirements_cluster(tmp_pa
     assert "Traceback" not in done.stderr and not (tmp_path / "runs").exists()
 
 
+def test_a_second_launcher_of_a_sweep_is_refused_naming_the_first(fake_env, tmp_path):
+    """It marked a finished run FAILED and overwrote its .exit; now it starts nothing."""
+    first = subprocess.Popen(sweep_command(fake_env, "--methods", "adam", "--seeds", "0 1"), cwd=tmp_path,
+                             env={**fake_env, "FAKE_SLEEP": "3"}, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                             text=True)
+    sweep_dir = tmp_path / "runs" / "s"
+    assert wait_until(lambda: (sweep_dir / "adam-ew-s0" / "config.json").exists(), 30)
+    second = subprocess.run(sweep_command(fake_env, "--methods", "adam", "--seeds", "0 1"), check=False,
+                            cwd=tmp_path, env=fake_env, capture_output=True, text=True, timeout=60)
+    assert second.returncode == exit_codes.EXIT_BUSY
+    assert f"sweep: another launcher runs this sweep; {sweep_dir} is owned by another process" in second.stderr
+    assert f"pid {first.pid}" in second.stderr
+    assert first.wait(timeout=60) == 0
+    assert [(sweep_dir / f"adam-ew-s{seed}.exit").read_text() for seed in (0, 1)] == ["0\n", "0\n"]
+    assert subprocess.run(sweep_command(fake_env, "--methods", "adam", "--seeds", "0 1"), check=False,
+                          cwd=tmp_path, env=fake_env, capture_output=True, timeout=60).returncode == 0
+
+
 def test_every_run_gets_the_sweeps_pid_in_mtl_parent_pid(fake_env, tmp_path):
     """sweep.sh execs the launcher: the pid that started is the one every run watches."""
     for slots in ([], ["--gpus", "0 1"]):
@@ -548,11 +567,11 @@ def write_run(sweep_dir, name, epochs=None, rows=0, finished=False, exit_status=
     run_dir.mkdir(parents=True)
     if epochs is not None:
         (run_dir / "config.json").write_text(json.dumps({"settings": {"epochs": epochs}}))
-    (run_dir / "metrics.jsonl").write_text("".join(
-        json.dumps({"epoch": e, "test": {"miou": 0.1 * (e + 1), "pix_acc": 0.5, "abs_err": 0.25, "rel_err": None}})
-        + "\n" for e in range(rows)))
-    if finished:
-        (run_dir / "summary.json").write_text("{}")
+    metrics = [{"epoch": e, "test": {"miou": 0.1 * (e + 1), "pix_acc": 0.5, "abs_err": 0.25, "rel_err": None}}
+               for e in range(rows)]
+    (run_dir / "metrics.jsonl").write_text("".join(json.dumps(row) + "\n" for row in metrics))
+    if finished:  # --status checks it against metrics.jsonl (evaluation/summary.py)
+        (run_dir / "summary.json").write_text(json.dumps(summarize(metrics, None, None)))
     if exit_status is not None:
         (sweep_dir / f"{name}.exit").write_text(f"{exit_status}\n")
     return run_dir
