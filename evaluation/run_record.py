@@ -8,8 +8,10 @@ summary is written last, so its presence is what marks a run as finished.
 """
 import json
 import math
+import pickle
 import platform
 import random
+import re
 import signal
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -20,13 +22,11 @@ import numpy as np
 import torch
 
 from runfolder import atomic
-from runfolder.files import CHECKPOINT, CONFIG, METRICS, PREVIOUS_CHECKPOINT, SUMMARY
+from runfolder.files import CHECKPOINT, CONFIG, DATA_FILES, METRICS, PREVIOUS_CHECKPOINT, SUMMARY
 from runfolder.lease import is_lock_file
 
 from . import run_config
-from .delta_m import delta_m
-
-LAST_N = 10
+from .summary import InconsistentRun, finished_summary, summarize  # noqa: F401 -- summarize: the loop writes with it
 
 
 class RunFolderError(ValueError):
@@ -44,7 +44,7 @@ def check_new_run_dir(run_dir, entries):
     run_dir = Path(run_dir)
     if SUMMARY in entries:
         raise RunFolderError(f"--name {run_dir.name}: {run_dir} holds a finished run; choose another --name or --out")
-    if entries:
+    if set(entries) - {DATA_FILES}:  # the data record alone: stopped before its config.json, nothing to resume
         raise RunFolderError(
             f"--name {run_dir.name}: {run_dir} holds an unfinished run; continue it with --resume {run_dir}, "
             f"or choose another --name"
@@ -121,41 +121,6 @@ def new_config(settings, data, tasks, baseline, weighting, environment, paramete
     }
 
 
-def _mean_of(rows):
-    """The mean of each metric over `rows`; "class_iou" per class over the rows where that
-    class's IoU is defined (None where it never is). Rows older than class_iou lack it."""
-    keys = [k for k, v in rows[0].items() if k != "delta_m" and isinstance(v, (int, float))]
-    mean = {k: math.fsum(r[k] for r in rows) / len(rows) for k in keys}
-    per_class = [r["class_iou"] for r in rows if "class_iou" in r]
-    if per_class:
-        mean["class_iou"] = {}
-        for name in per_class[-1]:
-            defined = [ious[name] for ious in per_class if ious.get(name) is not None]
-            mean["class_iou"][name] = math.fsum(defined) / len(defined) if defined else None
-    return mean
-
-
-def summarize(rows, baseline, baseline_name):
-    """summary.json from the metrics.jsonl rows: the last epoch's test metrics, the mean of
-    the last 10 epochs' test metrics, and Δm of both (Δm of the mean, not the mean of Δm,
-    as the field reports it). A run shorter than 10 epochs averages all of them:
-    "last10_epochs" says how many were averaged (the key "last10" is kept for readers)."""
-    final = rows[-1]["test"]
-    averaged = rows[-LAST_N:]
-    last = _mean_of([r["test"] for r in averaged])
-    has_metrics = baseline is not None and all(k in final for k in baseline)
-    return {
-        "final": final,
-        "last10": last,
-        "last10_epochs": len(averaged),
-        "delta_m": {
-            "final": delta_m(final, baseline) if has_metrics else None,
-            "last10": delta_m(last, baseline) if has_metrics else None,
-            "baseline": baseline_name if has_metrics else None,
-        },
-    }
-
-
 # ---------------------------------------------------------------- checkpoints
 
 
@@ -193,19 +158,86 @@ def save_checkpoint(run_dir, state):
                                     "(disk full?)") from None
 
 
-def load_checkpoint(run_dir, map_location="cpu"):
+# What a checkpoint must hold to be continued, with the types its values may have. Checkpoints
+# older than "au_rows" and "data_identity" lack them (read with defaults); a value of a type
+# torch.load(weights_only=True) can build but the run cannot use is refused by its key.
+CHECKPOINT_KEYS = {"epoch": int, "step": int, "rows": list, "settings": dict, "model": dict, "optimizer": dict,
+                   "scheduler": dict, "weighting": dict, "tracker": (dict, type(None)), "rng": dict}
+OPTIONAL_CHECKPOINT_KEYS = {"au_rows": list, "data_identity": (dict, type(None))}
+
+
+def checkpoint_problem(state, epochs, rows):
+    """Why `state` cannot be continued in a run of `epochs` epochs (config.json's) whose
+    metrics.jsonl holds `rows`; None when it can. A checkpoint is written after its epoch's row,
+    so its "epoch" (the next epoch to run, 1 to `epochs`) is the number of its "rows", and they
+    are the first rows of metrics.jsonl."""
+    if not isinstance(state, dict):
+        return f"holds a {type(state).__name__}, expected a dict of the run's state"
+    for key, kinds in [*CHECKPOINT_KEYS.items(), *OPTIONAL_CHECKPOINT_KEYS.items()]:
+        if key not in state:
+            if key in CHECKPOINT_KEYS:
+                return f'has no "{key}"'
+        elif not isinstance(state[key], kinds) or isinstance(state[key], bool):
+            expected = " or ".join(k.__name__ for k in (kinds if isinstance(kinds, tuple) else (kinds,)))
+            return f'"{key}" is a {type(state[key]).__name__}, expected {expected}'
+    epoch, done = state["epoch"], len(state["rows"])
+    if not 1 <= epoch <= epochs:
+        return f'"epoch" is {epoch}, expected 1 to {epochs} (the run\'s settings.epochs in {CONFIG})'
+    if state["step"] < 0:
+        return f'"step" is {state["step"]}, expected 0 or more'
+    if done != epoch:
+        return f'"rows" holds {done} epochs, but "epoch" says {epoch} are done'
+    try:
+        same = json.loads(json.dumps(state["rows"], allow_nan=False)) == rows[:epoch]  # as metrics.jsonl has them
+    except (TypeError, ValueError):
+        same = False
+    if not same:
+        return f'"rows" are not the first {epoch} rows of {METRICS} (it holds {len(rows)})'
+    return None
+
+
+def _unloadable(path, error):
+    """Why torch.load failed on `path`, in one line of whole words. torch's own message for a
+    file that would run code is many lines on how to load it anyway, which is not to be done."""
+    if isinstance(error, pickle.UnpicklingError) and "Weights only load failed" in str(error):
+        found = re.search(r"Unsupported global: GLOBAL ([\w.]+)", str(error))
+        return (f"{path} is refused: it names {found.group(1) if found else 'code'}, where a checkpoint holds only "
+                f"tensors and plain data; loading it could run code, so it is not loaded")
+    detail = next(iter(str(error).splitlines()), "") or "no detail"  # EOFError's message is empty
+    if len(detail) > 160:
+        detail = detail[:160].rsplit(" ", 1)[0] + " ..."
+    return f"{path} is corrupt or truncated ({type(error).__name__}: {detail})"
+
+
+def load_checkpoint(run_dir, epochs, map_location="cpu"):
     """(state, messages) from checkpoint.pt, or from checkpoint.prev.pt when the latest is
-    missing, corrupt or truncated; (None, messages) when the run has none yet."""
+    missing, corrupt, truncated or not of this run (checkpoint_problem, against `epochs`, config.json's,
+    and metrics.jsonl); (None, messages) when the run has none yet. RunFolderError naming each
+    file when neither is usable, or when one is no file: the next save could not replace it."""
+    run_dir = Path(run_dir)
+    for name in (CHECKPOINT, PREVIOUS_CHECKPOINT):
+        path = run_dir / name
+        if path.exists() and not path.is_file():
+            raise RunFolderError(f"{path} is no file (a folder?): move it out of the run folder; the run keeps its "
+                                 f"checkpoints there")
+    try:
+        rows = read_metrics(run_dir)
+    except ValueError as e:
+        raise RunFolderError(f"{run_dir / METRICS}: a line is no JSON ({e})") from None
     messages = []
     for name in (CHECKPOINT, PREVIOUS_CHECKPOINT):
-        path = Path(run_dir) / name
+        path = run_dir / name
         if not path.exists():
             continue
         try:
-            return torch.load(path, map_location=map_location, weights_only=True), messages
+            state = torch.load(path, map_location=map_location, weights_only=True)
         except Exception as e:  # noqa: BLE001 -- a truncated or corrupt file fails in many ways (zip, pickle, EOF)
-            detail = next(iter(str(e).splitlines()), "") or "no detail"  # EOFError's message is empty
-            messages.append(f"{path} is corrupt or truncated ({type(e).__name__}: {detail[:120]})")
+            messages.append(_unloadable(path, e))
+            continue
+        problem = checkpoint_problem(state, epochs, rows)
+        if problem is None:
+            return state, messages
+        messages.append(f"{path} does not fit the run: {problem}")
     if messages:
         raise RunFolderError("; ".join(messages) + "; no usable checkpoint left")
     return None, messages
@@ -234,7 +266,7 @@ class Run:
     method options (`definitions`: run_config.SettingDefinitions)."""
     path: Path
     config: dict
-    summary: dict | None  # None while the run is unfinished
+    summary: dict | None  # recomputed from metrics.jsonl (check_finished); None while the run is unfinished
     definitions: run_config.SettingDefinitions
 
     @property
@@ -272,20 +304,15 @@ class Run:
 
     @property
     def last_epochs(self):
-        """How many epochs "last10" averages: summary.json's "last10_epochs", or in a summary from
-        before it, min(10, the epochs in metrics.jsonl) as summarize took them."""
-        n = (self.summary or {}).get("last10_epochs")
-        if n is None:
-            n = min(LAST_N, len(read_metrics(self.path)))
-        if isinstance(n, bool) or not isinstance(n, int) or n < 1:
-            raise RunError(f"{self.path}: \"last10\" averages {n!r} epochs (summary.json \"last10_epochs\", "
-                           f"else the rows of metrics.jsonl); expected a positive integer")
-        return n
+        """How many epochs "last10" averages: min(10, the run's epochs)."""
+        return self.summary["last10_epochs"]
 
 
 def read_run(path, definitions):
     """The run in folder `path`, its settings read through `definitions`
-    (experiment.flags.setting_definitions()); its summary is None if it has not finished."""
+    (experiment.flags.setting_definitions()); its summary, recomputed from metrics.jsonl, is None
+    if it has not finished. InconsistentRunFolder for a finished run whose summary.json or
+    metrics.jsonl disagree (evaluation/summary.py)."""
     path = Path(path)
     if not (path / CONFIG).is_file():
         raise RunError(f"{path}: no {CONFIG}; not a run folder of main_cityscapes.py")
@@ -293,7 +320,25 @@ def read_run(path, definitions):
         config = run_config.read_config(path / CONFIG)
     except run_config.ConfigError as e:
         raise RunError(str(e)) from None
-    return Run(path, config, read_json(path / SUMMARY) if (path / SUMMARY).exists() else None, definitions)
+    summary = check_finished(path, config) if (path / SUMMARY).exists() else None
+    return Run(path, config, summary, definitions)
+
+
+class InconsistentRunFolder(RunError):
+    """A finished run folder whose files disagree: named, never averaged nor resumed."""
+
+
+def check_finished(path, config):
+    """The summary of the finished run in `path` (its config.json read as `config`), recomputed
+    from metrics.jsonl and checked against summary.json; InconsistentRunFolder where they differ."""
+    try:
+        rows = read_metrics(path)
+    except (OSError, ValueError) as e:
+        raise InconsistentRunFolder(f"{path}: inconsistent: {METRICS} is unreadable ({e})") from None
+    try:
+        return finished_summary(config, rows, read_json(path / SUMMARY))
+    except InconsistentRun as e:
+        raise InconsistentRunFolder(f"{path}: inconsistent: {e}") from None
 
 
 def last_epochs_text(runs):

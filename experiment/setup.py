@@ -80,6 +80,8 @@ class Experiment:
         self.world = world
         args, config, self.extending, self.source, self.data_identity = world.from_main(lambda: self._read(args))
         self.args = args
+        # a checkpoint belongs to the run config.json records, which a resume's --epochs may since change
+        self.recorded_epochs = config["settings"]["epochs"] if config is not None else None
         self.tasks = build_tasks(args.tasks, TaskSettings(classes=args.classes, depth_rule=args.depth_rule))
         self.task_names = tuple(task.name for task in self.tasks)
         self.device = pick_device(args.device, world)
@@ -125,11 +127,17 @@ class Experiment:
                                          args.synthcity_train, args.synthcity_val)
             return args, None, False, source, data_identity(source.root)
         args, config = resumed_args(args)
+        finished = (Path(args.resume) / run_record.SUMMARY).exists()
+        if finished:  # extended only when its files agree, or the longer run would carry the disagreement on
+            try:
+                run_record.check_finished(Path(args.resume), config)
+            except run_record.RunError as e:
+                raise run_record.RunFolderError(f"--resume: {e}; refusing to extend it") from None
         # the data the run started on, even if the default data has changed since
         source = data_source.open_release(config["data"]["root"], args.classes)
         identity = data_identity(source.root)
         check_same_data(Path(args.resume), config["data"].get("identity"), identity, f"{run_record.CONFIG} records")
-        return args, config, (Path(args.resume) / run_record.SUMMARY).exists(), source, identity
+        return args, config, finished, source, identity
 
     def _own_run_dir(self, config):
         """The run folder: the resumed one, or a new one that this process makes and owns."""
@@ -228,8 +236,8 @@ class Experiment:
 
     def _read_checkpoint(self):
         """The last good checkpoint's state, checked against the run's settings and data; None without one."""
-        state, messages = run_record.load_checkpoint(self.run_dir, map_location="cpu" if self.world.size > 1
-                                                     else self.device)
+        state, messages = run_record.load_checkpoint(self.run_dir, self.recorded_epochs,
+                                                     map_location="cpu" if self.world.size > 1 else self.device)
         for message in messages:
             print(f"warning: {message}; continuing from {PREVIOUS_CHECKPOINT}", flush=True)
         if state is None:
@@ -244,6 +252,10 @@ class Experiment:
                     f"--resume {self.run_dir}: the checkpoint was made with {key}={recorded.get(key)!r}, "
                     f"the run's config.json says {expected.get(key)!r}; refusing to mix them")
         check_same_data(self.run_dir, state.get("data_identity"), self.data_identity, "its checkpoint records")
+        if state["epoch"] > self.args.epochs:  # the loop would run no epoch and call the run finished
+            raise run_record.RunFolderError(
+                f"--resume {self.run_dir} --epochs {self.args.epochs}: its checkpoint has {state['epoch']} epochs "
+                f"done already; give --epochs {state['epoch']} or more")
         return state
 
 

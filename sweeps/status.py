@@ -2,15 +2,18 @@
 run folders alone, so it answers the same on every backend and from any node.
 
 States (runfolder/state.py decides them): finished, running (a live owner), failed (a non-zero
-<name>.exit), pending (not started, or interrupted: stopped and resumable).
+<name>.exit, or finished but inconsistent: summary.json or metrics.jsonl disagree, which
+evaluation/summary.py checks without torch), pending (not started, or interrupted: stopped and
+resumable).
 """
 import json
 import sys
 from dataclasses import dataclass
 from pathlib import Path
 
+from evaluation.summary import InconsistentRun, finished_summary
 from runfolder import exit_codes, state
-from runfolder.files import CONFIG, METRICS, log_file
+from runfolder.files import CONFIG, METRICS, SUMMARY, log_file
 from tasks import DEFAULT_TASKS, TASKS, reported_metric_keys
 
 from . import plan
@@ -43,6 +46,17 @@ def _rows(run_dir):
         return []
 
 
+def _inconsistency(run_dir, config):
+    """Why the finished run in run_dir is inconsistent (evaluation/summary.py), "" when it is not."""
+    try:
+        lines = (run_dir / METRICS).read_text().splitlines()
+        rows = [json.loads(line) for line in lines if line.strip()]
+        finished_summary(config, rows, json.loads((run_dir / SUMMARY).read_text()))
+    except (OSError, ValueError) as e:  # InconsistentRun is a ValueError; so is a line that is no JSON
+        return str(e) if isinstance(e, InconsistentRun) else f"unreadable {METRICS} or {SUMMARY} ({e})"
+    return ""
+
+
 def status_row(sweep_dir, name):
     """The StatusRow of <sweep_dir>/<name>."""
     run_dir = Path(sweep_dir) / name
@@ -61,6 +75,10 @@ def status_row(sweep_dir, name):
         note = f"{run.owner.get('host', '?')} pid {run.owner.get('pid', '?')}"
     elif run.state == state.FAILED:
         note = f"exit {run.exit_status}, see {log_file(sweep_dir, name).name}"
+    elif run.state == state.FINISHED:
+        problem = _inconsistency(run_dir, config)
+        if problem:
+            shown, note = state.FAILED, f"inconsistent: {problem}"
     elif run.state == state.INTERRUPTED:  # pending too: rerunning the sweep resumes it
         shown, note = state.PENDING, "stopped; resumes"
     return StatusRow(name, shown, epochs, metrics, note)

@@ -12,7 +12,7 @@ from tasks import DEFAULT_TASKS, canonical
 from ..baseline import build_baseline, describe_seeds
 from ..delta_m import load_baseline, select_baseline
 from ..run_config import describe_differences, setting_text, setup_differences, shared_setup
-from ..run_record import RunError, read_json, read_run
+from ..run_record import InconsistentRunFolder, RunError, read_json, read_run
 
 RESULTS = "results"  # the default output folder, inside the sweep's folder
 
@@ -77,7 +77,8 @@ def _not_averaged(sweep_dir, name):
 
 
 def scan_sweep(sweep_dir, results_dir=None):
-    """(finished Runs, not-averaged rows); `results_dir`, the output folder, is no run even where
+    """(finished Runs, not-averaged rows: unfinished, failed, or finished but inconsistent,
+    run_record.check_finished); `results_dir`, the output folder, is no run even where
     it lies in the sweep's folder, and neither is the default one."""
     sweep_dir = Path(sweep_dir)
     if not sweep_dir.is_dir():
@@ -90,10 +91,13 @@ def scan_sweep(sweep_dir, results_dir=None):
     crashed_early = sorted(p.stem for p in sweep_dir.glob(f"*{EXIT_SUFFIX}") if not (sweep_dir / p.stem).exists()
                            and state.run_state(sweep_dir, p.stem).state == state.FAILED)
     for name in run_names:
-        if (sweep_dir / name / SUMMARY).exists():
-            finished.append(read_run(sweep_dir / name, setting_definitions()))
-        else:
+        if not (sweep_dir / name / SUMMARY).exists():
             problems.append(_not_averaged(sweep_dir, name))
+            continue
+        try:
+            finished.append(read_run(sweep_dir / name, setting_definitions()))
+        except InconsistentRunFolder as e:  # its files disagree: which of them to believe is the user's call
+            problems.append(dict(_not_averaged(sweep_dir, name), state="inconsistent", note=str(e)))
     return finished, problems + [_not_averaged(sweep_dir, name) for name in crashed_early]
 
 
