@@ -27,6 +27,7 @@ import os
 import re
 import sys
 from collections import Counter
+from pathlib import Path
 
 import numpy as np
 from tqdm import tqdm
@@ -512,6 +513,8 @@ def check_dataset(root, classes=CLASS_COUNTS, deep=True, progress=False, splits=
         listed = _read_checksums(root, problems)
         if listed is not None:
             _check_checksums(root, listed, files, splits, subdirs, problems, progress)
+        if not problems.lines:  # the record of a whole data set: meaningful only on complete files
+            problems.lines += dataset_of(root).content_problems(Path(root))
 
     problems.raise_if_any(root)
     checked = tuple(c for c in CLASS_COUNTS if label_dir(c) in subdirs) if folders else tuple(classes)

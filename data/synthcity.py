@@ -34,8 +34,10 @@ split, index, height, width), and one scene keeps its layout across image sizes.
 import argparse
 import contextlib
 import fcntl
+import hashlib
 import json
 import os
+import shutil
 import sys
 import time
 from dataclasses import dataclass, field
@@ -1033,17 +1035,42 @@ def read_metadata(root):
         raise ValueError(f"{path}: unreadable SynthCity metadata ({e})") from e
 
 
-def _is_complete(root, metadata):
-    """root holds the data set described by metadata: same parameters, every file present."""
-    if read_metadata(root) != metadata:
+SUBFOLDERS = (IMAGE_DIR, label_dir(7), label_dir(19), DEPTH_DIR, INSTANCE_DIR)
+
+
+def content_digest(root, n_train, n_val):
+    """SHA-256 of every array file of the data set, split by split, folder by folder, sample by
+    sample: what was generated, recorded in synthcity.json as "sha256" and so in the data identity
+    (docs/design.md, "SynthCity")."""
+    digest = hashlib.sha256()
+    for split, n in (("train", n_train), ("val", n_val)):
+        for sub in SUBFOLDERS:
+            for i in range(n):
+                digest.update((Path(root) / split / sub / f"{i}.npy").read_bytes())
+    return digest.hexdigest()
+
+
+def _holds(root, metadata):
+    """Whether root holds the data set of these parameters (synthcity.json says so, every file
+    is there), whatever its bytes."""
+    recorded = read_metadata(root)
+    if recorded is None or {k: v for k, v in recorded.items() if k != "sha256"} != metadata:
         return False
     counts = {"train": metadata["n_train"], "val": metadata["n_val"]}
     for split, n in counts.items():
-        for sub in (IMAGE_DIR, label_dir(7), label_dir(19), DEPTH_DIR, INSTANCE_DIR):
+        for sub in SUBFOLDERS:
             folder = Path(root) / split / sub
             if not folder.is_dir() or len(os.listdir(folder)) != n:
                 return False
     return True
+
+
+def _is_complete(root, metadata):
+    """root holds the data set of these parameters, with the bytes its synthcity.json records."""
+    if not _holds(root, metadata):
+        return False
+    recorded = read_metadata(root).get("sha256")
+    return recorded == content_digest(root, metadata["n_train"], metadata["n_val"])
 
 
 def _write_split(folder, seed, split, n, height, width, bar):
@@ -1058,7 +1085,8 @@ def _write_split(folder, seed, split, n, height, width, bar):
         bar.update()
 
 
-def generate(out_dir, n_train, n_val, height=DEFAULT_HEIGHT, width=DEFAULT_WIDTH, seed=0, progress=True):
+def generate(out_dir, n_train, n_val, height=DEFAULT_HEIGHT, width=DEFAULT_WIDTH, seed=0, progress=True,
+             repair=False):
     """Write a SynthCity data set to out_dir (both splits and synthcity.json); returns its path.
 
     The data are written to a hidden sibling folder that is renamed to out_dir when complete
@@ -1066,7 +1094,9 @@ def generate(out_dir, n_train, n_val, height=DEFAULT_HEIGHT, width=DEFAULT_WIDTH
     out_dir. An out_dir that already
     holds this data set is left as it is; one holding anything else is an error. Processes
     that ask for the same out_dir at once (runs of a sweep, the demo's two runs) take turns
-    through a lock beside it: one generates, the others wait and then find it complete.
+    through a lock beside it: one generates, the others wait and then find it complete. With
+    `repair` (the cache), a copy whose bytes no longer match its recorded SHA-256 is generated
+    again; otherwise it is an error.
     """
     check_arguments(n_train, n_val, height, width, seed)
     out = Path(out_dir)
@@ -1077,9 +1107,15 @@ def generate(out_dir, n_train, n_val, height=DEFAULT_HEIGHT, width=DEFAULT_WIDTH
     with _generation_lock(out):
         if _is_complete(out, metadata):  # another process generated it while this one waited
             return out
+        if repair and _holds(out, metadata):  # a cache changed after it was made: made again
+            print(f"warning: {out}: its bytes differ from the SHA-256 its {SYNTHETIC_MARKER} records (or it "
+                  f"records none); generating it again", file=sys.stderr, flush=True)
+            shutil.rmtree(out)
         if out.exists() and (not out.is_dir() or any(out.iterdir())):
             there = read_metadata(out) if out.is_dir() else None
-            held = ("other content" if there is None else "an incomplete copy of this data set" if there == metadata
+            same = there is not None and {k: v for k, v in there.items() if k != "sha256"} == metadata
+            held = ("other content" if there is None else
+                    "an incomplete copy of this data set, or one whose bytes changed since" if same
                     else f"a SynthCity data set with other parameters ({there})")
             raise FileExistsError(f"{out} already holds {held}, not the one asked for ({metadata}); "
                                   "choose another folder or remove it")
@@ -1110,7 +1146,8 @@ def _write_dataset(out, metadata, progress):
                                                     unit="sample", disable=not interactive, leave=False) as bar:
         _write_split(partial, seed, "train", n_train, height, width, bar)
         _write_split(partial, seed, "val", n_val, height, width, bar)
-        (partial / SYNTHETIC_MARKER).write_text(json.dumps(metadata, indent=2) + "\n")
+        written = {**metadata, "sha256": content_digest(partial, n_train, n_val)}
+        (partial / SYNTHETIC_MARKER).write_text(json.dumps(written, indent=2) + "\n")
 
 
 def cache_name(n_train, n_val, height, width, seed):
@@ -1121,7 +1158,7 @@ def cached(root="dataset/synthcity", n_train=DEFAULT_N_TRAIN, n_val=DEFAULT_N_VA
            height=DEFAULT_HEIGHT, width=DEFAULT_WIDTH, seed=0, progress=True):
     """The data set for these parameters under root, generated only when missing."""
     return generate(Path(root) / cache_name(n_train, n_val, height, width, seed), n_train, n_val,
-                    height, width, seed, progress)
+                    height, width, seed, progress, repair=True)
 
 
 # --- command line ----------------------------------------------------------------------

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from data import synthcity as sc
-from data.check import check_dataset
+from data.check import DatasetError, check_dataset
 from data.instances import instance_target
 from data.labels import TRAIN_ID_NAMES, TRAIN_ID_TO_CATEGORY, VOID
 from data.layout import INSTANCE_DIR, SPLITS, SUBDIRS, SYNTHETIC_MARKER
@@ -115,7 +115,10 @@ def test_generate_writes_the_release_layout_and_metadata(tmp_path):
         for sub in (*SUBDIRS, INSTANCE_DIR):
             assert sorted(os.listdir(out / split / sub)) == [f"{i}.npy" for i in range(n)]
     metadata = json.loads((out / SYNTHETIC_MARKER).read_text())
-    assert metadata == {"generator": "synthcity", "version": sc.GENERATOR_VERSION, **SMALL}
+    digest = hashlib.sha256(b"".join((out / split / sub / f"{i}.npy").read_bytes()
+                                     for split, n in zip(SPLITS, (SMALL["n_train"], SMALL["n_val"]))
+                                     for sub in (*SUBDIRS, INSTANCE_DIR) for i in range(n))).hexdigest()
+    assert metadata == {"generator": "synthcity", "version": sc.GENERATOR_VERSION, **SMALL, "sha256": digest}
     assert sc.read_metadata(out) == metadata
     assert sc.read_metadata(tmp_path) is None
     # The files are the samples, and the whole set passes the dataset's own deep check.
@@ -298,7 +301,8 @@ def test_cli_writes_the_layout(tmp_path):
     assert result.returncode == 0, result.stderr
     assert str(out) in result.stdout
     assert sc.read_metadata(out) == {"generator": "synthcity", "version": sc.GENERATOR_VERSION,
-                                     "n_train": 2, "n_val": 1, "height": 64, "width": 128, "seed": 5}
+                                     "n_train": 2, "n_val": 1, "height": 64, "width": 128, "seed": 5,
+                                     "sha256": sc.content_digest(out, 2, 1)}
     assert np.load(out / "train" / "image" / "1.npy").shape == (64, 128, 3)
 
 
@@ -430,3 +434,19 @@ def test_void_specks_and_the_bonnet_remove_instance_pixels(samples):
         counts.append(on.sum())
         assert len(offsets) == 0 or np.abs(offsets).max() < max(H, W)
     assert np.mean(np.array(counts) > 0) > 0.8  # most scenes have objects
+
+
+def test_a_cache_whose_bytes_changed_is_generated_again_and_a_given_folder_refused(tmp_path, capsys):
+    """The identity records what was generated (its SHA-256): changed bytes are never taken for it."""
+    root = sc.cached(tmp_path, progress=False, **SMALL)
+    original = (root / "val" / "image" / "0.npy").read_bytes()
+    digest = sc.read_metadata(root)["sha256"]
+    array = np.load(root / "val" / "image" / "0.npy")
+    np.save(root / "val" / "image" / "0.npy", np.clip(array + 1 / 255, 0, 1).astype(np.float32))
+    with pytest.raises(FileExistsError, match="one whose bytes changed since"):
+        sc.generate(root, progress=False, **SMALL)  # a folder the user names is not replaced
+    with pytest.raises(DatasetError, match="the data changed after it was generated"):
+        check_dataset(root)  # the deep check compares the bytes with the record
+    assert sc.cached(tmp_path, progress=False, **SMALL) == root
+    assert "its bytes differ from the SHA-256" in capsys.readouterr().err
+    assert (root / "val" / "image" / "0.npy").read_bytes() == original and sc.read_metadata(root)["sha256"] == digest

@@ -51,6 +51,11 @@ class Dataset:
         identities mean the same data. Must not read the data files (it runs at every start)."""
         raise NotImplementedError
 
+    def content_problems(self, root: Path) -> list[str]:
+        """What the deep check (data/check.py) finds wrong with the bytes of the data at root
+        against the dataset's own record of them; none by default."""
+        return []
+
     def generate(self, image_size: tuple[int, int], n_train: int, n_val: int) -> Path:
         """The root of its data of this size and these sample counts under default_root,
         made now if missing (a generated dataset)."""
