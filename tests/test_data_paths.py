@@ -226,3 +226,14 @@ def test_a_resume_on_unchanged_data_or_without_a_record_continues(run_on_own_dat
     (run / "data_files.json").unlink()  # a run from before the record: nothing to compare
     rewrite_in_place(data / "train" / "image" / "0.npy")
     assert main_cityscapes.main(["--resume", str(run), "--epochs", "3"]) == 0
+
+
+def test_a_folder_left_with_only_its_data_record_takes_a_new_run(tiny_synthcity, tmp_path, seeded_and_restored):
+    """A run stopped between data_files.json and config.json left nothing to resume: the same
+    command starts it again rather than refusing the folder as an unfinished run."""
+    (tmp_path / "run").mkdir()
+    (tmp_path / "run" / "data_files.json").write_text("{}")
+    argv = ["--data-path", str(tiny_synthcity), "--epochs", "1", "--batch-size", "4", "--width-mult", "0.0625",
+            "--num-workers", "0", "--device", "cpu", "--out", str(tmp_path), "--name", "run"]
+    assert main_cityscapes.main(argv) == 0
+    assert json.loads((tmp_path / "run" / "data_files.json").read_text())
