@@ -93,7 +93,12 @@ def read_plan(sweep_dir):
     path = Path(sweep_dir) / PLAN
     try:
         plan = json.loads(path.read_text())
-        return [PlannedRun(r["name"], tuple(r["flags"])) for r in plan["runs"]]
+        runs = [PlannedRun(r["name"], tuple(r["flags"])) for r in plan["runs"]]
+        for i, run in enumerate(runs):
+            if not (isinstance(run.name, str) and run.name and "/" not in run.name and run.name not in (".", "..")
+                    and all(isinstance(flag, str) for flag in run.flags)):
+                raise ValueError(f"run {i + 1}: expected a folder name and a list of flags, got {plan['runs'][i]!r}")
+        return runs
     except FileNotFoundError:
         raise PlanError(f"{path}: no plan; was the sweep started with scripts/sweep.sh --sweep "
                         f"{Path(sweep_dir).name}?") from None

@@ -39,11 +39,23 @@ def _json(path):
 
 
 def _rows(run_dir):
+    """(the rows of metrics.jsonl that are JSON objects, a note on the lines that are not): one bad
+    line, a torn last one included, must not hide the others."""
     try:
-        lines = (run_dir / METRICS).read_text().splitlines()
-        return [json.loads(line) for line in lines if line.strip()]
-    except (OSError, ValueError):
-        return []
+        lines = [line for line in (run_dir / METRICS).read_text().splitlines() if line.strip()]
+    except OSError:
+        return [], ""
+    rows, bad = [], []
+    for number, line in enumerate(lines, 1):
+        try:
+            row = json.loads(line)
+        except ValueError:
+            row = None
+        if isinstance(row, dict) and isinstance(row.get("test", {}), dict):
+            rows.append(row)
+        else:
+            bad.append(str(number))
+    return rows, (f"{METRICS} line{'s' if len(bad) > 1 else ''} {', '.join(bad)}: no metrics row" if bad else "")
 
 
 def _inconsistency(run_dir, config):
@@ -61,8 +73,9 @@ def status_row(sweep_dir, name):
     """The StatusRow of <sweep_dir>/<name>."""
     run_dir = Path(sweep_dir) / name
     config = _json(run_dir / CONFIG)
-    rows = _rows(run_dir)
-    total = config.get("settings", {}).get("epochs", "?") if isinstance(config, dict) else None
+    rows, damaged = _rows(run_dir)
+    settings = config.get("settings") if isinstance(config, dict) else None
+    total = settings.get("epochs", "?") if isinstance(settings, dict) else "?" if config is not None else None
     epochs = f"{len(rows)}/{total}" if total is not None else "-"
     test = rows[-1].get("test", {}) if rows else {}
     metrics = {key: test[key] for key in reported_metric_keys(TASKS) if isinstance(test.get(key), (int, float))}
@@ -81,7 +94,7 @@ def status_row(sweep_dir, name):
             shown, note = state.FAILED, f"inconsistent: {problem}"
     elif run.state == state.INTERRUPTED:  # pending too: rerunning the sweep resumes it
         shown, note = state.PENDING, "stopped; resumes"
-    return StatusRow(name, shown, epochs, metrics, note)
+    return StatusRow(name, shown, epochs, metrics, "; ".join(filter(None, (note, damaged))))
 
 
 def report(sweep_dir):
@@ -102,6 +115,9 @@ def report(sweep_dir):
 
 def main(sweep_dir):
     """Print the report; exit status 0, or 2 (bad input) when the folder holds no plan."""
+    if Path(sweep_dir).exists() and not Path(sweep_dir).is_dir():
+        print(f"sweep: {sweep_dir}: not a folder; --status reads the sweep folder <--runs>/<--sweep>", file=sys.stderr)
+        return exit_codes.EXIT_BAD_INPUT
     try:
         lines = report(sweep_dir)
     except plan.PlanError as e:

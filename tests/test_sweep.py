@@ -636,6 +636,36 @@ def test_status_without_a_plan_says_so(tmp_path):
     assert done.returncode == 2 and "no plan; was the sweep started with scripts/sweep.sh --sweep s?" in done.stderr
 
 
+def test_status_names_a_bad_plan_entry_and_a_sweep_that_is_a_file(tmp_path):
+    sweep_dir = tmp_path / "runs" / "s"
+    sweep_dir.mkdir(parents=True)
+    (sweep_dir / "plan.json").write_text(json.dumps({"runs": [{"name": 5, "flags": []}]}))
+    done, _ = status(tmp_path)
+    assert done.returncode == 2 and f"{sweep_dir / 'plan.json'}: not a plan written by scripts/sweep.sh (run 1:" \
+        in done.stderr and "Traceback" not in done.stderr
+    (tmp_path / "runs" / "f").write_text("")
+    done, _ = status(tmp_path, sweep="f")
+    assert done.returncode == 2 and f"{tmp_path / 'runs' / 'f'}: not a folder" in done.stderr
+
+
+def test_status_reports_every_run_when_one_has_bad_metrics_lines(tmp_path):
+    """One malformed row gave an AttributeError and no report; a torn last line hid every row."""
+    sweep_dir = tmp_path / "runs" / "s"
+    plan.write_plan(sweep_dir, [plan.PlannedRun(n, ()) for n in ("torn", "odd", "fine")], "local")
+    torn = write_run(sweep_dir, "torn", epochs=3, rows=2)
+    with open(torn / "metrics.jsonl", "a") as f:
+        f.write('{"epoch": 2, "test": {"mi')
+    odd = write_run(sweep_dir, "odd", epochs=3, rows=1)
+    with open(odd / "metrics.jsonl", "a") as f:
+        f.write('[1, 2]\n{"epoch": 2, "test": [0.5]}\n')
+    write_run(sweep_dir, "fine", epochs=3, rows=1)
+    done, rows = status(tmp_path)
+    assert done.returncode == 0, done.stderr
+    assert rows["torn"][:3] == ["pending", "2/3", "0.2000"] and "metrics.jsonl line 3: no metrics row" in done.stdout
+    assert rows["odd"][:2] == ["pending", "1/3"] and "metrics.jsonl lines 2, 3: no metrics row" in done.stdout
+    assert rows["fine"][:3] == ["pending", "1/3", "0.1000"]
+
+
 # Real runs of main_cityscapes.py: tiny, on the CPU, one thread.
 
 def real_flags(data, epochs):
