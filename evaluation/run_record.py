@@ -333,10 +333,11 @@ def check_finished(path, config):
     from metrics.jsonl and checked against summary.json; InconsistentRunFolder where they differ."""
     try:
         rows = read_metrics(path)
+        stored = json.loads((path / SUMMARY).read_text())
     except (OSError, ValueError) as e:
-        raise InconsistentRunFolder(f"{path}: inconsistent: {METRICS} is unreadable ({e})") from None
+        raise InconsistentRunFolder(f"{path}: inconsistent: {METRICS} or {SUMMARY} is unreadable ({e})") from None
     try:
-        return finished_summary(config, rows, read_json(path / SUMMARY))
+        return finished_summary(config, rows, stored)
     except InconsistentRun as e:
         raise InconsistentRunFolder(f"{path}: inconsistent: {e}") from None
 

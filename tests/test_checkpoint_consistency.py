@@ -181,6 +181,8 @@ def test_the_aggregation_names_and_leaves_out_inconsistent_runs(tmp_path):
         make_run(sweep, f"adam-ew-s{seed}", MEANS, seed=seed)
     edit_summary(sweep / "adam-ew-s1", miou=0.9)
     drop_last_epoch(sweep / "adam-ew-s2")
+    make_run(sweep, "adam-ew-s3", MEANS, seed=3)
+    (sweep / "adam-ew-s3" / "summary.json").write_text('{"final": ')
     paths = aggregate(sweep, tmp_path / "results")
     with open(paths["csv"]) as f:
         header, row = f.read().splitlines()[:2]
@@ -190,6 +192,7 @@ def test_the_aggregation_names_and_leaves_out_inconsistent_runs(tmp_path):
     assert (f"| adam-ew-s1 | inconsistent | 12 | `{sweep / 'adam-ew-s1'}: inconsistent: summary.json does not match "
             f"metrics.jsonl: last10.miou 0.9 vs 0.5` |") in md
     assert "| adam-ew-s2 | inconsistent | 11 |" in md and "metrics.jsonl holds 11 epochs" in md
+    assert "| adam-ew-s3 | inconsistent | 12 |" in md and "metrics.jsonl or summary.json is unreadable" in md
 
 
 def test_a_baseline_refuses_an_inconsistent_run(tmp_path, capsys):
