@@ -20,7 +20,7 @@ from evaluation import console, run_config, run_record
 from experiment.flags import parse_args
 from experiment.loop import run
 from experiment.setup import Experiment
-from experiment.world import PeerFailed, from_env, join, leave, quiet_unless_main
+from experiment.world import SINGLE, PeerFailed, from_env, join, leave, lost_a_peer, quiet_unless_main
 from optim.engine import NonFinite
 from runfolder import atomic, lease
 from runfolder.exit_codes import (
@@ -44,10 +44,16 @@ class Interrupted(BaseException):
         self.signum = signum
 
 
-def continue_command(run_dir):
-    """The exact command that continues a run, with the interpreter that ran this one."""
-    main_file = Path(__file__)
-    return console.python_command(console.shown_path(main_file), "--resume", console.shown_path(run_dir))
+def continue_command(run_dir, world=SINGLE):
+    """The exact command that continues a run, with the interpreter that ran this one; a run of
+    several processes continues as one again (torchrun), on as many processes per node."""
+    resume = [console.shown_path(Path(__file__)), "--resume", console.shown_path(run_dir)]
+    if world.size == 1:
+        return console.python_command(*resume)
+    per_node = int(os.environ.get("LOCAL_WORLD_SIZE", world.size))
+    command = console.python_command("-m", "torch.distributed.run", "--nproc-per-node", per_node, *resume)
+    nodes = world.size // per_node
+    return command if nodes == 1 else f"{command} (on each of its {nodes} nodes, with the rendezvous flags it began with)"
 
 
 def where_it_stands(exp):
@@ -56,7 +62,7 @@ def where_it_stands(exp):
         return "the run had not started; nothing was written"
     kept = exp.run_dir / CHECKPOINT
     done = f"the last good checkpoint is {kept}" if kept.exists() else "no epoch had finished"
-    return f"{done}; continue with: {continue_command(exp.run_dir)}"
+    return f"{done}; continue with: {continue_command(exp.run_dir, exp.world)}"
 
 
 def raise_on_signals():
@@ -120,6 +126,12 @@ def main(argv=None):
         print(f"error: {e}. Stopping; {where_it_stands(exp)} (metrics.jsonl holds the finished epochs). "
               f"Lower --lr or try --clip-grad-norm in a new run.", file=sys.stderr)
         return EXIT_NON_FINITE
+    except RuntimeError as e:
+        if not lost_a_peer(e, world):
+            raise
+        reason = str(e).split("] ", 1)[-1].split(". ")[0]  # gloo's sentence, without its source location
+        print(f"error: another process of this run is gone ({reason}); {where_it_stands(exp)}", file=sys.stderr)
+        return EXIT_FAILED
     except atomic.WriteError as e:
         print(f"error: {e}. Nothing written before it was lost; {where_it_stands(exp)} once the folder is "
               f"writable again.", file=sys.stderr)

@@ -81,6 +81,14 @@ def _broadcast(value):
     return holder[0]
 
 
+def lost_a_peer(error: BaseException, world: World) -> bool:
+    """Whether `error` is a collective of a run of several processes that failed because another
+    process of the run is gone (killed, crashed): gloo and NCCL raise it as a RuntimeError."""
+    text = str(error)
+    return world.size > 1 and (isinstance(error, dist.DistError) or any(
+        mark in text for mark in ("gloo", "NCCL", "Connection reset by peer", "Connection closed by peer")))
+
+
 def from_env() -> World:
     """The world torchrun started this process in (RANK, WORLD_SIZE, LOCAL_RANK), or one process."""
     size = int(os.environ.get("WORLD_SIZE", "1"))

@@ -3,9 +3,11 @@ global batch: a training step's gradients and update, BatchNorm included; whole 
 metrics.jsonl; resume across the two; and the pieces (shards, synced BatchNorm, meters)."""
 import json
 import os
+import signal
 import socket
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import distributed_step
@@ -257,3 +259,27 @@ def test_torchrun_refuses_a_batch_that_does_not_split(tiny_synthcity, tmp_path):
     assert done.returncode != 0
     assert "--batch-size 3: the global batch is split across the 2 processes" in done.stderr
     assert not (tmp_path / "run").exists()
+
+
+def test_a_process_killed_under_torchrun_leaves_one_line_and_the_torchrun_that_continues(tiny_synthcity, tmp_path):
+    """kill -9 of rank 1 made rank 0 print gloo's raw traceback."""
+    launch = subprocess.Popen([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", "2",
+                               "main_cityscapes.py", *map(str, run_flags(tiny_synthcity, tmp_path, "run", epochs=200))],
+                              cwd=REPO, env=ONE_THREAD, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    try:
+        deadline = time.monotonic() + 300
+        while not (tmp_path / "run" / "checkpoint.pt").exists() and time.monotonic() < deadline:
+            time.sleep(0.1)
+        workers = subprocess.run(["pgrep", "-P", str(launch.pid)], capture_output=True, text=True, check=False)
+        ranks = sorted(int(pid) for pid in workers.stdout.split())
+        assert len(ranks) == 2, workers.stdout
+        os.kill(ranks[1], signal.SIGKILL)  # the second worker torchrun started: rank 1
+        output = launch.communicate(timeout=120)[0]
+    finally:
+        launch.kill()
+    # rank 0's collective fails, or torchrun, seeing rank 1 gone, stops rank 0 first: one line either way
+    assert "error: another process of this run is gone (" in output or "stopped by SIGTERM; " in output, \
+        output[-3000:]
+    assert "[rank0]: Traceback" not in output
+    assert f"continue with: {Path(sys.executable).name}" not in output  # the command is a torchrun
+    assert f"-m torch.distributed.run --nproc-per-node 2 main_cityscapes.py --resume {tmp_path / 'run'}" in output

@@ -46,3 +46,15 @@ def test_a_learning_rate_that_overflows_is_a_divergence(tiny_synthcity, tmp_path
     err = capsys.readouterr().err
     assert "the learning rate of epoch 2 is 1e+308, beyond torch.float32's range" in err
     assert len((tmp_path / "r" / "metrics.jsonl").read_text().splitlines()) == 1  # epoch 1 kept
+
+
+def test_the_continue_command_of_a_torchrun_run_is_a_torchrun(monkeypatch):
+    """A stopped run of several processes printed a one-process command."""
+    from experiment.world import SINGLE, World
+
+    assert main_cityscapes.continue_command("runs/r", SINGLE).endswith(" main_cityscapes.py --resume runs/r")
+    monkeypatch.setenv("LOCAL_WORLD_SIZE", "2")
+    command = main_cityscapes.continue_command("runs/r", World(rank=0, size=2))
+    assert command.endswith(" -m torch.distributed.run --nproc-per-node 2 main_cityscapes.py --resume runs/r")
+    command = main_cityscapes.continue_command("runs/r", World(rank=0, size=4))
+    assert "--nproc-per-node 2 main_cityscapes.py --resume runs/r (on each of its 2 nodes" in command
