@@ -101,8 +101,17 @@ def write_metrics(run_dir, rows):
 
 
 def read_metrics(run_dir):
+    """The rows of metrics.jsonl ([] without one); ValueError naming the file and line of one that
+    is no JSON."""
     path = Path(run_dir) / METRICS
-    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()] if path.exists() else []
+    rows = []
+    for number, line in enumerate(path.read_text().splitlines() if path.exists() else [], 1):
+        if line.strip():
+            try:
+                rows.append(json.loads(line))
+            except ValueError as e:
+                raise ValueError(f"{path} line {number}: not JSON ({e})") from None
+    return rows
 
 
 def new_config(settings, data, tasks, baseline, weighting, environment, parameters, git_commit, previous=None):
@@ -223,7 +232,7 @@ def load_checkpoint(run_dir, epochs, map_location="cpu"):
     try:
         rows = read_metrics(run_dir)
     except ValueError as e:
-        raise RunFolderError(f"{run_dir / METRICS}: a line is no JSON ({e})") from None
+        raise RunFolderError(str(e)) from None
     messages = []
     for name in (CHECKPOINT, PREVIOUS_CHECKPOINT):
         path = run_dir / name

@@ -58,3 +58,12 @@ def test_the_continue_command_of_a_torchrun_run_is_a_torchrun(monkeypatch):
     assert command.endswith(" -m torch.distributed.run --nproc-per-node 2 main_cityscapes.py --resume runs/r")
     command = main_cityscapes.continue_command("runs/r", World(rank=0, size=4))
     assert "--nproc-per-node 2 main_cityscapes.py --resume runs/r (on each of its 2 nodes" in command
+
+
+def test_a_metrics_line_that_is_no_json_is_named_with_its_file_and_line(tmp_path):
+    """The message was json's alone ("Unterminated string ..."), naming no file."""
+    from evaluation.run_record import read_metrics
+
+    (tmp_path / "metrics.jsonl").write_text('{"epoch": 0}\n{"epoch": 1, "te\n')
+    with pytest.raises(ValueError, match=f"{tmp_path / 'metrics.jsonl'} line 2: not JSON \\(Unterminated string"):
+        read_metrics(tmp_path)
