@@ -78,7 +78,8 @@ def test_baseline_is_the_mean_over_seeds_of_the_last10_means(tmp_path):
                                            "abs_err": 0.002 / 2 ** 0.5, "rel_err": 0.02 / 2 ** 0.5})
     assert source["seeds"] == {"semantic": [0, 1], "depth": [0, 1]}
     assert source["runs"]["depth"] == [str(tmp_path / "single-depth-s0"), str(tmp_path / "single-depth-s1")]
-    assert source["setup"] == setup_of(json.loads((tmp_path / "single-depth-s0" / run_record.CONFIG).read_text()))
+    assert source["setup"] == setup_of(json.loads((tmp_path / "single-depth-s0" / run_record.CONFIG).read_text()),
+                                       setting_definitions())
     assert source["setup"]["lr"] == 1e-4 and source["setup"]["data_identity"] == DATA["identity"]
 
 

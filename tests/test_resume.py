@@ -184,6 +184,7 @@ def test_the_checkpoint_guards_the_data_even_when_the_config_identity_is_edited_
                                                                                       tmp_path_factory, capsys):
     other = tiny_release(tmp_path_factory, "other", seed=3)
     run = finished_then_unfinished(data, tmp_path)
+    (run / "data_files.json").unlink()  # as a run from before that record: the checkpoint alone guards it
     other_identity = json.loads(json.dumps(data_identity(other)))
     edit_config(run, lambda c: c["data"].update(root=str(other), identity=other_identity))
     assert main_cityscapes.main(["--resume", str(run), "--epochs", "2"]) == 2
