@@ -80,7 +80,10 @@ def raise_on_signals():
 def own_resumed(run_dir):
     if not Path(run_dir).is_dir():
         raise run_record.RunFolderError(f"--resume {run_dir}: no such run folder")
-    return lease.acquire(Path(run_dir))
+    try:
+        return lease.acquire(Path(run_dir))
+    except OSError as e:  # a read-only folder: its lock file cannot be opened
+        raise atomic.WriteError(f"--resume {run_dir}: cannot own the run folder, {e.filename}: {e.strerror}") from None
 
 
 def set_threads(threads):
@@ -133,8 +136,10 @@ def main(argv=None):
         print(f"error: another process of this run is gone ({reason}); {where_it_stands(exp)}", file=sys.stderr)
         return EXIT_FAILED
     except atomic.WriteError as e:
-        print(f"error: {e}. Nothing written before it was lost; {where_it_stands(exp)} once the folder is "
-              f"writable again.", file=sys.stderr)
+        stands = (f"nothing was changed; continue with: {continue_command(args.resume, world)}"
+                  if exp is None and args.resume else where_it_stands(exp))
+        print(f"error: {e}. Nothing written before it was lost; {stands} once the folder is writable again.",
+              file=sys.stderr)
         return EXIT_WRITE
     except Interrupted as e:
         print(f"\nstopped by {e}; {where_it_stands(exp)}", file=sys.stderr)

@@ -306,6 +306,10 @@ def main(argv=None):
     except lease.RunBusy as e:
         print(f"sweep: another launcher runs this sweep; {e}", file=sys.stderr)
         return exit_codes.EXIT_BUSY
+    except OSError as e:
+        print(f"sweep: cannot make or own the sweep folder {sweep_dir} ({e.filename}: {e.strerror}); --runs must be "
+              f"a writable folder", file=sys.stderr)
+        return exit_codes.EXIT_WRITE
     try:
         return launch(sweep_dir, plan.check_rerun(sweep_dir, runs, definition, args.extend), opts, backend,
                       definition)

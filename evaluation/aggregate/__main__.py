@@ -3,7 +3,7 @@
 import argparse
 import sys
 
-from runfolder.exit_codes import EXIT_BAD_INPUT, EXIT_OK
+from runfolder.exit_codes import EXIT_BAD_INPUT, EXIT_OK, EXIT_WRITE
 
 from ..run_record import RunError
 from . import aggregate
@@ -31,6 +31,10 @@ def main(argv=None):
     except (RunError, ValueError) as e:
         print(f"error: {e}", file=sys.stderr)
         return EXIT_BAD_INPUT
+    except OSError as e:  # reading was checked run by run: this is the output
+        print(f"error: cannot write the tables to {e.filename or args.results}: {e.strerror}; give --results a "
+              f"writable folder", file=sys.stderr)
+        return EXIT_WRITE
     print(paths["md"].read_text())
     print("written: " + ", ".join(str(p) for p in paths.values()))
     return EXIT_OK
