@@ -5,10 +5,12 @@ from pathlib import Path
 from runfolder import exit_codes
 
 DESIGN_MD = Path(__file__).resolve().parent.parent / "docs" / "design.md"
+README = Path(__file__).resolve().parent.parent / "README.md"
 
 
-def test_the_design_documents_table_is_the_generated_one():
+def test_the_design_documents_and_the_readmes_tables_are_the_generated_one():
     assert exit_codes.markdown_table() in DESIGN_MD.read_text()
+    assert exit_codes.markdown_table() in README.read_text()
 
 
 def test_the_codes_and_their_order():
