@@ -2,8 +2,10 @@
 the sweep or on an existing cluster.
 
 Without --ray-address the sweep starts a Ray of its own on this machine (all its CPUs and the
-GPUs Ray detects), whose processes end with the sweep's, however it ends. --ray-address HOST:PORT
-(the head's address, as `ray start --head` prints it) or auto runs the tasks on that cluster.
+GPUs Ray detects), whose processes end with the sweep's, however it ends: ray.shutdown stops
+them, and a sweep killed even with SIGKILL leaves them to its reaper (sweeps/ray_reaper.py),
+which stops them within seconds. --ray-address HOST:PORT (the head's address, as `ray start
+--head` prints it) or auto runs the tasks on that cluster, of which nothing is ever stopped.
 
 Each task asks for --cpus-per-run CPUs (Ray sets OMP_NUM_THREADS to match) and 1/--runs-per-gpu
 of a GPU, none with cpu_only (runs given --device cpu), and calls sweeps.runner.run_one: the run
@@ -43,7 +45,7 @@ import ray
 
 from runfolder import exit_codes, lease
 from runfolder.files import LEASE
-from sweeps import local, runner
+from sweeps import local, ray_reaper, runner
 from sweeps.plan import PlanError
 
 MAX_RETRIES = 3  # times a task lost with its worker or node is started again
@@ -105,12 +107,18 @@ def connected(address):
     runtime_env = {"env_vars": {"PYTHONPATH": str(runner.REPO)}}
     if address:
         ray.init(address=address, runtime_env=runtime_env)
-    else:  # "local": a new Ray, never one that another user on this machine started
+        try:
+            yield
+        finally:
+            ray.shutdown()
+        return
+    with ray_reaper.reaped_on_exit():  # even after kill -9 of this process
+        # "local": a new Ray, never one that another user on this machine started
         ray.init(address="local", include_dashboard=False, runtime_env=runtime_env)
-    try:
-        yield
-    finally:
-        ray.shutdown()
+        try:
+            yield
+        finally:
+            ray.shutdown()
 
 
 def check_fits(resources, started_here):
