@@ -7,8 +7,10 @@ torchrun. Tiny runs on the CPU, one thread each; Ray is stopped by process group
 `ray stop`.
 """
 import argparse
+import contextlib
 import json
 import os
+import re
 import secrets
 import shutil
 import signal
@@ -370,3 +372,77 @@ def test_a_busy_run_is_taken_over_only_when_its_owner_looks_dead(tmp_path, monke
     write_lease(run_dir, host="node-b", pid=4242)
     threading.Timer(0.2, write_lease, (run_dir,), {"host": "node-b", "pid": 4242}).start()
     assert not ray_backend.owner_is_gone(run_dir, poll=0.05)
+
+
+# A run that only sleeps, once it has said where it runs.
+SLEEPING_RUN = f"""#!{sys.executable}
+import os, time
+open(os.environ["STARTED"], "w").close()
+time.sleep(120)
+"""
+
+
+def processes():
+    """{pid: (parent pid, start time, command line)} of every process alive (zombies are not):
+    (pid, start time) names a process for good, whatever reuses its pid."""
+    found = {}
+    for name in filter(str.isdigit, os.listdir("/proc")):
+        try:
+            stat = Path(f"/proc/{name}/stat").read_bytes()
+            command = Path(f"/proc/{name}/cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace").strip()
+        except OSError:
+            continue
+        state, parent, *rest = stat[stat.rindex(b")") + 2:].split()  # the fields after the name
+        if state != b"Z":
+            found[int(name)] = (int(parent), int(rest[17]), command)
+    return found
+
+
+def descendants(pid):
+    """{(pid, start time): command line} of process pid's descendants."""
+    alive, found, parents = processes(), {}, [pid]
+    while parents:
+        parent = parents.pop()
+        for child, (ppid, start, command) in alive.items():
+            if ppid == parent and (child, start) not in found:
+                found[child, start] = command
+                parents.append(child)
+    return found
+
+
+def test_a_sweep_killed_with_sigkill_leaves_nothing_of_its_own_ray(ray_env, tmp_path):
+    """scripts/sweep.sh --backend ray without --ray-address, kill -9 once its run is going: 15 s
+    later none of the sweep's descendants is left (Ray's servers, the raylet's agents and workers,
+    the run, the reaper), nor any process whose command line names the sweep's Ray session."""
+    fake, started = tmp_path / "python", tmp_path / "started"
+    fake.write_text(SLEEPING_RUN)
+    fake.chmod(0o755)
+    sweep = subprocess.Popen([str(SWEEP_SH), "--sweep", "s", "--runs", str(tmp_path / "runs"), "--results",
+                              str(tmp_path / "results"), "--backend", "ray", "--python", str(fake), "--methods", "adam",
+                              "--seeds", "0", "--", "--device", "cpu"],
+                             env=ray_env | {"STARTED": str(started)}, start_new_session=True, stdout=subprocess.PIPE,
+                             stderr=subprocess.STDOUT, text=True)
+    family = {}
+    try:
+        wait_for(lambda: started.exists() or sweep.poll() is not None, 120, "start of the run")
+        assert sweep.poll() is None, sweep.communicate()[0]
+        family = descendants(sweep.pid)
+        commands = " | ".join(family.values())
+        # What is to be stopped: the Ray agents that outlived a killed sweep by a minute, the run.
+        for part in ("ray::DashboardAgent", "ray::RuntimeEnvAgent", "raylet", "gcs_server", "sweeps.ray_reaper",
+                     str(fake)):
+            assert part in commands, (part, commands)
+        session = re.compile(rf"session_[-_0-9]+_{sweep.pid}\b")  # Ray's, named after the pid that started it
+        sweep.kill()
+        sweep.wait()
+        time.sleep(15)
+        left = {(pid, start): command for pid, (_, start, command) in processes().items()
+                if (pid, start) in family or session.search(command)}
+        assert left == {}
+    finally:
+        sweep.kill()
+        stop_group(sweep.pid, grace=0)
+        for pid, (_, start, _) in processes().items():
+            if (pid, start) in family:
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(pid, signal.SIGKILL)
