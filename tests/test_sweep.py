@@ -646,6 +646,10 @@ def test_status_names_a_bad_plan_entry_and_a_sweep_that_is_a_file(tmp_path):
     (tmp_path / "runs" / "f").write_text("")
     done, _ = status(tmp_path, sweep="f")
     assert done.returncode == 2 and f"{tmp_path / 'runs' / 'f'}: not a folder" in done.stderr
+    (sweep_dir / "plan.json").unlink()
+    (sweep_dir / "plan.json").mkdir()
+    done, _ = status(tmp_path)
+    assert done.returncode == 2 and f"{sweep_dir / 'plan.json'}: cannot be read (Is a directory)" in done.stderr
 
 
 def test_status_reports_every_run_when_one_has_bad_metrics_lines(tmp_path):
