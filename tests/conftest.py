@@ -1,7 +1,68 @@
+import random
+
+import global_state
 import pytest
 import slurm_cluster
 
 from data import synthcity
+
+STATE_BEFORE = pytest.StashKey[dict]()
+
+
+def pytest_addoption(parser):
+    parser.addoption("--shuffle", type=int, metavar="SEED",
+                     help="run the test modules, and the tests within each, in an order shuffled with SEED "
+                          "(to find a test that depends on the ones before it; a module's fixtures are still made once)")
+
+
+def pytest_report_header(config):
+    seed = config.getoption("shuffle")
+    return f"order shuffled with --shuffle {seed}" if seed is not None else None
+
+
+def pytest_collection_modifyitems(config, items):
+    seed = config.getoption("shuffle")
+    if seed is None:
+        return
+    shuffler = random.Random(seed)  # its own generator: the global one is the tests' (and guarded)
+    modules = {}
+    for item in items:
+        modules.setdefault(item.path, []).append(item)
+    groups = list(modules.values())
+    shuffler.shuffle(groups)
+    for group in groups:
+        shuffler.shuffle(group)
+    items[:] = [item for group in groups for item in group]
+
+
+@pytest.hookimpl(wrapper=True, tryfirst=True)
+def pytest_runtest_setup(item):
+    item.stash[STATE_BEFORE] = global_state.snapshot()  # before any fixture of the test, session ones included
+    return (yield)
+
+
+@pytest.hookimpl(wrapper=True, tryfirst=True)
+def pytest_runtest_teardown(item):
+    """Fails a test that leaves process-wide state (tests/global_state.py) changed once its
+    fixtures are torn down, and puts the state back, so that the tests after it run as they would
+    alone. A test that changes it on purpose uses the seeded_and_restored fixture."""
+    try:
+        return (yield)
+    finally:
+        before = item.stash.get(STATE_BEFORE, None)
+        changed = global_state.changes(before) if before is not None else []
+        if changed:
+            global_state.restore(before)
+            pytest.fail(f"{item.nodeid} left process-wide state changed (restore it, e.g. with the "
+                        f"seeded_and_restored fixture of tests/conftest.py):\n  " + "\n  ".join(changed), pytrace=False)
+
+
+@pytest.fixture
+def seeded_and_restored():
+    """For a test that seeds or draws from the global RNGs or runs a main() in this process
+    (tests/global_state.py, seeded_and_restored)."""
+    with global_state.seeded_and_restored():
+        yield
 
 
 @pytest.fixture(scope="session")
