@@ -7,6 +7,9 @@ from torch import nn
 
 from optim import AdagradWithAdaTask, AdamWithAdaTask, RMSpropWithAdaTask, task_gradients
 
+# these tests seed or draw from the global RNGs (torch.manual_seed, layer initialisation): given back after each
+pytestmark = pytest.mark.usefixtures("seeded_and_restored")
+
 BASES = {
     "adam": (AdamWithAdaTask, torch.optim.Adam, dict(lr=1e-2)),
     "rmsprop": (RMSpropWithAdaTask, torch.optim.RMSprop, dict(lr=1e-3)),

@@ -6,8 +6,13 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 from models import build_model
 from tasks import TaskSettings, build_tasks
+
+# the test builds a model, which draws from the global RNG
+pytestmark = pytest.mark.usefixtures("seeded_and_restored")
 
 REPO = Path(__file__).resolve().parent.parent
 WIDTH = 0.0625

@@ -108,6 +108,7 @@ def batches(dataset, batch_size=2, **loader_args):
     return list(DataLoader(dataset, batch_size=batch_size, shuffle=False, **loader_args))
 
 
+@pytest.mark.usefixtures("seeded_and_restored")
 def test_workers_do_not_change_the_samples(root):
     dataset = dataset_of(root, "train", augment=True, seed=1)
     dataset.set_epoch(2)
@@ -116,6 +117,7 @@ def test_workers_do_not_change_the_samples(root):
         assert_same(a, b)
 
 
+@pytest.mark.usefixtures("seeded_and_restored")
 def test_persistent_workers_see_set_epoch(root):
     dataset = dataset_of(root, "train", augment=True)
     loader = DataLoader(dataset, batch_size=4, num_workers=1, persistent_workers=True)
@@ -195,6 +197,7 @@ def test_bad_values_are_refused_as_they_are_loaded(root, split, sub, change, sho
         dataset_of(root, split, in_memory=True)
 
 
+@pytest.mark.usefixtures("seeded_and_restored")
 def test_bad_values_raise_dataset_error_from_loader_workers(root):
     path = root / "train" / "label_7" / "3.npy"
     np.save(path, np.full((H, W), 255, np.float32))

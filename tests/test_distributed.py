@@ -45,6 +45,7 @@ def two_processes(tmp_path_factory):
 
 
 @pytest.mark.parametrize("case", distributed_step.GRADIENT_CASES, ids=lambda c: f"{c[0]}+{c[1]}-batch{c[2]}")
+@pytest.mark.usefixtures("seeded_and_restored")
 def test_a_step_across_two_processes_equals_the_full_batch_step(two_processes, case):
     """float64, BatchNorm in training mode, uneven valid-pixel counts (batch 3: shards of 1 and
     2 samples; batch 1: one process with an empty shard): per-task gradients, parameters,
@@ -68,6 +69,7 @@ def test_a_step_across_two_processes_equals_the_full_batch_step(two_processes, c
     assert case[1] != "pcgrad" or single["task_grads"][0] is not None  # AdaTask: per-task contributions compared
 
 
+@pytest.mark.usefixtures("seeded_and_restored")
 def test_every_weighting_under_both_optimizers_takes_the_full_batch_steps(two_processes):
     """Random draws (PCGrad, RLW, GradDrop), look-aheads (HydaLearn), FAMO's extra forward and
     learned weights (UW, GradNorm, IMTL-L) all agree: two steps end at the single process's
@@ -101,6 +103,7 @@ def test_batch_size_must_split_across_the_processes():
     World().check_batches(5, {"train": 1})  # one process: anything goes
 
 
+@pytest.mark.usefixtures("seeded_and_restored")
 def test_float32_gradients_jump_where_float64_ones_do_not():
     """Why the whole-run tests below use --dtype float64: one rounding unit of input change
     moves float32 gradients by orders of magnitude more than its size, float64 ones not."""
@@ -111,6 +114,7 @@ def test_float32_gradients_jump_where_float64_ones_do_not():
     assert rows["float64"][1] < 1e-10
 
 
+@pytest.mark.usefixtures("seeded_and_restored")
 def test_synced_batchnorm_is_batchnorm_with_one_process():
     """Outside torch.distributed it is nn.BatchNorm2d bit for bit, with the same state_dict keys."""
     torch.manual_seed(0)

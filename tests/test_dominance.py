@@ -12,6 +12,9 @@ from optim import OPTIMIZERS, AdagradWithAdaTask, AdamWithAdaTask, AdaTaskOptimi
 from optim.dominance import CSV_FIELDS, DominanceTracker, csv_rows, write_csv
 from tasks import build_tasks
 
+# these tests seed or draw from the global RNGs (torch.manual_seed, layer initialisation): given back after each
+pytestmark = pytest.mark.usefixtures("seeded_and_restored")
+
 REPO = Path(__file__).resolve().parent.parent
 ADATASK = {
     "adam": (AdamWithAdaTask, torch.optim.Adam, dict(lr=1e-2)),

@@ -10,6 +10,9 @@ from optim.engine import NonFinite, TrainingEngine
 from optim.weighting import build_weighting
 from optim.weighting.base import WeightingMethod
 
+# these tests seed or draw from the global RNGs (torch.manual_seed, layer initialisation): given back after each
+pytestmark = pytest.mark.usefixtures("seeded_and_restored")
+
 TASKS = ("a", "b")
 
 

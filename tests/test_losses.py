@@ -1,5 +1,6 @@
 import math
 
+import pytest
 import torch
 
 from tasks import TaskSettings
@@ -20,6 +21,7 @@ def test_semantic_loss_ignores_void_pixels():
     assert abs(semantic_loss(log_probs, target).item() - expected) < 1e-6
 
 
+@pytest.mark.usefixtures("seeded_and_restored")
 def test_semantic_loss_of_all_void_is_zero_not_nan():
     log_probs = torch.log_softmax(torch.randn(1, 3, 2, 2, requires_grad=True), 1)
     loss = semantic_loss(log_probs, torch.full((1, 2, 2), -1))

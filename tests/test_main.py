@@ -12,6 +12,9 @@ from data.datasets import DATASETS
 from data.labels import CATEGORY_NAMES
 from evaluation.delta_m import PUBLISHED_BASELINE, PUBLISHED_NAME, delta_m
 
+# main_cityscapes.main() run in this process seeds the global RNGs: given back after each test
+pytestmark = pytest.mark.usefixtures("seeded_and_restored")
+
 REPO = Path(__file__).resolve().parent.parent
 SPLIT_KEYS = {"loss_semantic", "loss_depth", "miou", "pix_acc", "class_iou", "abs_err", "rel_err"}
 TEST_KEYS = SPLIT_KEYS | {"abs_err_px", "rel_err_px", "delta_m"}

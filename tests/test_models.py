@@ -9,6 +9,9 @@ from tasks import DEFAULT_TASKS, TaskSettings, build_tasks
 from tasks.depth import DepthTask
 from tasks.semantic import SemanticTask
 
+# these tests seed or draw from the global RNGs (torch.manual_seed, layer initialisation): given back after each
+pytestmark = pytest.mark.usefixtures("seeded_and_restored")
+
 SMALL = dict(width_mult=0.125)
 H, W = 32, 64
 

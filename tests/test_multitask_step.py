@@ -10,6 +10,9 @@ from optim.multitask_step import MultiTaskStep, gram_matrix
 from optim.weighting import build_weighting
 from optim.weighting.base import StepContext, mix_gradients
 
+# these tests seed or draw from the global RNGs (torch.manual_seed, layer initialisation): given back after each
+pytestmark = pytest.mark.usefixtures("seeded_and_restored")
+
 
 def test_gram_matrix_and_mixing_follow_their_formulas():
     gen = torch.Generator().manual_seed(0)

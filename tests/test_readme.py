@@ -16,6 +16,7 @@ IMPORT = "from optim import AdamWithAdaTask as AdaTask"
 
 
 @pytest.mark.parametrize("base", ["AdamWithAdaTask", "RMSpropWithAdaTask", "AdagradWithAdaTask"])
+@pytest.mark.usefixtures("seeded_and_restored")
 def test_readme_example_runs_verbatim_for_every_base_with_one_changed_line(base):
     code = readme_example()
     assert IMPORT in code

@@ -13,6 +13,9 @@ import main_cityscapes
 from data.identity import data_identity
 from tasks.depth import DepthTask
 
+# main_cityscapes.main() run in this process seeds the global RNGs: given back after each test
+pytestmark = pytest.mark.usefixtures("seeded_and_restored")
+
 
 @pytest.fixture(scope="module")
 def data(tmp_path_factory):

@@ -13,6 +13,9 @@ from run_helpers import REPO, run_argv, start_run, tiny_release, wait_for
 import main_cityscapes
 from experiment import loop
 
+# main_cityscapes.main() run in this process seeds the global RNGs: given back after each test
+pytestmark = pytest.mark.usefixtures("seeded_and_restored")
+
 
 @pytest.fixture(scope="module")
 def data(tmp_path_factory):

@@ -76,6 +76,7 @@ def train(data, out, name, *flags):
     return main_cityscapes.main(argv)
 
 
+@pytest.mark.usefixtures("seeded_and_restored")
 def test_a_task_registered_in_a_test_trains_end_to_end(tiny_synthcity, tmp_path, brightness_registered, capsys):
     assert canonical(["brightness", "semantic", "depth"]) == ("semantic", "depth", "brightness")
     code = train(tiny_synthcity, tmp_path, "run", "--tasks", "semantic", "depth", "brightness",
@@ -101,6 +102,7 @@ def test_the_registry_gives_the_reported_metrics_and_their_directions():
         canonical(["normals"])
 
 
+@pytest.mark.usefixtures("seeded_and_restored")
 def test_cityscapes_3_trains_every_task_and_reports_inst_err(tiny_synthcity, tmp_path, capsys):
     code = train(tiny_synthcity, tmp_path, "run", "--tasks", "semantic", "instance", "depth", "--track-au")
     assert code == 0, capsys.readouterr().err

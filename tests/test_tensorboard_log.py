@@ -1,6 +1,7 @@
 """What a run writes for TensorBoard, read back with TensorBoard's own event reader."""
 import json
 
+import global_state
 import pytest
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 from tensorboard.plugins.custom_scalar import layout_pb2
@@ -23,7 +24,8 @@ def run(tiny_synthcity, tmp_path_factory):
     argv = ["--data-path", str(tiny_synthcity), "--epochs", str(EPOCHS), "--batch-size", "4", "--width-mult", "0.125",
             "--num-workers", "0", "--device", "cpu", "--classes", "19", "--method", "adam", "--weighting", "ew",
             "--seed", "3", "--baseline", str(out / "b.json"), "--out", str(out), "--name", "run"]
-    assert main_cityscapes.main(argv) == 0
+    with global_state.seeded_and_restored():  # the run seeds the global RNGs
+        assert main_cityscapes.main(argv) == 0
     events = EventAccumulator(str(out / "run"), size_guidance={"images": 0, "scalars": 0, "tensors": 0})
     events.Reload()
     return out / "run", events

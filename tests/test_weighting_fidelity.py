@@ -164,6 +164,7 @@ def head_gradients(weighting, **options):
     return [[p.grad for p in params] for params in own], plain, alphas
 
 
+@pytest.mark.usefixtures("seeded_and_restored")
 def test_mgda_heads_get_weighted_gradients_by_default_and_own_on_request():
     applied, plain, alphas = head_gradients("mgda")
     assert 0 < alphas[0] < 1
@@ -176,6 +177,7 @@ def test_mgda_heads_get_weighted_gradients_by_default_and_own_on_request():
             assert torch.allclose(got, want, atol=1e-7)
 
 
+@pytest.mark.usefixtures("seeded_and_restored")
 def test_pcgrad_heads_get_their_own_gradients_by_default():
     applied, plain, _ = head_gradients("pcgrad")
     for k in range(2):
@@ -184,6 +186,7 @@ def test_pcgrad_heads_get_their_own_gradients_by_default():
 
 
 @pytest.mark.parametrize("weighting, reason", [("ew", "loss-only"), ("graddrop", "no K×K weighting")])
+@pytest.mark.usefixtures("seeded_and_restored")
 def test_weighted_heads_are_refused_where_they_mean_nothing(weighting, reason):
     net = TwoHeads()
     shared, own = list(net.trunk.parameters()), [list(h.parameters()) for h in net.heads]

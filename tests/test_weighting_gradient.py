@@ -63,12 +63,14 @@ def test_pcgrad_matches_the_vector_algorithm_and_leaves_no_conflict(num_tasks):
             assert projected[i] @ grads[order[-1]] >= -1e-9
 
 
+@pytest.mark.usefixtures("seeded_and_restored")
 def test_pcgrad_two_tasks_equals_torchjd():
     for seed in range(5):
         grads = jacobian(2, seed)
         assert torch.allclose(mix("pcgrad", grads).sum(0) @ grads, jd.PCGrad()(grads), atol=1e-12)
 
 
+@pytest.mark.usefixtures("seeded_and_restored")
 def test_pcgrad_orders_come_from_its_own_seeded_generator():
     grads = jacobian(3, 0)
     ctx = StepContext(losses=torch.ones(3), epoch=0, step=0, lr=1.0, gram=grads @ grads.T)

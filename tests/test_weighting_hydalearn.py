@@ -45,6 +45,7 @@ def snapshot(model):
     return {k: v.clone() for k, v in model.state_dict().items()}
 
 
+@pytest.mark.usefixtures("seeded_and_restored")
 def test_lookahead_measures_the_loss_and_restores_everything():
     model = BNNet()
     x, ys, shared, losses, grads = setup(model)
@@ -65,6 +66,7 @@ def test_lookahead_measures_the_loss_and_restores_everything():
     assert model.training
 
 
+@pytest.mark.usefixtures("seeded_and_restored")
 def test_lookahead_gain_weights():
     model = BNNet()
     x, ys, shared, losses, grads = setup(model)

@@ -73,6 +73,7 @@ def test_gradvac_three_tasks_only_the_conflicting_pair_is_changed():
         assert torch.allclose(weights, torch.tensor([2.0, 1.5, 1.0], dtype=torch.float64), atol=1e-7)
 
 
+@pytest.mark.usefixtures("seeded_and_restored")
 def test_gradvac_leaves_the_global_rng_alone():
     torch.manual_seed(7)
     expected = torch.rand(3)

@@ -9,6 +9,9 @@ import pytest
 import main_cityscapes
 from optim.weighting import WEIGHTINGS
 
+# main_cityscapes.main() run in this process seeds the global RNGs: given back after each test
+pytestmark = pytest.mark.usefixtures("seeded_and_restored")
+
 # Options that make the state matter within 2 epochs: STCH's nadir is collected in epoch 1 and
 # used in epoch 2, DWA's iteration window (2 x 1 steps) fills within the first epoch.
 EARLY = {"stch": ["--stch-warmup-epochs", "0"], "dwa": ["--dwa-mode", "iteration", "--dwa-window", "1"]}
