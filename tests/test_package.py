@@ -95,5 +95,5 @@ def test_readme_example_runs_outside_the_repository_after_an_editable_install(tm
     report = json.loads(run([python, "-c", HARNESS], cwd=work).stdout)
     assert report["optim"] == str(REPO / "optim" / "__init__.py")  # the checkout itself: editable
     # the example's import needs torch alone, and the training code is not installed
-    assert report["loaded_by_example"] == ["optim", "optim.adatask", "optim.task_gradients"]
+    assert report["loaded_by_example"] == ["optim", "optim.adatask", "optim.sgd_core", "optim.task_gradients"]
     assert report["repo_packages"] == []
