@@ -95,7 +95,7 @@ class MultiTaskStep:
             ctx = replace(ctx, grads=grads, gram=gram_matrix(grads))
             grads, mixing = self.weighting.contributions(ctx)
             if self.weighting.head_grads == "weighted":
-                self._weight_heads(mixing.sum(0))
+                self._weight_heads(self.weighting.head_weights(mixing))
         else:  # loss-only weights under AdaTask: each task's backward of its weighted loss
             weights = self.weighting.weights(ctx).to(losses[0].device)
             grads = self._sum_over_processes(

@@ -157,13 +157,31 @@ def test_nash_mtl_solves_the_bargaining_equation_and_matches_torchjd(num_tasks):
     for seed in range(3):
         grads = jacobian(num_tasks, seed)
         gram = grads @ grads.T
-        alpha = mix("nash_mtl", grads).diagonal()
+        alpha = mix("nash_mtl", grads, max_norm=0.0).diagonal()  # unclipped: α itself
         assert (alpha > 0).all()
         assert torch.allclose(gram @ alpha, 1 / alpha, rtol=1e-5)
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")  # cvxpy's "not DPP" notice
             reference = jd.NashMTL(num_tasks, max_norm=0.0)(grads)
         assert torch.allclose(alpha @ grads, reference, rtol=1e-4, atol=1e-6 * reference.norm())
+
+
+@pytest.mark.parametrize("num_tasks", [2, 3])
+def test_nash_mtl_clips_the_shared_update_as_the_official_code(num_tasks):
+    """Default max_norm 1: the update Σ α_k g_k (norm √K) is scaled by torch's clip factor
+    1 / (√K + 1e-6), every contribution alike; the heads' weights stay α; a small max_norm
+    that the update is under leaves it alone."""
+    grads = jacobian(num_tasks, 5)
+    ctx = StepContext(losses=torch.ones(num_tasks, dtype=torch.float64), epoch=0, step=0, lr=1e-3,
+                      gram=grads @ grads.T)
+    method = build_weighting("nash_mtl", num_tasks)
+    mixing = method.mix(ctx)
+    alpha, _ = nash_weights(grads @ grads.T)
+    assert torch.allclose(mixing.diagonal(), alpha / (num_tasks**0.5 + 1e-6), rtol=1e-9)
+    assert abs(float((mixing.sum(0) @ grads).norm()) - num_tasks**0.5 / (num_tasks**0.5 + 1e-6)) < 1e-9
+    assert torch.allclose(method.head_weights(mixing), alpha, rtol=1e-9)
+    loose = build_weighting("nash_mtl", num_tasks, max_norm=10.0).mix(ctx)
+    assert torch.allclose(loose.diagonal(), alpha, rtol=1e-9)
 
 
 def test_nash_mtl_hard_cases():

@@ -198,6 +198,11 @@ class WeightingMethod:
         mixing = self.mix(ctx)
         return Contributions(mix_gradients(mixing, ctx.grads), mixing)
 
+    def head_weights(self, mixing: torch.Tensor) -> torch.Tensor:
+        """The α_k of --head-grads weighted (task k's head gets α_k ∇L_k): by default the column
+        sums of this step's mixing matrix; Nash-MTL's excludes its clip of the shared update."""
+        return mixing.sum(0)
+
     def end_epoch(self, epoch: int, mean_losses: torch.Tensor) -> None:
         """Called after each training epoch with the (K,) epoch-mean training losses."""
 

@@ -4,6 +4,11 @@ import torch
 from .base import Option, WeightingMethod, gram64
 
 
+def clip_factor(norm, max_norm):
+    """torch.nn.utils.clip_grad_norm_'s factor min(1, max_norm / (norm + 1e-6)); 1 when max_norm is 0 (off)."""
+    return 1.0 if max_norm <= 0 else min(1.0, max_norm / (float(norm) + 1e-6))
+
+
 def nash_weights(gram, start=None, max_iter=100, tol=1e-10, ridge=1e-8):
     """α > 0 with M α = 1/α (elementwise), and the number of Newton iterations taken.
 
@@ -39,6 +44,11 @@ class NashMTL(WeightingMethod):
     """Nash bargaining weights α: M α = 1/α, the update Σ_k α_k g_k (whose norm is then
     always √K: αᵀMα = Σ_k α_k (Mα)_k = K), as the official code and torchjd compute them
     (they solve a sequence of convex programs with cvxpy; we minimise f directly).
+    max_norm > 0 (default 1, the official NashMTL's): the shared update is then scaled by
+    torch's clip factor min(1, max_norm / (‖Σ_k α_k g_k‖ + 1e-6)), its norm √(αᵀMα) taken from
+    the Gram matrix, as the official code's clip_grad_norm_ of the shared parameters after its
+    backward: every task's contribution is scaled alike (so under AdaTask each task's moments
+    get its share of the clipped update) and the heads keep α_k ∇L_k (`head_weights`).
     Each solve is warm-started from the previous α; with update_every > 1 the last α is
     reused in between, as in the official code. State: α and the step counter;
     `last_iterations` is the last solve's Newton iteration count.
@@ -47,7 +57,7 @@ class NashMTL(WeightingMethod):
 
     default_head_grads = "weighted"  # the published CityScapes code backpropagates Σ α_k L_k
     name = "nash_mtl"
-    fidelity = "same fixed point, our Newton solver instead of cvxpy"
+    fidelity = "as the official NashMTL (shared update clipped to norm 1); our Newton solver instead of cvxpy"
     paper = "Navon et al. 2022, Multi-Task Learning as a Bargaining Game (ICML)"
     needs = "gradients (Gram matrix)"
     cost = "Gram matrix O(K²P) + a K-variable Newton solve"
@@ -57,6 +67,8 @@ class NashMTL(WeightingMethod):
         "max_iter": Option(int, 100, "maximum Newton iterations per solve"),
         "tol": Option(float, 1e-10, "stop when the Newton decrement falls below tol"),
         "ridge": Option(float, 1e-8, "ridge added to M/‖M‖_F's diagonal: keeps α finite when the gradients cancel"),
+        "max_norm": Option(float, 1.0, "clip the shared update Σ α_k g_k to this norm, as the official code "
+                           "(torch's factor; 0 = off: the update keeps its norm √K)", legacy=0.0),
     }
 
     def __init__(self, num_tasks, **options):
@@ -70,6 +82,15 @@ class NashMTL(WeightingMethod):
             self.alpha, self.last_iterations = nash_weights(gram64(ctx), self.alpha, self.max_iter, self.tol, self.ridge)
         self.step += 1
         return self.alpha.to(ctx.gram)
+
+    def mix(self, ctx):
+        alpha = self.weights(ctx)
+        factor = clip_factor(float(alpha.double() @ gram64(ctx) @ alpha.double()) ** 0.5, self.max_norm)
+        return torch.diag(alpha * factor)
+
+    def head_weights(self, mixing):
+        """The heads get α_k ∇L_k: the official clip touches the shared parameters only."""
+        return self.alpha.to(mixing)
 
     def state_dict(self):
         return {"alpha": None if self.alpha is None else self.alpha.clone(), "step": self.step}
