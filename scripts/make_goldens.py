@@ -1,0 +1,91 @@
+"""Write tests/goldens/<method>.json by running the published implementations (scripts/goldens).
+
+    /tmp/refvenv/bin/python -m scripts.make_goldens --libmtl /tmp/refs/LibMTL [--out tests/goldens]
+
+Each --<runner> PATH names a checkout of one published repository (the `fetch` tool gives a bare
+git directory: `git --git-dir=DIR archive HEAD | tar -x -C PATH`); its runner module
+scripts/goldens/<module>.py imports the published code from there, runs it on the seeded
+inputs of scripts/goldens/inputs.py and returns one golden dict per method
+(scripts/goldens/__init__.py). Only those numbers are written, never the published source.
+A `git archive` extract names its commit in PATH/COMMIT (commit_of). Run it with an environment that has the published code's dependencies, from the repository root.
+"""
+import argparse
+import importlib
+import json
+import shlex
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+if str(ROOT) not in sys.path:
+    sys.path.insert(0, str(ROOT))
+
+from runfolder.atomic import write_text
+
+# One line per published repository: "<cli name>": "scripts.goldens.<module>" (gives --<cli name> PATH).
+RUNNERS = {
+    "libmtl": "scripts.goldens.libmtl",
+}
+
+
+def commit_of(checkout):
+    """The commit of a checkout: `git rev-parse HEAD` in a work tree, else the first line of
+    PATH/COMMIT (a `git archive` extract has no .git: write it with
+    `git --git-dir=DIR rev-parse HEAD > PATH/COMMIT`)."""
+    checkout = Path(checkout)
+    if (checkout / "COMMIT").is_file():
+        return (checkout / "COMMIT").read_text().split()[0]
+    try:
+        return subprocess.run(["git", "-C", str(checkout), "rev-parse", "HEAD"], capture_output=True, text=True,
+                              check=True).stdout.strip()
+    except (OSError, subprocess.CalledProcessError):
+        sys.exit(f"{checkout}: no commit known; write it into {checkout / 'COMMIT'}")
+
+
+def parse_args(argv=None):
+    parser = argparse.ArgumentParser(prog="python -m scripts.make_goldens", description=__doc__.split("\n\n")[0],
+                                     allow_abbrev=False)
+    parser.add_argument("--out", type=Path, default=ROOT / "tests" / "goldens",
+                        help="where the <method>.json files go (default: tests/goldens)")
+    for name, module in RUNNERS.items():
+        parser.add_argument(f"--{name}", type=Path, metavar="PATH", dest=name.replace("-", "_"),
+                            help=f"a checkout of the repository that {module} runs")
+    args = parser.parse_args(argv)
+    if not any(getattr(args, name.replace("-", "_")) for name in RUNNERS):
+        parser.error("name at least one checkout: " + ", ".join(f"--{name} PATH" for name in RUNNERS))
+    return args
+
+
+def dumps(golden):
+    """The file's text: one case's numbers per line would be long; indent 1 keeps it diffable."""
+    return json.dumps(golden, indent=1, allow_nan=False) + "\n"
+
+
+def main(argv=None):
+    args = parse_args(argv)
+    command = "python -m scripts.make_goldens " + " ".join(
+        f"--{name} PATH" for name in RUNNERS if getattr(args, name.replace("-", "_")))
+    written = {}
+    for name, module in RUNNERS.items():
+        checkout = getattr(args, name.replace("-", "_"))
+        if checkout is None:
+            continue
+        if not checkout.is_dir():
+            sys.exit(f"--{name} {shlex.quote(str(checkout))}: no such folder")
+        for golden in importlib.import_module(module).make(checkout.resolve()):
+            method = golden["method"]
+            if method in written:
+                sys.exit(f"--{name}: method {method!r} was already written by --{written[method]}")
+            golden.setdefault("generated_by", command)
+            args.out.mkdir(parents=True, exist_ok=True)
+            path = args.out / f"{method}.json"
+            write_text(path, dumps(golden))
+            written[method] = name
+            cases = golden["cases"]
+            print(f"{path}: {len(cases)} case(s), {sum(len(c['expected']) for c in cases)} step(s)")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
