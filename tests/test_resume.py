@@ -242,6 +242,7 @@ def test_settings_added_later_read_as_their_legacy_values():
     # what a run from before these settings did: plain head gradients, Frank-Wolfe MGDA, float32
     assert filled["head_grads"] == "own" and filled["mgda_solver"] == "frank_wolfe" and filled["dtype"] == "float32"
     assert filled["mgda_convention"] == "ours" and "mgda_epsilon" not in filled  # recorded since MGDA came
+    assert filled["mgda_normalization"] == "none"  # the authors' 'loss+' became the default later
     assert "nash_mtl_tol" not in filled  # another method's option, which older files recorded
     dwa = run_config.settings({"settings": {"weighting": "dwa", "dwa_temperature": 2.0}}, definitions)
     assert (dwa["dwa_mode"], dwa["dwa_window"]) == ("epoch", 25)  # DWA per epoch before the option

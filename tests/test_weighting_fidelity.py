@@ -93,14 +93,14 @@ def kkt_violation(gram, weights):
 
 
 @pytest.mark.parametrize("num_tasks", [2, 3, 4])
-def test_mgda_default_is_the_exact_min_norm_point(num_tasks):
+def test_mgda_exact_solver_is_the_exact_min_norm_point(num_tasks):
     gen = torch.Generator().manual_seed(num_tasks)
     for trial in range(20):
         grads = torch.randn(num_tasks, 12, generator=gen, dtype=torch.float64)
         grads[1] = 0.3 * grads[0] + 0.5 * grads[1]
         if trial % 4 == 0:
             grads[-1] = 2 * grads[0]  # collinear: a singular face
-        weights = build_weighting("mgda", num_tasks).weights(context(grads))
+        weights = build_weighting("mgda", num_tasks, solver="exact", normalization="none").weights(context(grads))
         assert weights.min() >= 0 and float(weights.sum()) == pytest.approx(1.0, abs=1e-12)
         gram = grads @ grads.T
         assert kkt_violation(gram, weights) < 1e-10 * float(gram.diagonal().max())
@@ -113,8 +113,8 @@ def test_mgda_frank_wolfe_is_inexact_at_three_tasks_and_the_exact_solver_is_not(
         grads = torch.randn(3, 12, generator=gen, dtype=torch.float64)
         grads[1] = 0.3 * grads[0] + 0.5 * grads[1]
         gram = grads @ grads.T
-        fw = build_weighting("mgda", 3, solver="frank_wolfe").weights(context(grads))
-        exact = build_weighting("mgda", 3).weights(context(grads))
+        fw = build_weighting("mgda", 3, solver="frank_wolfe", normalization="none").weights(context(grads))
+        exact = build_weighting("mgda", 3, solver="exact", normalization="none").weights(context(grads))
         worst_fw = max(worst_fw, float((fw @ gram @ fw) / (exact @ gram @ exact)) - 1)
         worst_exact = max(worst_exact, kkt_violation(gram, exact))
     assert worst_fw > 1e-4 and worst_exact < 1e-10
@@ -123,10 +123,28 @@ def test_mgda_frank_wolfe_is_inexact_at_three_tasks_and_the_exact_solver_is_not(
 def test_mgda_two_tasks_closed_form_and_published_scale():
     g1, g2 = torch.tensor([1.0, 0.0], dtype=torch.float64), torch.tensor([-0.5, 1.0], dtype=torch.float64)
     alpha = float((g2 - g1) @ g2 / ((g1 - g2) @ (g1 - g2)))
-    weights = build_weighting("mgda", 2).weights(context(torch.stack([g1, g2])))
-    assert weights.tolist() == pytest.approx([alpha, 1 - alpha], abs=1e-14)
-    published = build_weighting("mgda", 2, convention="published").weights(context(torch.stack([g1, g2])))
+    for solver in ("published", "exact"):
+        weights = build_weighting("mgda", 2, solver=solver, normalization="none").weights(context(torch.stack([g1, g2])))
+        assert weights.tolist() == pytest.approx([alpha, 1 - alpha], abs=1e-14)
+    published = build_weighting("mgda", 2, convention="published", normalization="none").weights(
+        context(torch.stack([g1, g2])))
     assert published.tolist() == pytest.approx([2 * alpha, 2 * (1 - alpha)], abs=1e-14)
+
+
+def test_mgda_published_solver_clamps_a_vertex_and_normalises_by_loss_times_norm():
+    """The authors' MinNormSolver answers γ = 0.999 (not 1) where the min-norm point is a vertex;
+    the default 'loss+' solves on g_k / (L_k‖g_k‖) and applies the weights to the g_k."""
+    g1, g2 = torch.tensor([1.0, 0.0], dtype=torch.float64), torch.tensor([2.0, 1.0], dtype=torch.float64)
+    grads = torch.stack([g1, g2])
+    assert build_weighting("mgda", 2, normalization="none").weights(context(grads)).tolist() == \
+        pytest.approx([0.999, 0.001], abs=1e-15)
+    assert build_weighting("mgda", 2, solver="exact", normalization="none").weights(context(grads)).tolist() == \
+        pytest.approx([1.0, 0.0], abs=1e-12)
+    losses = torch.tensor([0.5, 2.0], dtype=torch.float64)
+    divided = grads / (losses * grads.norm(dim=1))[:, None]
+    default = build_weighting("mgda", 2).weights(context(grads, losses))
+    on_divided = build_weighting("mgda", 2, normalization="none").weights(context(divided))
+    assert torch.allclose(default, on_divided, atol=1e-14) and float(default.sum()) == pytest.approx(1.0)
 
 
 def test_cagrad_published_convention_is_ours_times_k_over_one_plus_c_squared():
@@ -166,12 +184,12 @@ def head_gradients(weighting, **options):
 
 @pytest.mark.usefixtures("seeded_and_restored")
 def test_mgda_heads_get_weighted_gradients_by_default_and_own_on_request():
-    applied, plain, alphas = head_gradients("mgda")
+    applied, plain, alphas = head_gradients("mgda", normalization="none")
     assert 0 < alphas[0] < 1
     for k in range(2):
         for got, want in zip(applied[k], plain[k]):
             assert torch.allclose(got, float(alphas[k]) * want, atol=1e-6)
-    applied, plain, _ = head_gradients("mgda", head_grads="own")
+    applied, plain, _ = head_gradients("mgda", head_grads="own", normalization="none")
     for k in range(2):
         for got, want in zip(applied[k], plain[k]):
             assert torch.allclose(got, want, atol=1e-7)

@@ -128,9 +128,9 @@ def test_gdod_orthogonal_and_anti_parallel_gradients():
 # ---- torchjd-backed weightings ----------------------------------------------------------------
 
 # Each method with the options that make it torchjd's computation (the defaults are our
-# exact MGDA solver and Aligned-MTL's float32 rank cut-off, tested in test_weighting_fidelity.py).
+# MGDA solvers and Aligned-MTL's float32 rank cut-off, tested in test_weighting_fidelity.py).
 TORCHJD = {
-    "mgda": (jd.MGDA, {"solver": "frank_wolfe"}),
+    "mgda": (jd.MGDA, {"solver": "frank_wolfe", "normalization": "none"}),
     "cagrad": (lambda: jd.CAGrad(c=0.4), {}),
     "imtl": (jd.IMTLG, {}),
     "upgrad": (jd.UPGrad, {}),
