@@ -42,7 +42,7 @@ def test_unknown_names_and_bad_options_fail_clearly():
         build_weighting("hydalearn", 2, gain="exact")
     with pytest.raises(ValueError, match="must be one of network"):
         build_weighting("gdod", 2, decomposition="layer")
-    assert build_weighting("cagrad", 2, c=1).options() == {"c": 1.0, "norm_eps": 1e-4, "convention": "ours",
+    assert build_weighting("cagrad", 2, c=1).options() == {"c": 1.0, "norm_eps": 1e-4, "convention": "published",
                                                            "head_grads": "own"}
 
 

@@ -131,10 +131,10 @@ def test_gdod_orthogonal_and_anti_parallel_gradients():
 # MGDA solvers and Aligned-MTL's float32 rank cut-off, tested in test_weighting_fidelity.py).
 TORCHJD = {
     "mgda": (jd.MGDA, {"solver": "frank_wolfe", "normalization": "none"}),
-    "cagrad": (lambda: jd.CAGrad(c=0.4), {}),
+    "cagrad": (lambda: jd.CAGrad(c=0.4), {"convention": "ours"}),
     "imtl": (jd.IMTLG, {}),
     "upgrad": (jd.UPGrad, {}),
-    "aligned_mtl": (jd.AlignedMTL, {"rank_eps": torch.finfo(torch.float64).eps}),
+    "aligned_mtl": (jd.AlignedMTL, {"rank_eps": torch.finfo(torch.float64).eps, "convention": "ours"}),
     "dualproj": (jd.DualProj, {}),
 }
 

@@ -30,11 +30,12 @@ def aligned_weights(gram, scale_mode="min", rank_eps=FLOAT32_EPS):
 
 class AlignedMTL(TorchJDGramWeighting):
     """Aligns the task gradients' principal components (equal singular values, scaled as
-    `scale_mode` says) and averages them; our own few lines rather than torchjd's
+    `scale_mode` says) and sums them, as the authors' code (convention 'ours' averages them, as
+    torchjd); our own few lines rather than torchjd's
     AlignedMTLWeighting, whose rank cut-off follows M's dtype (see aligned_weights)."""
 
     name = "aligned_mtl"
-    fidelity = "official rank cut-off; published sums (× K: `--aligned-mtl-convention`)"
+    fidelity = "as the authors' code (rank cut-off, aligned gradients summed); torchjd's mean: `--aligned-mtl-convention ours`"
     paper = "Senushkin et al. 2023, Independent Component Alignment for Multi-Task Learning (CVPR)"
     cost = "Gram matrix O(K²P) + a K×K eigendecomposition"
     OPTIONS = {
@@ -42,8 +43,8 @@ class AlignedMTL(TorchJDGramWeighting):
                              "(the smallest; torchjd's default), 'median', or 'rmse' (the mean)", ("min", "median", "rmse")),
         "rank_eps": Option(float, FLOAT32_EPS, "eigenvalues below rank_eps·K·λ_max are dropped (default: float32's "
                            "epsilon, as the official code)", legacy=FLOAT64_EPS),
-        "convention": Option(str, "ours", "average the aligned gradients ('ours', torchjd's) or sum them "
-                             "('published', the official code: ours x K)", ("ours", "published"), legacy="ours"),
+        "convention": Option(str, "published", "sum the aligned gradients ('published', the authors' code) or "
+                             "average them ('ours', torchjd's: published / K)", ("ours", "published"), legacy="ours"),
     }
 
     def build(self):
