@@ -17,7 +17,8 @@ class CityscapesNpy(Dataset):
     tensor}), each target read and augmented by its task. With augment=True the random
     scale-crop-flip of data.augment is drawn from a generator seeded by (seed, epoch, i), so
     a sample does not depend on the number of loader workers or the order of loading, and a
-    resumed run repeats it exactly. Call set_epoch(epoch) before each epoch; the epoch lives
+    resumed run repeats it exactly; an item (i, draw) is sample i drawn again as an extra sample,
+    its crop seeded by (seed, epoch, i, draw). Call set_epoch(epoch) before each epoch; the epoch lives
     in shared memory, so it also reaches persistent DataLoader workers.
 
     The constructor runs data.check.quick_check on the split and the folders the tasks read
@@ -60,13 +61,16 @@ class CityscapesNpy(Dataset):
                 for folder in self._folders}
 
     def __getitem__(self, index):
+        # (index, draw), draw ≥ 1: the draw-th extra sample of the epoch (SDMGrad's extra batches),
+        # with an augmentation of its own, (seed, epoch, index, draw)
+        index, draw = index if isinstance(index, tuple) else (index, None)
         if not 0 <= index < self._length:
             raise IndexError(f"index {index} out of range for {self._length} samples in {self.split}")
         arrays = self._load(index) if self._samples is None else self._samples[index]
         image = arrays[IMAGE_DIR]
         targets = {task.name: task.target(arrays) for task in self.tasks}
-        crop = draw_crop(np.random.default_rng([self.seed, self.epoch, index]), *self._image_size) \
-            if self.augment else None
+        key = [self.seed, self.epoch, index] + ([] if draw is None else [draw])
+        crop = draw_crop(np.random.default_rng(key), *self._image_size) if self.augment else None
         if crop is not None:  # every augment returns a new array: the in-memory cache stays as loaded
             image = crop.image(image)
             targets = {task.name: task.augment(targets[task.name], crop) for task in self.tasks}

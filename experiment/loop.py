@@ -28,12 +28,14 @@ NUM_PANELS = 4  # fixed validation images shown in TensorBoard each epoch
 def train_epoch(exp, epoch, writer):
     exp.model.train()
     meter = SplitMeter(exp.tasks, exp.device)
-    bar = tqdm(exp.loader(exp.train_set, epoch, shuffle=True), desc=f"epoch {epoch + 1} train", leave=False,
+    loader = exp.loader(exp.train_set, epoch, shuffle=True)
+    extras = exp.extra_batches(epoch, len(loader))  # --sdmgrad-batches: None for one batch a step
+    bar = tqdm(loader, desc=f"epoch {epoch + 1} train", leave=False,
                dynamic_ncols=True, mininterval=1.0, disable=None)
     for batch in bar:
         image, targets = exp.to_device(batch)
         step = exp.engine.global_step
-        result = exp.engine.train_step((image, targets), epoch)
+        result = exp.engine.train_step((image, targets), epoch, next(extras) if extras else ())
         meter.update(result.preds, targets, result.losses)
         for task, value in zip(exp.task_names, result.losses):
             writer.add_scalar(f"train_step/loss_{task}", value, step)

@@ -22,7 +22,7 @@ from data.layout import IMAGE_DIR
 from evaluation import run_config, run_record
 from evaluation.delta_m import select_baseline
 from experiment.flags import result_settings, resumed_args, setting_definitions, settings_of
-from experiment.world import SINGLE, ShardedBatches, collate_shard
+from experiment.world import SINGLE, ExtraBatches, ShardedBatches, collate_shard
 from models import build_model
 from models.synced_batchnorm import synchronise_batchnorm
 from optim import build_optimizer
@@ -32,6 +32,8 @@ from optim.weighting.cli import build_weighting_from_args
 from runfolder import atomic, lease
 from runfolder.files import DATA_FILES, LOCK, PREVIOUS_CHECKPOINT
 from tasks import TaskSettings, build_tasks
+
+EXTRA_BATCHES_STREAM = 0x5D3  # the extra batches' generator: seeded by (seed, epoch, this)
 
 
 def pick_device(name, world=SINGLE):
@@ -176,6 +178,23 @@ class Experiment:
         return DataLoader(dataset, batch_sampler=batches, collate_fn=collate_shard,
                           num_workers=self.args.num_workers, pin_memory=self.device.type == "cuda",
                           worker_init_fn=leave_stopping_to_the_run)
+
+    def extra_batches(self, epoch, steps):
+        """The extra batches of --sdmgrad-batches N for an epoch of `steps` steps: an iterator of
+        steps lists of N - 1 batches, or None for N = 1. Their samples, order and augmentation
+        depend only on (seed, epoch), so a resumed run repeats them; under torchrun each process
+        takes its shard of each global batch, as from the main loader."""
+        per_step = getattr(self.weighting, "batches", 1) - 1
+        if per_step < 1:
+            return None
+        seed = int(np.random.default_rng([self.args.seed, epoch, EXTRA_BATCHES_STREAM]).integers(2**62))
+        batches = ExtraBatches(len(self.train_set), self.args.batch_size, steps, per_step, seed,
+                               self.world.rank, self.world.size)
+        self.train_set.set_epoch(epoch)
+        loader = iter(DataLoader(self.train_set, batch_sampler=batches, collate_fn=collate_shard,
+                                 num_workers=self.args.num_workers, pin_memory=self.device.type == "cuda",
+                                 worker_init_fn=leave_stopping_to_the_run))
+        return ([self.to_device(next(loader)) for _ in range(per_step)] for _ in range(steps))
 
     def to_device(self, batch):
         """(image, [target per task]) on the run's device, from the dataset's (image, {task: target}).

@@ -161,3 +161,29 @@ class ShardedBatches(Sampler):
 def collate_shard(samples):
     """default_collate, but None for an empty shard (which default_collate refuses)."""
     return collate_samples(samples) if samples else None
+
+
+class ExtraBatches(Sampler):
+    """SDMGrad's extra batches of one epoch (--sdmgrad-batches): for each of `steps` steps,
+    `per_step` global batches, each `batch_size` distinct samples drawn afresh (the first batch
+    of a newly shuffled loader, as the authors' `next(iter(train_aux_loader))`), from a
+    generator seeded by `seed` alone, each cut to this rank's shard as ShardedBatches does.
+    An item is (index, draw), draw = 1, 2, ... through the epoch, so that each extra sample gets
+    an augmentation of its own (data/cityscapes.py)."""
+
+    def __init__(self, length, batch_size, steps, per_step, seed, rank=0, size=1):
+        self.length, self.batch_size, self.steps, self.per_step = length, batch_size, steps, per_step
+        self.seed, self.rank, self.size = seed, rank, size
+
+    def __len__(self):
+        return self.steps * self.per_step
+
+    def __iter__(self):
+        generator = torch.Generator().manual_seed(self.seed)
+        draw = 0
+        for _ in range(len(self)):
+            batch = []
+            for index in torch.randperm(self.length, generator=generator)[:self.batch_size].tolist():
+                draw += 1
+                batch.append((index, draw))
+            yield shard(batch, self.rank, self.size)

@@ -65,16 +65,28 @@ class TrainingEngine:
         self._loss_sums = torch.zeros(len(self.tasks), dtype=torch.float64)
         self._steps = 0
 
-    def train_step(self, batch: Any, epoch: int) -> StepResult:
+    def train_step(self, batch: Any, epoch: int, extra_batches: Sequence[Any] = ()) -> StepResult:
+        """One step on `batch`; with extra_batches (SDMGrad's --sdmgrad-batches), each batch's
+        forward runs in turn (main batch first, each updating BatchNorm's statistics), the
+        method sees the per-task gradients and losses of the LAST batch alone, and each task's
+        head gets the sum of its gradients over all the batches (the authors' SDMGrad trainer).
+        The result (predictions, losses, training metrics) is the main batch's."""
         preds, terms = self.compute_losses(batch)
         losses, global_values = global_losses(terms)
         values = global_values.tolist()
-        bad = [f"loss_{task} is {value}" for task, value in zip(self.tasks, values) if not math.isfinite(value)]
-        if bad:
-            raise NonFinite(f"non-finite loss in epoch {epoch + 1}, step {self.global_step}: {', '.join(bad)}")
+        self._check_finite(values, epoch)
+        if extra_batches:  # the main batch's graph is freed before the next forward
+            preds, head_sums = [p.detach() for p in preds], self._head_gradients(losses)
+            for i, extra in enumerate(extra_batches):
+                losses, global_values = global_losses(self.compute_losses(extra)[1])
+                self._check_finite(global_values.tolist(), epoch)
+                if i < len(extra_batches) - 1:
+                    head_sums = [[a + b for a, b in zip(x, y)] for x, y in zip(head_sums, self._head_gradients(losses))]
+            losses = self._plus_head_gradients(losses, head_sums)
+        last = extra_batches[-1] if extra_batches else batch  # the batch whose gradients the method sees
         ctx = StepContext(losses=global_values, epoch=epoch, step=self.global_step,
                           lr=self.optimizer.param_groups[0]["lr"],
-                          losses_after=self._lookahead(batch) if self.weighting.needs_lookahead else None)
+                          losses_after=self._lookahead(last) if self.weighting.needs_lookahead else None)
         want = self.global_step % self.diagnostics_every == 0 and (
             self.update.computes_task_gradients or self.diagnose_plain)
         info = self.update(list(losses), ctx, want_diagnostics=want)
@@ -83,6 +95,36 @@ class TrainingEngine:
         self._steps += 1
         self.global_step += 1
         return StepResult([p.detach() for p in preds], values, {self._named(k): v for k, v in info.items()})
+
+    def _check_finite(self, values, epoch):
+        bad = [f"loss_{task} is {value}" for task, value in zip(self.tasks, values) if not math.isfinite(value)]
+        if bad:
+            raise NonFinite(f"non-finite loss in epoch {epoch + 1}, step {self.global_step}: {', '.join(bad)}")
+
+    def _head_gradients(self, losses):
+        """Task k's gradient of its own head from its loss on one batch (the graph is freed: the
+        backward walks the heads only, never the shared trunk). K lists aligned with the heads."""
+        heads = self.update.task_params
+        wanted = [(k, i) for k, params in enumerate(heads) for i, p in enumerate(params) if p.requires_grad]
+        out = [[torch.zeros_like(p) for p in params] for params in heads]
+        if not wanted:
+            return out
+        grads = torch.autograd.grad(sum(losses), [heads[k][i] for k, i in wanted], allow_unused=True)
+        for (k, i), g in zip(wanted, grads):
+            if g is not None:
+                out[k][i] = g
+        return out
+
+    def _plus_head_gradients(self, losses, head_sums):
+        """losses[k] + Σ_p ⟨φ_p, h_p⟩ over task k's head parameters φ with the detached sums h:
+        its gradient gains exactly h on the head and nothing on the shared parameters, so the
+        update (and its all-reduce under torchrun) sums the batches' head gradients. Only the
+        gradients of these terms are used (the step's loss values are the engine's)."""
+        out = []
+        for loss, params, sums in zip(losses, self.update.task_params, head_sums):
+            terms = [(p * h).sum() for p, h in zip(params, sums) if p.requires_grad]
+            out.append(loss + sum(terms) if terms else loss)
+        return out
 
     def end_epoch(self, epoch: int) -> None:
         """The method's end-of-epoch hook with the epoch's mean training losses (DWA's input)."""

@@ -114,37 +114,55 @@ def simplex_projection(v):
     return (v - cumulative[rho] / (rho + 1)).clamp(min=0)
 
 
-def sdmgrad_by_definition(grams, lamda=0.3, n_iter=20, lr=10.0, momentum=0.5):
+def sdmgrad_by_definition(grams, lamda=0.3, n_iter=20, lr=10.0, momentum=0.5, published=False, max_norm=0.0):
+    """torchjd's form, or (published) the authors': M / mean_k √(M_kk + 1e-4)², weights × K,
+    the update Σ α_k g_k clipped to max_norm."""
     num_tasks = len(grams[0])
     w = torch.full((num_tasks,), 1 / num_tasks, dtype=torch.float64)
     tilde = torch.full((num_tasks,), 1 / num_tasks, dtype=torch.float64)
     out = []
     for gram in grams:
-        scale = gram.diagonal().clamp(min=0).sqrt().mean()
-        a = gram / (scale ** 2 + 1e-8)
+        if published:
+            a = gram / (gram.diagonal() + 1e-4).sqrt().mean() ** 2
+        else:
+            a = gram / (gram.diagonal().clamp(min=0).sqrt().mean() ** 2 + 1e-8)
         velocity = None
         for _ in range(n_iter):  # SGD with momentum on ½‖G(w + λ w̃)‖², projected on the simplex
             grad = a @ (w + lamda * tilde)
             velocity = grad if velocity is None else momentum * velocity + grad
             w = simplex_projection(w - lr * velocity)
-        out.append((w + lamda * tilde) / (1 + lamda))
+        alphas = (w + lamda * tilde) / (1 + lamda) * (num_tasks if published else 1)
+        if max_norm:
+            alphas = alphas * min(1.0, max_norm / (float(alphas @ gram @ alphas) ** 0.5 + 1e-6))
+        out.append(alphas)
     return out
 
 
 def test_sdmgrad_follows_its_definition_with_warm_start():
-    method = SDMGrad(3)
-    contexts = [random_context(step) for step in range(3)]
-    expected = sdmgrad_by_definition([ctx.gram for ctx in contexts])
-    for ctx, want in zip(contexts, expected):
-        assert torch.allclose(method.weights(ctx), want, atol=1e-12)
+    for options, published, max_norm in (({"convention": "torchjd", "max_norm": 0.0}, False, 0.0),
+                                         ({}, True, 1.0), ({"max_norm": 0.5}, True, 0.5)):
+        method = SDMGrad(3, **options)
+        contexts = [random_context(step) for step in range(3)]
+        expected = sdmgrad_by_definition([ctx.gram for ctx in contexts], published=published, max_norm=max_norm)
+        for ctx, want in zip(contexts, expected):
+            assert torch.allclose(method.weights(ctx), want, atol=1e-12)
 
 
 def test_sdmgrad_converges_to_the_two_task_closed_form():
     # min over the simplex of ‖G v‖², v = w + λ/2: with w interior, v_1/v_2 = (M22 − M12)/(M11 − M12)
-    # and v_1 + v_2 = 1 + λ, so the weights v/(1 + λ) are MGDA's (M22 − M12, M11 − M12)/(M11 + M22 − 2 M12).
-    method = SDMGrad(2, lr=0.1, n_iter=3000)
-    w = method.weights(context([[1.0, 0.0], [0.0, 2.0]]))
-    assert torch.allclose(w, torch.tensor([0.8, 0.2], dtype=torch.float64), atol=1e-8)
+    # and v_1 + v_2 = 1 + λ, so the weights v/(1 + λ) are MGDA's (M22 − M12, M11 − M12)/(M11 + M22 − 2 M12);
+    # the published convention multiplies them by K
+    closed_form = torch.tensor([0.8, 0.2], dtype=torch.float64)
+    method = SDMGrad(2, lr=0.1, n_iter=3000, convention="torchjd", max_norm=0.0)
+    assert torch.allclose(method.weights(context([[1.0, 0.0], [0.0, 2.0]])), closed_form, atol=1e-8)
+    method = SDMGrad(2, lr=0.1, n_iter=3000, max_norm=0.0)
+    assert torch.allclose(method.weights(context([[1.0, 0.0], [0.0, 2.0]])), 2 * closed_form, atol=1e-8)
+
+
+def test_sdmgrad_clips_the_shared_update_to_max_norm():
+    ctx = context([[4.0, 0.0], [0.0, 9.0]])
+    alphas = SDMGrad(2).weights(ctx)  # unclipped, ‖G α‖ is above 2
+    assert float(alphas @ ctx.gram @ alphas) ** 0.5 == pytest.approx(1.0, abs=1e-6)
 
 
 # ExcessMTL
