@@ -168,8 +168,9 @@ def test_sdmgrad_clips_the_shared_update_to_max_norm():
 # ExcessMTL
 
 def test_excess_mtl_first_updates_by_hand():
+    """torchjd's convention (the default until issue 24): from 1/K, updated from the first step."""
     eta = 0.5
-    method = ExcessMTL(3, robust_step_size=eta)
+    method = ExcessMTL(3, robust_step_size=eta, convention="torchjd")
     j1 = torch.tensor([[3.0, 0.0, 1.0], [0.0, 4.0, 0.0], [1.0, 1.0, 0.0]], dtype=torch.float64)
     j2 = torch.tensor([[1.0, 2.0, 0.0], [0.0, 1.0, 0.0], [2.0, 0.0, 0.0]], dtype=torch.float64)
 
@@ -190,7 +191,7 @@ def test_excess_mtl_first_updates_by_hand():
 
 
 def test_excess_mtl_warmup_keeps_uniform_weights_then_uses_the_mean_baseline():
-    method = ExcessMTL(2, robust_step_size=1.0, n_warmup_steps=2)
+    method = ExcessMTL(2, robust_step_size=1.0, n_warmup_steps=2, convention="torchjd")
     rows = [[[1.0, 0.0], [0.0, 2.0]], [[1.0, 0.0], [0.0, 2.0]], [[1.0, 0.0], [0.0, 2.0]]]
     uniform = torch.full((2,), 0.5, dtype=torch.float64)
     assert torch.equal(method.weights(context(rows[0])), uniform)
@@ -201,6 +202,25 @@ def test_excess_mtl_warmup_keeps_uniform_weights_then_uses_the_mean_baseline():
     ratio = e[2] / ((e[0] + e[1]) / 2 + 1e-7)
     expected = torch.softmax(torch.log(uniform) + ratio, 0)
     assert torch.allclose(method.weights(context(rows[2])), expected, rtol=1e-12)
+
+
+def test_excess_mtl_official_by_hand():
+    """The authors' code (the default): w = 1 at the first step, which only sets the baseline
+    e⁰; then w ← K w exp(η e / e⁰) / Σ w exp(η e / e⁰)."""
+    eta = 0.5
+    method = ExcessMTL(2, robust_step_size=eta)
+    assert method.head_grads == "weighted"
+    j1 = torch.tensor([[3.0, 1.0], [0.0, 2.0]], dtype=torch.float64)
+    j2 = torch.tensor([[1.0, 2.0], [2.0, 1.0]], dtype=torch.float64)
+    assert torch.equal(method.weights(context(j1.tolist())), torch.ones(2, dtype=torch.float64))
+    e1 = (j1 ** 2 / (j1 ** 2 + 1e-7).sqrt()).sum(1)
+    e2 = (j2 ** 2 / (j1 ** 2 + j2 ** 2 + 1e-7).sqrt()).sum(1) / e1
+    expected = 2 * torch.exp(eta * e2) / torch.exp(eta * e2).sum()
+    assert torch.allclose(method.weights(context(j2.tolist())), expected, rtol=1e-12)
+    restored = ExcessMTL(2, robust_step_size=eta)
+    restored.load_state_dict(method.state_dict())
+    j3 = torch.tensor([[0.5, 1.0], [1.0, 0.0]], dtype=torch.float64)
+    assert torch.equal(restored.weights(context(j3.tolist())), method.weights(context(j3.tolist())))
 
 
 # DualProj
