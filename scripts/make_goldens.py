@@ -26,6 +26,7 @@ from runfolder.atomic import write_text
 # One line per published repository: "<cli name>": "scripts.goldens.<module>" (gives --<cli name> PATH).
 RUNNERS = {
     "libmtl": "scripts.goldens.libmtl",
+    "sdmgrad": "scripts.goldens.sdmgrad",
 }
 
 
