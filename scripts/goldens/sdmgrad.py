@@ -101,8 +101,8 @@ CASES = [
      {"seed": 109, "num_tasks": 3}, 5, 3),
     ("K=3, their class default lambda 0.6, 10 inner steps", "--sdmgrad-lamda 0.6 --sdmgrad-n-iter 10",
      {"lamda": 0.6, "n_iter": 10}, {"seed": 110, "num_tasks": 3}, 5, 3),
-    ("K=2, one batch a step (each draw in all three of their slots; heads not compared: their trainer sums "
-     "three batches' head gradients)", "--sdmgrad-batches 1", {"batches": 1}, {"seed": 111, "num_tasks": 2}, 5, 1),
+    (("K=2, one batch a step (each draw in all three of their slots; heads not compared: their trainer sums "
+      "three batches' head gradients)"), "--sdmgrad-batches 1", {"batches": 1}, {"seed": 111, "num_tasks": 2}, 5, 1),
     ("K=3, one batch a step, large gradients", "--sdmgrad-batches 1", {"batches": 1},
      {"seed": 112, "num_tasks": 3, "scale": 1e2}, 5, 1),
 ]
