@@ -31,9 +31,11 @@ CONFLICTING = torch.tensor([[1.0, 0.2, -0.3, 0.5], [-0.6, 1.0, 0.4, 0.1], [0.2, 
 def test_small_gradients_get_the_same_direction_as_large_ones(name):
     """At Σ‖g_k‖² < 1e-4 torchjd's absolute norm_eps zeroed the Gram matrix: CAGrad gave no
     update at all, UPGrad the plain mean. The weights do not depend on the gradients' scale, so
-    gradients 1e-4 as large (Σ‖g_k‖² ≈ 1e-8) must give the same weights."""
-    large = build_weighting(name, 3).mix(context(CONFLICTING)).diagonal()
-    small = build_weighting(name, 3).mix(context(CONFLICTING * 1e-4)).diagonal()
+    gradients 1e-4 as large (Σ‖g_k‖² ≈ 1e-8) must give the same weights. UPGrad and DualProj
+    keep torchjd's absolute guard by default (issue 24): relative_guard selects ours."""
+    options = {} if name == "cagrad" else {"relative_guard": True}
+    large = build_weighting(name, 3, **options).mix(context(CONFLICTING)).diagonal()
+    small = build_weighting(name, 3, **options).mix(context(CONFLICTING * 1e-4)).diagonal()
     assert float((CONFLICTING * 1e-4).pow(2).sum()) < 1e-4
     assert small.abs().sum() > 0.1
     assert torch.allclose(small, large, rtol=1e-6, atol=1e-9)
@@ -41,11 +43,13 @@ def test_small_gradients_get_the_same_direction_as_large_ones(name):
 
 def test_small_gradient_upgrad_still_projects():
     grads = torch.tensor([[1.0, 0.0], [-2.0, 0.5]], dtype=torch.float64) * 1e-4
-    direction = update("upgrad", grads)
+    direction = update("upgrad", grads, relative_guard=True)
     # in the dual cone (up to the QP's ridge): no task's loss rises
     assert (grads @ direction >= -1e-3 * grads.norm(dim=1) * direction.norm()).all()
     assert not torch.allclose(direction, grads.mean(0))  # the plain mean conflicts with task 0
     assert grads[0] @ grads.mean(0) < 0
+    # torchjd's absolute guard (the default): Σ‖g_k‖² < norm_eps zeroes M, no projection, the plain mean
+    assert torch.allclose(update("upgrad", grads), grads.mean(0), rtol=1e-12, atol=0)
 
 
 # ---- the Gram matrix in float64 ----------------------------------------------------------------

@@ -5,10 +5,10 @@ from .upgrad import UPGrad
 class DualProj(UPGrad):
     """The mean of the task gradients projected onto the dual cone of all of them
     ({d : g_kᵀd ≥ 0 for every k}): one quadratic program on M (quadprog). UPGrad's
-    projector, options and relative guard; only the projected vector differs."""
+    projector and options (relative_guard included); only the projected vector differs."""
 
     name = "dualproj"
-    fidelity = "torchjd's own method, guard made relative"
+    fidelity = "matches torchjd (absolute norm_eps; relative_guard makes it relative)"
     cost = "Gram matrix O(K²P) + one quadratic program on K×K"
 
     def torchjd_class(self):

@@ -6,9 +6,11 @@ class IMTLG(TorchJDGramWeighting):
     """Weights (summing to 1) giving the aggregate equal projections on all unit task
     gradients (torchjd's pseudo-inverse form also handles dependent gradients)."""
 
-    default_head_grads = "weighted"  # the published CityScapes code backpropagates Σ α_k L_k
+    # The reference is torchjd (no authors' code; LibMTL's IMTL is the L+G hybrid, `imtl_l`):
+    # its mtl_backward gives each head its own ∇L_k. Nash-MTL's IMTLG code backpropagates
+    # Σ α_k L_k: --head-grads weighted.
     name = "imtl"
-    fidelity = "matches IMTL-G (LibMTL's IMTL is the L+G hybrid: `imtl_l`)"
+    fidelity = "matches torchjd's IMTLG (heads own ∇L_k; LibMTL's IMTL is the L+G hybrid: `imtl_l`)"
     paper = "Liu et al. 2021, Towards Impartial Multi-task Learning (ICLR)"
     cost = "Gram matrix O(K²P) + a K×K pseudo-inverse"
 

@@ -16,10 +16,11 @@ class TorchJDGramWeighting(WeightingMethod):
     """Subclasses build their weighting (a callable M → w) from their options in `build`.
     Per step: the Gram matrix; the K×K solve (float64, CPU).
 
-    scale_free: the weights do not depend on M's scale, but torchjd's guards are absolute
-    (CAGrad's and UPGrad's norm_eps zero a Gram matrix whose trace is below 1e-4, so small
-    gradients late in training would silently get no update or no projection): M is divided
-    by its mean diagonal first, which makes the guards relative to the gradients' size."""
+    scale_free (True: a subclass's choice, an option for UPGrad and DualProj): the weights do
+    not depend on M's scale, but torchjd's guards are absolute (CAGrad's and UPGrad's norm_eps
+    zero a Gram matrix whose trace is below 1e-4, so small gradients late in training silently
+    get no update or no projection): M is then divided by its mean diagonal first, which makes
+    the guards relative to the gradients' size."""
 
     needs = "gradients (Gram matrix)"
     needs_grads = True
