@@ -43,7 +43,10 @@ class ConFIG(WeightingMethod):
     """
 
     name = "config"
-    fidelity = "matches torchjd and the authors' code up to rounding"
+    # Reference: the authors' ConFIG_update (tum-pbs/ConFIG), whose lstsq gives the same minimum-norm
+    # direction as torchjd's pinv up to rounding; their code updates one parameter vector and
+    # knows no heads (ours: each head its own ∇L_k).
+    fidelity = "matches the authors' code (tum-pbs/ConFIG) and torchjd up to rounding; heads own ∇L_k"
     paper = "Liu et al. 2025, ConFIG: Towards Conflict-free Training of Physics Informed Neural Networks (ICLR)"
     needs = "gradients"
     cost = "a (K, P) copy of the gradients + its pseudo-inverse O(K²P)"
