@@ -3,6 +3,7 @@ tests/test_distributed.py: run as `torchrun --nproc-per-node 2 tests/distributed
 each process takes its shard of every global batch and rank r saves what it saw to
 OUT/rank<r>.pt; imported, `steps(...)` gives the single-process reference on the whole batch.
 
+A method with extra batches a step (sdmgrad) takes that many consecutive global batches a step.
 For every (optimizer, weighting) combination it records, per step, the gradients the
 optimizer got (every .grad, and AdaTask's per-task contributions), the parameters and the
 BatchNorm buffers after the step, and the losses the engine reported.
@@ -28,7 +29,7 @@ STEPS = 2
 # (optimizer, weighting, global batch): the three of the issue with gradients compared, on an
 # even and an odd global batch; then every weighting under both optimizers on two steps.
 GRADIENT_CASES = [("adam", "ew", 6), ("adam_with_adatask", "ew", 6), ("adam_with_adatask", "pcgrad", 6),
-                  ("adam_with_adatask", "pcgrad", 3), ("adam", "ew", 1)]
+                  ("adam_with_adatask", "pcgrad", 3), ("adam", "ew", 1), ("adam_with_adatask", "sdmgrad", 3)]
 EVERY_WEIGHTING = [(method, name, 4) for name in WEIGHTINGS for method in ("adam", "adam_with_adatask")]
 
 
@@ -98,9 +99,11 @@ def steps(method, weighting, batch_size, rank=0, size=1):
         return step(*args, **({} if task_grads is None else {"task_grads": task_grads}), **kwargs)
     optimizer.step = recording_step
     model.train()
-    for image, targets in global_batches(batch_size, STEPS):
-        part = shard(list(range(batch_size)), rank, size)
-        result = engine.train_step((image[part], [y[part] for y in targets]), epoch=0)
+    per_step = getattr(engine.weighting, "batches", 1)  # sdmgrad: the main batch and per_step - 1 extra ones
+    part = shard(list(range(batch_size)), rank, size)
+    drawn = [(image[part], [y[part] for y in targets]) for image, targets in global_batches(batch_size, STEPS * per_step)]
+    for first in range(0, len(drawn), per_step):
+        result = engine.train_step(drawn[first], epoch=0, extra_batches=drawn[first + 1:first + per_step])
         seen["losses"].append(result.losses)
         seen["params"].append([p.detach().clone() for p in model.parameters()])
         seen["buffers"].append([b.clone() for b in model.buffers()])
