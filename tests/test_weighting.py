@@ -2,6 +2,7 @@
 (EW, RLW, DWA, UW, FAMO) against their formulas (docs/methods.md, "Weighting methods")."""
 import io
 import math
+from dataclasses import replace
 
 import pytest
 import torch
@@ -127,7 +128,7 @@ def test_dwa_formula_after_two_epochs():
 
 
 def test_uw_weights_and_one_adam_step():
-    method = build_weighting("uw", 2, lr=0.025)
+    method = build_weighting("uw", 2, lr=0.025, init=0.0, trainer="own")  # the Nash-MTL/FAMO trainers' UW
     ctx = ctx_for([3.0, 0.5])
     assert torch.equal(method.weights(ctx), torch.tensor([0.5, 0.5], dtype=torch.float64))
     method.after_step(ctx)
@@ -136,6 +137,19 @@ def test_uw_weights_and_one_adam_step():
     expected_s = -0.025 * grads / (grads.abs() + 1e-8)
     assert torch.allclose(method.log_vars.detach(), expected_s, rtol=0, atol=1e-15)
     assert torch.allclose(method.weights(ctx), 0.5 * torch.exp(-expected_s), rtol=0, atol=1e-15)
+
+
+def test_uw_default_is_libmtl_s_from_minus_a_half_on_the_network_lr():
+    """LibMTL: s starts at −0.5 (w = ½e^{0.5}) and takes the network optimizer's Adam step at its
+    current lr (ctx.lr, which follows the StepLR schedule)."""
+    method = build_weighting("uw", 2)
+    ctx = ctx_for([3.0, 0.5])
+    assert torch.allclose(method.weights(ctx), torch.full((2,), 0.5 * math.exp(0.5), dtype=torch.float64), atol=1e-15)
+    for lr in (1e-3, 5e-4):  # the schedule halves the network's lr: s follows it
+        before = method.log_vars.detach().clone()
+        method.after_step(replace(ctx, lr=lr))
+        assert torch.allclose((method.log_vars.detach() - before).abs(), torch.full((2,), lr, dtype=torch.float64),
+                              rtol=1e-2)  # Adam's first steps move each s_k by about lr
 
 
 def test_famo_weights_and_logit_update():

@@ -13,7 +13,8 @@ FORMAT = [("uw", "log_vars"), ("famo", "logits"), ("imtl_l", "log_scales")]
 def test_state_has_the_keys_older_checkpoints_hold(name, key):
     state = build_weighting(name, 2).state_dict()
     assert list(state) == [key, "optimizer"]
-    assert torch.equal(state[key], torch.zeros(2, dtype=torch.float64))
+    start = -0.5 if name == "uw" else 0.0  # UW's s starts at LibMTL's −0.5 (--uw-init)
+    assert torch.equal(state[key], torch.full((2,), start, dtype=torch.float64))
     assert list(state["optimizer"]) == ["state", "param_groups"]
 
 
