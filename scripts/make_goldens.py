@@ -26,7 +26,13 @@ from runfolder.atomic import write_text
 # One line per published repository: "<cli name>": "scripts.goldens.<module>" (gives --<cli name> PATH).
 RUNNERS = {
     "libmtl": "scripts.goldens.libmtl",
+    "nash-mtl": "scripts.goldens.nash_mtl",
     "sdmgrad": "scripts.goldens.sdmgrad",
+    "excess-mtl": "scripts.goldens.excess_mtl",
+    "fairgrad": "scripts.goldens.fairgrad",
+    "torchjd": "scripts.goldens.torchjd",
+    "config": "scripts.goldens.config",
+    "formulas": "scripts.goldens.formulas",
 }
 
 
