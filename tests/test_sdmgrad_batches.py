@@ -42,3 +42,12 @@ def test_an_extra_sample_has_the_targets_of_its_index_and_an_augmentation_of_its
     images = [augmented[5][0], *(augmented[(5, draw)][0] for draw in range(1, 9))]
     assert torch.equal(augmented[(5, 2)][0], images[2])  # a draw's augmentation is fixed by (seed, epoch, i, draw)
     assert len({tuple(image.flatten()[:64].tolist()) for image in images}) > 2
+
+
+def test_a_run_recorded_before_the_options_reads_as_one_batch_torchjd_unclipped():
+    from evaluation import run_config
+    from experiment.flags import setting_definitions
+    recorded = {"settings": {"method": "adam", "weighting": "sdmgrad", "seed": 0, "sdmgrad_lamda": 0.3}}
+    settings = run_config.settings(recorded, setting_definitions())
+    assert (settings["sdmgrad_batches"], settings["sdmgrad_convention"], settings["sdmgrad_max_norm"]) == \
+        (1, "torchjd", 0.0)
