@@ -1,0 +1,121 @@
+"""Goldens of nash_mtl from the authors' code (github.com/AvivNavon/nash-mtl,
+methods/weight_methods.py, class NashMTL with its defaults max_norm = 1.0, optim_niter = 20,
+update_weights_every = 1).
+
+One instance per case, as in training, so each solve is warm-started from the previous α and
+update_weights_every > 1 reuses it. On the linear toy L_k = c_k + g_k·θ + h_k·φ_k (θ = φ = 0)
+NashMTL.backward backpropagates Σ α_k L_k (each head gets α_k h_k) and clips θ's gradient to
+max_norm. Recorded: θ.grad, the heads' .grad and the effective weights of the shared update
+(α times the clip factor, which is ‖θ.grad‖ / ‖Σ α_k g_k‖).
+
+Also the helpers of the other runners of this group (import of a checkout's package under a
+name other repositories share, the toy losses).
+"""
+import importlib
+import sys
+from contextlib import contextmanager
+
+import numpy as np
+import torch
+
+from .inputs import golden_inputs
+from .libmtl import standard_inputs
+
+REPOSITORY = "https://github.com/AvivNavon/nash-mtl"
+FILE = "methods/weight_methods.py"
+STEPS = 5
+# Where the authors' solver fails, measured: at gradients 1e-4 (k3-small) ECOS returns an
+# inaccurate α whose residual ‖Mα − 1/α‖/‖1/α‖ is 1.0 (α about 1e-5 of the solution; at 1e-3
+# too, while 1e-2 is solved: the case k3-scale-0.01), and
+# near-collinear (k2-collinear) it raises at every program, so the code keeps its previous α,
+# the initial ones (residual 5 to 10). Ours solves the equation there (residual 1e-8); those
+# two standard cases are left out and docs/methods.md ("Nash-MTL") states the difference.
+UNSOLVED = ("k3-small", "k2-collinear")
+TOLERANCE = {"rtol": 1e-5, "atol": 1e-6,
+             "why": "the authors solve M α = 1/α by at most 20 convex programs (cvxpy/ECOS), stopping when α moves "
+                    "by less than 1e-6 between them (their α's residual ‖Mα − 1/α‖/‖1/α‖ is up to 2.4e-6); ours runs "
+                    "damped Newton to a decrement of 1e-10 (residual 3e-8, the ridge's). Measured: 2.0e-6 "
+                    "normwise relative, 3.3e-7 absolute on updates of norm at most 1"}
+
+
+@contextmanager
+def checkout_on_path(checkout, *packages):
+    """The checkout first on sys.path and its `packages` imported afresh: the Nash-MTL, FAMO,
+    SDMGrad and FairGrad repositories all have a package `methods`; afterwards the modules of
+    those names are those from before again."""
+    def ours(name):
+        return any(name == p or name.startswith(p + ".") for p in packages)
+    saved = {n: m for n, m in sys.modules.items() if ours(n)}
+    for name in saved:
+        del sys.modules[name]
+    sys.path.insert(0, str(checkout))
+    try:
+        yield
+    finally:
+        sys.path.remove(str(checkout))
+        for name in [n for n in sys.modules if ours(n)]:
+            del sys.modules[name]
+        sys.modules.update(saved)
+
+
+def import_from(checkout, module, *packages):
+    with checkout_on_path(checkout, *(packages or (module.split(".")[0],))):
+        return importlib.import_module(module)
+
+
+def toy(draw):
+    """θ (P,), the K heads φ_k (H,) at 0 with requires_grad, and the K losses c_k + g_k·θ + h_k·φ_k."""
+    num_tasks, shared_size = draw["grads"].shape
+    theta = torch.zeros(shared_size, dtype=torch.float64, requires_grad=True)
+    heads = [torch.zeros(draw["head_grads"].shape[1], dtype=torch.float64, requires_grad=True)
+             for _ in range(num_tasks)]
+    c, g, h = (torch.as_tensor(draw[key], dtype=torch.float64) for key in ("losses", "grads", "head_grads"))
+    losses = torch.stack([c[k] + g[k] @ theta + h[k] @ heads[k] for k in range(num_tasks)])
+    return theta, heads, losses
+
+
+def floats(values):
+    return [float(x) for x in (values.detach().reshape(-1) if torch.is_tensor(values) else np.ravel(values))]
+
+
+def grad_or_zeros(param):
+    return floats(torch.zeros_like(param) if param.grad is None else param.grad)
+
+
+def run_authors(cls, inputs, **kwargs):
+    out = []
+    method = None
+    for draw in golden_inputs(**inputs):
+        theta, heads, losses = toy(draw)
+        if method is None:
+            method = cls(n_tasks=len(heads), device=torch.device("cpu"), **kwargs)
+        _, extra = method.backward(losses=losses, shared_parameters=[theta], task_specific_parameters=heads)
+        alpha = torch.as_tensor(np.asarray(extra["weights"], dtype=np.float64))
+        unclipped = alpha @ torch.as_tensor(draw["grads"], dtype=torch.float64)
+        factor = float(theta.grad.norm() / unclipped.norm()) if float(unclipped.norm()) > 0 else 1.0
+        out.append({"shared": floats(theta.grad), "heads": [grad_or_zeros(h) for h in heads],
+                    "weights": floats(alpha * factor)})
+    return out
+
+
+def _case(name, inputs, expected, switch="default", options=None):
+    return {"name": name, "switch": switch, "options": options or {}, "head_grads": None,
+            "inputs": inputs, "tolerance": TOLERANCE, "expected": expected}
+
+
+def make(checkout):
+    from scripts.make_goldens import commit_of
+    cls = import_from(checkout, "methods.weight_methods").NashMTL
+    cases = [_case(name, inputs, run_authors(cls, inputs)) for name, inputs in standard_inputs(seed=2601, steps=STEPS)
+             if name not in UNSOLVED]
+    inputs = {"seed": 2621, "num_tasks": 3, "steps": STEPS, "scale": 1e-2}  # the smallest scale it solves
+    cases.append(_case("k3-scale-0.01", inputs, run_authors(cls, inputs)))
+    name, inputs = standard_inputs(seed=2611, steps=STEPS)[1]
+    cases.append(_case(f"{name} max_norm=0", inputs, run_authors(cls, inputs, max_norm=0.0),
+                       switch="--nash-mtl-max-norm 0", options={"max_norm": 0.0}))
+    cases.append(_case(f"{name} update_every=2", inputs, run_authors(cls, inputs, update_weights_every=2),
+                       switch="--nash-mtl-update-every 2", options={"update_every": 2}))
+    return [{"method": "nash_mtl",
+             "reference": {"repository": REPOSITORY, "commit": commit_of(checkout), "file": FILE,
+                           "function": "NashMTL.backward (max_norm 1.0, optim_niter 20, cvxpy's ECOS)"},
+             "cases": cases}]
