@@ -87,7 +87,8 @@ def run_theirs(sdmgrad_class, inputs, options, batches=BATCHES):
 
 # (name, switch, our options, golden_inputs kwargs without steps, update steps, batches)
 CASES = [
-    ("K=2, 3 batches a step", "default", {}, {"seed": 101, "num_tasks": 2}, 5, 3),
+    (("K=2, 3 batches a step (draws 3s, 3s+1, 3s+2 of the inputs: main batch, extra 1, extra 2; every case with "
+      "3 batches alike)"), "default", {}, {"seed": 101, "num_tasks": 2}, 5, 3),
     ("K=3, 3 batches a step", "default", {}, {"seed": 102, "num_tasks": 3}, 5, 3),
     ("K=2, small gradients (1e-4: the +1e-4 under the square root dominates M's scale)", "default", {},
      {"seed": 103, "num_tasks": 2, "scale": 1e-4}, 5, 3),
