@@ -94,8 +94,9 @@ class MultiTaskStep:
             grads = self._sum_over_processes(task_gradients(losses, self.shared_params, self.task_params))
             ctx = replace(ctx, grads=grads, gram=gram_matrix(grads))
             grads, mixing = self.weighting.contributions(ctx)
-            if self.weighting.head_grads == "weighted":
-                self._weight_heads(self.weighting.head_weights(mixing))
+            factors = self.weighting.head_factors(mixing)
+            if factors is not None:
+                self._weight_heads(factors)
         else:  # loss-only weights under AdaTask: each task's backward of its weighted loss
             weights = self.weighting.weights(ctx).to(losses[0].device)
             grads = self._sum_over_processes(

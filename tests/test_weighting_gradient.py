@@ -1,6 +1,7 @@
 """The Gram-matrix methods against their defining properties (docs/methods.md, "Weighting methods"): PCGrad, GDOD,
 the torchjd-backed weightings and Nash-MTL. Gradients are explicit float64 matrices G
 (rows = tasks); a method's per-task contributions are A G and its update 1ᵀ A G."""
+import random
 import warnings
 
 import pytest
@@ -10,7 +11,7 @@ import torchjd.aggregation as jd
 from optim.weighting import StepContext, build_weighting
 from optim.weighting.gdod import gdod_decompose, gdod_mixing
 from optim.weighting.nash_mtl import nash_weights
-from optim.weighting.pcgrad import pcgrad_mixing, random_orders
+from optim.weighting.pcgrad import pcgrad_mixing, python_orders, random_orders
 
 
 def jacobian(num_tasks, seed, size=9):
@@ -79,8 +80,23 @@ def test_pcgrad_orders_come_from_its_own_seeded_generator():
     first = [a.mix(ctx) for _ in range(4)]
     torch.manual_seed(456)
     assert all(torch.equal(x, b.mix(ctx)) for x in first)
+    # the default: LibMTL's orders, Python's random.shuffle of all K tasks, from random.Random(seed)
+    rng = random.Random(5)
+    assert torch.equal(first[0], pcgrad_mixing(grads @ grads.T, python_orders(3, rng), eps=1e-8))
+    # --pcgrad-shuffle torch (before issue 24): torch.randperm of the other tasks
+    legacy = build_weighting("pcgrad", 3, seed=5, shuffle="torch", eps=0.0)
     gen = torch.Generator().manual_seed(5)
-    assert torch.equal(first[0], pcgrad_mixing(grads @ grads.T, random_orders(3, gen)))
+    assert torch.equal(legacy.mix(ctx), pcgrad_mixing(grads @ grads.T, random_orders(3, gen)))
+
+
+def test_pcgrad_resumes_its_python_orders():
+    grads = jacobian(3, 1)
+    ctx = StepContext(losses=torch.ones(3), epoch=0, step=0, lr=1.0, gram=grads @ grads.T)
+    a = build_weighting("pcgrad", 3, seed=2)
+    a.mix(ctx)
+    b = build_weighting("pcgrad", 3, seed=2)
+    b.load_state_dict(a.state_dict())
+    assert all(torch.equal(a.mix(ctx), b.mix(ctx)) for _ in range(5))
 
 
 # ---- GDOD ----------------------------------------------------------------------------------

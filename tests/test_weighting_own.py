@@ -44,6 +44,8 @@ def contributions_equal(a, b):
 
 # ---- GradNorm --------------------------------------------------------------------------------
 
+DIRECT = {"parametrization": "direct", "rate_reference": "first_step", "weight_decay": 0.0}  # before issue 24
+
 def adam_step(param, grad, m, v, t, lr, b1=0.9, b2=0.999, eps=1e-8):
     m = b1 * m + (1 - b1) * grad
     v = b2 * v + (1 - b2) * grad**2
@@ -53,7 +55,8 @@ def adam_step(param, grad, m, v, t, lr, b1=0.9, b2=0.999, eps=1e-8):
 @pytest.mark.parametrize("num_tasks", [2, 3])
 def test_gradnorm_weights_follow_two_hand_computed_updates(num_tasks):
     lr, alpha = 0.01, 1.5
-    method = GradNorm(num_tasks, lr=lr, alpha=alpha)
+    # the paper's form, before issue 24: w trained directly from the first step
+    method = GradNorm(num_tasks, lr=lr, alpha=alpha, **DIRECT)
     norms = torch.tensor([3.0, 1.0, 2.0][:num_tasks], dtype=D)
     grads = [[torch.tensor([n, 0.0], dtype=D)] for n in norms]  # ‖g_k‖ = n_k
     losses0 = torch.tensor([2.0, 1.0, 4.0][:num_tasks], dtype=D)
@@ -67,26 +70,51 @@ def test_gradnorm_weights_follow_two_hand_computed_updates(num_tasks):
         grad = torch.sign(G - G.mean() * r**alpha) * norms
         w, m, v = adam_step(w, grad, m, v, t, lr)
         w = w.clamp(min=0) * num_tasks / w.clamp(min=0).sum()
-        assert torch.allclose(method.loss_weights.detach(), w, rtol=0, atol=1e-12)
-    assert abs(float(method.loss_weights.detach().sum()) - num_tasks) < 1e-12
+        assert torch.allclose(method.parameter.detach(), w, rtol=0, atol=1e-12)
+    assert abs(float(method.parameter.detach().sum()) - num_tasks) < 1e-12
     # step 1 by hand for K = 2: G = (3, 1), target = (2, 2): gradient (+3, −1), Adam moves ∓lr
     if num_tasks == 2:
-        first = GradNorm(2, lr=lr)
+        first = GradNorm(2, lr=lr, **DIRECT)
         first.mix(make_ctx(losses0, grads))
-        assert torch.allclose(first.loss_weights.detach(), torch.tensor([1 - lr, 1 + lr], dtype=D), atol=1e-9)
+        assert torch.allclose(first.parameter.detach(), torch.tensor([1 - lr, 1 + lr], dtype=D), atol=1e-9)
+
+
+@pytest.mark.parametrize("num_tasks", [2, 3])
+def test_gradnorm_libmtl_form_waits_for_the_first_epoch_then_trains_softmax_logits(num_tasks):
+    """The default (LibMTL): w = 1 through epoch 0, L(0) = its mean losses, then w = K·softmax(z)
+    with z from 1 taking Adam steps (weight decay 1e-5) on L_grad."""
+    lr, alpha = 0.01, 1.5
+    method = GradNorm(num_tasks, lr=lr, alpha=alpha)
+    norms = torch.tensor([3.0, 1.0, 2.0][:num_tasks], dtype=D)
+    grads = [[torch.tensor([n, 0.0], dtype=D)] for n in norms]
+    mean0 = torch.tensor([2.0, 1.0, 4.0][:num_tasks], dtype=D)
+    assert torch.equal(method.mix(make_ctx(mean0, grads)), torch.eye(num_tasks, dtype=D))
+    method.end_epoch(0, mean0)
+    assert torch.equal(method.parameter.detach(), torch.ones(num_tasks, dtype=D))  # untouched in epoch 0
+    losses = torch.tensor([1.0, 0.9, 2.0][:num_tasks], dtype=D)
+    ctx = make_ctx(losses, grads)
+    ctx.epoch = 1
+    assert torch.allclose(method.mix(ctx), torch.eye(num_tasks, dtype=D), atol=1e-15)  # softmax(1) · K = 1
+    z = torch.ones(num_tasks, dtype=D, requires_grad=True)
+    w = num_tasks * torch.softmax(z, 0)
+    r = (losses / mean0) / (losses / mean0).mean()
+    scaled = w * norms
+    (scaled - (scaled.mean() * r**alpha).detach()).abs().sum().backward()
+    expected, _, _ = adam_step(z.detach(), z.grad + 1e-5 * z.detach(), 0, 0, 1, lr)
+    assert torch.allclose(method.parameter.detach(), expected, rtol=0, atol=1e-14)
 
 
 def test_gradnorm_state_round_trip_continues_identically():
-    first = GradNorm(3, lr=0.05)
+    first = GradNorm(3, lr=0.05, **DIRECT)
     for step in range(3):
         first.mix(make_ctx(torch.rand(3, generator=torch.Generator().manual_seed(step), dtype=D) + 0.5,
                            random_grads(3, step)))
-    resumed = round_trip(GradNorm, first, lr=0.05)
+    resumed = round_trip(GradNorm, first, lr=0.05, **DIRECT)
     for step in range(3, 6):
         ctx = make_ctx(torch.rand(3, generator=torch.Generator().manual_seed(step), dtype=D) + 0.5,
                        random_grads(3, step))
         assert torch.equal(first.mix(ctx), resumed.mix(ctx))
-    assert torch.equal(first.loss_weights, resumed.loss_weights)
+    assert torch.equal(first.parameter, resumed.parameter)
 
 
 # ---- MoCo ------------------------------------------------------------------------------------
@@ -126,7 +154,7 @@ def test_moco_tracks_and_weights_as_by_hand_over_two_steps(num_tasks, normalisat
 
 def test_moco_hand_numbers_k2():
     """y and λ after two steps, written out: g = e_1, e_2 scaled, no normalisation, ρ = 0."""
-    method = MoCo(2, normalisation="none")
+    method = MoCo(2, normalisation="none", lambda_map="projection")
     g1 = [[torch.tensor([2.0, 0.0], dtype=D)], [torch.tensor([0.0, 1.0], dtype=D)]]
     method.contributions(make_ctx([1.0, 1.0], g1))
     # t = 1: β_1 = ½: y = (1, 0), (0, ½); YYᵀ = diag(1, ¼); λ = (½,½) − 0.1·(½, ⅛) = (0.45, 0.4875) → projected

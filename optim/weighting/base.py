@@ -203,6 +203,12 @@ class WeightingMethod:
         sums of this step's mixing matrix; Nash-MTL's excludes its clip of the shared update."""
         return mixing.sum(0)
 
+    def head_factors(self, mixing: torch.Tensor | None) -> torch.Tensor | None:
+        """What the step multiplies task k's own gradients by, or None to leave them ∇L_k: by
+        default head_weights under --head-grads weighted (IMTL-L's hybrid scales them by e^s
+        under own, as LibMTL's IMTL backpropagates the scaled losses)."""
+        return self.head_weights(mixing) if self.head_grads == "weighted" else None
+
     def end_epoch(self, epoch: int, mean_losses: torch.Tensor) -> None:
         """Called after each training epoch with the (K,) epoch-mean training losses."""
 
@@ -216,8 +222,10 @@ class WeightingMethod:
 
     def check_head_grads(self) -> None:
         """Refuse --head-grads weighted where it has no meaning: the step calls this once the
-        method's needs are final (IMTL-L's hybrid turns needs_grads on in __init__)."""
-        if self.head_grads == "weighted" and not (self.needs_grads and self.mixes):
+        method's needs are final (IMTL-L's hybrid turns needs_grads on in __init__). A method
+        that is no mixing may still weight its heads by overriding head_weights (DB-MTL)."""
+        own_head_weights = type(self).head_weights is not WeightingMethod.head_weights
+        if self.head_grads == "weighted" and not (self.needs_grads and (self.mixes or own_head_weights)):
             kind = "a loss-only method (its heads always get w_k ∇L_k)" if not self.needs_grads else \
                 "no K×K weighting of the task gradients"
             raise ValueError(f"--head-grads weighted: --weighting {self.name} is {kind}; use --head-grads own")

@@ -15,18 +15,20 @@ class DBMTL(WeightingMethod):
 
     The EMA holds past steps, so the contributions are no mixing of this step's gradients
     (`mixes = False`, no mixing matrix). The EMAs (K × the shared parameters, the parameters'
-    dtype and device) are state. Task-specific parameters get ∇L_k from the step, not
-    ∇log(L_k + EPS) as in LibMTL.
+    dtype and device) are state. Task k's own parameters get ∇log(L_k + EPS) = ∇L_k / (L_k + EPS)
+    as in LibMTL (--head-grads weighted, head_weights = 1 / (L + EPS)); --head-grads own gives
+    them ∇L_k (before issue 24).
     Per step: the per-task gradients; K EMA updates and norms over the shared parameters.
     """
 
     name = "db_mtl"
-    fidelity = "matches LibMTL on the shared update; heads get ∇L_k"
+    fidelity = "matches LibMTL (4336804)"
     paper = "Lin et al. 2023, Dual-Balancing for Multi-Task Learning (arXiv:2308.12029)"
     needs = "gradients"
     cost = "K EMAs of the shared gradients (K×P memory), O(KP) arithmetic"
     needs_grads = True
     mixes = False
+    default_head_grads = "weighted"  # LibMTL backpropagates log(L_k + 1e-8): the heads get ∇L_k / (L_k + 1e-8)
     OPTIONS = {
         "beta": Option(float, 0.9, "EMA factor β of the task gradients (LibMTL's DB_beta)"),
         "beta_sigma": Option(float, 0.0, "decay σ: step t uses β / t^σ (LibMTL's DB_beta_sigma)"),
@@ -36,6 +38,7 @@ class DBMTL(WeightingMethod):
         super().__init__(num_tasks, **options)
         self.step = 0
         self.buffers = None  # K lists aligned with the shared parameters: the EMAs m_k, None where never reached
+        self.loss_balance = None  # this step's 1 / (L_k + EPS), the heads' factors
 
     def contributions(self, ctx):
         grads = ctx.grads
@@ -46,6 +49,7 @@ class DBMTL(WeightingMethod):
         if self.buffers is None:
             self.buffers = [[None] * len(grads[0]) for _ in range(self.num_tasks)]
         inverse = 1.0 / (ctx.losses.detach() + EPS)
+        self.loss_balance = inverse
         device = inverse.device
         squares = []
         for k in range(self.num_tasks):
@@ -68,6 +72,10 @@ class DBMTL(WeightingMethod):
         contributions = [[None if b is None else b * scales[k].to(b) for b in self.buffers[k]]
                          for k in range(self.num_tasks)]
         return Contributions(contributions, None)
+
+    def head_weights(self, mixing):
+        """Task k's head gets ∇log(L_k + EPS) = ∇L_k / (L_k + EPS) (--head-grads weighted)."""
+        return self.loss_balance
 
     def state_dict(self):
         buffers = None if self.buffers is None else [[None if b is None else b.detach().clone() for b in task]

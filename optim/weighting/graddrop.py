@@ -4,10 +4,11 @@ import torch
 from .base import Contributions, Option, WeightingMethod
 
 
-def sign_purity(stacked):
-    """P = ½(1 + Σ_k g_k / Σ_k |g_k|) per coordinate of the (K, n) stacked gradients (NaN
-    where every task's gradient is 0, as in torchjd: such a coordinate is dropped, and is 0)."""
-    return 0.5 * (1 + stacked.sum(0) / stacked.abs().sum(0))
+def sign_purity(stacked, eps=0.0):
+    """P = ½(1 + Σ_k g_k / (Σ_k |g_k| + eps)) per coordinate of the (K, n) stacked gradients.
+    eps 1e-7 is LibMTL's (P = ½ where every task's gradient is 0); with eps 0 (torchjd) P is
+    NaN there, so such a coordinate is dropped, and is 0 anyway."""
+    return 0.5 * (1 + stacked.sum(0) / (stacked.abs().sum(0) + eps))
 
 
 def keep_masks(stacked, purity, draws):
@@ -26,13 +27,14 @@ class GradDrop(WeightingMethod):
     The draws come from the method's own CPU generator (`seed`, checkpointed): one
     torch.rand over all shared coordinates per step, in the gradients' dtype, in parameter
     order, exactly what torchjd draws from the global generator for the flattened matrix.
+    purity_eps: LibMTL's 1e-7 in P's denominator (0: torchjd's P).
     The paper and LibMTL apply GradDrop to the gradients at the shared representation
     (LibMTL's `rep_grad`); here it applies to the shared parameters' gradients.
     Per step: K backward passes, one draw per shared coordinate; O(KP).
     """
 
     name = "graddrop"
-    fidelity = "matches torchjd; LibMTL/paper drop at the representation, here at the parameters"
+    fidelity = "matches LibMTL (4336804) on the same gradients; LibMTL drops at the representation, here at the parameters"
     paper = "Chen et al. 2020, Just Pick a Sign: Optimizing Deep Multitask Models with Gradient Sign Dropout (NeurIPS)"
     needs = "gradients"
     cost = "O(KP) masking + P uniform draws (CPU generator) per step"
@@ -41,6 +43,8 @@ class GradDrop(WeightingMethod):
     OPTIONS = {
         "leak": Option(float, 0.0, "leak ℓ ∈ [0, 1]: the share of each task's gradient kept regardless of sign"),
         "seed": Option(int, 0, "seed of the method's own generator of the sign draws"),
+        "purity_eps": Option(float, 1e-7, "added to Σ|g_k| in the sign purity P (LibMTL's 1e-7; 0: torchjd's)",
+                             legacy=0.0),
     }
 
     def __init__(self, num_tasks, **options):
@@ -63,7 +67,7 @@ class GradDrop(WeightingMethod):
         for i, ref, size in zip(present, like, sizes):
             stacked = torch.stack([torch.zeros_like(ref) if task[i] is None else task[i] for task in grads])
             stacked = stacked.reshape(len(grads), -1).to(dtype)
-            masks = keep_masks(stacked, sign_purity(stacked), draws[offset:offset + size])
+            masks = keep_masks(stacked, sign_purity(stacked, self.purity_eps), draws[offset:offset + size])
             offset += size
             kept = (self.leak + (1 - self.leak) * masks.to(dtype)) * stacked
             for k, task in enumerate(grads):

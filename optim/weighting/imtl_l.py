@@ -13,26 +13,32 @@ class IMTLL(SelfTrainedWeighting):
     parameters, so its gradient of the objective is exactly Σ w_k ∇L_k. s is trained by its own
     Adam on the objective at this step's detached losses, in `after_step`
     (∂/∂s_k = e^{s_k} L_k − 1). The paper and LibMTL put s in the network's optimizer instead;
-    with the reference protocol's Adam at lr 1e-4 (LibMTL's default lr too) the default lr
-    below gives the same kind of update, without LibMTL's weight decay on s.
+    the defaults are LibMTL's default optimizer, Adam with lr 1e-4 and weight decay 1e-5
+    (weight_decay 0 before issue 24), which follows no scheduler of the network's.
 
     hybrid=True is the IMTL-L+G hybrid (the paper's IMTL, LibMTL's `IMTL`): IMTL-G's weights
     α (summing to 1) are computed on the gradients of the *scaled* losses, e^{s_k} g_k, whose
     Gram matrix is diag(e^s) M diag(e^s) (torchjd's IMTLGWeighting, as the `imtl` method), and
-    the update Σ α_k e^{s_k} g_k gives w = α ⊙ e^s. That instance needs gradients.
+    the update Σ α_k e^{s_k} g_k gives w = α ⊙ e^s. That instance needs gradients. Its heads
+    (--head-grads own) get e^{s_k} ∇L_k, the gradient of the task's scaled loss, as LibMTL's
+    (heads "scaled"; "plain": ∇L_k, before issue 24); --head-grads weighted gives them
+    α_k e^{s_k} ∇L_k.
     Per step: the losses, one K-element Adam step; hybrid: + the Gram matrix and a K×K
     pseudo-inverse.
     """
 
     name = "imtl_l"
-    fidelity = "matches LibMTL's objective (own Adam on s); `hybrid` = LibMTL's IMTL"
+    fidelity = "`hybrid` matches LibMTL's IMTL (4336804) with its default Adam on s; IMTL-L alone has no published code"
     paper = "Liu et al. 2021, Towards Impartial Multi-task Learning (ICLR)"
     needs = "losses (hybrid: gradients, Gram matrix)"
     cost = "one K-element Adam step (hybrid: + Gram matrix O(K²P) and a K×K pseudo-inverse)"
     OPTIONS = {
         "lr": Option(float, 1e-4, "learning rate of the Adam that trains the scales s "
                                   "(the paper/LibMTL: the network's optimizer, LibMTL's default lr 1e-4)"),
+        "weight_decay": Option(float, 1e-5, "weight decay of that Adam (LibMTL's default)", legacy=0.0),
         "hybrid": Option(bool, False, "IMTL-L+G: IMTL-G's weights on the scaled gradients (needs gradients)"),
+        "heads": Option(str, "scaled", "hybrid with --head-grads own: task k's head gets e^{s_k} ∇L_k, the gradient "
+                        "of its scaled loss (LibMTL), or 'plain' ∇L_k", ("scaled", "plain"), legacy="plain"),
     }
     trained = "log_scales"
 
@@ -40,7 +46,7 @@ class IMTLL(SelfTrainedWeighting):
         super().__init__(num_tasks, **options)
         from torchjd.scalarization import IMTLL as TorchJDIMTLL  # lazy: see torchjd_gram.py
         self.scalarizer = TorchJDIMTLL(num_tasks).double()
-        self.optimizer = torch.optim.Adam(self.scalarizer.parameters(), lr=self.lr)
+        self.optimizer = torch.optim.Adam(self.scalarizer.parameters(), lr=self.lr, weight_decay=self.weight_decay)
         self.needs_grads = self.hybrid  # per instance: only the hybrid asks for gradients
         self.gradient_weighting = None
         if self.hybrid:
@@ -60,6 +66,11 @@ class IMTLL(SelfTrainedWeighting):
         with torch.no_grad():
             alpha = self.gradient_weighting(scaled_gram)
         return (alpha * scales).to(ctx.gram)
+
+    def head_factors(self, mixing):
+        if self.hybrid and self.head_grads == "own" and self.heads == "scaled":
+            return torch.exp(self.log_scales.detach())
+        return super().head_factors(mixing)
 
     def after_step(self, ctx):
         losses = ctx.losses.detach().to("cpu", torch.float64)

@@ -22,8 +22,8 @@ class MoCo(WeightingMethod):
       h_k = g_k / (‖g_k‖ + 1e-8) · L_k      (normalisation="loss", LibMTL/authors' code;
                                               "none": h_k = g_k, the paper's algorithm)
       y_k ← y_k − β_t (y_k − h_k),          β_t = β / t^β_sigma
-      λ ← Proj_Δ(λ − γ_t (Y Yᵀ + ρI) λ),    γ_t = γ / t^γ_sigma  (lambda_map="projection",
-                                              the paper; "softmax": LibMTL's softmax(·))
+      λ ← softmax(λ − γ_t (Y Yᵀ + ρI) λ),   γ_t = γ / t^γ_sigma  (lambda_map="softmax",
+                                              LibMTL's; "projection": the paper's Proj_Δ(·))
       update = Σ_k λ_k y_k.
 
     ‖g_k‖ is taken over all shared parameters (√M_kk), as in LibMTL. The paper's optional
@@ -37,7 +37,7 @@ class MoCo(WeightingMethod):
     """
 
     name = "moco"
-    fidelity = "matches LibMTL with `--moco-lambda-map softmax` (default: the paper's projection)"
+    fidelity = "matches LibMTL (4336804); the paper's simplex projection: `--moco-lambda-map projection`"
     paper = ("Fernando et al. 2023, Mitigating Gradient Bias in Multi-objective Learning: A Provably Convergent "
              "Approach (ICLR)")
     needs = "gradients"
@@ -52,8 +52,8 @@ class MoCo(WeightingMethod):
         "rho": Option(float, 0.0, "ℓ2 regularisation ρ of the λ update"),
         "normalisation": Option(str, "loss", "'loss': track g_k/‖g_k‖·L_k (LibMTL, the authors' code); "
                                 "'none': track g_k (the paper's algorithm)", ("loss", "none")),
-        "lambda_map": Option(str, "projection", "'projection': λ ← Proj_simplex (the paper); "
-                             "'softmax': λ ← softmax (LibMTL)", ("projection", "softmax")),
+        "lambda_map": Option(str, "softmax", "'softmax': λ ← softmax (LibMTL); "
+                             "'projection': λ ← Proj_simplex (the paper)", ("softmax", "projection")),
     }
 
     def __init__(self, num_tasks, **options):

@@ -10,8 +10,9 @@ LibMTL's: `weighting.backward(losses, **kwargs)` fills .grad; recorded are θ.gr
 update), each head's .grad and the weights the class returns.
 
 Methods whose parameters LibMTL trains with the network's optimizer (GradNorm's and IMTL's
-loss_scale) get that optimizer here: torch.optim.SGD(lr) over the weighting's own parameters,
-stepped after every backward like the trainer's optimizer.step() (θ and φ are reset anyway).
+loss_scale) get LibMTL's default optimizer here (NETWORK: Adam, lr 1e-4, weight_decay 1e-5)
+over the weighting's own parameters, zeroed before and stepped after every backward like the
+trainer's (θ and φ are reset anyway).
 
 Random draws (RLW, PCGrad, GradVac, GradDrop) come from the global RNGs, seeded with the case's
 `seed` option before the first step: torch.manual_seed for torch's draws, random.seed for
@@ -79,7 +80,7 @@ def stand_in(weighting_class, num_tasks, shared_size, head_size, epochs=1):
     return Toy()
 
 
-def run(weighting_class, inputs, kwargs, seed=0, lr=LR, rep=False):
+def run(weighting_class, inputs, kwargs, seed=0, rep=False, own_optimizer=None):
     """LibMTL's `weighting_class` on golden_inputs(**inputs): a list of per-step dicts
     {shared, heads, weights} (ours.run_ours's format)."""
     draws = golden_inputs(**inputs)
@@ -89,7 +90,7 @@ def run(weighting_class, inputs, kwargs, seed=0, lr=LR, rep=False):
     model = stand_in(weighting_class, num_tasks, shared_size, head_size, epochs)
     model.init_param()
     own = model.own_params()
-    optimizer = torch.optim.SGD(own, lr=lr) if own else None
+    optimizer = own_optimizer(own) if own else None
     torch.manual_seed(seed)
     random.seed(seed)
     out, sums, count = [], np.zeros(num_tasks), 0
@@ -174,32 +175,83 @@ def _case(name, inputs, expected, switch="default", options=None, head_grads=Non
 
 
 def make(checkout):
-    """One golden dict per method: LibMTL's EW, RLW, GLS, GradNorm, IMTL (ours: imtl_l with
-    the hybrid), DB-MTL, MoCo, GradVac, GradDrop and PCGrad on the standard cases."""
+    """One golden dict per method: LibMTL's EW, RLW, GLS, GradNorm, IMTL (ours: imtl_l), DB-MTL,
+    MoCo, GradVac, GradDrop and PCGrad on the standard inputs, each default and switch."""
     torch.set_default_dtype(torch.float64)
     weighting = _import(checkout)
     from scripts.make_goldens import commit_of
     commit = commit_of(checkout)
     goldens = []
-    for method, cls_name, file, kwargs, steps, extra in SPECS:
-        cls = getattr(weighting, cls_name)
+    for number, spec in enumerate(SPECS):
+        cls = getattr(weighting, spec["class"])
         cases = []
-        for name, inputs in standard_inputs(seed=100 * len(goldens) + 1, steps=steps):
-            for switch, options, head_grads, seed in extra(inputs):
-                expected = run(cls, inputs, kwargs, seed=seed, rep=cls_name == "GradDrop")
-                label = name if switch == "default" else f"{name} {switch}"
-                cases.append(_case(label, inputs, expected, switch, options, head_grads))
-        golden = _golden(method, f"LibMTL/weighting/{file}", cls_name, cases)
+        for name, inputs in standard_inputs(seed=100 * number + 1, steps=spec.get("steps", 1)):
+            inputs = {**inputs, **spec.get("inputs", {})}
+            for variant in spec.get("variants", [{}]):
+                kwargs = {**spec.get("kwargs", {}), **variant.get("kwargs", {})}
+                seed = variant.get("options", {}).get("seed", 0)
+                lr = variant.get("own_lr", NETWORK["lr"])
+                expected = run(cls, inputs, kwargs, seed=seed, rep=spec["class"] == "GradDrop",
+                               own_optimizer=lambda params, lr=lr: torch.optim.Adam(
+                                   params, lr=lr, weight_decay=NETWORK["weight_decay"]))
+                for step in expected:
+                    for key in variant.get("unchecked", spec.get("unchecked", ())):
+                        step[key] = None
+                switch = variant.get("switch", "default")
+                label = name if not variant else f"{name} {variant.get('label', switch)}"
+                cases.append(_case(label, inputs, expected, switch, variant.get("options"),
+                                   variant.get("head_grads"), variant.get("tolerance", spec.get("tolerance", EXACT))))
+        golden = _golden(spec["method"], f"LibMTL/weighting/{spec['class']}.py", spec["class"], cases)
         golden["reference"]["commit"] = commit
+        if "note" in spec:
+            golden["reference"]["note"] = spec["note"]
         goldens.append(golden)
     return goldens
 
 
-def _default(inputs):
-    return [("default", {}, None, 0)]
-
+# LibMTL's default optimizer (LibMTL/config.py: --optim adam --lr 1e-4 --weight_decay 1e-5, no
+# scheduler), which trains a weighting's own parameters (GradNorm's and IMTL's loss_scale).
+NETWORK = {"lr": 1e-4, "weight_decay": 1e-5}
 
 SPECS = [
-    # (our method, LibMTL class, file, LibMTL kwargs (its config.py defaults), steps, switches)
-    ("ew", "EW", "EW.py", {}, 1, _default),
+    {"method": "ew", "class": "EW"},
+    {"method": "rlw", "class": "RLW", "steps": 3,
+     "variants": [{}, {"label": "seed 3", "options": {"seed": 3}}]},
+    {"method": "gls", "class": "GLS", "unchecked": ("weights",),
+     "note": "LibMTL's GLS returns L_k / (K Π L) as its weights, not the weights S / (K L_k) of the gradient it "
+             "backpropagates, so the weights are not compared; the shared update and heads are."},
+    {"method": "gradnorm", "class": "GradNorm", "steps": 6, "inputs": {"steps_per_epoch": 2},
+     "kwargs": {"alpha": 1.5},
+     "variants": [{}, {"label": "lr 0.05", "options": {"lr": 0.05}, "own_lr": 0.05}],
+     "note": "loss_scale trained by LibMTL's default network optimizer, Adam(lr 1e-4, weight_decay 1e-5), "
+             "stepped after every backward; 2 steps per epoch."},
+    {"method": "imtl_l", "class": "IMTL", "steps": 5,
+     "variants": [{"label": "(heads: s as LibMTL's IMTL)", "unchecked": ("shared", "weights")},
+                  {"switch": "--imtl-l-hybrid true", "options": {"hybrid": True}, "unchecked": ("weights",)},
+                  {"switch": "--imtl-l-hybrid true", "label": "hybrid lr 0.05", "options": {"hybrid": True, "lr": 0.05},
+                   "own_lr": 0.05, "unchecked": ("weights",)}],
+     "note": "LibMTL's IMTL is the IMTL-L+G hybrid (--imtl-l-hybrid true). IMTL-L alone has no published code: "
+             "its default is compared on what it shares with LibMTL's IMTL, the scales s (trained by LibMTL's "
+             "default Adam, lr 1e-4, weight_decay 1e-5), through the heads' gradients e^{s_k} h_k. LibMTL returns "
+             "IMTL-G's α of the scaled gradients, ours the effective weights α·e^s: the weights are not compared "
+             "(the shared update Σ α_k e^{s_k} g_k is)."},
+    {"method": "db_mtl", "class": "DB_MTL", "steps": 5, "kwargs": {"DB_beta": 0.9, "DB_beta_sigma": 0.0},
+     "unchecked": ("weights",),
+     "variants": [{}, {"label": "beta_sigma 0.5", "options": {"beta_sigma": 0.5}, "kwargs": {"DB_beta_sigma": 0.5}}],
+     "note": "LibMTL returns weights of 1 (no weights), so they are not compared."},
+    {"method": "moco", "class": "MoCo", "steps": 5, "unchecked": ("weights",),
+     "kwargs": {"MoCo_beta": 0.5, "MoCo_beta_sigma": 0.5, "MoCo_gamma": 0.1, "MoCo_gamma_sigma": 0.5, "MoCo_rho": 0},
+     "note": "ours reports no weights (its update is λ-weighted tracked gradients, no mixing of this step's); "
+             "λ enters the shared update, which is compared."},
+    {"method": "gradvac", "class": "GradVac", "steps": 5, "kwargs": {"GradVac_beta": 0.5, "GradVac_group_type": 0},
+     "variants": [{}, {"label": "seed 3", "options": {"seed": 3}}], "unchecked": ("weights",),
+     "note": "LibMTL's GradVac returns weights of 1, not the weights of its update, so they are not compared."},
+    {"method": "graddrop", "class": "GradDrop", "steps": 3, "kwargs": {"leak": 0.0}, "unchecked": ("weights",),
+     "variants": [{}, {"label": "leak 0.5", "options": {"leak": 0.5}, "kwargs": {"leak": 0.5}}],
+     "note": "LibMTL drops at the representation (rep_grad): here rep = 1 + θ for one sample, so sign(rep) = 1 "
+             "and the representation's gradients are the shared parameters' gradients."},
+    {"method": "pcgrad", "class": "PCGrad", "steps": 3,
+     "variants": [{}, {"label": "seed 3", "options": {"seed": 3}}],
+     "note": "PCGrad's authors' code (tianheyu927/PCGrad) is TensorFlow 1 and needs a TF graph; LibMTL's PyTorch "
+             "PCGrad is the reference."},
 ]
