@@ -5,7 +5,7 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
-from data.augment import draw_crop
+from data.augment import check_resampling, draw_crop
 from data.check import load_valid, quick_check
 from data.layout import IMAGE_DIR, SPLITS
 
@@ -29,9 +29,11 @@ class CityscapesNpy(Dataset):
     training on it. in_memory=True loads and checks every sample once into RAM.
     """
 
-    def __init__(self, root, split, tasks, augment=False, seed=0, in_memory=False):
+    def __init__(self, root, split, tasks, augment=False, seed=0, in_memory=False, resampling="align_corners"):
         if split not in SPLITS:
             raise ValueError(f"split must be one of {SPLITS}, got {split!r}")
+        check_resampling(resampling)
+        self.resampling = resampling
         self.tasks = list(tasks)
         self._folders = (IMAGE_DIR, *dict.fromkeys(f for task in self.tasks for f in task.folders()))
         summary = quick_check(root, folders=self._folders, splits=(split,))
@@ -72,7 +74,7 @@ class CityscapesNpy(Dataset):
         key = [self.seed, self.epoch, index] + ([] if draw is None else [draw])
         crop = draw_crop(np.random.default_rng(key), *self._image_size) if self.augment else None
         if crop is not None:  # every augment returns a new array: the in-memory cache stays as loaded
-            image = crop.image(image)
+            image = crop.image(image, self.resampling)
             targets = {task.name: task.augment(targets[task.name], crop) for task in self.tasks}
         elif self._samples is not None:  # the returned tensors must not alias the cache
             targets = {name: target.copy() for name, target in targets.items()}

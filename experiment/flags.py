@@ -11,7 +11,7 @@ from pathlib import Path
 
 from data import source as data_source
 from data import synthcity
-from data.augment import DEPTH_RULES
+from data.augment import DEPTH_RULES, RESAMPLINGS
 from data.layout import CLASS_COUNTS, SIZE_MULTIPLE
 from evaluation import run_config, run_record
 from models import MODELS
@@ -72,6 +72,10 @@ def build_parser():
                       help="random scale-crop and flip of the reference protocol")
     data.add_argument("--depth-rule", default="divide", choices=DEPTH_RULES,
                       help="depth under zoom: divide by the scale (reference code) or multiply (inverse depth)")
+    legacy(data.add_argument("--image-resampling", default="align_corners", choices=RESAMPLINGS,
+                             help="how the augmentation resizes the image's window back: bilinear with "
+                                  "align_corners=True (the reference code's torch interpolate) or opencv "
+                                  "(cv2.resize, half-pixel centres; runs before this flag)"), "opencv")
 
     model = p.add_argument_group("model")
     model.add_argument("--tasks", nargs="+", default=list(DEFAULT_TASKS), choices=list(TASKS),

@@ -89,7 +89,7 @@ class Experiment:
         self.device = pick_device(args.device, world)
         self.dtype = getattr(torch, args.dtype)
         ds = dict(root=self.source.root, tasks=self.tasks, seed=args.seed, in_memory=args.in_memory)
-        self.train_set = CityscapesNpy(split="train", augment=args.augment, **ds)
+        self.train_set = CityscapesNpy(split="train", augment=args.augment, resampling=args.image_resampling, **ds)
         self.test_set = CityscapesNpy(split="val", **ds)
         world.check_batches(args.batch_size, {"train": len(self.train_set), "val": len(self.test_set)})
         self._empty_batch = None

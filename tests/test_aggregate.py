@@ -390,6 +390,8 @@ def test_refuses_seeds_with_another_lr_naming_both_values_and_runs(tmp_path, cap
       'adam-pcgrad-s0 and 7 more) vs {"generator": {"seed": 1}, "kind": "synthcity"} (sgd-ew-s0)')),
     ({"epochs": 20}, "epochs: 12 ("), ({"batch_size": 16}, "batch_size: 8 ("),
     ({"lr_gamma": 0.1}, "lr_gamma: 0.5 ("), ({"depth_rule": "multiply"}, "depth_rule: divide ("),
+    # a run from before --image-resampling (no key: opencv) never averages with today's default
+    ({"image_resampling": "align_corners"}, "image_resampling: opencv ("),
     ({"clip_grad_norm": 1.0}, "clip_grad_norm: null ("), ({"augment": False}, "augment: true ("),
     ({"data": {"train_samples": 80}}, "train_samples: 40 (")])
 def test_refuses_runs_that_differ_in_any_setting_that_changes_results(tmp_path, capsys, change, line):

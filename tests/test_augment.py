@@ -3,7 +3,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from data.augment import DEPTH_RULES, SCALES, draw_crop
+from data.augment import DEPTH_RULES, RESAMPLINGS, SCALES, Crop, draw_crop, resize_align_corners
 from tasks import TaskSettings
 from tasks.depth import DepthTask
 from tasks.instance import InstanceTask
@@ -82,9 +82,65 @@ def test_crop_resize_of_a_known_pattern():
     cols = left + np.floor(np.arange(W) * w / W).astype(int)
     np.testing.assert_array_equal(out_label, label[rows[:, None], cols])
     np.testing.assert_array_equal(out_label, nearest_reference(label, top, left, h, w))
+    np.testing.assert_allclose(out_image, bilinear_reference(image, top, left, h, w), rtol=0, atol=1e-6)
+
+
+def bilinear_reference(image, top, left, h, w, align_corners=True):
+    """torch's bilinear interpolate of the image's window back to (H, W), as the reference code does it."""
     window = torch.from_numpy(np.ascontiguousarray(image[top:top + h, left:left + w])).permute(2, 0, 1)[None]
-    bilinear = F.interpolate(window, size=(H, W), mode="bilinear", align_corners=False)[0].permute(1, 2, 0)
-    np.testing.assert_allclose(out_image, bilinear.numpy(), atol=1e-5)
+    return F.interpolate(window, size=(H, W), mode="bilinear", align_corners=align_corners)[0].permute(1, 2, 0).numpy()
+
+
+def textured(height, width, seed):
+    """Independent values per pixel in [0, 1): where the two resamplings differ most."""
+    return np.random.default_rng(seed).random((height, width, 3), dtype=np.float32)
+
+
+@pytest.mark.parametrize("scale_index", [1, 2])
+@pytest.mark.parametrize("flip", [False, True])
+def test_image_resampling_equals_torch_interpolate(scale_index, flip):
+    # The default is the reference's F.interpolate(bilinear, align_corners=True) on the same
+    # window, to 1e-6 on textured content; opencv (the legacy value) is torch's half-pixel
+    # align_corners=False, and differs from the reference by up to about 0.25 here.
+    image = textured(H, W, scale_index)
+    s = SCALES[scale_index]
+    top, left, h, w = 3, 5, int(H / s), int(W / s)
+    crop = Crop(s, top, left, h, w, H, W, flip)
+    mirror = (lambda a: a[:, ::-1]) if flip else (lambda a: a)
+    reference = mirror(bilinear_reference(image, top, left, h, w))
+    out = crop.image(image)
+    assert out.dtype == np.float32 and out.shape == image.shape and out.flags.c_contiguous
+    np.testing.assert_allclose(out, reference, rtol=0, atol=1e-6)
+    np.testing.assert_array_equal(out, crop.image(image, "align_corners"))
+    legacy = crop.image(image, "opencv")
+    np.testing.assert_allclose(legacy, mirror(bilinear_reference(image, top, left, h, w, align_corners=False)),
+                               rtol=0, atol=1e-5)
+    assert np.abs(legacy - reference).max() > 0.05
+
+
+@pytest.mark.parametrize("size", [(128, 256), (256, 512), (37, 5), (2, 3)])
+def test_resize_align_corners_at_other_sizes(size):
+    # Real release sizes and odd ones, upsampling from every window size of the protocol
+    height, width = size
+    image = textured(height, width, 7)
+    for s in SCALES[1:]:
+        h, w = max(1, int(height / s)), max(1, int(width / s))
+        window = torch.from_numpy(np.ascontiguousarray(image[:h, :w])).permute(2, 0, 1)[None]
+        reference = F.interpolate(window, size=size, mode="bilinear", align_corners=True)[0].permute(1, 2, 0).numpy()
+        np.testing.assert_allclose(resize_align_corners(image[:h, :w], height, width), reference, rtol=0, atol=1e-6)
+
+
+def test_scale_one_is_exact_under_every_resampling():
+    image = textured(H, W, 3)
+    crop = Crop(1.0, 0, 0, H, W, H, W, True)
+    for resampling in RESAMPLINGS:
+        np.testing.assert_array_equal(crop.image(image, resampling), image[:, ::-1])
+
+
+def test_unknown_resampling_is_refused():
+    crop = Crop(1.2, 0, 0, int(H / 1.2), int(W / 1.2), H, W, False)
+    with pytest.raises(ValueError, match="align_corners"):
+        crop.image(textured(H, W, 0), "cubic")
 
 
 @pytest.mark.parametrize("rule", DEPTH_RULES)

@@ -117,6 +117,7 @@ def test_refuses_multi_task_runs(tmp_path, capsys):
     ({"data": {"name": "cityscapes", "synthetic": False}}, "data_name"), ({"arch": "split"}, "arch"),
     ({"width_mult": 0.5}, "width_mult"), ({"batch_size": 16}, "batch_size: 8"), ({"epochs": 20}, "epochs: 12"),
     ({"depth_rule": "multiply"}, "depth_rule: divide"),
+    ({"image_resampling": "align_corners"}, "image_resampling: opencv"),
     ({"data": {"identity": {"kind": "synthcity", "generator": {"seed": 1}}}}, "data_identity")])
 def test_refuses_runs_of_different_setups(tmp_path, capsys, change, word):
     other = make_run(tmp_path, "single-depth-s5", {"abs_err": 0.02, "rel_err": 0.3}, seed=5, tasks=("depth",), **change)
