@@ -27,6 +27,7 @@ from runfolder.atomic import write_text
 RUNNERS = {
     "libmtl": "scripts.goldens.libmtl",
     "nash-mtl": "scripts.goldens.nash_mtl",
+    "mgda": "scripts.goldens.mgda",
     "sdmgrad": "scripts.goldens.sdmgrad",
     "excess-mtl": "scripts.goldens.excess_mtl",
     "fairgrad": "scripts.goldens.fairgrad",
