@@ -7,8 +7,10 @@ weights jac_to_grad returns.
 
 IMTL-G has no authors' code and LibMTL's IMTL is the L+G hybrid (ours: imtl_l), so torchjd's
 IMTLG is imtl's reference. UPGrad and DualProj are torchjd's authors' own methods.
-The installed package is used (the checkout may be of another version than ours,
-requirements.txt's torchjd); its version goes into the reference.
+The installed package runs (pip install torchjd==<requirements.txt's version> quadprog qpsolvers),
+not the checkout, which may hold another version (the mirror's HEAD 46962c2 is 0.8.1, without
+torchjd.linalg): the reference's "commit" names the package and version, "checkout" the
+checkout's commit.
 """
 import torch
 
@@ -65,8 +67,8 @@ def make(checkout):
                                    switch=f"--{method}-norm-eps 1e-12 --{method}-reg-eps 1e-6",
                                    options={"norm_eps": 1e-12, "reg_eps": 1e-6}))
         goldens.append({"method": method,
-                        "reference": {"repository": REPOSITORY, "commit": commit_of(checkout), "file": file,
-                                      "function": f"{cls.__name__} through autojac.mtl_backward and jac_to_grad",
-                                      "version": f"torchjd {installed} (the installed package that ran)"},
+                        "reference": {"repository": REPOSITORY, "commit": f"PyPI torchjd=={installed} (the code that ran)",
+                                      "checkout": commit_of(checkout), "file": file,
+                                      "function": f"{cls.__name__} through autojac.mtl_backward and jac_to_grad"},
                         "cases": cases})
     return goldens
