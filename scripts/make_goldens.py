@@ -28,6 +28,7 @@ RUNNERS = {
     "libmtl": "scripts.goldens.libmtl",
     "nash-mtl": "scripts.goldens.nash_mtl",
     "mgda": "scripts.goldens.mgda",
+    "cagrad": "scripts.goldens.cagrad",
     "sdmgrad": "scripts.goldens.sdmgrad",
     "excess-mtl": "scripts.goldens.excess_mtl",
     "fairgrad": "scripts.goldens.fairgrad",
