@@ -29,12 +29,14 @@ RUNNERS = {
     "nash-mtl": "scripts.goldens.nash_mtl",
     "mgda": "scripts.goldens.mgda",
     "cagrad": "scripts.goldens.cagrad",
+    "aligned-mtl": "scripts.goldens.aligned_mtl",
     "sdmgrad": "scripts.goldens.sdmgrad",
     "excess-mtl": "scripts.goldens.excess_mtl",
     "fairgrad": "scripts.goldens.fairgrad",
     "torchjd": "scripts.goldens.torchjd",
     "config": "scripts.goldens.config",
     "formulas": "scripts.goldens.formulas",
+    "adatask": "scripts.goldens.adatask",
 }
 
 
