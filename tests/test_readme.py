@@ -32,9 +32,17 @@ def test_readme_example_runs_verbatim_for_every_base_with_one_changed_line(base)
 
 
 def test_readme_method_table_is_the_registry_table():
+    """Every column but "Against the published code", which comes from the goldens
+    (tests/test_goldens.py checks the whole table)."""
     from optim.weighting import method_table
 
-    assert method_table() in README.read_text()
+    def without_column(lines):
+        return ["|".join(cells[:5] + cells[6:]) for cells in (line.split("|") for line in lines)]
+
+    registry = method_table().splitlines()
+    readme = README.read_text().splitlines()
+    start = readme.index(registry[0])
+    assert without_column(readme[start:start + len(registry)]) == without_column(registry)
 
 
 def test_readme_method_list_is_the_registry_list():

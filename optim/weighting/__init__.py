@@ -55,14 +55,17 @@ def _option_text(key, option):
     return f"{key}={option.default}{choices}"
 
 
-def method_table():
+def method_table(against=None):
     """The methods as a Markdown table: name, paper, what a step needs, added cost, how it
-    compares with the published implementation, options."""
+    compares with the published implementation, options. against: {name: text} for that
+    column (the README's comes from the goldens: scripts/goldens/ours.py, against_published);
+    a method it lacks shows its `fidelity`."""
     rows = ["| --weighting | Paper | Needs per step | Added cost per step | Against the published code | Options (default) |",
             "|---|---|---|---|---|---|"]
     for name, cls in WEIGHTINGS.items():
         options = ", ".join(_option_text(k, o) for k, o in cls.OPTIONS.items()) or "–"
-        rows.append(f"| `{name}` | {cls.paper} | {cls.needs} | {cls.cost} | {cls.fidelity} | {options} |")
+        column = (against or {}).get(name, cls.fidelity)
+        rows.append(f"| `{name}` | {cls.paper} | {cls.needs} | {cls.cost} | {column} | {options} |")
     return "\n".join(rows)
 
 

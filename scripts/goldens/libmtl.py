@@ -197,7 +197,7 @@ def make(checkout):
                 for step in expected:
                     for key in variant.get("unchecked", spec.get("unchecked", ())):
                         step[key] = None
-                switch = variant.get("switch", "default")
+                switch = variant.get("switch") or _flags(spec["method"], variant.get("options")) or "default"
                 label = name if not variant else f"{name} {variant.get('label', switch)}"
                 cases.append(_case(label, inputs, expected, switch, variant.get("options"),
                                    variant.get("head_grads"), variant.get("tolerance", spec.get("tolerance", EXACT))))
@@ -207,6 +207,13 @@ def make(checkout):
             golden["reference"]["note"] = spec["note"]
         goldens.append(golden)
     return goldens
+
+
+def _flags(method, options):
+    """Our command line for `options`, e.g. --gradnorm-lr 0.05 --imtl-l-hybrid true."""
+    prefix = "--" + method.replace("_", "-") + "-"
+    return " ".join(f"{prefix}{key.replace('_', '-')} {str(value).lower() if isinstance(value, bool) else value}"
+                    for key, value in (options or {}).items())
 
 
 # LibMTL's default optimizer (LibMTL/config.py: --optim adam --lr 1e-4 --weight_decay 1e-5, no
@@ -227,8 +234,8 @@ SPECS = [
              "stepped after every backward; 2 steps per epoch."},
     {"method": "imtl_l", "class": "IMTL", "steps": 5,
      "variants": [{"label": "(heads: s as LibMTL's IMTL)", "unchecked": ("shared", "weights")},
-                  {"switch": "--imtl-l-hybrid true", "options": {"hybrid": True}, "unchecked": ("weights",)},
-                  {"switch": "--imtl-l-hybrid true", "label": "hybrid lr 0.05", "options": {"hybrid": True, "lr": 0.05},
+                  {"options": {"hybrid": True}, "unchecked": ("weights",)},
+                  {"label": "hybrid lr 0.05", "options": {"hybrid": True, "lr": 0.05},
                    "own_lr": 0.05, "unchecked": ("weights",)}],
      "note": "LibMTL's IMTL is the IMTL-L+G hybrid (--imtl-l-hybrid true). IMTL-L alone has no published code: "
              "its default is compared on what it shares with LibMTL's IMTL, the scales s (trained by LibMTL's "

@@ -17,6 +17,9 @@ The engine's end_epoch hook runs with the epoch-mean losses whenever the next st
 differs (DWA, STCH). A method with extra batches per step (sdmgrad's `batches`) consumes that
 many consecutive draws per update, the first being the main batch.
 """
+import functools
+import json
+import math
 from pathlib import Path
 
 import torch
@@ -131,3 +134,56 @@ def compared(expected, ours):
             relative = max(relative, gap / scale if scale > 0 else gap)
             pairs += [(f"step {step} {what}[{i}]", float(a), float(b)) for i, (a, b) in enumerate(zip(w, g))]
     return pairs, relative
+
+
+@functools.cache
+def measured(path, index):
+    """(pairs, relative) of `compared` for case `index` of the golden file `path`, computed once
+    per process (the test and the README's column share it)."""
+    golden = json.loads(Path(path).read_text())
+    case = golden["cases"][index]
+    return compared(case["expected"], run_ours(golden["method"], case))
+
+
+def reference_label(reference):
+    """'LibMTL 4336804', 'torchjd==0.18.0', or 'hand-computed' for a method without public code."""
+    repository, commit = reference["repository"], str(reference.get("commit", ""))
+    if not repository.startswith("https://"):
+        return "hand-computed (no public code)"
+    name = repository.rstrip("/").split("/")[-1]
+    if commit.startswith("PyPI "):
+        return commit.split()[1]
+    return f"{name} {commit[:7]}"
+
+
+def bound(relative):
+    """The measured difference as a power-of-ten bound ('0', '< 1e-15'), the same on every CPU
+    short of a difference within rounding of a power of ten."""
+    if relative == 0:
+        return "0"
+    return f"< 1e{math.floor(math.log10(relative)) + 1}"
+
+
+def against_published(folder=GOLDENS):
+    """{method: the README column's text}: the reference of its golden and the largest
+    relative difference over all its cases (default and switches), then its `fidelity`."""
+    from optim.weighting import WEIGHTINGS
+    out = {}
+    for path in golden_files(folder):
+        golden = json.loads(path.read_text())
+        relative = max(measured(str(path), i)[1] for i in range(len(golden["cases"])))
+        method = golden["method"]
+        fidelity = WEIGHTINGS[method].fidelity if method in WEIGHTINGS else ""
+        out[method] = f"{reference_label(golden['reference'])}: max. rel. diff. {bound(relative)} " \
+                      f"({len(golden['cases'])} cases); {fidelity}"
+    return out
+
+
+def readme_table():
+    """The README's method table (README.md, "Weighting methods")."""
+    from optim.weighting import method_table
+    return method_table(against_published())
+
+
+if __name__ == "__main__":
+    print(readme_table())
