@@ -30,6 +30,7 @@ RUNNERS = {
     "mgda": "scripts.goldens.mgda",
     "cagrad": "scripts.goldens.cagrad",
     "aligned-mtl": "scripts.goldens.aligned_mtl",
+    "famo": "scripts.goldens.famo",
     "sdmgrad": "scripts.goldens.sdmgrad",
     "excess-mtl": "scripts.goldens.excess_mtl",
     "fairgrad": "scripts.goldens.fairgrad",
