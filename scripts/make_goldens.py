@@ -31,6 +31,7 @@ RUNNERS = {
     "cagrad": "scripts.goldens.cagrad",
     "aligned-mtl": "scripts.goldens.aligned_mtl",
     "famo": "scripts.goldens.famo",
+    "mtan": "scripts.goldens.mtan",
     "sdmgrad": "scripts.goldens.sdmgrad",
     "excess-mtl": "scripts.goldens.excess_mtl",
     "fairgrad": "scripts.goldens.fairgrad",
