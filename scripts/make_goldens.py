@@ -32,6 +32,7 @@ RUNNERS = {
     "aligned-mtl": "scripts.goldens.aligned_mtl",
     "famo": "scripts.goldens.famo",
     "mtan": "scripts.goldens.mtan",
+    "uw": "scripts.goldens.uw",
     "sdmgrad": "scripts.goldens.sdmgrad",
     "excess-mtl": "scripts.goldens.excess_mtl",
     "fairgrad": "scripts.goldens.fairgrad",
