@@ -33,6 +33,7 @@ RUNNERS = {
     "famo": "scripts.goldens.famo",
     "mtan": "scripts.goldens.mtan",
     "uw": "scripts.goldens.uw",
+    "stch": "scripts.goldens.stch",
     "sdmgrad": "scripts.goldens.sdmgrad",
     "excess-mtl": "scripts.goldens.excess_mtl",
     "fairgrad": "scripts.goldens.fairgrad",
