@@ -13,7 +13,7 @@ def dwa_weights(last, before_last, temperature):
 class DynamicWeightAverage(WeightingMethod):
     """Weights from how fast each task's training loss fell.
 
-    mode 'epoch' (the MTAN paper's rule, as LibMTL has it): r from the epoch-mean losses of
+    mode 'epoch' (the MTAN authors' code, as LibMTL has it): r from the epoch-mean losses of
     the last two epochs, recorded by `end_epoch`; w = K·softmax(r/T), and w = 1 until two
     epochs have been recorded.
     mode 'iteration' (the Nash-MTL and FAMO code, which produced the published CityScapes DWA
@@ -23,7 +23,7 @@ class DynamicWeightAverage(WeightingMethod):
     Per step: nothing but the stored losses; no extra cost."""
 
     name = "dwa"
-    fidelity = "matches LibMTL per epoch; the Nash-MTL/FAMO rows: `--dwa-mode iteration`"
+    fidelity = "as MTAN's code per epoch (= LibMTL); the Nash-MTL/FAMO rows: `--dwa-mode iteration`"
     paper = "Liu, Johns, Davison 2019, End-to-End Multi-Task Learning with Attention (CVPR)"
     needs = "losses (epoch or window means)"
     cost = "none"

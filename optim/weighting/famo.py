@@ -33,7 +33,7 @@ class FAMO(SelfTrainedWeighting):
     Per step: the losses, plus 1 forward after the step; O(K) arithmetic."""
 
     name = "famo"
-    fidelity = "matches the official code; its trainer keeps the extra forward's BN statistics, ours restores them"
+    fidelity = "as the authors' code; their trainer keeps the extra forward's BN statistics, ours restores them"
     paper = "Liu et al. 2023, FAMO: Fast Adaptive Multitask Optimization (NeurIPS)"
     needs = "losses + 1 forward after the step"
     cost = "1 extra forward (no backward) per step"

@@ -30,7 +30,7 @@ class STCH(WeightingMethod):
     Per step: the losses; O(K) arithmetic."""
 
     name = "stch"
-    fidelity = "matches LibMTL and the authors' code"
+    fidelity = "as the authors' code (= LibMTL's)"
     paper = "Lin et al. 2024, Smooth Tchebycheff Scalarization for Multi-Objective Optimization (ICML)"
     needs = "losses"
     cost = "none"
