@@ -259,3 +259,34 @@ def test_the_mgda_accuracy_script_reports_frank_wolfe_against_the_exact_solver(c
     errors = {(r[0].strip("| "), r[1]): float(r[2]) for r in rows if r[1].startswith("frank_wolfe epsilon=0.001 ")}
     assert errors[("2", "frank_wolfe epsilon=0.001 max_iters=100")] < 1e-12  # one line search: exact
     assert errors[("3", "frank_wolfe epsilon=0.001 max_iters=100")] > 1e-4  # inexact at K = 3
+
+
+@pytest.mark.usefixtures("seeded_and_restored")
+def test_nash_mtl_clip_scales_every_adatask_contribution_alike_before_clip_grad_norm():
+    """Under AdaTask each task's moments get α_k g_k times the one factor computed on the summed
+    update (norm √K → 1); --clip-grad-norm then clips that sum once more; the heads keep α_k ∇L_k."""
+    net = TwoHeads()
+    shared, own = list(net.trunk.parameters()), [list(h.parameters()) for h in net.heads]
+    x = torch.randn(8, 3, generator=torch.Generator().manual_seed(1))
+    trunk = [torch.autograd.grad(loss, shared, retain_graph=True) for loss in net.losses(x)]
+    plain = [torch.autograd.grad(loss, params, retain_graph=True) for loss, params in zip(net.losses(x), own)]
+    alpha = build_weighting("nash_mtl", 2, max_norm=0.0).weights(
+        StepContext(losses=torch.ones(2), epoch=0, step=0, lr=0.0, gram=gram_matrix(trunk)))
+    for clip, total in ((None, 1 / (2**0.5 + 1e-6) * 2**0.5), (0.5, 0.5)):
+        optimizer = build_optimizer("adam_with_adatask", shared, own, 0.0)
+        fed = {}
+        optimizer.step = lambda closure=None, task_grads=None, fed=fed: fed.update(task_grads=task_grads)
+        step = MultiTaskStep(optimizer, build_weighting("nash_mtl", 2), shared, own, clip_grad_norm=clip)
+        step(net.losses(x), StepContext(losses=None, epoch=0, step=0, lr=0.0))
+        ratios = [torch.cat([g.reshape(-1) for g in fed["task_grads"][k]]).norm()
+                  / (float(alpha[k]) * torch.cat([g.reshape(-1) for g in trunk[k]]).norm()) for k in range(2)]
+        assert float(ratios[0]) == pytest.approx(float(ratios[1]), rel=1e-5)  # one factor for every task
+        summed = torch.cat([sum(task[i] for task in fed["task_grads"]).reshape(-1) for i in range(len(shared))])
+        heads_norm = sum(float(p.grad.pow(2).sum()) for params in own for p in params) ** 0.5
+        if clip is None:
+            assert float(summed.norm()) == pytest.approx(total, rel=1e-5)
+            for k in range(2):  # the heads: α_k ∇L_k, not clipped
+                for got, want in zip([p.grad for p in own[k]], plain[k]):
+                    assert torch.allclose(got, float(alpha[k]) * want, atol=1e-6)
+        else:  # --clip-grad-norm 0.5 after: the shared sum and the heads together have norm 0.5
+            assert (float(summed.norm()) ** 2 + heads_norm**2) ** 0.5 == pytest.approx(0.5, rel=1e-5)
