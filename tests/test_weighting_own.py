@@ -44,7 +44,8 @@ def contributions_equal(a, b):
 
 # ---- GradNorm --------------------------------------------------------------------------------
 
-DIRECT = {"parametrization": "direct", "rate_reference": "first_step", "weight_decay": 0.0}  # before issue 24
+DIRECT = {"parametrization": "direct", "rate_reference": "first_step", "weight_decay": 0.0,  # before issue 24
+          "trainer": "own"}
 
 def adam_step(param, grad, m, v, t, lr, b1=0.9, b2=0.999, eps=1e-8):
     m = b1 * m + (1 - b1) * grad
@@ -82,9 +83,9 @@ def test_gradnorm_weights_follow_two_hand_computed_updates(num_tasks):
 @pytest.mark.parametrize("num_tasks", [2, 3])
 def test_gradnorm_libmtl_form_waits_for_the_first_epoch_then_trains_softmax_logits(num_tasks):
     """The default (LibMTL): w = 1 through epoch 0, L(0) = its mean losses, then w = K·softmax(z)
-    with z from 1 taking Adam steps (weight decay 1e-5) on L_grad."""
+    with z from 1 taking Adam steps (weight decay 1e-5) on L_grad at the network's lr."""
     lr, alpha = 0.01, 1.5
-    method = GradNorm(num_tasks, lr=lr, alpha=alpha)
+    method = GradNorm(num_tasks, alpha=alpha)
     norms = torch.tensor([3.0, 1.0, 2.0][:num_tasks], dtype=D)
     grads = [[torch.tensor([n, 0.0], dtype=D)] for n in norms]
     mean0 = torch.tensor([2.0, 1.0, 4.0][:num_tasks], dtype=D)
@@ -93,7 +94,7 @@ def test_gradnorm_libmtl_form_waits_for_the_first_epoch_then_trains_softmax_logi
     assert torch.equal(method.parameter.detach(), torch.ones(num_tasks, dtype=D))  # untouched in epoch 0
     losses = torch.tensor([1.0, 0.9, 2.0][:num_tasks], dtype=D)
     ctx = make_ctx(losses, grads)
-    ctx.epoch = 1
+    ctx.epoch, ctx.lr = 1, lr
     assert torch.allclose(method.mix(ctx), torch.eye(num_tasks, dtype=D), atol=1e-15)  # softmax(1) · K = 1
     z = torch.ones(num_tasks, dtype=D, requires_grad=True)
     w = num_tasks * torch.softmax(z, 0)

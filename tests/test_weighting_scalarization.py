@@ -40,7 +40,8 @@ def test_metadata_and_options():
     for cls in (IMTLL, STCH, GLS, DBMTL):
         assert cls.name and cls.paper and cls.needs and cls.cost
     assert [c.name for c in (IMTLL, STCH, GLS, DBMTL)] == ["imtl_l", "stch", "gls", "db_mtl"]
-    assert IMTLL(2).options() == {"lr": 1e-4, "weight_decay": 1e-5, "hybrid": False, "heads": "scaled"}
+    assert IMTLL(2).options() == {"trainer": "network", "lr": 1e-4, "weight_decay": 1e-5, "hybrid": False,
+                                  "heads": "scaled"}
     assert STCH(2).options() == {"mu": 1.0, "warmup_epochs": 4}
     assert DBMTL(2).options() == {"beta": 0.9, "beta_sigma": 0.0, "head_grads": "weighted"}
     assert not IMTLL(2).needs_grads and IMTLL(2, hybrid=True).needs_grads and not IMTLL.needs_grads
@@ -66,7 +67,7 @@ def adam_steps(gradients, lr, betas=(0.9, 0.999), eps=1e-8):
 
 @pytest.mark.parametrize("losses", [[3.0, 0.5], [0.2, 1.0, 7.0]])
 def test_imtl_l_weights_are_the_scales_and_s_takes_adam_steps_on_its_objective(losses):
-    method = IMTLL(len(losses), lr=0.1, weight_decay=0.0)
+    method = IMTLL(len(losses), lr=0.1, weight_decay=0.0, trainer="own")
     ctx = ctx_for(losses)
     assert torch.equal(method.weights(ctx), torch.ones(len(losses), dtype=F64))  # s = 0
     second = [2.0 * x for x in losses]

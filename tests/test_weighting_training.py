@@ -55,8 +55,8 @@ def test_the_imtl_l_g_hybrid_two_epochs(tiny_synthcity, tmp_path, method):
     assert train(tiny_synthcity, tmp_path, "run", f"--method={method}", "--weighting=imtl_l",
                  "--imtl-l-hybrid", "true") == 0
     config = json.loads((tmp_path / "run" / "config.json").read_text())
-    assert config["weighting"]["options"] == {"lr": 1e-4, "weight_decay": 1e-5, "hybrid": True, "heads": "scaled",
-                                              "head_grads": "own"}
+    assert config["weighting"]["options"] == {"trainer": "network", "lr": 1e-4, "weight_decay": 1e-5, "hybrid": True,
+                                              "heads": "scaled", "head_grads": "own"}
     assert len(rows(tmp_path / "run")) == 2
 
 

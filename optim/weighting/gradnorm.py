@@ -26,21 +26,23 @@ class GradNorm(WeightingMethod):
     weights were read.
 
     The defaults are LibMTL's (LibMTL/weighting/GradNorm.py at 4336804 with its default
-    optimizer, Adam lr 1e-4 weight_decay 1e-5):
+    optimizer, Adam lr 1e-4 weight_decay 1e-5, whose lr is the network's):
     parametrization "softmax": w = K·softmax(z), the logits z from 1 trained on L_grad;
     "direct" (before issue 24, the paper's form): w itself trained, clamped at 0 and
     renormalised to Σ w = K.
     rate_reference "first_epoch": the first epoch (epoch 0) trains with w = 1 and leaves w
     alone; L(0) is its mean training losses (LibMTL's train_loss_buffer[:, 0]); "first_step"
     (before issue 24): w trains from the first step and L(0) is that step's losses.
-    LibMTL trains z with the network's optimizer; here z has its own Adam with LibMTL's
-    default lr and weight decay, which follows no scheduler of the network's.
+    trainer "network": LibMTL trains z with the network's optimizer; here z has an Adam of its
+    own whose lr is the network optimizer's current lr (ctx.lr, so it follows the scheduler),
+    with weight decay 1e-5 (LibMTL's default; our network's Adam has none). trainer "own"
+    (before issue 24): an Adam at the constant --gradnorm-lr.
     State: the weights' parameter, L(0), the Adam state.
     Per step: the Gram matrix; O(K) after it.
     """
 
     name = "gradnorm"
-    fidelity = "matches LibMTL (4336804) with its default Adam; z has its own Adam, not the network's scheduler"
+    fidelity = "LibMTL's GradNorm; z on an Adam at the network's lr with LibMTL's weight decay"
     paper = ("Chen et al. 2018, GradNorm: Gradient Normalization for Adaptive Loss Balancing in Deep Multitask "
              "Networks (ICML)")
     needs = "gradients (Gram matrix)"
@@ -48,7 +50,10 @@ class GradNorm(WeightingMethod):
     needs_grads = True
     OPTIONS = {
         "alpha": Option(float, 1.5, "asymmetry α: strength of the pull towards a common training rate"),
-        "lr": Option(float, 1e-4, "learning rate of the Adam that trains the weights (LibMTL's default lr)"),
+        "trainer": Option(str, "network", "what trains the weights: 'network' (LibMTL: an Adam at the network "
+                          "optimizer's current lr) or 'own' (an Adam at --gradnorm-lr)", ("network", "own"),
+                          legacy="own"),
+        "lr": Option(float, 1e-4, "trainer 'own': learning rate of the Adam that trains the weights"),
         "weight_decay": Option(float, 1e-5, "weight decay of that Adam (LibMTL's default)", legacy=0.0),
         "parametrization": Option(str, "softmax", "'softmax': w = K·softmax(z) (LibMTL); 'direct': w trained, "
                                   "clamped and renormalised (the paper)", ("softmax", "direct"), legacy="direct"),
@@ -75,6 +80,9 @@ class GradNorm(WeightingMethod):
             # that never saw epoch 0 takes its first trained step's losses instead)
             return torch.eye(self.num_tasks, dtype=torch.float64).to(ctx.gram)
         current = self.current_weights()
+        if self.trainer == "network":  # LibMTL: z is a parameter of the network's optimizer, on its schedule
+            for group in self.optimizer.param_groups:
+                group["lr"] = ctx.lr
         self._update(gram64(ctx), ctx.losses.detach().to("cpu", torch.float64))
         return torch.diag(current).to(ctx.gram)
 

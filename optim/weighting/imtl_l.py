@@ -13,8 +13,9 @@ class IMTLL(SelfTrainedWeighting):
     parameters, so its gradient of the objective is exactly Σ w_k ∇L_k. s is trained by its own
     Adam on the objective at this step's detached losses, in `after_step`
     (∂/∂s_k = e^{s_k} L_k − 1). The paper and LibMTL put s in the network's optimizer instead;
-    the defaults are LibMTL's default optimizer, Adam with lr 1e-4 and weight decay 1e-5
-    (weight_decay 0 before issue 24), which follows no scheduler of the network's.
+    the default trainer "network" is an Adam whose lr is the network optimizer's current lr
+    (ctx.lr, so it follows the scheduler), with LibMTL's default weight decay 1e-5; trainer
+    "own" (before issue 24, with weight_decay 0): an Adam at the constant --imtl-l-lr.
 
     hybrid=True is the IMTL-L+G hybrid (the paper's IMTL, LibMTL's `IMTL`): IMTL-G's weights
     α (summing to 1) are computed on the gradients of the *scaled* losses, e^{s_k} g_k, whose
@@ -28,13 +29,14 @@ class IMTLL(SelfTrainedWeighting):
     """
 
     name = "imtl_l"
-    fidelity = "`hybrid` matches LibMTL's IMTL (4336804) with its default Adam on s; IMTL-L alone has no published code"
+    fidelity = "`hybrid` is LibMTL's IMTL; s on an Adam at the network's lr with LibMTL's weight decay; IMTL-L alone has no published code"
     paper = "Liu et al. 2021, Towards Impartial Multi-task Learning (ICLR)"
     needs = "losses (hybrid: gradients, Gram matrix)"
     cost = "one K-element Adam step (hybrid: + Gram matrix O(K²P) and a K×K pseudo-inverse)"
     OPTIONS = {
-        "lr": Option(float, 1e-4, "learning rate of the Adam that trains the scales s "
-                                  "(the paper/LibMTL: the network's optimizer, LibMTL's default lr 1e-4)"),
+        "trainer": Option(str, "network", "what trains s: 'network' (LibMTL: an Adam at the network optimizer's "
+                          "current lr) or 'own' (an Adam at --imtl-l-lr)", ("network", "own"), legacy="own"),
+        "lr": Option(float, 1e-4, "trainer 'own': learning rate of the Adam that trains the scales s"),
         "weight_decay": Option(float, 1e-5, "weight decay of that Adam (LibMTL's default)", legacy=0.0),
         "hybrid": Option(bool, False, "IMTL-L+G: IMTL-G's weights on the scaled gradients (needs gradients)"),
         "heads": Option(str, "scaled", "hybrid with --head-grads own: task k's head gets e^{s_k} ∇L_k, the gradient "
@@ -73,6 +75,9 @@ class IMTLL(SelfTrainedWeighting):
         return super().head_factors(mixing)
 
     def after_step(self, ctx):
+        if self.trainer == "network":  # LibMTL: s is a parameter of the network's optimizer, on its schedule
+            for group in self.optimizer.param_groups:
+                group["lr"] = ctx.lr
         losses = ctx.losses.detach().to("cpu", torch.float64)
         with torch.enable_grad():
             self.optimizer.zero_grad()

@@ -169,8 +169,8 @@ def _golden(method, file, cls_name, cases):
             "cases": cases}
 
 
-def _case(name, inputs, expected, switch="default", options=None, head_grads=None, tolerance=EXACT):
-    return {"name": name, "switch": switch, "options": options or {}, "head_grads": head_grads, "lr": LR,
+def _case(name, inputs, expected, switch="default", options=None, head_grads=None, tolerance=EXACT, lr=LR):
+    return {"name": name, "switch": switch, "options": options or {}, "head_grads": head_grads, "lr": lr,
             "inputs": inputs, "tolerance": tolerance, "expected": expected}
 
 
@@ -190,7 +190,8 @@ def make(checkout):
             for variant in spec.get("variants", [{}]):
                 kwargs = {**spec.get("kwargs", {}), **variant.get("kwargs", {})}
                 seed = variant.get("options", {}).get("seed", 0)
-                lr = variant.get("own_lr", NETWORK["lr"])
+                case_lr = variant.get("lr", spec.get("lr", LR))
+                lr = variant.get("own_lr", case_lr)
                 expected = run(cls, inputs, kwargs, seed=seed, rep=spec["class"] == "GradDrop",
                                own_optimizer=lambda params, lr=lr: torch.optim.Adam(
                                    params, lr=lr, weight_decay=NETWORK["weight_decay"]))
@@ -200,7 +201,8 @@ def make(checkout):
                 switch = variant.get("switch") or _flags(spec["method"], variant.get("options")) or "default"
                 label = name if not variant else f"{name} {variant.get('label', switch)}"
                 cases.append(_case(label, inputs, expected, switch, variant.get("options"),
-                                   variant.get("head_grads"), variant.get("tolerance", spec.get("tolerance", EXACT))))
+                                   variant.get("head_grads"), variant.get("tolerance", spec.get("tolerance", EXACT)),
+                                   lr=case_lr))
         golden = _golden(spec["method"], f"LibMTL/weighting/{spec['class']}.py", spec["class"], cases)
         golden["reference"]["commit"] = commit
         if "note" in spec:
@@ -217,7 +219,8 @@ def _flags(method, options):
 
 
 # LibMTL's default optimizer (LibMTL/config.py: --optim adam --lr 1e-4 --weight_decay 1e-5, no
-# scheduler), which trains a weighting's own parameters (GradNorm's and IMTL's loss_scale).
+# scheduler), which trains a weighting's own parameters (GradNorm's and IMTL's loss_scale); the
+# runner gives it the case's lr, the network's lr on our side.
 NETWORK = {"lr": 1e-4, "weight_decay": 1e-5}
 
 SPECS = [
@@ -228,15 +231,19 @@ SPECS = [
      "note": "LibMTL's GLS returns L_k / (K Π L) as its weights, not the weights S / (K L_k) of the gradient it "
              "backpropagates, so the weights are not compared; the shared update and heads are."},
     {"method": "gradnorm", "class": "GradNorm", "steps": 6, "inputs": {"steps_per_epoch": 2},
-     "kwargs": {"alpha": 1.5},
-     "variants": [{}, {"label": "lr 0.05", "options": {"lr": 0.05}, "own_lr": 0.05}],
-     "note": "loss_scale trained by LibMTL's default network optimizer, Adam(lr 1e-4, weight_decay 1e-5), "
-             "stepped after every backward; 2 steps per epoch."},
-    {"method": "imtl_l", "class": "IMTL", "steps": 5,
+     "kwargs": {"alpha": 1.5}, "lr": NETWORK["lr"],
+     "variants": [{}, {"label": "network lr 0.05", "lr": 0.05},
+                  {"options": {"trainer": "own", "lr": 0.05}, "own_lr": 0.05}],
+     "note": "loss_scale trained by LibMTL's default network optimizer, Adam(weight_decay 1e-5) at the case's "
+             "lr (ours: the network's lr, the case's lr, or --gradnorm-lr with --gradnorm-trainer own), stepped "
+             "after every backward; 2 steps per epoch."},
+    {"method": "imtl_l", "class": "IMTL", "steps": 5, "lr": NETWORK["lr"],
      "variants": [{"label": "(heads: s as LibMTL's IMTL)", "unchecked": ("shared", "weights")},
                   {"options": {"hybrid": True}, "unchecked": ("weights",)},
-                  {"label": "hybrid lr 0.05", "options": {"hybrid": True, "lr": 0.05},
-                   "own_lr": 0.05, "unchecked": ("weights",)}],
+                  {"label": "--imtl-l-hybrid true, network lr 0.05", "options": {"hybrid": True}, "lr": 0.05,
+                   "unchecked": ("weights",)},
+                  {"options": {"hybrid": True, "trainer": "own", "lr": 0.05}, "own_lr": 0.05,
+                   "unchecked": ("weights",)}],
      "note": "LibMTL's IMTL is the IMTL-L+G hybrid (--imtl-l-hybrid true). IMTL-L alone has no published code: "
              "its default is compared on what it shares with LibMTL's IMTL, the scales s (trained by LibMTL's "
              "default Adam, lr 1e-4, weight_decay 1e-5), through the heads' gradients e^{s_k} h_k. LibMTL returns "
