@@ -62,3 +62,28 @@ def test_the_readmes_method_table_is_generated_from_the_goldens():
     """README.md's "Against the published code" column: each method's reference and measured
     difference (`python -m scripts.goldens.ours` prints the table)."""
     assert readme_table() in README.read_text()
+
+
+def test_make_goldens_writes_what_a_runner_returns_one_file_per_method(tmp_path, monkeypatch):
+    import sys
+    import types
+
+    from scripts import make_goldens
+
+    runner = types.ModuleType("fake_golden_runner")
+    runner.make = lambda checkout: [{"method": name, "reference": {"repository": "r", "commit": make_goldens.commit_of(
+        checkout)}, "cases": [{"expected": []}]} for name in ("ew", "rlw")]
+    monkeypatch.setitem(sys.modules, "fake_golden_runner", runner)
+    monkeypatch.setattr(make_goldens, "RUNNERS", {"fake-repo": "fake_golden_runner"})
+    checkout = tmp_path / "checkout"
+    checkout.mkdir()
+    (checkout / "COMMIT").write_text("0123abc\n")  # a `git archive` extract names its commit there
+    assert make_goldens.main(["--fake-repo", str(checkout), "--out", str(tmp_path / "out")]) == 0
+    written = {p.name: json.loads(p.read_text()) for p in (tmp_path / "out").iterdir()}
+    assert set(written) == {"ew.json", "rlw.json"}
+    assert written["ew.json"]["reference"]["commit"] == "0123abc"
+    assert written["ew.json"]["generated_by"] == "python -m scripts.make_goldens --fake-repo PATH"
+    with pytest.raises(SystemExit):  # no checkout named
+        make_goldens.parse_args(["--out", str(tmp_path)])
+    with pytest.raises(SystemExit):  # no abbreviations
+        make_goldens.parse_args(["--fake", str(checkout)])
