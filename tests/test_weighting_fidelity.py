@@ -259,6 +259,8 @@ def test_the_mgda_accuracy_script_reports_frank_wolfe_against_the_exact_solver(c
     errors = {(r[0].strip("| "), r[1]): float(r[2]) for r in rows if r[1].startswith("frank_wolfe epsilon=0.001 ")}
     assert errors[("2", "frank_wolfe epsilon=0.001 max_iters=100")] < 1e-12  # one line search: exact
     assert errors[("3", "frank_wolfe epsilon=0.001 max_iters=100")] > 1e-4  # inexact at K = 3
+    published = {r[0].strip("| "): float(r[2]) for r in rows if r[1] == "published"}
+    assert published["2"] == pytest.approx(1e-3, rel=1e-6)  # the clamp at a vertex (every fifth case: collinear)
 
 
 @pytest.mark.usefixtures("seeded_and_restored")
