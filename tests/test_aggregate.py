@@ -37,11 +37,15 @@ def make_group(sweep, method, weighting, values, prefix="", **changes):
                  seed=s, **changes)
 
 
+TODAYS_PCGRAD = {"pcgrad_shuffle": "python", "pcgrad_eps": 1e-8}
+
+
 def make_sweep(sweep, single_task=True, **changes):
     """adam + ew and adam_with_adatask + ew over 3 seeds, adam + pcgrad with 1 seed, an
     interrupted run, a crashed one and one that failed before creating its folder."""
     make_group(sweep, "adam_with_adatask", "ew", ADATASK, **changes)
-    make_group(sweep, "adam", "pcgrad", {k: v[:1] for k, v in ADAM.items()}, **changes)
+    # today's pcgrad: options it lacks would read as their legacy values (and name the row)
+    make_group(sweep, "adam", "pcgrad", {k: v[:1] for k, v in ADAM.items()}, **TODAYS_PCGRAD, **changes)
     make_group(sweep, "adam", "ew", ADAM, **changes)
     make_run(sweep, "adam-ew-s3", {k: 0.0 for k in ADAM}, seed=3, finished=False, **changes)
     make_run(sweep, "adam_with_adatask-ew-s3", {k: 9.0 for k in ADAM}, method="adam_with_adatask", seed=3,
