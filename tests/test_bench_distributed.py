@@ -12,7 +12,7 @@ from models import build_model
 from tasks import TaskSettings, build_tasks
 
 # the test builds a model, which draws from the global RNG
-pytestmark = pytest.mark.usefixtures("seeded_and_restored")
+pytestmark = [pytest.mark.slow, pytest.mark.usefixtures("seeded_and_restored")]
 
 REPO = Path(__file__).resolve().parent.parent
 WIDTH = 0.0625

@@ -8,7 +8,7 @@ import pytest
 from scripts import bench_step
 
 # the script's main() seeds the global RNGs
-pytestmark = pytest.mark.usefixtures("seeded_and_restored")
+pytestmark = [pytest.mark.slow, pytest.mark.usefixtures("seeded_and_restored")]
 
 TINY = ["--width-mult", "0.125", "--image-size", "32x64", "--warmup", "1", "--steps", "2", "--device", "cpu"]
 METHODS = ["adam", "adam_with_adatask"]

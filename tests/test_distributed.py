@@ -20,6 +20,8 @@ from experiment.world import ShardedBatches, World, shard
 from models.synced_batchnorm import SyncedBatchNorm2d, synchronise_batchnorm
 from scripts import gradient_sensitivity
 
+pytestmark = pytest.mark.slow  # end-to-end runs: not in the quick subset (README, "Tests")
+
 REPO = Path(__file__).resolve().parent.parent
 ONE_THREAD = {**os.environ, "OMP_NUM_THREADS": "1"}
 

@@ -13,6 +13,8 @@ from pathlib import Path
 
 import pytest
 
+pytestmark = pytest.mark.slow  # end-to-end runs: not in the quick subset (README, "Tests")
+
 REPO = Path(__file__).resolve().parent.parent
 TOYS = Path(__file__).resolve().parent / "extensions"
 TINY = ["--epochs", "1", "--batch-size", "4", "--width-mult", "0.125", "--num-workers", "0", "--device", "cpu",

@@ -24,6 +24,8 @@ from optim.weighting import build_weighting
 from scripts.goldens import adatask as pipeline
 from tasks import TaskSettings, build_tasks
 
+pytestmark = pytest.mark.slow  # end-to-end runs: not in the quick subset (README, "Tests")
+
 GOLDENS = Path(__file__).resolve().parent / "goldens"
 
 

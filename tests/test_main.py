@@ -13,7 +13,7 @@ from data.labels import CATEGORY_NAMES
 from evaluation.delta_m import PUBLISHED_BASELINE, PUBLISHED_NAME, delta_m
 
 # main_cityscapes.main() run in this process seeds the global RNGs: given back after each test
-pytestmark = pytest.mark.usefixtures("seeded_and_restored")
+pytestmark = [pytest.mark.slow, pytest.mark.usefixtures("seeded_and_restored")]
 
 REPO = Path(__file__).resolve().parent.parent
 SPLIT_KEYS = {"loss_semantic", "loss_depth", "miou", "pix_acc", "class_iou", "abs_err", "rel_err"}

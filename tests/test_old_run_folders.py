@@ -17,6 +17,8 @@ from old_run_folders import FINISHED, FIXTURES, SCHEMAS, UNFINISHED, usable_copy
 
 from sweeps import plan
 
+pytestmark = pytest.mark.slow  # end-to-end runs: not in the quick subset (README, "Tests")
+
 REPO = Path(__file__).resolve().parent.parent
 ENV = {**os.environ, "OMP_NUM_THREADS": "1"}
 PLACE = ("--num-workers", "0", "--device", "cpu")  # where a run runs: free on resume

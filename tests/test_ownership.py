@@ -12,6 +12,8 @@ import pytest
 
 from data import synthcity
 
+pytestmark = pytest.mark.slow  # end-to-end runs: not in the quick subset (README, "Tests")
+
 REPO = Path(__file__).resolve().parent.parent
 EPOCHS = 3
 

@@ -14,7 +14,7 @@ import main_cityscapes
 from experiment import loop
 
 # main_cityscapes.main() run in this process seeds the global RNGs: given back after each test
-pytestmark = pytest.mark.usefixtures("seeded_and_restored")
+pytestmark = [pytest.mark.slow, pytest.mark.usefixtures("seeded_and_restored")]
 
 
 @pytest.fixture(scope="module")

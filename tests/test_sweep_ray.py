@@ -30,6 +30,8 @@ from runfolder.files import LEASE
 from sweeps import runner
 from sweeps.plan import PlanError, PlannedRun
 
+pytestmark = pytest.mark.slow  # end-to-end runs: not in the quick subset (README, "Tests")
+
 try:
     from sweeps import ray_backend
 except ModuleNotFoundError as e:

@@ -17,6 +17,8 @@ import slurm_cluster
 from runfolder.exit_codes import EXIT_BUSY
 from sweeps import plan, runner, slurm
 
+pytestmark = pytest.mark.slow  # end-to-end runs: not in the quick subset (README, "Tests")
+
 REPO = Path(__file__).resolve().parent.parent
 
 

@@ -11,7 +11,7 @@ from optim.weighting import WEIGHTINGS, build_weighting
 from tasks import DEFAULT_TASKS, build_tasks
 
 # these tests seed the global RNGs (torch.manual_seed) and draw from them (DataLoader): given back after each
-pytestmark = pytest.mark.usefixtures("seeded_and_restored")
+pytestmark = [pytest.mark.slow, pytest.mark.usefixtures("seeded_and_restored")]
 
 CITYSCAPES_3 = ("semantic", "instance", "depth")
 

@@ -10,7 +10,7 @@ import main_cityscapes
 from optim.weighting import WEIGHTINGS
 
 # main_cityscapes.main() run in this process seeds the global RNGs: given back after each test
-pytestmark = pytest.mark.usefixtures("seeded_and_restored")
+pytestmark = [pytest.mark.slow, pytest.mark.usefixtures("seeded_and_restored")]
 
 # Options that make the state matter within 2 epochs: STCH's nadir is collected in epoch 1 and
 # used in epoch 2, DWA's iteration window (2 x 1 steps) fills within the first epoch.
