@@ -25,6 +25,8 @@ from runfolder import exit_codes, lease
 from runfolder.files import LEASE
 from sweeps import cli, plan, runner
 
+pytestmark = pytest.mark.slow  # end-to-end runs: not in the quick subset (README, "Tests")
+
 REPO = Path(__file__).resolve().parent.parent
 SWEEP = REPO / "scripts" / "sweep.sh"
 MAIN = str(REPO / "main_cityscapes.py")
