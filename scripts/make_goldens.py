@@ -7,7 +7,10 @@ git directory: `git --git-dir=DIR archive HEAD | tar -x -C PATH`); its runner mo
 scripts/goldens/<module>.py imports the published code from there, runs it on the seeded
 inputs of scripts/goldens/inputs.py and returns one golden dict per method
 (scripts/goldens/__init__.py). Only those numbers are written, never the published source.
-A `git archive` extract names its commit in PATH/COMMIT (commit_of). Run it with an environment that has the published code's dependencies, from the repository root.
+A `git archive` extract names its commit in PATH/COMMIT (commit_of). A runner may
+also return {"method": m, "extends": true, "reference": {"switches": {...}}, "cases": [...]}: the
+cases of a switch whose reference is its repository, added to m's golden from m's own runner
+(made in the same run, or before) once every runner has written (`extend`). Run it with an environment that has the published code's dependencies, from the repository root.
 """
 import argparse
 import importlib
@@ -81,7 +84,7 @@ def main(argv=None):
     args = parse_args(argv)
     command = "python -m scripts.make_goldens " + " ".join(
         f"--{name} PATH" for name in RUNNERS if getattr(args, name.replace("-", "_")))
-    written = {}
+    written, extensions = {}, []
     for name, module in RUNNERS.items():
         checkout = getattr(args, name.replace("-", "_"))
         if checkout is None:
@@ -90,6 +93,9 @@ def main(argv=None):
             sys.exit(f"--{name} {shlex.quote(str(checkout))}: no such folder")
         for golden in importlib.import_module(module).make(checkout.resolve()):
             method = golden["method"]
+            if golden.get("extends"):  # a switch's cases from this repository, for another runner's golden
+                extensions.append((name, golden))
+                continue
             if method in written:
                 sys.exit(f"--{name}: method {method!r} was already written by --{written[method]}")
             golden.setdefault("generated_by", command)
@@ -99,7 +105,23 @@ def main(argv=None):
             written[method] = name
             cases = golden["cases"]
             print(f"{path}: {len(cases)} case(s), {sum(len(c['expected']) for c in cases)} step(s)")
+    for name, extension in extensions:
+        extend(args.out / f"{extension['method']}.json", extension, name)
     return 0
+
+
+def extend(path, extension, name):
+    """Add an extension's cases (replacing those of the same name) and its reference's
+    "switches" to the golden at `path`, made now or before by the method's own runner."""
+    if not path.is_file():
+        sys.exit(f"--{name}: extends {extension['method']!r}, whose golden {path} is not there: "
+                 f"name its own runner's checkout too")
+    golden = json.loads(path.read_text())
+    names = {case["name"] for case in extension["cases"]}
+    golden["cases"] = [case for case in golden["cases"] if case["name"] not in names] + extension["cases"]
+    golden["reference"].setdefault("switches", {}).update(extension["reference"].get("switches", {}))
+    write_text(path, dumps(golden))
+    print(f"{path}: + {len(extension['cases'])} case(s) from --{name}")
 
 
 if __name__ == "__main__":

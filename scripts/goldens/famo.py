@@ -8,6 +8,10 @@ effect), a plain SGD step of θ and the heads (lr 1e-3 / scale², the case's lr)
 the losses again at the new parameters and FAMO.update with them, as the trainer's extra
 forward. Recorded: θ.grad, the heads' .grad and the effective weights (z_k / D_k) / Σ_j z_j / D_j
 of the loss Σ_k z_k log D_k / c that it backpropagates.
+
+Also the cases of `--dwa-mode iteration` for dwa's golden (its default comes from MTAN's code,
+scripts/goldens/mtan.py): the same file's DynamicWeightAverage, which produced the DWA rows of
+the FAMO and Nash-MTL CityScapes tables; they extend that golden ("extends", scripts/make_goldens.py).
 """
 import torch
 
@@ -49,6 +53,45 @@ def run_authors(cls, inputs, gamma=0.01, w_lr=0.025):
     return out
 
 
+def run_dwa(cls, inputs, window):
+    """The FAMO code's DynamicWeightAverage (the Nash-MTL code's, the same): each step
+    backpropagates the mean of its float32 weights times the losses; recorded with the
+    effective weights (theirs / K)."""
+    out = []
+    method = None
+    for draw in golden_inputs(**inputs):
+        theta, heads, losses = toy(draw)
+        if method is None:
+            method = cls(n_tasks=len(heads), device=torch.device("cpu"), iteration_window=window)
+        loss, extra = method.get_weighted_loss(losses)
+        loss.backward()
+        out.append({"shared": floats(theta.grad), "heads": [floats(h.grad) for h in heads],
+                    "weights": floats(extra["weights"].double() / len(heads))})
+    return out
+
+
+def dwa_tolerance(expected):
+    """Normwise: atol is 1e-6 of the case's largest value (sums of weighted gradients cancel)."""
+    largest = max(abs(x) for step in expected for x in step["shared"] + [y for h in step["heads"] for y in h])
+    return {"rtol": 1e-6, "atol": 1e-6 * largest,
+            "why": "their loss window and weights are float32, ours float64: measured 2.4e-7 normwise"}
+
+
+def dwa_iteration_cases(checkout):
+    """--dwa-mode iteration against the FAMO code's DynamicWeightAverage (window 3 to keep the
+    golden small, and the default 25), K = 2 and 3, through the window's start."""
+    cls = import_from(checkout, "methods.weight_methods").DynamicWeightAverage
+    cases = []
+    for name, num_tasks, window, scale in (("k2 window=3", 2, 3, 1.0), ("k3 window=3", 3, 3, 1.0),
+                                           ("k3-small window=3", 3, 3, 1e-4), ("k3 window=25", 3, 25, 1.0)):
+        inputs = {"seed": 3021 + len(cases), "num_tasks": num_tasks, "steps": 2 * window + 4, "scale": scale}
+        cases.append({"name": f"{name} iteration", "switch": f"--dwa-mode iteration --dwa-window {window}",
+                      "options": {"mode": "iteration", "window": window}, "head_grads": None, "inputs": inputs,
+                      "expected": run_dwa(cls, inputs, window)})
+        cases[-1]["tolerance"] = dwa_tolerance(cases[-1]["expected"])
+    return cases
+
+
 def make(checkout):
     from scripts.make_goldens import commit_of
     torch.set_default_dtype(torch.float64)  # their logits w: float64 here
@@ -60,7 +103,12 @@ def make(checkout):
     cases.append({"name": f"{name} gamma=0.001 lr=0.1", "switch": "--famo-gamma 0.001 --famo-lr 0.1",
                   "options": {"gamma": 0.001, "lr": 0.1}, "head_grads": None, "lr": lr_of(inputs),
                   "inputs": inputs, "tolerance": TOLERANCE, "expected": run_authors(cls, inputs, gamma=0.001, w_lr=0.1)})
+    iteration = "--dwa-mode iteration"
     return [{"method": "famo",
              "reference": {"repository": REPOSITORY, "commit": commit_of(checkout), "file": FILE,
                            "function": "FAMO.backward and FAMO.update (gamma 0.01, w_lr 0.025 of experiments/utils.py)"},
-             "cases": cases}]
+             "cases": cases},
+            {"method": "dwa", "extends": True,  # the cases of a switch, added to the MTAN runner's golden
+             "reference": {"switches": {iteration: f"{REPOSITORY} {commit_of(checkout)} {FILE} DynamicWeightAverage "
+                                                   "(iteration_window 25, temp 2; the Nash-MTL code's is the same)"}},
+             "cases": dwa_iteration_cases(checkout)}]
