@@ -99,3 +99,34 @@ def test_make_goldens_writes_what_a_runner_returns_one_file_per_method(tmp_path,
         make_goldens.parse_args(["--out", str(tmp_path)])
     with pytest.raises(SystemExit):  # no abbreviations
         make_goldens.parse_args(["--fake", str(checkout)])
+
+
+def test_a_runner_extends_another_runners_golden_with_a_switch_from_its_repository(tmp_path, monkeypatch):
+    """An "extends" golden's cases join the method's golden of its own runner, whichever runs first;
+    a case of the same name is replaced; alone, without that golden, it is refused."""
+    import sys
+    import types
+
+    from scripts import make_goldens
+
+    def case(name, switch="default"):
+        return {"name": name, "switch": switch, "expected": []}
+
+    own, other = types.ModuleType("own_runner"), types.ModuleType("other_runner")
+    own.make = lambda checkout: [{"method": "dwa", "reference": {"repository": "a", "commit": "1"},
+                                  "cases": [case("epoch")]}]
+    other.make = lambda checkout: [{"method": "dwa", "extends": True, "reference": {"switches": {"--x": "b 2"}},
+                                    "cases": [case("iteration", "--x")]}]
+    monkeypatch.setitem(sys.modules, "own_runner", own)
+    monkeypatch.setitem(sys.modules, "other_runner", other)
+    monkeypatch.setattr(make_goldens, "RUNNERS", {"other": "other_runner", "own": "own_runner"})
+    checkout = tmp_path / "checkout"
+    checkout.mkdir()
+    out = tmp_path / "out"
+    with pytest.raises(SystemExit):  # the extension alone: no golden to extend
+        make_goldens.main(["--other", str(checkout), "--out", str(out)])
+    assert make_goldens.main(["--other", str(checkout), "--own", str(checkout), "--out", str(out)]) == 0
+    assert make_goldens.main(["--other", str(checkout), "--out", str(out)]) == 0  # again: replaced, not doubled
+    golden = json.loads((out / "dwa.json").read_text())
+    assert [c["name"] for c in golden["cases"]] == ["epoch", "iteration"]
+    assert golden["reference"] == {"repository": "a", "commit": "1", "switches": {"--x": "b 2"}}
