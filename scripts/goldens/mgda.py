@@ -6,9 +6,9 @@ use_approximation false, and normalization_type 'loss+' of its sample.json).
 Per step, as that training loop on the linear toy L_k = c_k + g_k·θ + h_k·φ_k: each task's
 gradient of θ, divided by gradient_normalizers' factor (L_k‖g_k‖ for 'loss+'), goes to the
 solver; the loss Σ_k α_k L_k is backpropagated (θ gets Σ α_k g_k, head k gets α_k h_k).
-Switches from the same solver: the other normalisations ('none', 'l2', 'loss') and
---mgda-convention published (the Nash-MTL/FAMO code's MGDA: the same MinNormSolver, no
-normalisation, α times K).
+Switches from the same solver: the other normalisations ('none', 'l2', 'loss'). The switch
+--mgda-convention published (the Nash-MTL/FAMO code's MGDA) comes from that code's own class:
+scripts/goldens/nash_mtl.py adds its cases ("extends").
 
 One adaptation to today's numpy: the solver's inner products are 0-d torch tensors, which
 numpy 2 no longer sums in its loop (np.sum of tensors), so _min_norm_element_from2 is given
@@ -46,7 +46,7 @@ def authors_solver(checkout):
     return solver, module.gradient_normalizers
 
 
-def run_authors(checkout, inputs, normalization="loss+", times_tasks=False):
+def run_authors(checkout, inputs, normalization="loss+"):
     solver, normalizers = authors_solver(checkout)
     out = []
     for draw in golden_inputs(**inputs):
@@ -57,7 +57,7 @@ def run_authors(checkout, inputs, normalization="loss+", times_tasks=False):
         divisors = normalizers(grads, loss_data, normalization)
         vecs = [[g / float(divisors[t]) for g in grads[t]] for t in range(num_tasks)]
         solution, _ = solver.find_min_norm_element(vecs)
-        alpha = np.asarray(solution, dtype=np.float64) * (num_tasks if times_tasks else 1)
+        alpha = np.asarray(solution, dtype=np.float64)
         sum(float(alpha[t]) * losses[t] for t in range(num_tasks)).backward()
         out.append({"shared": floats(theta.grad), "heads": [floats(h.grad) for h in heads], "weights": floats(alpha)})
     return out
@@ -80,15 +80,8 @@ def make(checkout):
             cases.append(_case(f"{name} normalization={normalization}", inputs,
                                run_authors(checkout, inputs, normalization),
                                switch=f"--mgda-normalization {normalization}", options={"normalization": normalization}))
-    for name, inputs in standard_inputs(seed=2721, steps=STEPS)[:2]:
-        cases.append(_case(f"{name} nash-mtl", inputs, run_authors(checkout, inputs, "none", times_tasks=True),
-                           switch="--mgda-normalization none --mgda-convention published",
-                           options={"normalization": "none", "convention": "published"}))
     return [{"method": "mgda",
              "reference": {"repository": REPOSITORY, "commit": commit_of(checkout), "file": FILE,
                            "function": "MinNormSolver.find_min_norm_element after gradient_normalizers('loss+'), "
-                                       "as multi_task/train_multi_task.py calls them",
-                           "switches": {"--mgda-normalization none --mgda-convention published":
-                                        "the Nash-MTL/FAMO code's MGDA (github.com/AvivNavon/nash-mtl "
-                                        "methods/weight_methods.py): the same MinNormSolver, no normalisation, α × K"}},
+                                       "as multi_task/train_multi_task.py calls them"},
              "cases": cases}]

@@ -8,7 +8,10 @@ NashMTL.backward backpropagates Σ α_k L_k (each head gets α_k h_k) and clips 
 max_norm. Recorded: θ.grad, the heads' .grad and the effective weights of the shared update
 (α times the clip factor, which is ‖θ.grad‖ / ‖Σ α_k g_k‖).
 
-Also the helpers of the other runners of this group (import of a checkout's package under a
+Also the cases of mgda's switch `--mgda-normalization none --mgda-convention published` (this
+repository's MGDA class, which the FAMO code shares), added to mgda's golden ("extends").
+
+And the helpers of the other runners of this group (import of a checkout's package under a
 name other repositories share, the toy losses).
 """
 import importlib
@@ -98,6 +101,34 @@ def run_authors(cls, inputs, **kwargs):
     return out
 
 
+def run_mgda(cls, inputs):
+    """The Nash-MTL code's MGDA (its copy of MinNormSolver, normalization 'none', α × K) through
+    its backward: θ gets K Σ α_k g_k, head k gets K α_k h_k."""
+    out = []
+    for draw in golden_inputs(**inputs):
+        theta, heads, losses = toy(draw)
+        method = cls(n_tasks=len(heads), device=torch.device("cpu"))
+        _, extra = method.backward(losses=losses, shared_parameters=[theta], task_specific_parameters=heads)
+        out.append({"shared": floats(theta.grad), "heads": [grad_or_zeros(h) for h in heads],
+                    "weights": floats(torch.as_tensor(np.asarray(extra["weights"], dtype=np.float64)))})
+    return out
+
+
+MGDA_SWITCH = "--mgda-normalization none --mgda-convention published"
+MGDA_TOLERANCE = {"rtol": 1e-6, "atol": 1e-12,
+                  "why": "their weights come back as float32 (sol.astype(np.float32)); the update itself is "
+                         "float64: measured below 6e-8 relative"}
+
+
+def mgda_cases(module):
+    cases = []
+    for name, inputs in standard_inputs(seed=2631, steps=2):
+        cases.append({"name": f"{name} nash-mtl", "switch": MGDA_SWITCH,
+                      "options": {"normalization": "none", "convention": "published"}, "head_grads": None,
+                      "inputs": inputs, "tolerance": MGDA_TOLERANCE, "expected": run_mgda(module.MGDA, inputs)})
+    return cases
+
+
 def _case(name, inputs, expected, switch="default", options=None):
     return {"name": name, "switch": switch, "options": options or {}, "head_grads": None,
             "inputs": inputs, "tolerance": TOLERANCE, "expected": expected}
@@ -105,7 +136,8 @@ def _case(name, inputs, expected, switch="default", options=None):
 
 def make(checkout):
     from scripts.make_goldens import commit_of
-    cls = import_from(checkout, "methods.weight_methods").NashMTL
+    module = import_from(checkout, "methods.weight_methods")
+    cls = module.NashMTL
     cases = [_case(name, inputs, run_authors(cls, inputs)) for name, inputs in standard_inputs(seed=2601, steps=STEPS)
              if name not in UNSOLVED]
     inputs = {"seed": 2621, "num_tasks": 3, "steps": STEPS, "scale": 1e-2}  # the smallest scale it solves
@@ -118,4 +150,8 @@ def make(checkout):
     return [{"method": "nash_mtl",
              "reference": {"repository": REPOSITORY, "commit": commit_of(checkout), "file": FILE,
                            "function": "NashMTL.backward (max_norm 1.0, optim_niter 20, cvxpy's ECOS)"},
-             "cases": cases}]
+             "cases": cases},
+            {"method": "mgda", "extends": True,  # the Nash-MTL/FAMO code's MGDA, a switch of mgda's golden
+             "reference": {"switches": {MGDA_SWITCH: f"{REPOSITORY} {commit_of(checkout)} {FILE} MGDA "
+                                                     "(params 'shared', normalization 'none', weights × K)"}},
+             "cases": mgda_cases(module)}]
