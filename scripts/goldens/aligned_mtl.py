@@ -18,7 +18,7 @@ import torch
 
 from .inputs import golden_inputs
 from .libmtl import standard_inputs
-from .nash_mtl import floats, grad_or_zeros, import_from, toy
+from .published import floats, grad_or_zeros, import_from, toy
 
 REPOSITORY = "https://github.com/SamsungLabs/MTL"
 FILE = "code/optim/aligned/balancer.py"

@@ -18,7 +18,7 @@ import torch
 
 from .inputs import golden_inputs
 from .libmtl import standard_inputs
-from .nash_mtl import floats
+from .published import floats
 
 REPOSITORY = "https://github.com/Cranial-XIX/CAGrad"
 FILES = {2: "cityscapes/utils.py", 3: "nyuv2/utils.py"}

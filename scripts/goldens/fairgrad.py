@@ -11,17 +11,15 @@ The other conventions come from the same solve, the authors' FairGrad.fairgrad (
 FairGrad and torchjd's FairGradWeighting solve the same least-squares problem from the same
 start): `--fairgrad-times-tasks false --fairgrad-max-norm 0` with --head-grads weighted is
 LibMTL's backward of Σ w_k L_k (heads w_k h_k), with --head-grads own torchjd's mtl_backward.
-The package `methods` is imported under its name and taken out of sys.modules again (the
-Nash-MTL and SDMGrad repositories have one of the same name).
+The package `methods` is imported under its name and taken out of sys.modules again
+(published.import_from: the Nash-MTL and SDMGrad repositories have one of the same name).
 """
-import importlib
-import sys
-
 import numpy as np
 import torch
 
 from .inputs import golden_inputs
 from .libmtl import standard_inputs
+from .published import floats, import_from, toy
 
 REPOSITORY = "https://github.com/OptMN-Lab/fairgrad"
 FILE = "methods/weight_methods.py"
@@ -33,40 +31,16 @@ LIBMTL = "--fairgrad-times-tasks false --fairgrad-max-norm 0"
 
 
 def authors_class(checkout):
-    saved = {n: m for n, m in sys.modules.items() if n == "methods" or n.startswith("methods.")}
-    for name in saved:
-        del sys.modules[name]
-    sys.path.insert(0, str(checkout))
-    try:
-        return importlib.import_module("methods.weight_methods").FairGrad
-    finally:
-        sys.path.remove(str(checkout))
-        for name in [n for n in sys.modules if n == "methods" or n.startswith("methods.")]:
-            del sys.modules[name]
-        sys.modules.update(saved)
-
-
-def _toy(draw):
-    num_tasks, shared_size = draw["grads"].shape
-    theta = torch.zeros(shared_size, dtype=torch.float64, requires_grad=True)
-    heads = [torch.zeros(draw["head_grads"].shape[1], dtype=torch.float64, requires_grad=True)
-             for _ in range(num_tasks)]
-    c, g, h = (torch.as_tensor(draw[key], dtype=torch.float64) for key in ("losses", "grads", "head_grads"))
-    losses = torch.stack([c[k] + g[k] @ theta + h[k] @ heads[k] for k in range(num_tasks)])
-    return theta, heads, losses
-
-
-def _list(tensor):
-    return [float(x) for x in tensor.detach().reshape(-1)]
+    return import_from(checkout, "methods.weight_methods").FairGrad
 
 
 def run_authors(cls, inputs, alpha=1.0, max_norm=1.0):
     out = []
     for draw in golden_inputs(**inputs):
-        theta, heads, losses = _toy(draw)
+        theta, heads, losses = toy(draw)
         method = cls(len(heads), device=torch.device("cpu"), alpha=alpha, max_norm=max_norm)
         method.backward(losses, shared_parameters=[theta], task_specific_parameters=heads)
-        out.append({"shared": _list(theta.grad), "heads": [_list(h.grad) for h in heads], "weights": None})
+        out.append({"shared": floats(theta.grad), "heads": [floats(h.grad) for h in heads], "weights": None})
     return out
 
 
@@ -80,7 +54,7 @@ def run_solve(cls, inputs, alpha, heads):
         head_grads = np.asarray(draw["head_grads"])
         if heads == "weighted":
             head_grads = weights[:, None] * head_grads
-        out.append({"shared": _list(update), "heads": [[float(x) for x in row] for row in head_grads],
+        out.append({"shared": floats(update), "heads": [[float(x) for x in row] for row in head_grads],
                     "weights": [float(x) for x in weights]})
     return out
 

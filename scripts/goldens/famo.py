@@ -17,7 +17,7 @@ import torch
 
 from .inputs import golden_inputs
 from .libmtl import standard_inputs
-from .nash_mtl import floats, import_from, toy
+from .published import floats, import_from, toy
 
 REPOSITORY = "https://github.com/Cranial-XIX/FAMO"
 FILE = "methods/weight_methods.py"

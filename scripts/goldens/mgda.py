@@ -19,7 +19,7 @@ import torch
 
 from .inputs import golden_inputs
 from .libmtl import standard_inputs
-from .nash_mtl import floats, import_from, toy
+from .published import floats, import_from, toy
 
 REPOSITORY = "https://github.com/isl-org/MultiObjectiveOptimization"
 FILE = "multi_task/min_norm_solvers.py"

@@ -15,7 +15,7 @@ from types import SimpleNamespace
 import numpy as np
 
 from .inputs import golden_inputs
-from .nash_mtl import floats, toy
+from .published import floats, toy
 
 REPOSITORY = "https://github.com/lorenmt/mtan"
 FILE = "im2im_pred/utils.py"

@@ -10,19 +10,13 @@ max_norm. Recorded: θ.grad, the heads' .grad and the effective weights of the s
 
 Also the cases of mgda's switch `--mgda-normalization none --mgda-convention published` (this
 repository's MGDA class, which the FAMO code shares), added to mgda's golden ("extends").
-
-And the helpers of the other runners of this group (import of a checkout's package under a
-name other repositories share, the toy losses).
 """
-import importlib
-import sys
-from contextlib import contextmanager
-
 import numpy as np
 import torch
 
 from .inputs import golden_inputs
 from .libmtl import standard_inputs
+from .published import floats, grad_or_zeros, import_from, toy
 
 REPOSITORY = "https://github.com/AvivNavon/nash-mtl"
 FILE = "methods/weight_methods.py"
@@ -39,50 +33,6 @@ TOLERANCE = {"rtol": 1e-5, "atol": 1e-6,
                     "by less than 1e-6 between them (their α's residual ‖Mα − 1/α‖/‖1/α‖ is up to 2.4e-6); ours runs "
                     "damped Newton to a decrement of 1e-10 (residual 3e-8, the ridge's). Measured: 2.0e-6 "
                     "normwise relative, 3.3e-7 absolute on updates of norm at most 1"}
-
-
-@contextmanager
-def checkout_on_path(checkout, *packages):
-    """The checkout first on sys.path and its `packages` imported afresh: the Nash-MTL, FAMO,
-    SDMGrad and FairGrad repositories all have a package `methods`; afterwards the modules of
-    those names are those from before again."""
-    def ours(name):
-        return any(name == p or name.startswith(p + ".") for p in packages)
-    saved = {n: m for n, m in sys.modules.items() if ours(n)}
-    for name in saved:
-        del sys.modules[name]
-    sys.path.insert(0, str(checkout))
-    try:
-        yield
-    finally:
-        sys.path.remove(str(checkout))
-        for name in [n for n in sys.modules if ours(n)]:
-            del sys.modules[name]
-        sys.modules.update(saved)
-
-
-def import_from(checkout, module, *packages):
-    with checkout_on_path(checkout, *(packages or (module.split(".")[0],))):
-        return importlib.import_module(module)
-
-
-def toy(draw):
-    """θ (P,), the K heads φ_k (H,) at 0 with requires_grad, and the K losses c_k + g_k·θ + h_k·φ_k."""
-    num_tasks, shared_size = draw["grads"].shape
-    theta = torch.zeros(shared_size, dtype=torch.float64, requires_grad=True)
-    heads = [torch.zeros(draw["head_grads"].shape[1], dtype=torch.float64, requires_grad=True)
-             for _ in range(num_tasks)]
-    c, g, h = (torch.as_tensor(draw[key], dtype=torch.float64) for key in ("losses", "grads", "head_grads"))
-    losses = torch.stack([c[k] + g[k] @ theta + h[k] @ heads[k] for k in range(num_tasks)])
-    return theta, heads, losses
-
-
-def floats(values):
-    return [float(x) for x in (values.detach().reshape(-1) if torch.is_tensor(values) else np.ravel(values))]
-
-
-def grad_or_zeros(param):
-    return floats(torch.zeros_like(param) if param.grad is None else param.grad)
 
 
 def run_authors(cls, inputs, **kwargs):
