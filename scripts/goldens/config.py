@@ -6,12 +6,12 @@ and knows no heads: the heads are not compared (ours give each its own ∇L_k), 
 same vector (a WeightModel whose get_weights returns it).
 """
 import importlib
-import sys
 
 import torch
 
 from .inputs import golden_inputs
 from .libmtl import standard_inputs
+from .published import checkout_on_path
 
 REPOSITORY = "https://github.com/tum-pbs/ConFIG"
 FILE = "conflictfree/grad_operator.py"
@@ -22,14 +22,8 @@ TOLERANCE = {"rtol": 1e-9, "atol": 1e-12,
 
 
 def authors_module(checkout):
-    saved = {n: m for n, m in sys.modules.items() if n == "conflictfree" or n.startswith("conflictfree.")}
-    for name in saved:
-        del sys.modules[name]
-    sys.path.insert(0, str(checkout))
-    try:
+    with checkout_on_path(checkout, "conflictfree"):
         return importlib.import_module("conflictfree.grad_operator"), importlib.import_module("conflictfree.weight_model")
-    finally:
-        sys.path.remove(str(checkout))
 
 
 def run(module, weight_models, inputs, pref=None):

@@ -20,6 +20,7 @@ import torch
 
 from .inputs import golden_inputs
 from .libmtl import run, standard_inputs
+from .published import packages_set_aside
 
 REPOSITORY = "https://github.com/yifei-he/ExcessMTL"
 FILE = "LibMTL/LibMTL/weighting/ExcessMTL.py"
@@ -31,20 +32,13 @@ ETA = 1e-2  # the fork's config.py default of --robust_step_size
 
 def authors_class(checkout):
     """The fork's ExcessMTL class, its LibMTL package imported alone and then forgotten."""
-    saved = {name: module for name, module in sys.modules.items() if name == "LibMTL" or name.startswith("LibMTL.")}
-    for name in saved:
-        del sys.modules[name]
-    package = types.ModuleType("LibMTL")
-    package.__path__ = [str(checkout / "LibMTL" / "LibMTL")]
-    sys.modules["LibMTL"] = package
-    try:
+    with packages_set_aside("LibMTL"):
+        package = types.ModuleType("LibMTL")
+        package.__path__ = [str(checkout / "LibMTL" / "LibMTL")]
+        sys.modules["LibMTL"] = package
         sys.modules["LibMTL.weighting"] = types.ModuleType("LibMTL.weighting")  # not its __init__ (every method)
         sys.modules["LibMTL.weighting"].__path__ = [str(checkout / "LibMTL" / "LibMTL" / "weighting")]
         return with_encoder(importlib.import_module("LibMTL.weighting.ExcessMTL").ExcessMTL)
-    finally:
-        for name in [n for n in sys.modules if n == "LibMTL" or n.startswith("LibMTL.")]:
-            del sys.modules[name]
-        sys.modules.update(saved)
 
 
 def with_encoder(cls):

@@ -10,23 +10,32 @@ import torch
 
 
 @contextmanager
-def checkout_on_path(checkout, *packages):
-    """The checkout first on sys.path and its `packages` imported afresh: the Nash-MTL, FAMO,
-    SDMGrad and FairGrad repositories all have a package `methods`; afterwards the modules of
-    those names are those from before again."""
+def packages_set_aside(*packages):
+    """Modules of these package names imported inside the block are forgotten after it, and
+    those from before come back: the Nash-MTL, FAMO, SDMGrad and FairGrad repositories all have
+    a package `methods`, LibMTL's forks (STCH, ExcessMTL) a package `LibMTL`."""
     def ours(name):
         return any(name == p or name.startswith(p + ".") for p in packages)
     saved = {n: m for n, m in sys.modules.items() if ours(n)}
     for name in saved:
         del sys.modules[name]
-    sys.path.insert(0, str(checkout))
     try:
         yield
     finally:
-        sys.path.remove(str(checkout))
         for name in [n for n in sys.modules if ours(n)]:
             del sys.modules[name]
         sys.modules.update(saved)
+
+
+@contextmanager
+def checkout_on_path(checkout, *packages):
+    """The checkout first on sys.path and its `packages` imported afresh (packages_set_aside)."""
+    with packages_set_aside(*packages):
+        sys.path.insert(0, str(checkout))
+        try:
+            yield
+        finally:
+            sys.path.remove(str(checkout))
 
 
 def import_from(checkout, module, *packages):

@@ -16,12 +16,12 @@ Their code needs two shims, applied at run time, none to their source: the defau
 float64 while their class runs (it makes its buffers with torch.Tensor and torch.ones), and
 numpy 2 no longer has np.alltrue, which their simplex projection calls (np.all is the same).
 """
-import sys
 
 import numpy as np
 import torch
 
 from .inputs import golden_inputs
+from .published import import_from
 
 REPOSITORY = "https://github.com/OptMN-Lab/sdmgrad"
 BATCHES = 3  # their trainer: the main batch and two from train_aux_loader
@@ -31,12 +31,9 @@ TOLERANCE = {"rtol": 1e-9, "atol": 1e-12,
 
 
 def _import(checkout):
-    if str(checkout) not in sys.path:
-        sys.path.insert(0, str(checkout))
     if not hasattr(np, "alltrue"):
         np.alltrue = np.all
-    from methods.weight_methods import SDMGrad
-    return SDMGrad
+    return import_from(checkout, "methods.weight_methods").SDMGrad
 
 
 def run_theirs(sdmgrad_class, inputs, options, batches=BATCHES):

@@ -13,12 +13,12 @@ Switch --uw-init 0 --uw-trainer own: the Nash-MTL/FAMO trainers' Uncertainty (th
 s from 0, in the optimizer's own parameter group at lr 0.025), made by the same class with s
 set to 0 and an Adam at 0.025.
 """
-import sys
 from contextlib import contextmanager
 
 import torch
 
 from . import libmtl
+from .published import packages_set_aside
 
 STEPS = 6
 TOLERANCE = {"rtol": 1e-9, "atol": 1e-15, "why": "the same float64 arithmetic (Adam on the same gradient of s)"}
@@ -28,15 +28,8 @@ TOLERANCE = {"rtol": 1e-9, "atol": 1e-15, "why": "the same float64 arithmetic (A
 def libmtl_from(checkout):
     """LibMTL's weighting package from `checkout` (libmtl._import's bare package), and the
     modules named LibMTL from before afterwards (the STCH authors' code is a fork of LibMTL)."""
-    saved = {n: m for n, m in sys.modules.items() if n == "LibMTL" or n.startswith("LibMTL.")}
-    for name in saved:
-        del sys.modules[name]
-    try:
+    with packages_set_aside("LibMTL"):
         yield libmtl._import(checkout)
-    finally:
-        for name in [n for n in sys.modules if n == "LibMTL" or n.startswith("LibMTL.")]:
-            del sys.modules[name]
-        sys.modules.update(saved)
 
 
 def run_uw(weighting, inputs, init=None, lr=libmtl.LR):
