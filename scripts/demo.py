@@ -227,10 +227,6 @@ def stop(running):
         log.close()
 
 
-# below this a call trained nothing (it read finished runs): its time says nothing of the demo's
-TRAINED_IN_THIS_CALL = 30.0
-
-
 def table(rows):
     lines = ["| predictor | mIoU ↑ | PixAcc ↑ | AbsErr ↓ | RelErr ↓ |", "|---|---|---|---|---|"]
     lines += [f"| {name} | " + " | ".join(f"{m[k]:.4f}" for k in METRICS) + " |" for name, m in rows]
@@ -238,6 +234,8 @@ def table(rows):
 
 
 def report(out, flags, seconds):
+    """The table of the finished runs; `seconds`: how long this call trained, None where every
+    run had finished before it."""
     from evaluation.trivial import trivial_metrics
 
     rows = [(m, json.loads((out / m / SUMMARY).read_text())["final"]) for m in METHODS]
@@ -250,7 +248,7 @@ def report(out, flags, seconds):
         "Made by `.venv/bin/python -m scripts.demo` (" + " ".join(flags) + ").", "",
         table(rows), "",
         "Training time per run: " + ", ".join(f"{m} {duration(s)}" for m, s in timing.items())
-        + (f"; this call of the demo took {duration(seconds)}." if seconds >= TRAINED_IN_THIS_CALL
+        + (f"; this call of the demo took {duration(seconds)}." if seconds is not None
            else "; the runs had finished before this call."),
         f"Trivial predictors: class {trivial['majority_class']} everywhere, depth {trivial['mean_depth']:.4f} everywhere.",
     ])
@@ -282,8 +280,9 @@ def main():
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, raise_stopped)
     settings = demo_settings(flags)
+    trains = any(command for command, _ in commands.values())
     try:
-        if any(command for command, _ in commands.values()):
+        if trains:
             from data import synthcity
             from data.datasets import DATASETS
 
@@ -301,7 +300,7 @@ def main():
         print(f"\nstopped by {e}; the runs keep their last finished epoch; continue with: "
               f"{python_command('-m', 'scripts.demo', *sys.argv[1:])}", file=sys.stderr)
         sys.exit(EXIT_INTERRUPTED)
-    text = report(out, flags, time.perf_counter() - start)
+    text = report(out, flags, time.perf_counter() - start if trains else None)
     (out / "demo.md").write_text(text + "\n")
     if args.update_results:
         (REPO / "results" / "demo.md").write_text(text + "\n")
