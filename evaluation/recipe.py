@@ -238,8 +238,7 @@ def _check_flags(check, recipe):
     from optim.weighting import WEIGHTINGS
     from optim.weighting.cli import flag_dest
 
-    rows = [(recipe.single_task, "single_task")] + [(row, f"rows[{i}] ({row.name})")
-                                                   for i, row in enumerate(recipe.rows)]
+    rows = [(recipe.single_task, "single_task")] + [(row, f"rows[{i}]") for i, row in enumerate(recipe.rows)]
     for row, where in rows:
         if not row.runnable:
             continue
