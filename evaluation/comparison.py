@@ -16,7 +16,8 @@ each metric's value follows the recipe's evaluation rule:
   relative weights (1 / B_j); a fixed published row keeps the choice independent of our own
   single-task runs, which are themselves chosen this way (over their task's metrics). It is
   selected on the test set, so it is optimistic: the name says so (a validation-selected
-  best_val_epoch is another rule).
+  best_val_epoch is another rule). A recipe without a published single-task row ranks epochs
+  against the Nash-MTL paper's one (evaluation.delta_m.PUBLISHED_BASELINE).
 
 Per row and metric: the published value, our mean ± sample std (ddof 1) over seeds and n, the
 standard error SE = s / √n, the 95 % interval mean ± t_{0.975, n−1} · SE (Student t; none for
@@ -43,7 +44,7 @@ from scipy import stats
 from tasks import DEFAULT_TASKS, canonical, reported_metrics, task_of_metric
 
 from .aggregate.collect import check_sweep_setup, scan_sweep
-from .delta_m import delta_m
+from .delta_m import PUBLISHED_BASELINE, delta_m
 from .run_config import describe_differences, setting_text, setup_differences, shared_setup
 from .run_record import RunError, check_distinct_seeds, read_metrics
 from .significance import mean_std
@@ -54,7 +55,8 @@ BEST = "best_test_epoch"
 RULES = {"final": "final epoch", "last": "mean of the last epochs", "best": BEST}
 DELTA = "delta_m"  # the published Δm's key in a row's "published"
 KINDS = ("published", "single_task")  # Δm against the published single-task row, and against ours
-KIND_TEXT = {"published": "vs published single-task row", "single_task": "vs our single-task runs"}
+KIND_TEXT = {"published": "vs published single-task row", "single_task": "vs our single-task runs",
+             None: "(none: the rows lack a common single-task baseline)"}
 RUN_NAME = re.compile(r"(?P<row>[a-z0-9_]+)-s(?P<seed>\d+)")
 SINGLE_NAME = re.compile(r"single-(?P<task>[a-z0-9_]+)-s(?P<seed>\d+)")
 MARK = "✗"
@@ -124,8 +126,8 @@ def test_rows(run):
 
 def rule_values(run, rule, epochs, keys, reference):
     """({metric: value} of `keys` for one run by the evaluation rule, and which epochs gave them).
-    `epochs`: N of "last"; `reference`: the published single-task row in repository units, which
-    best_test_epoch ranks epochs by (over the keys it shares with the run's metrics)."""
+    `epochs`: N of "last"; `reference`: the published single-task row in repository units (the
+    recipe's, else PUBLISHED_BASELINE), which best_test_epoch ranks epochs by (over the keys it shares with the run's metrics)."""
     rows = test_rows(run)
     if rule == "final":
         return {k: float(rows[-1][k]) for k in keys}, f"epoch {len(rows) - 1}"
@@ -319,12 +321,12 @@ def compare(recipe, sweep_dir, results_dir=None):
     separate = tuple(sorted(row_setting_keys & known))
     setup = check_sweep_setup(sweep_dir, used, separate) if used else None
     reference = repository_units(recipe, recipe.single_task.published)
-    reference = {k: v for k, v in reference.items() if k != DELTA}
+    reference = {k: v for k, v in reference.items() if k != DELTA}  # {} where the paper prints no single-task row
     values, epochs_used = {}, {}
     for run in used:
         task_keys = keys if len(run.tasks) > 1 else keys_of_task[run.tasks[0]]
         values[run.path.name], epochs_used[run.path.name] = rule_values(
-            run, recipe.evaluation, recipe.evaluation_epochs, task_keys, reference)
+            run, recipe.evaluation, recipe.evaluation_epochs, task_keys, reference or dict(PUBLISHED_BASELINE))
     ours = single_task_baseline(matched.single, values, keys_of_task)
     single_setup = {k: matched.single[t][0].setup.get(k) for t in tasks if matched.single[t] for k in separate}
 
@@ -349,7 +351,8 @@ def compare(recipe, sweep_dir, results_dir=None):
                 metrics[key] = estimate([values[r.path.name][key] for r in runs], published.get(key))
             printed = row.published.get(DELTA)
             ours_sign = printed * recipe.delta_m_sign if printed is not None else None
-            delta["published"] = estimate([delta_m(values[r.path.name], reference) for r in runs], ours_sign)
+            if reference:
+                delta["published"] = estimate([delta_m(values[r.path.name], reference) for r in runs], ours_sign)
             differs = [k for k in separate if runs[0].setup.get(k) != single_setup.get(k)]
             if ours is not None and not differs:
                 delta["single_task"] = estimate([delta_m(values[r.path.name], ours) for r in runs], ours_sign)
@@ -369,9 +372,11 @@ def rank(recipe, results):
     single-task runs where every ranked row has it, else against the published row), and τ-b."""
     rows = [r for r in results[1:] if r.published.get(DELTA) is not None]
     paper = sorted(rows, key=lambda r: r.published[DELTA] * recipe.delta_m_sign)
-    both = [r for r in paper if r.runnable and r.delta]
-    kind = "single_task" if both and all("single_task" in r.delta for r in both) else "published"
-    ours = sorted((r for r in results[1:] if r.delta), key=lambda r: r.delta[kind].mean)
+    ranked = [r for r in results[1:] if r.delta]
+    kind = next((k for k in ("single_task", "published") if ranked and all(k in r.delta for r in ranked)), None)
+    ranked = ranked if kind else []
+    both = [r for r in paper if r in ranked]
+    ours = sorted(ranked, key=lambda r: r.delta[kind].mean)
     tau, p = kendall([r.published[DELTA] * recipe.delta_m_sign for r in both], [r.delta[kind].mean for r in both])
     return {"paper": [r.name for r in paper], "ours": [r.name for r in ours], "kind": kind,
             "compared": [r.name for r in both], "tau": tau, "p": p}
@@ -532,7 +537,7 @@ def ranking_section(result, synthetic):
     table = []
     for i, name in enumerate(ranking["paper"], 1):
         r = by_name[name]
-        ours = r.delta.get(kind)
+        ours = r.delta.get(kind) if kind else None
         table.append([i, r.label, _fmt(r.published[DELTA] * recipe.delta_m_sign, 2, True),
                       ours_rank.get(name, "not runnable" if not r.runnable else "no runs"),
                       _fmt(ours.mean, 2, True) if ours is not None else ""])
@@ -603,11 +608,12 @@ def draw(result, path, synthetic):
         axes = fig.subplots(nrows, cols, squeeze=False).ravel()
         for ax in axes[len(panels):]:
             ax.set_visible(False)
+        delta_kind = "published" if any("published" in r.delta for r in rows) else "single_task"
         for ax, key in zip(axes, panels):
             factor = recipe.units.get(key, 1) if key != DELTA else 1
             shown = rows if key != DELTA else rows[1:]  # the single-task row has no Δm
             for i, r in enumerate(shown):
-                est = r.metrics.get(key) if key != DELTA else r.delta.get("published")
+                est = r.metrics.get(key) if key != DELTA else r.delta.get(delta_kind)
                 printed = r.published.get(key)
                 if key == DELTA and printed is not None:
                     printed *= recipe.delta_m_sign
@@ -620,7 +626,7 @@ def draw(result, path, synthetic):
                             linestyle="none", zorder=3)
             ax.set_yticks(range(len(shown)), [r.label + (" (ST)" if r.name == "single" else "") for r in shown])
             ax.set_ylim(len(shown) - 0.5, -0.5)
-            ax.set_title(metric_label(key) if key != DELTA else "Δm (%) ↓ vs published ST")
+            ax.set_title(metric_label(key) if key != DELTA else f"Δm (%) ↓ {KIND_TEXT[delta_kind]}")
         handles = [ax.plot([], [], marker="D", markerfacecolor="none", color="black", linestyle="none")[0],
                    ax.errorbar([], [], xerr=[[], []], marker="o", color=OKABE_ITO[0], linestyle="none")]
         fig.legend(handles, [f"published ({NOT_COMPARABLE})" if synthetic else "published",

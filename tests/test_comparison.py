@@ -223,3 +223,16 @@ def test_final_and_best_rules_in_the_report(tmp_path, rule, expected):
     assert ("best_test_epoch" in md) == (rule == "best")
     assert f"| LS | 80.00 | {expected * 100:.3f} ± 2.000 | 3 |" in md
     assert ("| ls-s0 | best_test_epoch 2 |" in md) if rule == "best" else ("| ls-s0 | epoch 11 |" in md)
+
+
+def test_a_recipe_without_a_published_single_task_row(tmp_path):
+    # the AdaTask recipe's case: no published STL row nor Δm; Δm against our single-task runs only
+    sweep = make_sweep(tmp_path / "toy", extra=False)
+    rows = tuple(row(r.name, r.label, r.method, r.weighting, r.flags,
+                     {k: v for k, v in r.published_text.items() if k != "delta_m"}) for r in recipe().rows)
+    bare = recipe(rows=rows)
+    bare = Recipe(**{**bare.__dict__, "single_task": row("single", "STL (not found)", "adam", "ew", (), {})})
+    paths = write_comparison(bare, sweep, sweep / "results")
+    lines = read_csv(paths["csv"])
+    assert lines[("ls", "delta_m_published")]["n"] == "" and lines[("ls", "delta_m_single_task")]["n"] == "3"
+    assert "Kendall's τ is undefined over 0 rows" in paths["md"].read_text()
