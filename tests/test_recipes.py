@@ -103,6 +103,22 @@ def test_every_runnable_row_parses_with_the_run_parser(loaded):
             assert (args.method, args.weighting, args.epochs) == (row.method, row.weighting, 200)
 
 
+def test_a_row_copied_between_tables_runs_the_same_way(loaded):
+    """Nash-MTL's Table 3 repeats rows of CAGrad's Table 2 and FAMO's repeats Nash-MTL's: a row
+    printed with the same numbers in several recipes is the same runs, so it gets the same
+    method, weighting and flags everywhere (and the sweep can share them)."""
+    seen = {}
+    for recipe in loaded.values():
+        for row in recipe.rows:
+            if row.runnable:
+                numbers = tuple(sorted((k, v) for k, v in row.published.items() if k != "delta_m"))
+                seen.setdefault(numbers, {})[f"{recipe.name}/{row.name}"] = (row.method, row.weighting, row.flags)
+    shared = {numbers: rows for numbers, rows in seen.items() if len(rows) > 1}
+    assert len(shared) >= 5  # MTAN/LS, MGDA, PCGrad, GradDrop, CAGrad ...
+    for rows in shared.values():
+        assert len(set(rows.values())) == 1, rows
+
+
 def disagreeing(recipe):
     return {row.name: (published, recomputed) for row, published, recomputed, agrees in recipes.delta_m_check(recipe)
             if not agrees}
