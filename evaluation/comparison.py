@@ -36,6 +36,7 @@ import argparse
 import csv
 import math
 import re
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -434,7 +435,7 @@ def markdown(result, synthetic, sweep_dir, figure_name):
     ident = ", ".join(f"{k} {source[k]}" for k in ("arxiv", "doi") if source.get(k))
     lines = [f"# Comparison: {recipe.name} (recipe version {recipe.version})", "", f"**{recipe.title}**", ""]
     if synthetic:
-        lines += [(f"> **Synthetic rehearsal** on SynthCity: every published column is {NOT_COMPARABLE}. "
+        lines += [(f"> **Synthetic rehearsal** on SynthCity: every published column is labelled \"{NOT_COMPARABLE}\". "
                   "This report checks the pipeline, not the paper."), ""]
     lines += [(f"- Source: {source.get('paper', '')} ({source.get('authors', '')}), {source.get('venue', '')} "
               f"{source.get('year', '')}, {source.get('table', '')}; {ident}"),
@@ -660,10 +661,15 @@ def main(argv=None):
     p.add_argument("--results", default=None, help="output folder (default: <sweep_dir>/results)")
     p.add_argument("--synthetic", action="store_true", help="a rehearsal on SynthCity: published not comparable")
     args = p.parse_args(argv)
-    from .recipe import load_recipe
+    from .recipe import RecipeError, load_recipe
 
     results = args.results if args.results is not None else Path(args.sweep_dir) / "results"
-    for path in write_comparison(load_recipe(args.recipe), args.sweep_dir, results, args.synthetic).values():
+    try:
+        paths = write_comparison(load_recipe(args.recipe), args.sweep_dir, results, args.synthetic)
+    except (RecipeError, RunError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    for path in paths.values():
         print(path)
     return 0
 

@@ -175,7 +175,7 @@ def test_a_synthetic_rehearsal_labels_every_published_column_and_draws_no_marks(
     sweep = make_sweep(tmp_path / "toy", extra=False)
     paths = write_comparison(recipe(), sweep, tmp_path / "out", synthetic=True)
     md = paths["md"].read_text()
-    assert f"every published column is {NOT_COMPARABLE}" in md
+    assert f'every published column is labelled "{NOT_COMPARABLE}"' in md
     assert md.count(f"| published ({NOT_COMPARABLE}) |") == 5  # four metrics and Δm
     assert f"(published − mean)/SE ({NOT_COMPARABLE})" in md and f"paper rank ({NOT_COMPARABLE})" in md
     assert MARK not in md.replace(f"{MARK}: the published value", "")  # only the legend names the mark
