@@ -49,6 +49,7 @@ from .delta_m import PUBLISHED_BASELINE, delta_m
 from .run_config import describe_differences, setting_text, setup_differences, shared_setup
 from .run_record import RunError, check_distinct_seeds, read_metrics
 from .significance import mean_std
+from .summary import LAST_N
 
 LEVEL = 0.95
 NOT_COMPARABLE = "not comparable: synthetic data"
@@ -155,7 +156,7 @@ def rule_text(recipe):
     if recipe.evaluation == "final":
         return "final: each run's last epoch's test metrics"
     if recipe.evaluation == "last":
-        return f"last: per run the mean of the test metrics of its last {recipe.evaluation_epochs} epochs"
+        return f"last: per run the mean of the test metrics of its last {recipe.evaluation_epochs or LAST_N} epochs"
     return (f"best: `{BEST}`, per run the epoch whose test metrics have the lowest Δm against the published "
             f"single-task row (the same epoch for all its metrics; selected on the test set, hence optimistic)")
 
@@ -327,7 +328,7 @@ def compare(recipe, sweep_dir, results_dir=None):
     for run in used:
         task_keys = keys if len(run.tasks) > 1 else keys_of_task[run.tasks[0]]
         values[run.path.name], epochs_used[run.path.name] = rule_values(
-            run, recipe.evaluation, recipe.evaluation_epochs, task_keys, reference or dict(PUBLISHED_BASELINE))
+            run, recipe.evaluation, recipe.evaluation_epochs or LAST_N, task_keys, reference or dict(PUBLISHED_BASELINE))
     ours = single_task_baseline(matched.single, values, keys_of_task)
     single_setup = {k: matched.single[t][0].setup.get(k) for t in tasks if matched.single[t] for k in separate}
 
@@ -421,7 +422,7 @@ def _estimate_cells(est, factor, digits, synthetic, sign=False):
     mean = _fmt(scaled(est.mean), d, sign) + (f" ± {_fmt(scaled(est.std), d)}" if est.std is not None else "")
     interval = (f"[{_fmt(scaled(est.low), d, sign)}, {_fmt(scaled(est.high), d, sign)}]" if est.low is not None
                 else "none (n = 1)")
-    diff = "" if synthetic or est.diff_se is None else f"{est.diff_se:+.2f}"
+    diff = "" if synthetic or est.diff_se is None else f"{0.0 if abs(est.diff_se) < 0.005 else est.diff_se:+.2f}"
     mark = MARK if est.outside and not synthetic else ""
     return [mean, est.n, _fmt(scaled(est.se), d), interval, diff, mark]
 
