@@ -4,7 +4,8 @@ file written by an older version reads.
 A run's flags split three ways (docs/design.md, "Run folder"):
 - environment (device, loader workers, in-memory loading, threads, host, visible GPUs): facts
   about where it ran, recorded under "environment", never compared;
-- bookkeeping (epochs, name, out, resume, what diagnostics are logged): may change on resume;
+- bookkeeping (epochs, name, out, resume, what diagnostics are logged, the recipe that planned
+  it): may change on resume;
 - everything else changes results. A resume must agree with all of it, and runs averaged
   into one table row must agree with all of it except the keys that name the row or the
   data (ROW_KEYS), plus the epochs they ran and the data's identity.
@@ -25,7 +26,7 @@ from pathlib import Path
 # changes nothing here: missing keys read as their legacy values.
 SCHEMA_VERSION = 6
 ENVIRONMENT_FLAGS = ("device", "num_workers", "in_memory", "threads")
-BOOKKEEPING = ("epochs", "name", "out", "resume", "diagnostics_every", "diagnostics")
+BOOKKEEPING = ("epochs", "name", "out", "resume", "diagnostics_every", "diagnostics", "recipe")
 FREE_ON_RESUME = frozenset(ENVIRONMENT_FLAGS + BOOKKEEPING) - {"name", "out"}
 # The keys that distinguish the runs of a sweep from each other, or say where the data lives
 # (its identity is compared instead).

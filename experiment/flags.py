@@ -117,6 +117,10 @@ def build_parser():
     run_folder.add_argument("--baseline", default=None, metavar="FILE",
                             help="JSON of single-task miou, pix_acc, abs_err, rel_err for Δm (default: the "
                                  "published 7-class row, for the real 7-class 128x256 release only)")
+    legacy(run_folder.add_argument("--recipe", default=None, metavar="NAME@VERSION",
+                                   help="bookkeeping: the recipe (recipes/NAME.toml) that planned this run; set by "
+                                        "python -m sweeps reproduce; recorded, never compared, so recipes sharing "
+                                        "a configuration may share its runs"), None)
     run_folder.add_argument("--diagnostics-every", type=int, default=50, metavar="N",
                             help="log task-gradient cosine, norm ratio and method weights every N steps (runs "
                                  "that compute per-task gradients; others with --diagnostics)")

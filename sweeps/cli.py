@@ -47,8 +47,9 @@ def _positive(text):
 def build_parser():
     p = argparse.ArgumentParser(
         prog="scripts/sweep.sh", allow_abbrev=False,
-        usage='scripts/sweep.sh --sweep NAME --methods "M ..." [options] [-- FLAGS ...]\n'
-              "       scripts/sweep.sh --status --sweep NAME [--runs DIR]",
+        usage='scripts/sweep.sh [run] --sweep NAME --methods "M ..." [options] [-- FLAGS ...]\n'
+              "       scripts/sweep.sh --status --sweep NAME [--runs DIR]   (or: status --sweep NAME)\n"
+              "       scripts/sweep.sh reproduce RECIPE [options] [-- FLAGS ...]   (see reproduce --help)",
         description="Seed sweeps: every method x weighting x seed as one run of main_cityscapes.py, on this "
                     "machine, on Slurm or on Ray, then the tables. Run <method>-<weighting>-s<seed> goes to "
                     "<runs>/NAME/, its output to <name>.log and its exit status to <name>.exit beside it. "
@@ -81,6 +82,17 @@ def build_parser():
                    help="after --: flags for every run of main_cityscapes.py, e.g. --epochs 20 --device cpu; not "
                         f"{' '.join(plan.OWNED_FLAGS)}, which the sweep sets")
 
+    add_backend_options(p)
+
+    g = p.add_argument_group("status")
+    g.add_argument("--status", action="store_true",
+                   help="print each run's state (finished, running, failed, pending), epoch and last test "
+                        "metrics from <runs>/NAME; start nothing")
+    return p
+
+
+def add_backend_options(p):
+    """The options of every backend, and of each: `run` and `reproduce` share them."""
     g = p.add_argument_group("every backend")
     g.add_argument("--backend", choices=list(BACKEND_MODULES), default="local",
                    help="local: this machine; slurm: a Slurm job array (submitit); ray: Ray tasks (default: local)")
@@ -129,12 +141,6 @@ def build_parser():
     g.add_argument("--cpus-per-run", type=_positive, default=1, metavar="N",
                    help="CPUs Ray reserves for each run, per process with --gpus-per-run (default: 1)")
 
-    g = p.add_argument_group("status")
-    g.add_argument("--status", action="store_true",
-                   help="print each run's state (finished, running, failed, pending), epoch and last test "
-                        "metrics from <runs>/NAME; start nothing")
-    return p
-
 
 def device_of(run_flags):
     """The --device the runs get (the last one given, as argparse takes it), None without one."""
@@ -165,6 +171,12 @@ def parse(parser, argv):
         parser.error(f"unknown {'option' if stray.startswith('-') else 'argument'} {stray} ({AFTER_DASHES})")
     if not args.sweep or "/" in args.sweep or args.sweep in (".", ".."):
         parser.error("--sweep NAME is required (a folder name, no /)")
+    check_backend_options(parser, args)
+    return args, argv[cut + 1:]
+
+
+def check_backend_options(parser, args):
+    """Exit 2 with a message on backend options that contradict each other or the backend."""
     for dest, backend in BACKEND_OF.items():
         if getattr(args, dest) != parser.get_default(dest) and args.backend != backend:
             parser.error(f"--{dest.replace('_', '-')} is an option of --backend {backend}")
@@ -180,7 +192,6 @@ def parse(parser, argv):
     if len(args.gpus) % args.gpus_per_run:
         parser.error(f"--gpus {' '.join(args.gpus)}: {len(args.gpus)} ids, not a multiple of --gpus-per-run "
                      f"{args.gpus_per_run} (each run takes {args.gpus_per_run} of them)")
-    return args, argv[cut + 1:]
 
 
 def backend_options(args, run_flags):
@@ -192,7 +203,8 @@ def backend_options(args, run_flags):
         cpu_only=device_of(run_flags) == "cpu", slurm_partition=args.slurm_partition, slurm_time=args.slurm_time,
         slurm_mem=args.slurm_mem, slurm_cpus_per_run=args.slurm_cpus_per_run,
         slurm_array_parallelism=args.slurm_array_parallelism, slurm_packing=args.slurm_packing,
-        dry_run=args.dry_run, wait=args.wait, ray_address=args.ray_address, cpus_per_run=args.cpus_per_run)
+        dry_run=args.dry_run, wait=args.wait, ray_address=args.ray_address, cpus_per_run=args.cpus_per_run,
+        recipe=None, synthetic=False)
 
 
 def results_dir(sweep_dir, opts):
@@ -200,17 +212,24 @@ def results_dir(sweep_dir, opts):
     return Path(opts.results) if opts.results is not None else Path(sweep_dir) / RESULTS
 
 
-def aggregate_command(sweep_dir, opts):
-    """The arguments after the interpreter; --results always, so that the folder named to the user
-    is the one written."""
-    return ["-m", "evaluation.aggregate", str(sweep_dir), "--results", str(results_dir(sweep_dir, opts))]
+def report_commands(sweep_dir, opts):
+    """The commands (the arguments after the interpreter) that make the sweep's tables: the
+    aggregate table, then, for a recipe (opts.recipe), its comparison with the paper; --results
+    always, so that the folder named to the user is the one written."""
+    results = str(results_dir(sweep_dir, opts))
+    commands = [["-m", "evaluation.aggregate", str(sweep_dir), "--results", results]]
+    if opts.recipe:
+        commands.append(["-m", "evaluation.comparison", str(opts.recipe), str(sweep_dir), "--results", results,
+                         *(["--synthetic"] if opts.synthetic else [])])
+    return commands
 
 
 def aggregate(sweep_dir, opts):
-    """python -m evaluation.aggregate <sweep_dir> --results <results>; True when it succeeded."""
+    """Run report_commands; True when all of them succeeded."""
     path = os.pathsep.join(filter(None, [str(runner.REPO), os.environ.get("PYTHONPATH")]))
-    return subprocess.run([opts.python, *aggregate_command(sweep_dir, opts)],
-                          env={**os.environ, "PYTHONPATH": path}, check=False).returncode == 0
+    codes = [subprocess.run([opts.python, *command], env={**os.environ, "PYTHONPATH": path}, check=False).returncode
+             for command in report_commands(sweep_dir, opts)]  # every report, even after one failed
+    return not any(codes)
 
 
 def conclude(sweep_dir, runs, statuses, opts):
@@ -242,8 +261,8 @@ def sweep(sweep_dir, runs, opts, backend, definition):
         return 0
     if statuses is None:
         follow = shlex.join(["scripts/sweep.sh", "--status", "--sweep", opts.sweep, "--runs", opts.runs])
-        tables = shlex.join(["python", *aggregate_command(sweep_dir, opts)])
-        print(f"sweep {opts.sweep}: submitted; follow it with: {follow}\ntables once every run has ended: {tables}")
+        tables = "\n".join(shlex.join(["python", *command]) for command in report_commands(sweep_dir, opts))
+        print(f"sweep {opts.sweep}: submitted; follow it with: {follow}\ntables once every run has ended:\n{tables}")
         return 0
     return conclude(sweep_dir, runs, statuses, opts)
 
@@ -275,9 +294,23 @@ def unknown_names(methods, weightings):
     return "; ".join(problems) or None
 
 
+SUBCOMMANDS = ("run", "status", "reproduce")
+
+
 def main(argv=None):
+    """python -m sweeps [run|status|reproduce] ...; the bare form is `run`."""
+    argv = list(sys.argv[1:] if argv is None else argv)
+    command = argv[0] if argv and argv[0] in SUBCOMMANDS else None
+    if command == "reproduce":  # imported when chosen: it reads recipes, and --help stays fast
+        return importlib.import_module(f"{__package__}.reproduce").main(argv[1:])
+    if command == "status":
+        return run_main(["--status", *argv[1:]])
+    return run_main(argv[1:] if command == "run" else argv)
+
+
+def run_main(argv):
     parser = build_parser()
-    args, run_flags = parse(parser, list(sys.argv[1:] if argv is None else argv))
+    args, run_flags = parse(parser, argv)
     # Absolute: a backend may run the runs elsewhere than in this working directory.
     sweep_dir = (Path(args.runs) / args.sweep).absolute()
     if args.status:
@@ -290,8 +323,13 @@ def main(argv=None):
     unknown = unknown_names(args.methods, args.weightings)
     if unknown:
         parser.error(unknown)
-    definition = plan.defined_by(run_flags, args.tasks)
-    opts = backend_options(args, run_flags)
+    return start(sweep_dir, runs, plan.defined_by(run_flags, args.tasks), backend_options(args, run_flags),
+                 args.extend)
+
+
+def start(sweep_dir, runs, definition, opts, extend):
+    """Run a planned sweep on opts.backend under the sweep's lease: the checks against its
+    plan.json, the runs, the tables; returns the exit status."""
     try:
         backend = importlib.import_module(f"{__package__}.{BACKEND_MODULES[opts.backend]}")
     except ModuleNotFoundError as e:
@@ -311,7 +349,7 @@ def main(argv=None):
               f"a writable folder", file=sys.stderr)
         return exit_codes.EXIT_WRITE
     try:
-        return launch(sweep_dir, plan.check_rerun(sweep_dir, runs, definition, args.extend), opts, backend,
+        return launch(sweep_dir, plan.check_rerun(sweep_dir, runs, definition, extend), opts, backend,
                       definition)
     except plan.PlanError as e:
         print(f"sweep: {e}", file=sys.stderr)

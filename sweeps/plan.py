@@ -83,9 +83,10 @@ def write_plan(sweep_dir, runs, backend, options=None, defined_by=None):
     return sweep_dir / PLAN
 
 
-def defined_by(extra, tasks):
-    """What a plan shares between all its runs: the flags after -- and the task list."""
-    return {"extra": list(extra), "tasks": list(tasks) if tasks else None}
+def defined_by(extra, tasks, **more):
+    """What a plan shares between all its runs: the flags after -- and the task list, and what
+    else planned it (`more`, e.g. recipe="nash_mtl@1")."""
+    return {"extra": list(extra), "tasks": list(tasks) if tasks else None, **more}
 
 
 def read_plan(sweep_dir):
@@ -142,6 +143,7 @@ def check_rerun(sweep_dir, runs, definition, extend=False):
     recorded = json.loads(path.read_text()).get("defined_by")
     if recorded:  # the definition is every run's: compare it once
         old, new = (flag_values(d["extra"]) | {"--tasks": " ".join(d["tasks"]) if d["tasks"] else None}
+                    | {key: value for key, value in d.items() if key not in ("extra", "tasks")}  # e.g. "recipe"
                     for d in (recorded, definition))
         affected = {"every run": [f"all {len(planned)} runs"]}
     else:  # a plan.json from before defined_by: the flags of the runs it shares with this command

@@ -168,7 +168,7 @@ def test_a_submitted_sweep_names_the_command_of_its_tables(tmp_path, capsys, giv
     assert cli.sweep(sweep_dir, plan.build_plan(["adam"]), cli.backend_options(args, run_flags), submitted,
                      plan.defined_by(run_flags, None)) == 0
     expected = f"python -m evaluation.aggregate {sweep_dir} --results {results.format(sweep=sweep_dir)}"
-    assert f"tables once every run has ended: {expected}\n" in capsys.readouterr().out
+    assert f"tables once every run has ended:\n{expected}\n" in capsys.readouterr().out
 
 
 @pytest.mark.parametrize("tasks, singles", [("semantic depth", ["semantic", "depth"]), ("depth", ["depth"]),

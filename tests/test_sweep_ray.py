@@ -448,3 +448,20 @@ def test_a_sweep_killed_with_sigkill_leaves_nothing_of_its_own_ray(ray_env, tmp_
             if (pid, start) in family:
                 with contextlib.suppress(ProcessLookupError):
                     os.kill(pid, signal.SIGKILL)
+
+
+def test_a_two_row_rehearsal_of_a_recipe_runs_on_a_ray_cluster_and_compares(ray_head, ray_env, tmp_path):
+    """python -m sweeps reproduce nash_mtl --rehearse --backend ray on the test's Ray: two rows and
+    the single-task baselines as Ray tasks, then the aggregate table and the comparison report."""
+    status, out, left_over = drive(
+        [sys.executable, "-m", "sweeps", "reproduce", "nash_mtl", "--rehearse", "--rows", "ls dwa", "--seeds", "0",
+         "--runs", str(tmp_path / "runs"), "--backend", "ray", "--ray-address", ray_head, "--",
+         "--device", "cpu", "--num-workers", "0"], ray_env, timeout=400)
+    assert status == 0 and "all 4 runs finished" in out, out
+    assert not left_over
+    sweep_dir = tmp_path / "runs" / "nash_mtl-rehearsal"
+    for name in ("ls-s0", "dwa-s0", "single-semantic-s0", "single-depth-s0"):
+        assert json.loads((sweep_dir / name / "config.json").read_text())["settings"]["recipe"] == "nash_mtl@1"
+        assert len(rows_without_wall_clock(sweep_dir / name)) == 2
+    report = (sweep_dir / "results" / "comparison.md").read_text()
+    assert "| LS | 0 1 2 | 0 | 1 2 |" in report and "not comparable: synthetic data" in report

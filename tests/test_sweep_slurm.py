@@ -216,3 +216,22 @@ def test_memory_is_per_run_in_whole_units():
     assert slurm.scaled_memory("1024", 2) == "2048"
     with pytest.raises(slurm.SlurmError, match="--slurm-mem 1.5G"):
         slurm.scaled_memory("1.5G", 2)
+
+
+def test_a_two_row_rehearsal_of_a_recipe_runs_on_slurm_and_compares(cluster, tmp_path):
+    """python -m sweeps reproduce nash_mtl --rehearse on the one-node Slurm: two rows and the
+    single-task baselines as one array, then the aggregate table and the comparison report."""
+    done = subprocess.run(
+        [sys.executable, "-m", "sweeps", "reproduce", "nash_mtl", "--rehearse", "--rows", "ls dwa", "--seeds", "0",
+         "--runs", str(tmp_path / "runs"), "--backend", "slurm", "--slurm-mem", "500M", "--slurm-cpus-per-run", "1",
+         "--slurm-time", "10", "--wait", "--", "--device", "cpu", "--num-workers", "0"],
+        cwd=REPO, env={**cluster.env, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(REPO)}, capture_output=True,
+        text=True, timeout=400, check=False)
+    assert done.returncode == 0, done.stdout + done.stderr
+    sweep_dir = tmp_path / "runs" / "nash_mtl-rehearsal"
+    assert len(submissions(sweep_dir)) == 1
+    for name in ("ls-s0", "dwa-s0", "single-semantic-s0", "single-depth-s0"):
+        assert json.loads((sweep_dir / name / "config.json").read_text())["settings"]["recipe"] == "nash_mtl@1"
+        assert len(rows_without_wall_clock(sweep_dir / name)) == 2
+    report = (sweep_dir / "results" / "comparison.md").read_text()
+    assert "| LS | 0 1 2 | 0 | 1 2 |" in report and "not comparable: synthetic data" in report
