@@ -35,7 +35,8 @@ SOURCE_KEYS = {"paper": True, "authors": True, "venue": True, "year": True, "tab
                "doi": False, "url": False, "found_with": False, "notes": False}
 PROTOCOL_KEYS = {"dataset": True, "release": False, "network": True, "classes": True, "image_size": True,
                  "epochs": True, "batch_size": True, "optimizer": True, "augmentation": False, "evaluation": True,
-                 "evaluation_epochs": False, "seeds": True, "flags": True, "notes": False}
+                 "evaluation_epochs": False, "seeds": True, "flags": True, "notes": False,
+                 "train_samples": True, "test_samples": True}
 SINGLE_KEYS = {"label": True, "method": True, "flags": False, "published": True, "note": False}
 ROW_KEYS = {"name": True, "label": True, "method": False, "weighting": False, "flags": False, "runnable": False,
             "published": True, "note": False}
@@ -308,7 +309,7 @@ def load_recipe(name_or_path, check_flags=True):
     for key in ("release", "augmentation", "notes"):
         if key in protocol:
             check.string(protocol[key], f"protocol.{key}")
-    for key in ("classes", "epochs", "batch_size"):
+    for key in ("classes", "epochs", "batch_size", "train_samples", "test_samples"):  # samples: --estimate's
         check.integer(protocol[key], f"protocol.{key}", minimum=1)
     evaluation = protocol["evaluation"]
     if evaluation not in EVALUATIONS:
