@@ -238,12 +238,13 @@ def test_a_recipe_without_a_published_single_task_row(tmp_path):
     assert "Kendall's τ is undefined over 0 rows" in paths["md"].read_text()
 
 
-def test_the_command_line_reports_a_refusal_and_exits_2(tmp_path, capsys):
+def test_the_command_line_reports_a_refusal_and_exits_2(tmp_path, capsys, monkeypatch):
     from evaluation.comparison import main
 
+    monkeypatch.setattr("evaluation.recipe.load_recipe", lambda name: recipe())  # the toy, not a file of recipes/
     make_run(tmp_path, "ls-s0", {k: v[0] for k, v in LS.items()}, seed=0)
     make_run(tmp_path, "ls-s1", {k: v[1] for k, v in LS.items()}, seed=1, lr=1e-3)
-    assert main(["nash_mtl", str(tmp_path)]) == 2
+    assert main(["toy", str(tmp_path)]) == 2
     err = capsys.readouterr().err
     assert err.startswith("error: ") and "lr: 0.0001 (ls-s0) vs 0.001 (ls-s1)" in err
     assert not (tmp_path / "results" / "comparison.md").exists()
