@@ -196,3 +196,18 @@ def test_the_bare_sweep_form_is_the_run_subcommand(tmp_path):
     for argv in (args, ["run", *args]):
         assert cli.main(argv) == 0
     assert cli.main(["status", "--sweep", "s", "--runs", str(tmp_path)]) == 0
+
+
+def test_the_docs_table_of_recipes_counts_their_runs():
+    """docs/reproduce.md lists every recipe with its runnable rows x seeds + single-task runs."""
+    from evaluation.recipe import recipe_names
+
+    docs = (REPO / "docs" / "reproduce.md").read_text()
+    listed = dict(re.findall(r"^\| `(\w+)` \| .* \| (\d+ × \d+ \+ \d+) \|$", docs, re.MULTILINE))
+    assert sorted(listed) == recipe_names()
+    for name, counts in listed.items():
+        recipe = load_recipe(name)
+        runs, _ = reproduce.recipe_plan(recipe)
+        rows = sum(row.runnable for row in recipe.rows)
+        assert counts == f"{rows} × {len(recipe.seeds)} + {2 * len(recipe.seeds)}", name
+        assert len(runs) == (rows + 2) * len(recipe.seeds)
