@@ -131,7 +131,7 @@ def main(argv=None):
     parser = build_parser()
     args, run_flags = parse(parser, list(sys.argv[1:] if argv is None else argv))
     try:
-        recipe = load_recipe(args.recipe)
+        recipe = load_recipe(args.recipe, check_flags=not args.status)  # --status: no parser, no torch
     except RecipeError as e:
         parser.error(str(e))
     name = sweep_name(recipe, args.rehearse)

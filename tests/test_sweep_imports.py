@@ -23,6 +23,10 @@ def modules_after(code):
     "from sweeps import cli\ntry:\n    cli.main(['--help'])\nexcept SystemExit as e:\n    assert e.code == 0",
     "from sweeps import plan\nplan.build_plan(['adam'], single_task=True, tasks=['depth', 'instance'])",
     "from sweeps import cli\nassert cli.main(['--status', '--sweep', 's', '--runs', RUNS]) == 0",
+    "from sweeps import cli\ntry:\n    cli.main(['reproduce', '--help'])\nexcept SystemExit as e:\n    assert e.code == 0",
+    "from sweeps import cli\nassert cli.main(['status', '--sweep', 's', '--runs', RUNS]) == 0",
+    # --status of a recipe's sweep (here none: exit 2): the recipe is read without its flags' check
+    "from sweeps import cli\nassert cli.main(['reproduce', 'nash_mtl', '--status', '--runs', RUNS]) == 2",
 ])
 def test_the_sweep_command_line_plan_and_status_import_no_torch(code, tmp_path):
     """--status over a sweep folder whose run has a config.json and a metrics row."""
