@@ -440,7 +440,7 @@ def markdown(result, synthetic, sweep_dir, figure_name):
                   "This report checks the pipeline, not the paper."), ""]
     lines += [(f"- Source: {source.get('paper', '')} ({source.get('authors', '')}), {source.get('venue', '')} "
               f"{source.get('year', '')}, {source.get('table', '')}; {ident}"),
-              f"- Sweep folder: `{sweep_dir}`",
+              f"- Sweep: `{Path(sweep_dir).name}` (the folder of its runs; no machine path, so a report can be committed)",
               f"- Evaluation rule: {rule_text(recipe)}",
               "- Values in the paper's units (published = ours × " +
               ", ".join(f"{k} {v:g}" for k, v in recipe.units.items()) + ")"]
