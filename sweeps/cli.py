@@ -162,17 +162,24 @@ def run_threads(args):
     return 1 if shared else None
 
 
-def parse(parser, argv):
-    """(args, the run flags after --); bad arguments exit 2 with a message."""
+def split_at_dashes(parser, argv):
+    """(args, the run flags after --), the backend options checked; bad arguments exit 2 with a
+    message (a flag of main_cityscapes.py before -- is named as such)."""
     cut = argv.index("--") if "--" in argv else len(argv)
     args, unknown = parser.parse_known_args(argv[:cut])
     if unknown or args.run_flags:
         stray = (unknown or args.run_flags)[0]
         parser.error(f"unknown {'option' if stray.startswith('-') else 'argument'} {stray} ({AFTER_DASHES})")
-    if not args.sweep or "/" in args.sweep or args.sweep in (".", ".."):
-        parser.error("--sweep NAME is required (a folder name, no /)")
     check_backend_options(parser, args)
     return args, argv[cut + 1:]
+
+
+def parse(parser, argv):
+    """split_at_dashes, and a valid --sweep NAME."""
+    args, run_flags = split_at_dashes(parser, argv)
+    if not args.sweep or "/" in args.sweep or args.sweep in (".", ".."):
+        parser.error("--sweep NAME is required (a folder name, no /)")
+    return args, run_flags
 
 
 def check_backend_options(parser, args):

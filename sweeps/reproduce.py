@@ -61,16 +61,6 @@ def build_parser():
     return p
 
 
-def parse(parser, argv):
-    cut = argv.index("--") if "--" in argv else len(argv)
-    args, unknown = parser.parse_known_args(argv[:cut])
-    if unknown or args.run_flags:
-        stray = (unknown or args.run_flags)[0]
-        parser.error(f"unknown {'option' if stray.startswith('-') else 'argument'} {stray} ({cli.AFTER_DASHES})")
-    cli.check_backend_options(parser, args)
-    return args, argv[cut + 1:]
-
-
 def sweep_name(recipe, rehearse):
     return recipe.name + (REHEARSAL_SUFFIX if rehearse else "")
 
@@ -129,7 +119,7 @@ def main(argv=None):
     from evaluation.recipe import RecipeError, load_recipe
 
     parser = build_parser()
-    args, run_flags = parse(parser, list(sys.argv[1:] if argv is None else argv))
+    args, run_flags = cli.split_at_dashes(parser, list(sys.argv[1:] if argv is None else argv))
     try:
         recipe = load_recipe(args.recipe, check_flags=not args.status)  # --status: no parser, no torch
     except RecipeError as e:
