@@ -59,7 +59,9 @@ TITLES = {
     "estimate": "5. A recipe's cost: reproduce --estimate",
 }
 RUN_ORDER = ("step", "memory", "throughput", "estimate", "options")  # options last: compile takes what is left
-SHARES = {"step": 0.2, "memory": 0.12, "throughput": 0.3, "estimate": 0.13}  # of --budget-s; options: the rest
+# The most of --budget-s each may take (a guard against a hang: they usually take far less);
+# options, last, takes whatever is left, compile included.
+SHARES = {"step": 0.3, "memory": 0.2, "throughput": 0.25, "estimate": 0.15}
 TASKS = {2: ["semantic", "depth"], 3: ["semantic", "instance", "depth"]}
 METHODS = ["adam", "adam_with_adatask"]
 RUNS_PER_GPU = (1, 2, 4)
@@ -88,10 +90,10 @@ def step_counts(args):
     return (1, 2) if args.quick else (3, 10)  # (warm-up, timed)
 
 
-def run_child(cmd, timeout, env=None):
+def run_child(cmd, timeout):
     """stdout of `cmd` (from the repository root), killed with its children past `timeout` s."""
     proc = subprocess.Popen(cmd, cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                            start_new_session=True, env=env)
+                            start_new_session=True)
     try:
         out, err = proc.communicate(timeout=max(timeout, 1))
     except subprocess.TimeoutExpired:
@@ -119,7 +121,7 @@ def child_cmd(args, mode, *extra):
 
 
 def bench_args(args, tasks, extra=()):
-    """bench_step's parsed arguments for this report's size and device, samples generated."""
+    """bench_step's parsed arguments for this report's size and device."""
     from scripts import bench_step
     warmup, steps = step_counts(args)
     return bench_step.parse_args([*size_flags(args), "--device", args.device, "--tasks", *tasks,
@@ -346,7 +348,7 @@ def read_line(proc, deadline):
 
 
 def section_throughput(args, timeout, started):
-    window = 1.0 if args.quick else 20.0
+    window = 1.0 if args.quick else 15.0
     deadline = started + timeout
     results, lines = {}, []
     for n, runs in side_by_side(args, window, deadline).items():
@@ -519,7 +521,23 @@ def write_report(out, head, status):
     write_text(out / "report.md", "\n".join(parts))
 
 
+def check_device(args):
+    """Exit with one line where --device names a CUDA device torch cannot see (checked in a child:
+    this process stays off the GPU)."""
+    if args.device == "cpu":
+        return
+    index = args.device.partition(":")[2] or "0"
+    found = subprocess.run([sys.executable, "-c", "import torch; print(torch.cuda.device_count())"],
+                           capture_output=True, text=True, check=False).stdout.strip()
+    if not found.isdigit() or int(index) >= int(found):
+        sys.exit(f"gpu_report: --device {args.device}: torch sees {found or 'no'} CUDA device(s) here "
+                 f"(--device cpu --quick shows the report's format)")
+
+
 def run_report(args):
+    check_device(args)
+    # a stop (SIGTERM) unwinds like Ctrl-C, so the running section's processes are killed too
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(128 + signal.SIGTERM))
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     for name in TITLES:  # a section of an earlier report must not pass for this one's
@@ -581,7 +599,8 @@ def run_report(args):
 
 def parse_args(argv=None):
     p = argparse.ArgumentParser(allow_abbrev=False, description=__doc__.split("\n")[0])
-    p.add_argument("--device", default="cuda", help="cuda (default), cuda:N or cpu")
+    p.add_argument("--device", default="cuda", choices=["cpu", "cuda", *(f"cuda:{i}" for i in range(16))],
+                   metavar="DEVICE", help="cuda (default), cuda:N or cpu")
     p.add_argument("--quick", action="store_true", help="tiny network and images, a few steps (the CPU test)")
     p.add_argument("--out", default="runs/gpu-report", metavar="DIR", help="the report's folder (default: %(default)s)")
     p.add_argument("--budget-s", type=float, default=360.0, metavar="S",
