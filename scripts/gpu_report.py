@@ -466,10 +466,6 @@ def pick_recipe(args):
 
 
 def section_estimate(args, timeout, started):
-    usage = subprocess.run([sys.executable, "-m", "sweeps", "reproduce", "--help"], cwd=REPO,
-                           capture_output=True, text=True, check=False)
-    if usage.returncode or "--estimate" not in usage.stdout:
-        raise NotRun("reproduce --estimate unavailable (`python -m sweeps reproduce --help` has no --estimate)")
     recipe = pick_recipe(args)
     # reproduce takes the runs' flags, --device included, after --; --gpus makes its wall time one GPU's
     cmd = [sys.executable, "-m", "sweeps", "reproduce", recipe, "--estimate"]
