@@ -98,19 +98,18 @@ def recipe_plan(recipe, rows=None, seeds=None, rehearse=False, extra=()):
         owned = plan.owned_flag(flag)
         if owned:
             raise plan.PlanError(f"{flag}: {owned} is set by the recipe's plan itself")
-    shared = (*recipe.flags, *(REHEARSAL_FLAGS if rehearse else ()), *extra)
-    bookkeeping = ("--recipe", f"{recipe.name}@{recipe.version}")
+    tail = (*(REHEARSAL_FLAGS if rehearse else ()), *extra, "--recipe", f"{recipe.name}@{recipe.version}")
     runs = []
     for seed in chosen_seeds(recipe, seeds):
         for row in chosen_rows(recipe, rows):
             runs.append(plan.PlannedRun(f"{row.name}-s{seed}", (
                 "--method", row.method, "--weighting", row.weighting, "--seed", str(seed),
-                *recipe.flags, *row.flags, *(REHEARSAL_FLAGS if rehearse else ()), *extra, *bookkeeping)))
+                *recipe.flags, *row.flags, *tail)))
         for task in DEFAULT_TASKS:
             runs.append(plan.PlannedRun(f"single-{task}-s{seed}", (
                 "--method", recipe.single_task.method, "--weighting", "ew", "--seed", str(seed), "--tasks", task,
-                *recipe.flags, *recipe.single_task.flags, *(REHEARSAL_FLAGS if rehearse else ()), *extra,
-                *bookkeeping)))
+                *recipe.flags, *recipe.single_task.flags, *tail)))
+    shared = (*recipe.flags, *(REHEARSAL_FLAGS if rehearse else ()), *extra)
     definition = plan.defined_by(shared, None, recipe=f"{recipe.name}@{recipe.version}", rehearsal=rehearse)
     return runs, definition
 
