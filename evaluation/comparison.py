@@ -46,6 +46,7 @@ from tasks import DEFAULT_TASKS, canonical, reported_metrics, task_of_metric
 
 from .aggregate.collect import check_sweep_setup, scan_sweep
 from .delta_m import PUBLISHED_BASELINE, delta_m
+from .recipe import in_repository_units
 from .run_config import describe_differences, setting_text, setup_differences, shared_setup
 from .run_record import RunError, check_distinct_seeds, read_metrics
 from .significance import mean_std
@@ -264,12 +265,6 @@ def row_differences(runs):
 
 # ---------------------------------------------------------------- the comparison's numbers
 
-def repository_units(recipe, published):
-    from .recipe import in_repository_units  # the recipe's own conversion (published = ours × factor)
-
-    return in_repository_units(recipe, published)
-
-
 @dataclass
 class RowResult:
     name: str
@@ -322,7 +317,7 @@ def compare(recipe, sweep_dir, results_dir=None):
     known = set().union(*(r.setup for r in used)) if used else set()
     separate = tuple(sorted(row_setting_keys & known))
     setup = check_sweep_setup(sweep_dir, used, separate) if used else None
-    reference = repository_units(recipe, recipe.single_task.published)
+    reference = in_repository_units(recipe, recipe.single_task.published)
     reference = {k: v for k, v in reference.items() if k != DELTA}  # {} where the paper prints no single-task row
     values, epochs_used = {}, {}
     for run in used:
@@ -333,7 +328,7 @@ def compare(recipe, sweep_dir, results_dir=None):
     single_setup = {k: matched.single[t][0].setup.get(k) for t in tasks if matched.single[t] for k in separate}
 
     st = recipe.single_task
-    st_published = repository_units(recipe, st.published)
+    st_published = in_repository_units(recipe, st.published)
     single_metrics = {}
     for task, task_keys in keys_of_task.items():
         runs = matched.single[task]
@@ -343,7 +338,7 @@ def compare(recipe, sweep_dir, results_dir=None):
     results = [RowResult("single", st.label, True, [r for t in tasks for r in matched.single[t]], single_metrics,
                          {}, dict(st.published), st.note, printed=getattr(st, "published_text", {}))]
     for row in recipe.rows:
-        published = repository_units(recipe, row.published)
+        published = in_repository_units(recipe, row.published)
         runs = matched.rows.get(row.name, []) if row.runnable else []
         refused = matched.refused.get(row.name, "")
         note = row.note
@@ -556,10 +551,6 @@ def ranking_section(result, synthetic):
 
 CSV_FIELDS = ("row", "label", "runnable", "metric", "published", "n", "mean", "std", "se", "t", "low", "high",
               "diff_se", "outside", "seeds")
-
-
-def _times(value, factor):
-    return None if value is None else value * factor
 
 
 def _times(value, factor):
