@@ -123,7 +123,7 @@ def agreement(tau, p, n):
 
 # ---------------------------------------------------------------- the evaluation rule
 
-def test_rows(run):
+def epoch_test_metrics(run):
     return [row["test"] for row in read_metrics(run.path)]
 
 
@@ -131,7 +131,7 @@ def rule_values(run, rule, epochs, keys, reference):
     """({metric: value} of `keys` for one run by the evaluation rule, and which epochs gave them).
     `epochs`: N of "last"; `reference`: the published single-task row in repository units (the
     recipe's, else PUBLISHED_BASELINE), which best_test_epoch ranks epochs by (over the keys it shares with the run's metrics)."""
-    rows = test_rows(run)
+    rows = epoch_test_metrics(run)
     if rule == "final":
         return {k: float(rows[-1][k]) for k in keys}, f"epoch {len(rows) - 1}"
     if rule == "last":
