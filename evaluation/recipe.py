@@ -216,7 +216,7 @@ def _row(check, table, where, texts, allowed, single=False):
 
 
 def _check_owned(check, flags, where):
-    from sweeps.plan import owned_flag
+    from runfolder.launcher_flags import owned_flag
     for token in flags:
         owned = owned_flag(token)
         if owned is not None:

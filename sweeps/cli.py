@@ -16,6 +16,7 @@ import sys
 from pathlib import Path
 
 from runfolder import exit_codes, lease, state
+from runfolder.launcher_flags import OWNED_FLAGS
 from tasks import DEFAULT_TASKS, TASKS
 
 from . import plan, runner, status
@@ -80,7 +81,7 @@ def build_parser():
                         "inside the sweep's folder)")
     g.add_argument("run_flags", nargs="*", metavar="-- FLAGS",
                    help="after --: flags for every run of main_cityscapes.py, e.g. --epochs 20 --device cpu; not "
-                        f"{' '.join(plan.OWNED_FLAGS)}, which the sweep sets")
+                        f"{' '.join(OWNED_FLAGS)}, which the sweep sets")
 
     add_backend_options(p)
 

@@ -11,10 +11,8 @@ from pathlib import Path
 
 from runfolder import atomic
 from runfolder.files import PLAN
+from runfolder.launcher_flags import owned_flag
 from tasks import DEFAULT_TASKS, canonical
-
-# Flags the sweep sets itself: a run's folder name must say what the run is.
-OWNED_FLAGS = ("--method", "--weighting", "--seed", "--out", "--name", "--resume", "--tasks")
 
 
 class PlanError(ValueError):
@@ -25,15 +23,6 @@ class PlanError(ValueError):
 class PlannedRun:
     name: str
     flags: tuple  # the run's own flags and the pass-through flags, without --out/--name/--resume
-
-
-def owned_flag(token):
-    """The flag of OWNED_FLAGS that `token` (one pass-through argument) is or abbreviates, else None:
-    "--see 5" must not reach a run as --seed, whatever a parser would make of it."""
-    name = token.split("=", 1)[0]
-    if len(name) < 3 or not name.startswith("--"):
-        return None
-    return next((flag for flag in OWNED_FLAGS if flag.startswith(name)), None)
 
 
 def build_plan(methods, weightings=("ew",), seeds=(0, 1, 2), single_task=False, tasks=None, extra=()):

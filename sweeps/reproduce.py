@@ -18,6 +18,7 @@ import sys
 from pathlib import Path
 
 from runfolder import lease
+from runfolder.launcher_flags import owned_flag
 from tasks import DEFAULT_TASKS
 
 from . import cli, plan, status
@@ -95,7 +96,7 @@ def recipe_plan(recipe, rows=None, seeds=None, rehearse=False, extra=()):
     """(PlannedRuns, the plan's definition) of a recipe: seed by seed, every chosen row, then a
     single-task baseline per task."""
     for flag in extra:
-        owned = plan.owned_flag(flag)
+        owned = owned_flag(flag)
         if owned:
             raise plan.PlanError(f"{flag}: {owned} is set by the recipe's plan itself")
     tail = (*(REHEARSAL_FLAGS if rehearse else ()), *extra, "--recipe", f"{recipe.name}@{recipe.version}")

@@ -8,7 +8,8 @@ import sys
 
 import pytest
 
-from sweeps.plan import OWNED_FLAGS, PlanError, build_plan
+from runfolder.launcher_flags import OWNED_FLAGS
+from sweeps.plan import PlanError, build_plan
 
 ENTRY_POINTS = ["main_cityscapes", "sweeps.cli", "evaluation.aggregate.__main__", "evaluation.baseline",
                 "evaluation.trivial", "data.check", "data.prepare_cityscapes", "data.synthcity", "scripts.demo",
