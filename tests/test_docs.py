@@ -24,8 +24,8 @@ OUTSIDE = (
     (re.compile(r"\bMETHODS\.md\b"), "the outside methods document"),
     (re.compile(r"\bDESIGN\s*§"), "a section of the outside design document"),
     (re.compile(r"\bDESIGN\b"), "the outside design document"),  # also DESIGN.md, DESIGN's …
+    (re.compile(r"\bCLUSTER\.md\b"), "the outside cluster facts"),
     (re.compile(r"\.\./shared/"), "a file outside the repository (../shared/)"),
-    (re.compile(r"/work/shared/"), "a file outside the repository (/work/shared/)"),
 )
 INSTEAD = "cite docs/design.md or docs/methods.md instead"
 HEADING = re.compile(r"^ {0,3}#{1,6}[ \t]+(.*?)(?:[ \t]+#+)?[ \t]*$")
@@ -105,7 +105,7 @@ def test_scanner_reports_each_bad_reference_with_its_line(fake_docs):
         "See docs/design.md.",                          # 2: no such file
         "Δm as in METHODS §2.",                         # 3: outside document
         "DESIGN's data flow, DESIGN.md and DESIGN §3",  # 4: three outside citations
-        "in ../shared/METHODS.md",                      # 5: two
+        "in ../shared/METHODS.md and CLUSTER.md",       # 5: three
         'a code block is no heading: docs/methods.md, "Not a heading"',  # 6
     ]
     problems = bad_references("\n".join(source), "bad.py", fake_docs)
@@ -114,6 +114,6 @@ def test_scanner_reports_each_bad_reference_with_its_line(fake_docs):
     assert lines.count(2) == 1 and any("docs/design.md does not exist" in p for p in problems)
     assert lines.count(3) == 1
     assert lines.count(4) >= 3
-    assert lines.count(5) >= 2
+    assert lines.count(5) >= 3
     assert lines.count(6) == 1
     assert all(p.startswith("bad.py:") for p in problems)
