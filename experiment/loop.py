@@ -181,8 +181,9 @@ def log_hparams(writer, exp, summary):
     """TensorBoard's HParams tab: what tells the run apart, what a comparison holds equal, and
     its final and last-10 metrics."""
     args = exp.args
+    # the seed as text: TensorBoard shows every number with four decimals ("0.0000")
     identity = {"data": f"{exp.source.name} {exp.image_size[0]}x{exp.image_size[1]}", "method": args.method,
-                "weighting": args.weighting, "seed": args.seed, "tasks": "+".join(exp.task_names)}
+                "weighting": args.weighting, "seed": str(args.seed), "tasks": "+".join(exp.task_names)}
     setup = {key: getattr(args, key) for key in ("classes", "arch", "width_mult", "epochs", "batch_size", "lr",
                                                  "augment")}
     choices = {"method": list(OPTIMIZERS), "weighting": list(WEIGHTINGS),

@@ -5,7 +5,7 @@ import global_state
 import pytest
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 from tensorboard.plugins.custom_scalar import layout_pb2
-from tensorboard.plugins.hparams import plugin_data_pb2
+from tensorboard.plugins.hparams import api_pb2, plugin_data_pb2
 
 import main_cityscapes
 from data.labels import TRAIN_ID_NAMES
@@ -128,8 +128,9 @@ def test_hparams_session_identifies_the_run_and_names_final_and_last10(run):
     assert metric_tags[:5] == ["last10/miou", "last10/pix_acc", "last10/abs_err", "last10/rel_err", "last10/delta_m"]
     assert set(metric_tags[5:]) == {"final/miou", "final/pix_acc", "final/abs_err", "final/rel_err", "final/delta_m"}
     hparams = content["_hparams_/session_start_info"].session_start_info.hparams
-    assert (hparams["method"].string_value, hparams["weighting"].string_value, hparams["seed"].number_value,
-            hparams["tasks"].string_value) == ("adam", "ew", 3, "semantic+depth")
+    assert (hparams["method"].string_value, hparams["weighting"].string_value, hparams["seed"].string_value,
+            hparams["tasks"].string_value) == ("adam", "ew", "3", "semantic+depth")  # the seed shown as 3, not 3.0000
+    assert next(i for i in experiment.hparam_infos if i.name == "seed").type == api_pb2.DataType.Value("DATA_TYPE_STRING")
     assert hparams["data"].string_value == "synthcity 32x64" and hparams["classes"].number_value == 19
     summary = json.loads((run_dir / "summary.json").read_text())
     for kind in ("final", "last10"):
