@@ -39,23 +39,21 @@ def _tasks_of(summary):
     return [name for name, cls in TASKS.items() if any(m.key in summary["final"] for m in cls.metrics)]
 
 
-def _train_and_test(key):
-    """A Custom Scalars regex for the train and the test curve of one metric."""
-    return f"^({TRAIN}|{TEST})/{key}$"
-
-
 def layout(tasks, with_delta_m):
-    """Custom Scalars: train beside test for each metric and each task's loss; Δm (when the run
-    has a baseline) and the learning rate. Runs' layouts merge by category title in TensorBoard."""
+    """Custom Scalars: each metric and each task's loss on a test and a train chart of its own
+    (TensorBoard colours a chart's lines by run, so a chart holding both splits could not tell
+    them apart), then Δm (when the run has a baseline) and the learning rate in a category
+    named for what it holds. Runs' layouts merge by category title in TensorBoard."""
     metrics = [key for task in canonical(tasks) for key in task_metrics(task)]
-    return {
-        "metrics, train and test": {key: ["Multiline", [_train_and_test(key)]] for key in metrics},
-        "losses, train and test": {f"loss_{t}": ["Multiline", [_train_and_test(f"loss_{t}")]] for t in canonical(tasks)},
-        "Δm and learning rate": {
-            **({"test Δm (%, lower is better)": ["Multiline", [f"^{TEST}/delta_m$"]]} if with_delta_m else {}),
-            "learning rate": ["Multiline", [f"^{TRAIN}/lr$"]],
-        },
-    }
+    losses = [f"loss_{t}" for t in canonical(tasks)]
+    charts = {f"{kind}, {split_name}": {f"{key} ({split_name})": ["Multiline", [f"^{split}/{key}$"]] for key in keys}
+              for kind, keys in (("metrics", metrics), ("losses", losses))
+              for split, split_name in ((TEST, "test"), (TRAIN, "train"))}
+    rate = {"learning rate": ["Multiline", [f"^{TRAIN}/lr$"]]}
+    if with_delta_m:
+        return charts | {"Δm and learning rate": {"test Δm (%, lower is better)": ["Multiline", [f"^{TEST}/delta_m$"]],
+                                                  **rate}}
+    return charts | {"learning rate": rate}
 
 
 def write_layout(writer, tasks, with_delta_m):

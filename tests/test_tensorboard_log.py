@@ -59,26 +59,34 @@ def test_per_class_iou_is_logged_with_the_class_names(run):
     assert list(summary["last10"]["class_iou"]) == list(TRAIN_ID_NAMES)
 
 
-def test_custom_scalars_layout_pairs_train_and_test(run):
+def test_custom_scalars_layout_gives_each_split_its_own_chart(run):
+    """A chart's lines are coloured by run, so train and test never share one: every chart holds
+    one split's curve, and its title names the split."""
     _, events = run
     [event] = events.Tensors("custom_scalars__config__")
     written = layout_pb2.Layout.FromString(event.tensor_proto.string_val[0])
     charts = {chart.title: list(chart.multiline.tag) for category in written.category for chart in category.chart}
     for key in ("miou", "pix_acc", "abs_err", "rel_err", "loss_semantic", "loss_depth"):
-        assert charts[key] == [f"^(2 train|1 test)/{key}$"]
+        assert charts[f"{key} (test)"] == [f"^1 test/{key}$"] and charts[f"{key} (train)"] == [f"^2 train/{key}$"]
     assert charts["learning rate"] == ["^2 train/lr$"] and charts["test Δm (%, lower is better)"] == ["^1 test/delta_m$"]
+    assert [category.title for category in written.category] == [
+        "metrics, test", "metrics, train", "losses, test", "losses, train", "Δm and learning rate"]
 
 
-def test_layout_of_a_single_task_run_without_baseline():
-    charts = {title for category in layout(("depth",), with_delta_m=False).values() for title in category}
-    assert charts == {"abs_err", "rel_err", "loss_depth", "learning rate"}
+def test_layout_of_a_single_task_run_without_baseline_has_no_empty_category():
+    categories = layout(("depth",), with_delta_m=False)
+    assert {title for category in categories.values() for title in category} == {
+        "abs_err (test)", "abs_err (train)", "rel_err (test)", "rel_err (train)", "loss_depth (test)",
+        "loss_depth (train)", "learning rate"}
+    assert "Δm and learning rate" not in categories and categories["learning rate"]  # named for what it holds
 
 
 def test_layout_and_metrics_of_three_tasks_come_from_the_registry():
     three = ("semantic", "instance", "depth")
     charts = {title for category in layout(three, with_delta_m=True).values() for title in category}
-    assert charts == {"miou", "pix_acc", "inst_err", "abs_err", "rel_err", "loss_semantic", "loss_instance",
-                      "loss_depth", "test Δm (%, lower is better)", "learning rate"}
+    per_split = ("miou", "pix_acc", "inst_err", "abs_err", "rel_err", "loss_semantic", "loss_instance", "loss_depth")
+    assert charts == {f"{key} ({split})" for key in per_split for split in ("test", "train")} | {
+        "test Δm (%, lower is better)", "learning rate"}
     assert task_metrics("instance") == ("inst_err",) and task_metrics("semantic") == ("miou", "pix_acc")
     assert hparam_metrics(three) == ("miou", "pix_acc", "inst_err", "abs_err", "rel_err", "delta_m")
     # the two-task columns, for the runs of a semantic + depth sweep single-task ones included
