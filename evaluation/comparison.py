@@ -44,7 +44,7 @@ from scipy import stats
 
 from tasks import DEFAULT_TASKS, canonical, reported_metrics, task_of_metric
 
-from .aggregate.collect import check_sweep_setup, scan_sweep
+from .aggregate.collect import RESULTS, check_sweep_setup, scan_sweep
 from .delta_m import PUBLISHED_BASELINE, delta_m
 from .recipe import in_repository_units
 from .run_config import describe_differences, setting_text, setup_differences, shared_setup
@@ -646,7 +646,8 @@ def write_comparison(recipe, sweep_dir, results_dir, synthetic=False):
 
 
 def main(argv=None):
-    p = argparse.ArgumentParser(description="The comparison report of a reproduced recipe (what `python -m sweeps "
+    p = argparse.ArgumentParser(allow_abbrev=False,
+                                description="The comparison report of a reproduced recipe (what `python -m sweeps "
                                             "reproduce` writes when its runs finish).")
     p.add_argument("recipe", help="a recipe's name (recipes/<name>.toml) or path")
     p.add_argument("sweep_dir", help="the sweep folder of its runs, runs/<recipe>")
@@ -655,7 +656,7 @@ def main(argv=None):
     args = p.parse_args(argv)
     from .recipe import RecipeError, load_recipe
 
-    results = args.results if args.results is not None else Path(args.sweep_dir) / "results"
+    results = args.results if args.results is not None else Path(args.sweep_dir) / RESULTS
     try:
         paths = write_comparison(load_recipe(args.recipe), args.sweep_dir, results, args.synthetic)
     except (RecipeError, RunError) as e:
