@@ -54,7 +54,7 @@ OPTIMIZERS: dict[str, OptimizerBuilder] = {name: build for base in BASES for nam
 
 
 def method_list() -> str:
-    """The --method names as the README's flag table lists them, generated from the registry."""
+    """The --method names as docs/training.md's flag table lists them, generated from the registry."""
     return ", ".join(f"`{name}`" for name in OPTIMIZERS)
 
 

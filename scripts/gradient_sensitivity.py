@@ -1,5 +1,5 @@
 """How far SegNet-MTAN's gradients move when its input moves by rounding: why a run across
-processes equals one process only in float64 (README, "One run across GPUs").
+processes equals one process only in float64 (docs/torchrun.md, "Why float64 for those tests").
 
     .venv/bin/python -m scripts.gradient_sensitivity [--width-mult 0.125] [--image-size 32x64]
 

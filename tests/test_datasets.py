@@ -87,7 +87,7 @@ def test_a_missing_registered_release_says_how_to_get_it_and_the_fallback_names_
     [line] = announced
     assert line == (f"No CityScapes release at {tmp_path / 'no-release'} or Harbour release at {tmp_path / 'no-harbour'}: "
                     "using SynthCity, a synthetic stand-in (results are not comparable with published CityScapes "
-                    "numbers). For the real data see 'Getting the data' in README.md (or dataset/cityscapes/README.md); "
+                    "numbers). For the real data see docs/data.md, \"Getting the data\" (or dataset/cityscapes/README.md); "
                     "ask the harbour master.")
 
 

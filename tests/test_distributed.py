@@ -20,7 +20,7 @@ from experiment.world import ShardedBatches, World, shard
 from models.synced_batchnorm import SyncedBatchNorm2d, synchronise_batchnorm
 from scripts import gradient_sensitivity
 
-pytestmark = pytest.mark.slow  # end-to-end runs: not in the quick subset (README, "Tests")
+pytestmark = pytest.mark.slow  # end-to-end runs: not in the quick subset (docs/tests.md)
 
 REPO = Path(__file__).resolve().parent.parent
 ONE_THREAD = {**os.environ, "OMP_NUM_THREADS": "1"}
@@ -134,7 +134,7 @@ def test_synced_batchnorm_is_batchnorm_with_one_process():
 def run_flags(data, out, name, epochs=2):
     """float64: in float32 a rounding-sized change of the input moves SegNet's gradients by up
     to 1e-2 (scripts/gradient_sensitivity.py), so two float32 runs whose sums differ in order
-    drift apart within a few steps (README, "One run across GPUs"). AdaTask with PCGrad:
+    drift apart within a few steps (docs/torchrun.md, "Why float64 for those tests"). AdaTask with PCGrad:
     per-task moments, per-task gradients and their flat all-reduce, in a whole run."""
     return ["--data-path", data, "--epochs", epochs, "--batch-size", 4, "--width-mult", 0.125, "--num-workers", 0,
             "--device", "cpu", "--seed", 3, "--out", out, "--name", name, "--method", "adam_with_adatask",

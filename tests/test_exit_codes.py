@@ -1,16 +1,16 @@
-"""runfolder/exit_codes.py: one table of exit codes, whose copy is docs/design.md's."""
+"""runfolder/exit_codes.py: one table of exit codes, whose copies are docs/design.md's and docs/failures.md's."""
 import signal
 from pathlib import Path
 
 from runfolder import exit_codes
 
 DESIGN_MD = Path(__file__).resolve().parent.parent / "docs" / "design.md"
-README = Path(__file__).resolve().parent.parent / "README.md"
+FAILURES_MD = Path(__file__).resolve().parent.parent / "docs" / "failures.md"
 
 
-def test_the_design_documents_and_the_readmes_tables_are_the_generated_one():
+def test_the_design_documents_and_the_failures_pages_tables_are_the_generated_one():
     assert exit_codes.markdown_table() in DESIGN_MD.read_text()
-    assert exit_codes.markdown_table() in README.read_text()
+    assert exit_codes.markdown_table() in FAILURES_MD.read_text()
 
 
 def test_the_codes_and_their_order():

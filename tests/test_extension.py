@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-pytestmark = pytest.mark.slow  # end-to-end runs: not in the quick subset (README, "Tests")
+pytestmark = pytest.mark.slow  # end-to-end runs: not in the quick subset (docs/tests.md)
 
 REPO = Path(__file__).resolve().parent.parent
 TOYS = Path(__file__).resolve().parent / "extensions"

@@ -24,7 +24,7 @@ from optim.weighting import build_weighting
 from scripts.goldens import adatask as pipeline
 from tasks import TaskSettings, build_tasks
 
-pytestmark = pytest.mark.slow  # end-to-end runs: not in the quick subset (README, "Tests")
+pytestmark = pytest.mark.slow  # end-to-end runs: not in the quick subset (docs/tests.md)
 
 GOLDENS = Path(__file__).resolve().parent / "goldens"
 

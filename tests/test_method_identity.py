@@ -13,7 +13,7 @@ from evaluation.aggregate.__main__ import main as aggregate
 from experiment.flags import parse_args, settings_of
 from optim.weighting import WEIGHTINGS
 
-pytestmark = pytest.mark.slow  # end-to-end runs: not in the quick subset (README, "Tests")
+pytestmark = pytest.mark.slow  # end-to-end runs: not in the quick subset (docs/tests.md)
 
 FLAGS = ["--epochs", "1", "--batch-size", "4", "--width-mult", "0.125", "--num-workers", "0", "--device", "cpu"]
 

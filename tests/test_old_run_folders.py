@@ -17,7 +17,7 @@ from old_run_folders import FINISHED, FIXTURES, SCHEMAS, UNFINISHED, usable_copy
 
 from sweeps import plan
 
-pytestmark = pytest.mark.slow  # end-to-end runs: not in the quick subset (README, "Tests")
+pytestmark = pytest.mark.slow  # end-to-end runs: not in the quick subset (docs/tests.md)
 
 REPO = Path(__file__).resolve().parent.parent
 ENV = {**os.environ, "OMP_NUM_THREADS": "1"}

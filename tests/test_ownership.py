@@ -12,7 +12,7 @@ import pytest
 
 from data import synthcity
 
-pytestmark = pytest.mark.slow  # end-to-end runs: not in the quick subset (README, "Tests")
+pytestmark = pytest.mark.slow  # end-to-end runs: not in the quick subset (docs/tests.md)
 
 REPO = Path(__file__).resolve().parent.parent
 EPOCHS = 3

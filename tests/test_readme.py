@@ -1,10 +1,17 @@
-"""The README's "Use AdaTask in your own model" example runs exactly as written."""
+"""The README: at most 250 lines, its sections in the order a newcomer needs them, and its
+"Use AdaTask in your own model" example runs exactly as written."""
 import re
 from pathlib import Path
 
 import pytest
 
 README = Path(__file__).resolve().parent.parent / "README.md"
+MAX_LINES = 250
+# The README's second-level sections, in order (issue 27); everything else lives in docs/.
+SECTIONS = ("What the demo shows", "Reproduce a paper", "Fair comparisons", "Use AdaTask in your own model",
+            "Documentation", "Citing", "Licence")
+# What a newcomer must find before this line: the demo, reproducing a paper, adding a method.
+FIRST_LINES = 60
 
 
 def readme_example():
@@ -31,27 +38,39 @@ def test_readme_example_runs_verbatim_for_every_base_with_one_changed_line(base)
         assert int(opt.state[p]["step"]) == 20
 
 
-def test_readme_method_table_is_the_registry_table():
-    """Every column but "Against the published code", which comes from the goldens
-    (tests/test_goldens.py checks the whole table)."""
-    from optim.weighting import method_table
-
-    def without_column(lines):
-        return ["|".join(cells[:5] + cells[6:]) for cells in (line.split("|") for line in lines)]
-
-    registry = method_table().splitlines()
-    readme = README.read_text().splitlines()
-    start = readme.index(registry[0])
-    assert without_column(readme[start:start + len(registry)]) == without_column(registry)
-
-
-def test_readme_method_list_is_the_registry_list():
-    from optim import method_list
-
-    assert f"| `--method` | `adam_with_adatask` | optimizer: {method_list()} |" in README.read_text()
-
-
 def test_readme_demo_table_is_the_committed_one():
     committed = [line for line in (README.parent / "results" / "demo.md").read_text().splitlines()
                  if line.startswith("|")]
     assert "\n".join(committed) in README.read_text()
+
+
+def second_level_headings(text):
+    fenced, found = False, []
+    for line in text.splitlines():
+        if line.startswith("```"):
+            fenced = not fenced
+        elif not fenced and line.startswith("## "):
+            found.append(line[3:].strip())
+    return found
+
+
+def test_the_readme_is_short_and_its_sections_come_in_order():
+    text = README.read_text()
+    assert len(text.splitlines()) <= MAX_LINES, f"README.md has {len(text.splitlines())} lines; move detail to docs/"
+    assert second_level_headings(text) == list(SECTIONS)
+
+
+def test_the_first_lines_say_how_to_run_the_demo_reproduce_a_paper_and_add_a_method():
+    first = "\n".join(README.read_text().splitlines()[:FIRST_LINES])
+    assert ".venv/bin/python -m scripts.demo" in first
+    assert "(#reproduce-a-paper)" in first
+    assert "docs/design.md#how-to-add-a-weighting-method" in first
+
+
+def test_every_docs_page_is_in_the_readmes_table_of_contents_or_the_site_only():
+    """A page nobody links to is a page nobody reads: each docs/*.md is named in the README's
+    Documentation section (the site's index and the API pages are the site's own)."""
+    section = README.read_text().split("## Documentation", 1)[1].split("\n## ", 1)[0]
+    docs = README.parent / "docs"
+    pages = {path.relative_to(docs).as_posix() for path in docs.glob("*.md")} - {"index.md"}
+    assert not [page for page in sorted(pages) if f"(docs/{page})" not in section]

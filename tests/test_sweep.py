@@ -25,7 +25,7 @@ from runfolder import exit_codes, lease
 from runfolder.files import LEASE
 from sweeps import cli, plan, runner
 
-pytestmark = pytest.mark.slow  # end-to-end runs: not in the quick subset (README, "Tests")
+pytestmark = pytest.mark.slow  # end-to-end runs: not in the quick subset (docs/tests.md)
 
 REPO = Path(__file__).resolve().parent.parent
 SWEEP = REPO / "scripts" / "sweep.sh"

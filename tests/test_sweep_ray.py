@@ -30,7 +30,7 @@ from runfolder.files import LEASE
 from sweeps import runner
 from sweeps.plan import PlanError, PlannedRun
 
-pytestmark = pytest.mark.slow  # end-to-end runs: not in the quick subset (README, "Tests")
+pytestmark = pytest.mark.slow  # end-to-end runs: not in the quick subset (docs/tests.md)
 
 try:
     from sweeps import ray_backend

@@ -17,7 +17,7 @@ import slurm_cluster
 from runfolder.exit_codes import EXIT_BUSY
 from sweeps import plan, runner, slurm
 
-pytestmark = pytest.mark.slow  # end-to-end runs: not in the quick subset (README, "Tests")
+pytestmark = pytest.mark.slow  # end-to-end runs: not in the quick subset (docs/tests.md)
 
 REPO = Path(__file__).resolve().parent.parent
 

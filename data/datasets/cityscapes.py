@@ -25,7 +25,7 @@ class CityscapesRelease(Dataset):
     name = "cityscapes"
     title = "CityScapes"
     default_root = DATASET_DIR / "cityscapes"
-    how_to_get = "see 'Getting the data' in README.md (or dataset/cityscapes/README.md)"
+    how_to_get = 'see docs/data.md, "Getting the data" (or dataset/cityscapes/README.md)'
     missing_instances = ("the MTAN .npy release has no instance labels; CityScapes-3 (--tasks semantic instance "
                          "depth) needs a release built from raw CityScapes with python3 -m data.prepare_cityscapes "
                          "(it reads gtFine *_instanceIds.png), or SynthCity (--dataset synthcity)")

@@ -2,7 +2,7 @@
 
 WEIGHTINGS maps each --weighting name to its class; build_weighting constructs one.
 Each class carries its metadata (paper, needs, cost, OPTIONS), from which
-`method_table()` renders the README table and the CLI builds --help and its
+`method_table()` renders the docs' method table (docs/weighting.md) and the CLI builds --help and its
 --<method>-<option> flags.
 """
 import pkgutil
@@ -10,7 +10,7 @@ import pkgutil
 from .base import Contributions, Option, StepContext, WeightingMethod
 from .lookahead import losses_after_fn
 
-# One line per method: "module:Class". The order is that of --help and the README table.
+# One line per method: "module:Class". The order is that of --help and the docs' method table.
 WEIGHTINGS = {cls.name: cls for cls in map(pkgutil.resolve_name, (
     # loss-only
     "optim.weighting.ew:EqualWeighting",
@@ -58,7 +58,7 @@ def _option_text(key, option):
 def method_table(against=None):
     """The methods as a Markdown table: name, paper, what a step needs, added cost, how it
     compares with the published implementation, options. against: {name: text} for that
-    column (the README's comes from the goldens: scripts/goldens/ours.py, against_published);
+    column (the docs' comes from the goldens: scripts/goldens/ours.py, against_published);
     a method it lacks shows its `fidelity`."""
     rows = ["| --weighting | Paper | Needs per step | Added cost per step | Against the published code | Options (default) |",
             "|---|---|---|---|---|---|"]

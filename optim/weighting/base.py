@@ -145,7 +145,7 @@ class WeightingMethod:
     `mix` or `contributions`; the step calls one of them once per step (RLW, PCGrad and Nash-MTL advance their
     state there).
 
-    Class metadata, read by the registry for --help and the README table:
+    Class metadata, read by the registry for --help and the docs' method table:
     name (the --weighting key), paper (citation), needs (what a step must supply),
     cost (what the method adds per step), fidelity (how it compares with the published
     implementation), OPTIONS ({option name: Option}). Each option
