@@ -36,3 +36,11 @@ def holm(p_values):
         running = max(running, min(1.0, (len(order) - rank) * p))
         adjusted[i] = running
     return adjusted
+
+
+def interval_half_width(std, n, level=0.95):
+    """Half the width of the Student-t interval for a mean of `n` seeds with sample std `std`:
+    t_{(1 + level)/2, n−1} · std / √n; None for one seed (no std)."""
+    if std is None or n < 2:
+        return None
+    return float(stats.t.ppf(0.5 + level / 2, n - 1)) * std / math.sqrt(n)

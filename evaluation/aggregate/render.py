@@ -76,7 +76,7 @@ def _key_cells(row, separate):
     return [row["method"], row["weighting"], *(row[key] for key in separate)]
 
 
-def _md_table(header, lines):
+def md_table(header, lines):
     out = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     return out + ["| " + " | ".join(str(c).replace("|", "\\|") for c in line) + " |" for line in lines]
 
@@ -109,13 +109,13 @@ def markdown(name, tasks, setup, separate, rows, baselines, notes, problems, ave
                  f"(no std with one seed). {delta}`*`: Holm-adjusted p < {ALPHA} in Welch's t-test against the "
                  f"{reference}; {holm_note}."), ""]
         key_header = ["Method", "Weighting", *separate]
-        out += _md_table(key_header + ["Seeds"] + [shown(c)[0] + " (%)" * in_percent(c) for c in cols],
+        out += md_table(key_header + ["Seeds"] + [shown(c)[0] + " (%)" * in_percent(c) for c in cols],
                          [_key_cells(r, separate) + [r["n_seeds"]] + [_cell(r, c) for c in cols] for r in rows])
         out += ["", f"## Welch's t-test against {' + '.join(REFERENCE)}: Holm-adjusted p (raw p), two-sided", ""]
         if not any(REFERENCE == (r["method"], r["weighting"]) for r in rows):
             out += [f"No {' + '.join(REFERENCE)} row in this sweep: no tests."]
         else:
-            out += _md_table(key_header + [shown(c)[0] for c in cols],
+            out += md_table(key_header + [shown(c)[0] for c in cols],
                              [_key_cells(r, separate) + [_p_cell(r, c) for c in cols] for r in rows
                               if (r["method"], r["weighting"]) != REFERENCE])
             no_reference = f", or no {reference}" if separate else ""
@@ -135,7 +135,7 @@ def markdown(name, tasks, setup, separate, rows, baselines, notes, problems, ave
             out.append(line)
     if problems:
         out += ["", "## Not averaged", ""]
-        out += _md_table(["Run", "State", "Epochs done", "Last log line"],
+        out += md_table(["Run", "State", "Epochs done", "Last log line"],
                          [[p["run"], p["state"], p["epochs"], p["note"] and f"`{p['note']}`"] for p in problems])
     if figure:
         file_name, caption = figure

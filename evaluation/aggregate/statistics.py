@@ -51,31 +51,37 @@ def group_runs(runs, separate):
     return dict(sorted(groups.items(), key=lambda item: group_order(item[0])))
 
 
-def group_samples(tasks, runs, baselines):
-    """Per-seed values of every column: the tasks' metrics, and Δm against each baseline."""
+def last_n(run, metric):
+    """A run's value of `metric` in the field's convention: the mean of its last N epochs' test metrics."""
+    return run.last10(metric)
+
+
+def group_samples(tasks, runs, baselines, read=last_n):
+    """Per-seed values of every column: the tasks' metrics (`read(run, metric)`), and Δm against each baseline."""
     keys = metric_keys(tasks)
-    samples = {m: [r.last10(m) for r in runs] for m in keys}
+    samples = {m: [read(r, m) for r in runs] for m in keys}
     for kind, baseline in baselines.items():
-        samples[f"delta_m_{kind}"] = [delta_m({m: r.last10(m) for m in keys}, baseline) for r in runs]
+        samples[f"delta_m_{kind}"] = [delta_m({m: read(r, m) for m in keys}, baseline) for r in runs]
     return samples
 
 
-def table_rows(tasks, groups, baselines, separate=()):
+def table_rows(tasks, groups, baselines, separate=(), read=last_n, reference=REFERENCE):
     """One dict per group with the csv_fields: mean, std (None for one seed), p-value and its Holm
     adjustment over all the table's tests (None where undefined, or for a reference row itself) of
     every column. `baselines`: {separated values: {kind: baseline}}; a row's reference is the
-    adam + ew row with its separated values."""
-    samples = {key: group_samples(tasks, runs, baselines[key[2]]) for key, runs in groups.items()}
+    `reference` (method, weighting) row with its separated values; `read(run, metric)`: a run's
+    value of a metric (default the mean of its last N epochs)."""
+    samples = {key: group_samples(tasks, runs, baselines[key[2]], read) for key, runs in groups.items()}
     rows = []
     for (method, weighting, values), runs in groups.items():
-        reference = samples.get((*REFERENCE, values))
+        reference_samples = samples.get((*reference, values))
         row = {"method": method, "weighting": weighting, **dict(zip(separate, values)), "n_seeds": len(runs),
                "seeds": " ".join(str(r.seed) for r in runs), "epochs_averaged": last_epochs_text(runs)}
         for col in columns(tasks):
             column = samples[(method, weighting, values)].get(col)
             row[col], row[f"{col}_std"] = mean_std(column) if column else (None, None)
-            compare = column and reference is not None and (method, weighting) != REFERENCE
-            row[f"{col}_p"] = welch_p(column, reference[col]) if compare else None
+            compare = column and reference_samples is not None and (method, weighting) != reference
+            row[f"{col}_p"] = welch_p(column, reference_samples[col]) if compare else None
         rows.append(row)
     tests = [(row, col) for row in rows for col in columns(tasks)]
     for (row, col), adjusted in zip(tests, holm([row[f"{col}_p"] for row, col in tests]), strict=True):
