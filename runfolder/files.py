@@ -19,9 +19,10 @@ DATA_FILES = "data_files.json"  # size and mtime of each data file at the start,
 LOCK, LEASE, LEASE_LOG = ".lock", "lease.json", "lease.log"
 LOCK_FILES = frozenset({LOCK, LEASE, LEASE_LOG})
 
-# A sweep folder: the plan, and beside each run folder <name>/ its <name>.log and <name>.exit.
+# A sweep folder: the plan, and beside each run folder <name>/ its <name>.log and <name>.exit, and
+# <name>.pruned for a run that a tuner stopped early (written after its process exited).
 PLAN = "plan.json"
-LOG_SUFFIX, EXIT_SUFFIX = ".log", ".exit"
+LOG_SUFFIX, EXIT_SUFFIX, PRUNED_SUFFIX = ".log", ".exit", ".pruned"
 
 
 def log_file(sweep_dir, name):
@@ -32,3 +33,9 @@ def log_file(sweep_dir, name):
 def exit_file(sweep_dir, name):
     """<sweep>/<name>.exit: the exit status of the run's last start by the sweep, once it ended."""
     return Path(sweep_dir) / f"{name}{EXIT_SUFFIX}"
+
+
+def pruned_file(sweep_dir, name):
+    """<sweep>/<name>.pruned: the mark of a run stopped early by a tuner's pruner; removing it
+    makes the run resumable by the sweep again."""
+    return Path(sweep_dir) / f"{name}{PRUNED_SUFFIX}"

@@ -6,18 +6,20 @@ without config.json: the run stopped before its first write, or is starting), ST
 (config.json), FINISHED (summary.json, written last).
 
 A run's state: RUNNING while a live process owns its folder (the lease: lease.live_owner), else
-FINISHED, else FAILED when its last start by the sweep ended with a non-zero <name>.exit, else
-INTERRUPTED when it started (stopped, and resumable), else PENDING. A run stopped by the sweep
-itself (Ctrl-C) has no .exit, since it is not failed: it resumes.
+FINISHED, else PRUNED when a tuner stopped it early (<name>.pruned, written once its process had
+exited; the sweep leaves it alone until the mark is removed), else FAILED when its last start by
+the sweep ended with a non-zero <name>.exit, else INTERRUPTED when it started (stopped, and
+resumable), else PENDING. A run stopped by the sweep itself (Ctrl-C) has no .exit, since it is
+not failed: it resumes.
 """
 from dataclasses import dataclass
 from pathlib import Path
 
 from . import atomic, lease
-from .files import CONFIG, SUMMARY, exit_file
+from .files import CONFIG, SUMMARY, exit_file, pruned_file
 
 ABSENT, CREATED, STARTED, FINISHED = "absent", "created", "started", "finished"
-RUNNING, FAILED, INTERRUPTED, PENDING = "running", "failed", "interrupted", "pending"
+RUNNING, FAILED, INTERRUPTED, PENDING, PRUNED = "running", "failed", "interrupted", "pending", "pruned"
 
 
 class ExitFileError(ValueError):
@@ -53,11 +55,37 @@ def read_exit(sweep_dir, name):
         raise ExitFileError(f"{path}: expected an exit status (an integer) written by scripts/sweep.sh") from None
 
 
+class StillRunning(RuntimeError):
+    """A pruned mark was asked for a run whose process has not exited, or that finished."""
+
+
+def write_pruned(sweep_dir, name, reason):
+    """<sweep>/<name>.pruned, holding `reason` (one line: why the tuner stopped it). Only once the
+    run's process has exited (no live owner), so that the mark never sits beside a run that goes
+    on; and never for a finished run, which is a result and stays one. StillRunning otherwise."""
+    run_dir = Path(sweep_dir) / name
+    owner = lease.live_owner(run_dir)
+    if owner is not None:
+        raise StillRunning(f"{run_dir}: still owned by pid {owner.get('pid', '?')} on {owner.get('host', '?')}; "
+                           "a run is marked pruned only after its process exited")
+    if progress(run_dir) == FINISHED:
+        raise StillRunning(f"{run_dir}: finished before it was stopped; a finished run is not pruned")
+    atomic.write_text(pruned_file(sweep_dir, name), f"{reason}\n")
+
+
+def read_pruned(sweep_dir, name):
+    """The reason in <sweep>/<name>.pruned, None when the run is not marked pruned."""
+    try:
+        return pruned_file(sweep_dir, name).read_text().strip()
+    except FileNotFoundError:
+        return None
+
+
 @dataclass(frozen=True)
 class RunState:
     """A run of a sweep: its state, how far its folder got, the exit status of its last start by
     the sweep (None while there is none) and the lease of the live process that owns its folder."""
-    state: str  # RUNNING, FINISHED, FAILED, INTERRUPTED or PENDING
+    state: str  # RUNNING, FINISHED, PRUNED, FAILED, INTERRUPTED or PENDING
     progress: str  # ABSENT, CREATED, STARTED or FINISHED
     exit_status: int | None
     owner: dict | None
@@ -77,6 +105,8 @@ def run_state(sweep_dir, name):
         state = RUNNING
     elif reached == FINISHED:
         state = FINISHED
+    elif pruned_file(sweep_dir, name).exists():
+        state = PRUNED
     elif status not in (None, 0):
         state = FAILED
     else:

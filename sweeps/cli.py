@@ -50,7 +50,8 @@ def build_parser():
         prog="scripts/sweep.sh", allow_abbrev=False,
         usage='scripts/sweep.sh [run] --sweep NAME --methods "M ..." [options] [-- FLAGS ...]\n'
               "       scripts/sweep.sh --status --sweep NAME [--runs DIR]   (or: status --sweep NAME)\n"
-              "       scripts/sweep.sh reproduce RECIPE [options] [-- FLAGS ...]   (see reproduce --help)",
+              "       scripts/sweep.sh reproduce RECIPE [options] [-- FLAGS ...]   (see reproduce --help)\n"
+              "       scripts/sweep.sh tune SPACE.toml --sweep NAME --trials N [options] -- FLAGS ...   (see tune --help)",
         description="Seed sweeps: every method x weighting x seed as one run of main_cityscapes.py, on this "
                     "machine, on Slurm or on Ray, then the tables. Run <method>-<weighting>-s<seed> goes to "
                     "<runs>/NAME/, its output to <name>.log and its exit status to <name>.exit beside it. "
@@ -243,11 +244,16 @@ def aggregate(sweep_dir, opts):
 def conclude(sweep_dir, runs, statuses, opts):
     """Aggregate and say how the sweep ended; returns the sweep's exit status."""
     running = [r.name for r in runs if statuses.get(r.name) == exit_codes.EXIT_BUSY]
-    failed = [r.name for r in runs if r.name not in running
+    pruned = [r.name for r in runs if r.name not in running and state.read_pruned(sweep_dir, r.name) is not None
+              and state.progress(sweep_dir / r.name) != state.FINISHED]
+    failed = [r.name for r in runs if r.name not in running and r.name not in pruned
               and (state.progress(sweep_dir / r.name) != state.FINISHED or statuses.get(r.name, 0) != 0)]
     if not aggregate(sweep_dir, opts):
         print("sweep: the aggregation failed", file=sys.stderr)
         failed.append("(aggregation)")
+    if pruned:  # stopped early on purpose (a tuner's --prune): not failed, and not in the tables
+        print(f"sweep: {len(pruned)} pruned, not aggregated: {' '.join(pruned)}; remove <name>.pruned to resume one",
+              file=sys.stderr)
     if running:
         print(f"sweep: {len(running)} still running in other processes: {' '.join(running)}; rerun when they end",
               file=sys.stderr)
@@ -256,7 +262,7 @@ def conclude(sweep_dir, runs, statuses, opts):
         return exit_codes.EXIT_FAILED
     if running:
         return exit_codes.EXIT_BUSY
-    print(f"sweep {opts.sweep}: all {len(runs)} runs finished; tables in {results_dir(sweep_dir, opts) / opts.sweep}.md")
+    print(f"sweep {opts.sweep}: all {len(runs) - len(pruned)} runs{' not pruned' if pruned else ''} finished; tables in {results_dir(sweep_dir, opts) / opts.sweep}.md")
     return 0
 
 
@@ -302,15 +308,15 @@ def unknown_names(methods, weightings):
     return "; ".join(problems) or None
 
 
-SUBCOMMANDS = ("run", "status", "reproduce")
+SUBCOMMANDS = ("run", "status", "reproduce", "tune")
 
 
 def main(argv=None):
-    """python -m sweeps [run|status|reproduce] ...; the bare form is `run`."""
+    """python -m sweeps [run|status|reproduce|tune] ...; the bare form is `run`."""
     argv = list(sys.argv[1:] if argv is None else argv)
     command = argv[0] if argv and argv[0] in SUBCOMMANDS else None
-    if command == "reproduce":  # imported when chosen: it reads recipes, and --help stays fast
-        return importlib.import_module(f"{__package__}.reproduce").main(argv[1:])
+    if command in ("reproduce", "tune"):  # imported when chosen: --help stays fast
+        return importlib.import_module(f"{__package__}.{command}").main(argv[1:])
     if command == "status":
         return run_main(["--status", *argv[1:]])
     return run_main(argv[1:] if command == "run" else argv)
@@ -335,17 +341,26 @@ def run_main(argv):
                  args.extend)
 
 
+def backend_module(name):
+    """The module sweeps.<module> of --backend `name`; runner.BackendError when it needs a
+    package of requirements-cluster.txt that is not installed."""
+    try:
+        return importlib.import_module(f"{__package__}.{BACKEND_MODULES[name]}")
+    except ModuleNotFoundError as e:
+        package = OPTIONAL_PACKAGES.get(name)
+        if (e.name or "").split(".")[0] != package:
+            raise
+        raise runner.BackendError(f"--backend {name} needs the Python package {package}, which is not installed: "
+                                  f"pip install -r {runner.REPO / 'requirements-cluster.txt'}") from None
+
+
 def start(sweep_dir, runs, definition, opts, extend):
     """Run a planned sweep on opts.backend under the sweep's lease: the checks against its
     plan.json, the runs, the tables; returns the exit status."""
     try:
-        backend = importlib.import_module(f"{__package__}.{BACKEND_MODULES[opts.backend]}")
-    except ModuleNotFoundError as e:
-        package = OPTIONAL_PACKAGES.get(opts.backend)
-        if (e.name or "").split(".")[0] != package:
-            raise
-        print(f"sweep: --backend {opts.backend} needs the Python package {package}, which is not installed: "
-              f"pip install -r {runner.REPO / 'requirements-cluster.txt'}", file=sys.stderr)
+        backend = backend_module(opts.backend)
+    except runner.BackendError as e:
+        print(f"sweep: {e}", file=sys.stderr)
         return exit_codes.EXIT_BAD_INPUT
     try:  # one launcher per sweep: a second one would start its runs again and write their .exit files
         launcher = lease.acquire(sweep_dir, create=True)

@@ -96,3 +96,9 @@ def run(sweep_dir, runs, opts):
     for slot in slots:
         slot.result()  # a slot's own error (an unwritable log, say), with its traceback
     return statuses
+
+
+def stop(sweep_dir, name):
+    """Stop run `name` alone, cleanly (SIGTERM: it keeps its checkpoint, and its end is no
+    failure); the sweep's other runs go on. True when the run was going in this process."""
+    return runner.stop_run(name)

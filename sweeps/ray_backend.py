@@ -50,6 +50,8 @@ from sweeps.plan import PlanError
 
 MAX_RETRIES = 3  # times a task lost with its worker or node is started again
 TASK_FAILED = 1  # the status of a task that ended without its run's exit status (see the message)
+_tasks = {}  # {run name: its task's ObjectRef} while run() waits for it, for stop()
+_stopped = set()  # the runs that stop() cancelled: their ends are no failures
 
 
 def task_resources(opts):
@@ -89,6 +91,7 @@ def run(sweep_dir, runs, opts):
         # Waited for as futures, not in ray.wait: a signal arriving in a Ray call comes out of it as a
         # plain KeyboardInterrupt instead of the runner.Interrupted that the sweep's handler raised.
         waiting, statuses = {ref.future(): name for name, ref in refs.items()}, {}
+        _tasks.update(refs)
         try:
             for done in futures.as_completed(waiting):
                 statuses[waiting[done]] = status_of(done, waiting[done])
@@ -97,7 +100,22 @@ def run(sweep_dir, runs, opts):
                 if name not in statuses:  # force: the worker is killed, and its run with it
                     ray.cancel(ref, force=True)
             raise
+        finally:
+            for name in refs:
+                _tasks.pop(name, None)
     return {r.name: statuses[r.name] for r in runs}
+
+
+def stop(sweep_dir, name):
+    """Stop run `name` alone through Ray: ray.cancel of its task, not forced, raises
+    KeyboardInterrupt in the worker, whose run_one sends the run SIGINT and waits for its clean
+    stop (checkpoint kept); a cancelled task is not retried. True when the task was going."""
+    ref = _tasks.get(name)
+    if ref is None:
+        return False
+    _stopped.add(name)
+    ray.cancel(ref, force=False)
+    return True
 
 
 @contextmanager
@@ -147,6 +165,12 @@ def status_of(done, name):
         return status
     except ray.exceptions.RayTaskError as e:  # an error outside the run (its log, its folder)
         reason = f"{type(e.cause).__name__}: {e.cause}"
+    except ray.exceptions.TaskCancelledError:
+        if name in _stopped:  # by stop(): the run stopped cleanly on the SIGINT that its worker sent it
+            _stopped.discard(name)
+            print(f"{'stopped':<7} {name} (its task was cancelled; stopped on its own)", flush=True)
+            return exit_codes.EXIT_INTERRUPTED
+        reason = "TaskCancelledError: cancelled"
     except ray.exceptions.RayError as e:  # lost more than MAX_RETRIES times, or cancelled
         reason = f"{type(e).__name__}: {next(iter(str(e).strip().splitlines()), '')}"
     print(f"{'LOST':<7} {name} ({reason}); rerun the sweep to resume it", file=sys.stderr, flush=True)

@@ -15,6 +15,8 @@ folder another live process owns is told by that folder's lease instead of by ex
 
 stop_runs() stops this process's runs (Ctrl-C or SIGTERM of a sweep): they exit 130/143
 keeping their checkpoints, no .exit is written for them, and no further run starts here.
+stop_run(name) stops one of them the same way (a tuner's pruner), and the others go on. A run
+marked pruned (<sweep>/<name>.pruned, runfolder/state.py) is skipped until the mark is removed.
 """
 import os
 import shlex
@@ -26,7 +28,7 @@ from datetime import datetime
 from pathlib import Path
 
 from runfolder import exit_codes, lease, state
-from runfolder.files import exit_file, log_file
+from runfolder.files import exit_file, log_file, pruned_file
 
 REPO = Path(__file__).resolve().parent.parent
 MAIN = REPO / "main_cityscapes.py"
@@ -50,9 +52,10 @@ class Stopped(Exception):
     """run_one was asked to start a run after stop_runs(): the sweep is stopping."""
 
 
-_lock = threading.Lock()  # guards _children and _stopping
+_lock = threading.Lock()  # guards _children, _stopped and _stopping
 _print_lock = threading.Lock()
-_children = set()  # the runs of this process that are going
+_children = {}  # {run name: its process}: the runs of this process that are going
+_stopped = set()  # the names of runs stopped one by one (stop_run), whose ends are no failures
 _stopping = threading.Event()  # set by stop_runs()
 
 
@@ -114,8 +117,22 @@ def stop_runs(signum=signal.SIGTERM):
         if _stopping.is_set():
             return
         _stopping.set()
-        for child in _children:
+        for child in _children.values():
             child.send_signal(signum)
+
+
+def stop_run(name, signum=signal.SIGTERM):
+    """Send signum to run `name` of this process, which stops cleanly, keeping its checkpoint; its
+    end is announced as stopped and writes no .exit, since it did not fail. True when the run was
+    going. The signal goes to the run's process, not its group: a torchrun forwards it to its
+    processes, and a second signal would cut their clean stop short."""
+    with _lock:
+        child = _children.get(name)
+        if child is None or child.poll() is not None:
+            return False
+        _stopped.add(name)
+        child.send_signal(signum)
+        return True
 
 
 def run_one(sweep_dir, run, python=None, threads=None, env=None, announce=say, cwd=None, processes=1):
@@ -130,6 +147,9 @@ def run_one(sweep_dir, run, python=None, threads=None, env=None, announce=say, c
     if state.progress(sweep_dir / run.name) == state.FINISHED:
         announce(f"{'skip':<7} {run.name} (finished)", flush=True)
         return exit_codes.EXIT_OK
+    if state.read_pruned(sweep_dir, run.name) is not None:
+        announce(f"{'skip':<7} {run.name} (pruned; remove {pruned_file(sweep_dir, run.name)} to resume it)", flush=True)
+        return exit_codes.EXIT_OK
     verb, argv = command(sweep_dir, run, python, threads, processes)
     log = log_file(sweep_dir, run.name)
     gpu = (env or {}).get("CUDA_VISIBLE_DEVICES")
@@ -139,6 +159,7 @@ def run_one(sweep_dir, run, python=None, threads=None, env=None, announce=say, c
     with _lock:
         if _stopping.is_set():
             raise Stopped(run.name)
+        _stopped.discard(run.name)
         exit_file(sweep_dir, run.name).unlink(missing_ok=True)  # no stale status while it runs
         with open(log, "a") as output:
             output.write(f"# {datetime.now():%Y-%m-%d %H:%M:%S} {verb}{on_gpu}: {shlex.join(argv)}\n")
@@ -147,7 +168,7 @@ def run_one(sweep_dir, run, python=None, threads=None, env=None, announce=say, c
             # forwards it once (a second signal would cut the run's own clean stop short).
             child = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=output, stderr=subprocess.STDOUT,
                                      env=child_env, cwd=cwd, process_group=0)
-        _children.add(child)
+        _children[run.name] = child
     announce(f"{verb:<7} {run.name}" + (f" (GPU{'s' if ',' in gpu else ''} {gpu})" if gpu else ""), flush=True)
     try:
         status = child.wait()
@@ -157,7 +178,8 @@ def run_one(sweep_dir, run, python=None, threads=None, env=None, announce=say, c
         raise
     finally:
         with _lock:
-            _children.discard(child)
+            _children.pop(run.name, None)
+            stopped_alone = run.name in _stopped
     if status < 0:  # killed by signal N: 128 + N, as a shell reports it
         status = exit_codes.stopped_by(-status)
     if owned_elsewhere(status, sweep_dir / run.name, processes):
@@ -165,6 +187,8 @@ def run_one(sweep_dir, run, python=None, threads=None, env=None, announce=say, c
         announce(f"{'running':<7} {run.name} (owned by another process, see {log})", flush=True)
     elif stopping():  # stopped by the sweep itself: resumable, not failed
         announce(f"{'stopped':<7} {run.name} (exit {status}; rerunning the sweep resumes it)", flush=True)
+    elif stopped_alone and status != exit_codes.EXIT_OK:  # stop_run: resumable, not failed
+        announce(f"{'stopped':<7} {run.name} (exit {status}; stopped on its own)", flush=True)
     else:
         state.write_exit(sweep_dir, run.name, status)
         announce(f"{'done':<7} {run.name}" if status == exit_codes.EXIT_OK else

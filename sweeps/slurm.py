@@ -176,6 +176,29 @@ def still_queued(sweep_dir, job, names):
     return {element_id: runs for element_id, runs in earlier.items() if element_id in queued and names & set(runs)}
 
 
+def stop(sweep_dir, name):
+    """Stop run `name` through Slurm: scancel of the queued or running element that holds it.
+    Slurm sends the element's processes SIGTERM (SIGKILL only after the cluster's KillWait), on
+    which the run stops cleanly keeping its checkpoint. An element of several runs
+    (--slurm-packing inside) stops them all; the others resume when the sweep is submitted again.
+    True when an element was cancelled."""
+    elements = [element_id for element_id, names in read_submissions(sweep_dir).items() if name in names]
+    queued = queued_jobs(job_name_of(sweep_dir)) if elements else set()
+    going = [element_id for element_id in elements if element_id in queued]
+    if not going:
+        return False
+    done = subprocess.run([shutil.which("scancel") or "scancel", *going], capture_output=True, text=True, timeout=120,
+                          check=False)
+    if done.returncode != 0:
+        raise SlurmError(f"scancel {' '.join(going)} failed (exit {done.returncode}): {done.stderr.strip()}")
+    return True
+
+
+def job_name_of(sweep_dir):
+    """The Slurm job name of the sweep in sweep_dir (job_name: sweep-<its folder name>)."""
+    return f"sweep-{Path(sweep_dir).name}"
+
+
 def record_submission(sweep_dir, job_id, elements):
     with open(Path(sweep_dir) / FOLDER / SUBMISSIONS, "a") as f:
         f.write(json.dumps({"job": job_id, "submitted": datetime.now().isoformat(timespec="seconds"),

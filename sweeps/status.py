@@ -3,8 +3,9 @@ run folders alone, so it answers the same on every backend and from any node.
 
 States (runfolder/state.py decides them): finished, running (a live owner), failed (a non-zero
 <name>.exit, or finished but inconsistent: summary.json or metrics.jsonl disagree, which
-evaluation/summary.py checks without torch), pending (not started, or interrupted: stopped and
-resumable).
+evaluation/summary.py checks without torch), pruned (stopped early by the tuner's --prune, with
+<name>.pruned beside it: left alone until the mark is removed), pending (not started, or
+interrupted: stopped and resumable).
 """
 import json
 import sys
@@ -13,12 +14,12 @@ from pathlib import Path
 
 from evaluation.summary import InconsistentRun, finished_summary
 from runfolder import exit_codes, state
-from runfolder.files import CONFIG, METRICS, SUMMARY, log_file
+from runfolder.files import CONFIG, METRICS, SUMMARY, log_file, pruned_file
 from tasks import DEFAULT_TASKS, TASKS, reported_metric_keys
 
 from . import plan
 
-STATES = (state.FINISHED, state.RUNNING, state.FAILED, state.PENDING)
+STATES = (state.FINISHED, state.RUNNING, state.FAILED, state.PRUNED, state.PENDING)
 
 
 @dataclass(frozen=True)
@@ -92,6 +93,8 @@ def status_row(sweep_dir, name):
         problem = _inconsistency(run_dir, config)
         if problem:
             shown, note = state.FAILED, f"inconsistent: {problem}"
+    elif run.state == state.PRUNED:
+        note = f"{state.read_pruned(sweep_dir, name)}; remove {pruned_file(sweep_dir, name).name} to resume"
     elif run.state == state.INTERRUPTED:  # pending too: rerunning the sweep resumes it
         shown, note = state.PENDING, "stopped; resumes"
     return StatusRow(name, shown, epochs, metrics, "; ".join(filter(None, (note, damaged))))
@@ -100,7 +103,9 @@ def status_row(sweep_dir, name):
 def report(sweep_dir):
     """The lines --status prints: a count per state, then one line per run in plan order."""
     states = [status_row(sweep_dir, run.name) for run in plan.read_plan(sweep_dir)]
-    counts = ", ".join(f"{sum(s.state == kind for s in states)} {kind}" for kind in STATES)
+    # pruned only where there are some: only a tuner's --prune makes them
+    counts = ", ".join(f"{n} {kind}" for kind in STATES
+                       for n in [sum(s.state == kind for s in states)] if n or kind != state.PRUNED)
     width = max([len("run")] + [len(s.name) for s in states])
     # The default tasks' columns, and those of every other task a run reports.
     shown = [key for key in reported_metric_keys(TASKS)

@@ -71,6 +71,8 @@ def _not_averaged(sweep_dir, name):
     if run.state == state.FAILED:
         text = (f"failed before creating its run folder (exit {run.exit_status})" if run.progress == state.ABSENT
                 else f"crashed (exit {run.exit_status})" + (", no config.json" if run.progress == state.CREATED else ""))
+    elif run.state == state.PRUNED:
+        text = "pruned (stopped early by the tuner; unfinished)"
     else:
         text = "unfinished (running or interrupted)" if run.progress == state.STARTED else "unfinished (no config.json yet)"
     return {"run": name, "state": text, "epochs": epochs, "note": _last_log_line(sweep_dir, name)}
