@@ -1,0 +1,276 @@
+"""Every command block of README.md and docs/**/*.md runs as written, and every sample output
+shown in them is what its command prints (issue 27; the rules are in docs/tests.md).
+
+Commands. A fenced block opened with ```bash or ```sh is run, from a scratch copy of the
+repository (its tracked and not-ignored files) whose `.venv` is this repository's, with
+`.venv/bin` first on PATH: `python`, `python3`, `.venv/bin/python` and `scripts/*.sh` all
+reach the repository's interpreter, as after `source .venv/bin/activate`. The blocks of one
+page run in order in that folder, so a later block may use what an earlier one made; an
+`export` line carries on to the page's later commands. Each command (a line, with its `\\`
+continuations) runs on its own and must exit 0. A command still running CAP_S seconds after
+it printed its first line (a full training run, the demo, the test suite) has shown that it
+started: it must not have printed a traceback; it is then sent SIGINT, as Ctrl-C would, and
+must exit within STOP_S seconds through the documented clean path (exit code 130,
+runfolder/exit_codes.py; pytest's own code for an interruption, 2) without a traceback. A
+command that prints nothing for SILENT_S seconds fails.
+
+Exemptions. A block whose first line is `# not run by the tests: <reason>` is not run, where
+<reason> starts with one of REASONS; each such block is one skipped test, so `pytest -rs`
+lists them with their reasons. Any other first line starting `# not run by the tests` fails.
+
+Samples. A plain ``` or ```text block right after the line `<!-- sample output of: CMD -->`
+is compared with what CMD prints (stdout and stderr) in a fresh copy of the repository: line by line from
+the first, where a sample line `…` stands for any number of lines and `…` inside a line for
+any text; the command must end within SAMPLE_S seconds of its first line; the text must be equal and the numbers close (see `numbers_close`); a number that is
+a duration (followed by s, ms, min or h, or after `~`) may be anything.
+"""
+import math
+import os
+import re
+import shutil
+import signal
+import subprocess
+import time
+from pathlib import Path
+
+import pytest
+
+from scripts.docs_tables import pages
+
+REPOSITORY = Path(__file__).resolve().parent.parent
+EXEMPT = "# not run by the tests"
+REASONS = ("needs a GPU", "needs the real CityScapes", "needs a cluster", "needs a network", "a template")
+CAP_S = 8
+STOP_S = 60
+SILENT_S = 180
+SAMPLE_S = 60  # a sample's command runs to its end: at most this long after its first line
+INTERRUPTED = {"pytest": 2}  # a tool's own exit code for Ctrl-C, where it is not the shell's 130
+SAMPLE = re.compile(r"^<!-- sample output of: (?P<command>.+?) -->$")
+FENCE = re.compile(r"^(?P<indent> *)```(?P<lang>[\w-]*)\s*$")
+NUMBER = r"[-+]?\d+(?:\.\d+)?(?:[eE][-+]?\d+)?"
+DURATION = re.compile(r"^\s?(?:s|ms|min|h)\b")
+
+
+def fenced_blocks(page):
+    """(line number of the fence, language, body lines, the line before the fence) of each
+    fenced block of a Markdown page; an indented block (in a list) loses its indent."""
+    lines = page.read_text().splitlines()
+    found, i = [], 0
+    while i < len(lines):
+        fence = FENCE.match(lines[i])
+        if not fence:
+            i += 1
+            continue
+        indent, end = len(fence["indent"]), i + 1
+        while end < len(lines) and lines[end].strip() != "```":
+            end += 1
+        body = [line[indent:] if line[:indent].isspace() else line for line in lines[i + 1:end]]
+        found.append((i + 1, fence["lang"], body, lines[i - 1] if i else ""))
+        i = end + 1
+    return found
+
+
+def commands(body):
+    """A block's commands: its lines with `\\` continuations joined, comment-only lines dropped."""
+    out, current = [], ""
+    for line in body:
+        current += line
+        if current.endswith("\\"):
+            current = current[:-1] + " "
+            continue
+        if current.strip() and not current.lstrip().startswith("#"):
+            out.append(current.strip())
+        current = ""
+    return out
+
+
+def relative(page):
+    return str(page.relative_to(REPOSITORY))
+
+
+def command_blocks():
+    """(page, line, commands or None, exemption reason or None) of every bash/sh block."""
+    out = []
+    for page in pages(REPOSITORY):
+        for line, lang, body, _ in fenced_blocks(page):
+            if lang not in ("bash", "sh"):
+                continue
+            first = body[0] if body else ""
+            reason = first[len(EXEMPT):].lstrip(":").strip() if first.startswith(EXEMPT) else None
+            out.append((page, line, commands(body), reason))
+    return out
+
+
+def samples():
+    """(page, line, command, sample lines) of every marked sample output."""
+    out = []
+    for page in pages(REPOSITORY):
+        for line, lang, body, before in fenced_blocks(page):
+            marker = SAMPLE.match(before.strip())
+            if marker and lang in ("", "text"):
+                out.append((page, line, marker["command"], body))
+    return out
+
+
+BLOCKS = command_blocks()
+EXEMPTIONS = [(page, line, reason) for page, line, _, reason in BLOCKS if reason is not None]
+
+
+def copy_of_the_repository(root):
+    """root with the repository's tracked and not-ignored files, and its .venv linked in."""
+    listed = subprocess.run(["git", "ls-files", "-co", "--exclude-standard", "-z"], cwd=REPOSITORY,
+                            capture_output=True, check=True).stdout.decode().split("\0")
+    for name in filter(None, listed):
+        source = REPOSITORY / name
+        if source.is_file():
+            (root / name).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(source, root / name)
+    (root / ".venv").symlink_to(REPOSITORY / ".venv")
+    return root
+
+
+@pytest.fixture(scope="module")
+def scratch(tmp_path_factory):
+    """The copy that all command blocks share, page after page."""
+    return copy_of_the_repository(tmp_path_factory.mktemp("repository"))
+
+
+def environment(root):
+    env = {key: value for key, value in os.environ.items() if not key.startswith(("PYTEST", "VIRTUAL_ENV"))}
+    env.update(PATH=f"{root / '.venv' / 'bin'}{os.pathsep}{env.get('PATH', '')}", OMP_NUM_THREADS="1")
+    return env
+
+
+def run(command, root, exports=(), cap_s=CAP_S):
+    """Runs one documented command by the rule of the module docstring; (exit code, output,
+    whether it was stopped)."""
+    script = "\n".join([*exports, command])
+    log = root / ".doc-command.log"
+    with log.open("wb") as sink:
+        process = subprocess.Popen(["bash", "-o", "pipefail", "-c", script], cwd=root, env=environment(root),
+                                   stdout=sink, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                                   start_new_session=True)
+        started, first_output, stopped = time.monotonic(), None, False
+        while process.poll() is None:
+            time.sleep(0.2)
+            now = time.monotonic()
+            if first_output is None and log.stat().st_size:
+                first_output = now
+            if first_output is None and now - started > SILENT_S:
+                os.killpg(process.pid, signal.SIGKILL)
+                process.wait()
+                pytest.fail(f"{command!r} printed nothing in {SILENT_S} s")
+            if first_output is not None and now - first_output > cap_s:
+                assert "Traceback (most recent call last)" not in log.read_text(errors="replace"), \
+                    f"{command!r} failed while running:\n{log.read_text(errors='replace')[-3000:]}"
+                os.killpg(process.pid, signal.SIGINT)
+                stopped = True
+                try:
+                    process.wait(STOP_S)
+                except subprocess.TimeoutExpired:
+                    os.killpg(process.pid, signal.SIGKILL)
+                    process.wait()
+                    pytest.fail(f"{command!r} did not stop within {STOP_S} s of SIGINT")
+    return process.returncode, log.read_text(errors="replace"), stopped
+
+
+def check_command(command, root, exports, where):
+    code, output, stopped = run(command, root, exports)
+    tail = output[-3000:]
+    if not stopped:
+        assert code == 0, f"{where}: {command!r} exited {code}:\n{tail}"
+        return
+    program = Path(command.split()[0]).name
+    expected = INTERRUPTED.get(program) or next((c for p, c in INTERRUPTED.items() if f"-m {p}" in command), 130)
+    assert code in (0, expected), f"{where}: {command!r}, stopped by SIGINT, exited {code}, not {expected}:\n{tail}"
+    assert "Traceback (most recent call last)" not in output, f"{where}: {command!r} did not stop cleanly:\n{tail}"
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("page", sorted({relative(page) for page, _, commands_, reason in BLOCKS if reason is None}))
+def test_every_command_of_the_page_runs_as_written(page, scratch):
+    exports = []
+    for block_page, line, block_commands, reason in BLOCKS:
+        if relative(block_page) != page or reason is not None:
+            continue
+        for command in block_commands:
+            if command.startswith("export "):
+                exports.append(command)
+                continue
+            check_command(command, scratch, exports, f"{page}:{line}")
+
+
+@pytest.mark.parametrize("page,line,reason", [(relative(p), line, reason) for p, line, reason in EXEMPTIONS],
+                         ids=[f"{relative(p)}:{line}" for p, line, _ in EXEMPTIONS])
+def test_an_exempt_block_says_why_in_the_allowed_words(page, line, reason):
+    assert reason.startswith(REASONS), \
+        f"{page}:{line}: '{EXEMPT}: {reason}' names no allowed reason; one of: {', '.join(REASONS)}"
+    pytest.skip(f"{page}:{line} not run: {reason}")
+
+
+def numbers_close(shown, printed):
+    """Digits drift across CPUs (float32 kernels): integers must be equal, other numbers within
+    25 % or 0.02 of each other."""
+    if re.fullmatch(r"[-+]?\d+", shown) and re.fullmatch(r"[-+]?\d+", printed):
+        return int(shown) == int(printed)
+    return math.isclose(float(shown), float(printed), rel_tol=0.25, abs_tol=0.02)
+
+
+def line_matches(shown, printed):
+    """Whether a printed line has a sample line's text and, within tolerance, its numbers."""
+    pattern, numbers, rest = "", [], shown
+    for piece in re.split(f"(…|{NUMBER})", shown):
+        rest = rest[len(piece):]
+        if piece == "…":
+            pattern += ".*?"
+        elif piece and re.fullmatch(NUMBER, piece):
+            duration = pattern.endswith("~") or DURATION.match(rest)
+            pattern += f"({NUMBER})"
+            numbers.append(None if duration else piece)
+        else:
+            pattern += re.escape(piece)
+    found = re.fullmatch(pattern, printed)
+    return bool(found) and all(n is None or numbers_close(n, got) for n, got in zip(numbers, found.groups()))
+
+
+def sample_matches(sample, printed):
+    """Whether printed lines have the sample's lines in order from the first, a sample line `…`
+    standing for any number of lines."""
+    if not sample:
+        return not printed
+    if sample[0].strip() == "…":
+        return any(sample_matches(sample[1:], printed[i:]) for i in range(len(printed) + 1))
+    return bool(printed) and line_matches(sample[0], printed[0]) and sample_matches(sample[1:], printed[1:])
+
+
+@pytest.mark.parametrize("page,line,command,sample", [(relative(p), line, c, s) for p, line, c, s in samples()],
+                         ids=[f"{relative(p)}:{line}" for p, line, _, _ in samples()])
+def test_a_sample_output_is_what_its_command_prints(page, line, command, sample, tmp_path):
+    """In a copy of its own, as in a fresh clone: what the sample shows does not depend on
+    which commands ran before."""
+    code, output, stopped = run(command, copy_of_the_repository(tmp_path), cap_s=SAMPLE_S)
+    assert not stopped and code == 0, f"{page}:{line}: the sample's command {command!r} exited {code}:\n{output[-3000:]}"
+    assert sample_matches(sample, output.splitlines()), \
+        f"{page}:{line}: the sample differs from what {command!r} prints now:\n{output}"
+
+
+def test_a_sample_tolerates_drifting_digits_and_durations_but_not_other_text():
+    sample = ["epoch   1/2  lr 1.0e-03  train loss sem 1.2157 | test mIoU 0.2075  (42 s, ~6.3 min left)", "…",
+              "run runs/x  (adam, seed 0)"]
+    printed = ["epoch   1/2  lr 1.0e-03  train loss sem 1.2301 | test mIoU 0.2119  (3 s, ~0.1 min left)",
+               "more", "lines", "run runs/x  (adam, seed 0)"]
+    assert sample_matches(sample, printed)
+    assert not sample_matches(sample, [printed[0].replace("mIoU", "miou"), *printed[1:]])
+    assert not sample_matches(sample, [printed[0], *printed[1:3], "run runs/x  (adam, seed 1)"])
+    assert not sample_matches(sample, [printed[0].replace("1.2301", "2.5"), *printed[1:]])
+    assert not sample_matches(sample[:1], printed)  # the sample ends where the output ends unless it ends with …
+    assert sample_matches(["Δm     n/a: SynthCity … from single-task runs"], ["Δm     n/a: SynthCity is synthetic; pass --baseline FILE from single-task runs"])
+
+
+def test_the_blocks_are_found_as_the_rules_say(tmp_path):
+    page = tmp_path / "page.md"
+    page.write_text("text\n\n1. step\n   ```bash\n   a --x 1 \\\n       --y 2   # why\n   # only a comment\n   b\n   ```\n"
+                    "<!-- sample output of: b -->\n```\nout 1\n```\n")
+    (_, lang, body, _), (line, _, sample, before) = fenced_blocks(page)
+    assert lang == "bash" and commands(body) == ["a --x 1      --y 2   # why", "b"]
+    assert line == 11 and sample == ["out 1"] and SAMPLE.match(before)["command"] == "b"
