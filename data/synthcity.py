@@ -61,6 +61,7 @@ from data.layout import (
     size_problem,
 )
 from runfolder import atomic
+from runfolder.exit_codes import EXIT_INTERRUPTED
 
 # 1: image, label_7, label_19, depth. 2: instance/ added; the other arrays unchanged.
 # 3: the image made without CPU-dependent float operations (its bytes differed between CPUs
@@ -1206,6 +1207,9 @@ def main(argv=None):
         out = generate(args.out, args.n_train, args.n_val, args.height, args.width, args.seed)
     except FileExistsError as e:
         p.error(f"--out: {e}")
+    except KeyboardInterrupt:  # Ctrl-C: atomic_folder has removed the partial copy
+        print(f"stopped by SIGINT; {args.out} was not written", file=sys.stderr)
+        return EXIT_INTERRUPTED
     seconds = time.perf_counter() - start
     print(f"SynthCity v{GENERATOR_VERSION}: {args.n_train} train + {args.n_val} val samples "
           f"({args.height}x{args.width}) in {out} ({seconds:.1f} s)")

@@ -2,6 +2,7 @@
 import hashlib
 import json
 import os
+import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -304,6 +305,17 @@ def test_cli_writes_the_layout(tmp_path):
                                      "n_train": 2, "n_val": 1, "height": 64, "width": 128, "seed": 5,
                                      "sha256": sc.content_digest(out, 2, 1)}
     assert np.load(out / "train" / "image" / "1.npy").shape == (64, 128, 3)
+
+
+def test_cli_stopped_by_ctrl_c_exits_130_and_leaves_no_folder(tmp_path):
+    out = tmp_path / "big"
+    process = subprocess.Popen([sys.executable, "-m", "data.synthcity", "--out", str(out), "--n-train", "5000"],
+                               cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    assert process.stdout.readline().startswith("generating SynthCity")
+    process.send_signal(signal.SIGINT)
+    _, stderr = process.communicate(timeout=60)
+    assert process.returncode == 130 and "stopped by SIGINT" in stderr and "Traceback" not in stderr
+    assert not out.exists() and [p.name for p in tmp_path.iterdir() if not p.name.endswith(".lock")] == []
 
 
 @pytest.mark.parametrize("args, message", [
