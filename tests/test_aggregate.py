@@ -177,8 +177,8 @@ def test_csv_columns(synthetic):
     assert tuple(header) == csv_fields(TWO)
     assert header[:9] == ["method", "weighting", "n_seeds", "seeds", "epochs_averaged", "miou", "miou_std", "miou_p",
                           "miou_p_holm"]
-    assert header[-4:] == ["delta_m_single_task", "delta_m_single_task_std", "delta_m_single_task_p",
-                           "delta_m_single_task_p_holm"]
+    assert header[-5:] == ["delta_m_single_task", "delta_m_single_task_std", "delta_m_single_task_p",
+                           "delta_m_single_task_p_holm", "delta_m_warning"]
 
 
 def test_markdown_table_and_lists(synthetic):

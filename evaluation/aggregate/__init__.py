@@ -33,6 +33,7 @@ beside it.
 
 from pathlib import Path
 
+from .. import weak_baseline
 from ..run_record import last_epochs_phrase, read_metrics
 from .collect import (
     RESULTS,
@@ -74,6 +75,7 @@ def aggregate(sweep_dir, results_dir=None, baseline_file=None, separate=()):
         rows_setup = setup | {key: runs[0].setup[key] for key in separate}
         baselines[values], notes[values] = find_baselines(tasks, rows_setup, single[values], baseline_file, separate)
     rows = table_rows(tasks, groups, baselines, separate)
+    add_warnings(rows, baselines, separate, baseline_file)
     results_dir.mkdir(parents=True, exist_ok=True)
     paths = {"md": results_dir / f"{name}.md", "csv": results_dir / f"{name}.csv"}
     averaged = last_epochs_phrase([r for runs in groups.values() for r in runs] or finished) if finished else None
@@ -88,3 +90,13 @@ def aggregate(sweep_dir, results_dir=None, baseline_file=None, separate=()):
     write_csv(rows, paths["csv"], csv_fields(tasks, separate))
     paths["md"].write_text(markdown(name, tasks, setup, separate, rows, baselines, notes, problems, averaged, figure))
     return paths
+
+
+def add_warnings(rows, baselines, separate, baseline_file):
+    """Each row's "delta_m_warning": the sentence of evaluation/weak_baseline.py where its
+    single-task baseline is worse than the trivial predictors, else None."""
+    name = str(baseline_file) if baseline_file is not None else "of the sweep's single-task runs"
+    for row in rows:
+        found = baselines[tuple(row[key] for key in separate)]
+        warning = weak_baseline.warning_of(found["single_task"], name) if "single_task" in found else None
+        row["delta_m_warning"] = weak_baseline.describe(warning) if warning else None

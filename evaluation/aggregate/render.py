@@ -15,6 +15,7 @@ from .statistics import ALPHA, BASELINE_KINDS, REFERENCE, columns, family_size, 
 
 FIGURE_KINDS = ("single_task", "published")  # the figure's Δm: single-task runs of the sweep's own setup first
 # Name, scale and decimals of the Δm columns in the markdown (the metrics': their tasks' Metric).
+WARNING_MARK = "⚠"  # a Δm against a single-task baseline worse than the trivial predictors (weak_baseline.py)
 DELTA_SHOWN = {"delta_m_published": ("Δm vs published", 1, 2), "delta_m_single_task": ("Δm vs single-task", 1, 2)}
 # The shared setup's settings that the markdown names; every run's config.json has them all.
 SETUP_SHOWN = ("data_name", "synthetic", "image_size", "train_samples", "val_samples", "classes", "arch", "width_mult",
@@ -25,7 +26,7 @@ def csv_fields(tasks, separate=()):
     """The CSV header: the row's key (method, weighting, the separated settings), then the statistics
     (p: Welch's raw p-value; p_holm: Holm-adjusted over every test of the table, which the `*` marks use)."""
     return ("method", "weighting", *separate, "n_seeds", "seeds", "epochs_averaged") + tuple(
-        f"{col}{suffix}" for col in columns(tasks) for suffix in ("", "_std", "_p", "_p_holm"))
+        f"{col}{suffix}" for col in columns(tasks) for suffix in ("", "_std", "_p", "_p_holm")) + ("delta_m_warning",)
 
 
 def shown(col):
@@ -60,6 +61,11 @@ def _cell(row, col):
     if row[f"{col}_std"] is not None:
         text += f" ± {row[f'{col}_std'] * scale:.{digits}f}"
     return text + _mark(row[f"{col}_p_holm"])
+
+
+def _warned(row, col):
+    """The mark of a Δm against a single-task baseline worse than the trivial predictors."""
+    return f" {WARNING_MARK}" if col == "delta_m_single_task" and row.get("delta_m_warning") else ""
 
 
 def _mark(p_holm):
@@ -110,7 +116,10 @@ def markdown(name, tasks, setup, separate, rows, baselines, notes, problems, ave
                  f"{reference}; {holm_note}."), ""]
         key_header = ["Method", "Weighting", *separate]
         out += md_table(key_header + ["Seeds"] + [shown(c)[0] + " (%)" * in_percent(c) for c in cols],
-                         [_key_cells(r, separate) + [r["n_seeds"]] + [_cell(r, c) for c in cols] for r in rows])
+                         [_key_cells(r, separate) + [r["n_seeds"]] + [_cell(r, c) + _warned(r, c) for c in cols]
+                          for r in rows])
+        warnings = dict.fromkeys(r["delta_m_warning"] for r in rows if r.get("delta_m_warning"))
+        out += ["", *(f"{WARNING_MARK} {text}" for text in warnings)] if warnings else []
         out += ["", f"## Welch's t-test against {' + '.join(REFERENCE)}: Holm-adjusted p (raw p), two-sided", ""]
         if not any(REFERENCE == (r["method"], r["weighting"]) for r in rows):
             out += [f"No {' + '.join(REFERENCE)} row in this sweep: no tests."]
