@@ -8,6 +8,8 @@ from pathlib import Path
 
 from tasks import DEFAULT_TASKS, TASKS, canonical, reported_metrics
 
+from . import weak_baseline
+
 RECENT_EPOCHS = 3  # the time left is extrapolated from the last few epochs' mean duration
 
 
@@ -73,13 +75,19 @@ def reported(metrics):
 
 
 def epoch_line(row, rows, total_epochs):
-    """One epoch: train losses, test metrics, Δm when a baseline applies, its time and the time left."""
-    train, test = row["train"], row["test"]
+    """One epoch: train losses, test metrics, Δm when a baseline applies, the validation split's
+    metrics and objective when the run holds one out, its time and the time left."""
+    train = row["train"]
     losses = " ".join(f"{key[5:8]} {_fmt(train, key)}" for key in train if key.startswith("loss_"))
-    shown = " ".join(f"{short_label(m)} {_fmt(test, m.key)}" for m in reported(test))
-    line = f"epoch {row['epoch'] + 1:>3}/{total_epochs}  lr {row['lr']:.1e}  train loss {losses} | test {shown}"
-    if test.get("delta_m") is not None:
-        line += f" Δm {test['delta_m']:+.2f}%"
+    line = f"epoch {row['epoch'] + 1:>3}/{total_epochs}  lr {row['lr']:.1e}  train loss {losses}"
+    for split in ("test", "val"):
+        if split in row:
+            metrics = row[split]
+            line += f" | {split} " + " ".join(f"{short_label(m)} {_fmt(metrics, m.key)}" for m in reported(metrics))
+            if metrics.get("delta_m") is not None:
+                line += f" Δm {metrics['delta_m']:+.2f}%"
+    if "val_objective" in row:
+        line += f" obj {row['val_objective']:.4f}"
     left = time_left(rows, total_epochs)
     line += f"  ({duration(row['seconds'])}"
     return line + (f", ~{duration(left)} left)" if left else ")")
@@ -90,17 +98,29 @@ def last_n_label(n):
 
 
 def final_table(summary, baseline, baseline_name):
-    """Final and last-min(10, N)-epoch mean test metrics, the baseline and Δm."""
+    """Final and last-min(10, N)-epoch mean test metrics, the baseline and Δm; with a validation
+    split, also the test and val metrics at the epoch the validation objective selects."""
     averaged = last_n_label(summary.get("last10_epochs", 10))
-    lines = [f"{'test':<10}{'final':>12}{averaged:>15}{'baseline':>12}"]
+    best = summary.get("best_val_epoch")
+    at_best = "" if best is None else f"{f'test@ep{best + 1}':>12}{f'val@ep{best + 1}':>12}"
+    lines = [f"{'test':<10}{'final':>12}{averaged:>15}{'baseline':>12}{at_best}"]
     for key in (m.key for m in reported_metrics(TASKS)):
         if key in summary["final"]:
             base = f"{baseline[key]:.4f}" if baseline and key in baseline else "-"
-            lines.append(f"{key:<10}{summary['final'][key]:>12.4f}{summary['last10'][key]:>15.4f}{base:>12}")
+            line = f"{key:<10}{summary['final'][key]:>12.4f}{summary['last10'][key]:>15.4f}{base:>12}"
+            if best is not None:
+                line += f"{summary['test_at_best_val'][key]:>12.4f}{summary['val_at_best_val'][key]:>12.4f}"
+            lines.append(line)
     dm = summary["delta_m"]
     if dm["baseline"] is not None:
         lines.append(f"{'delta_m':<10}{dm['final']:>+11.2f}%{dm['last10']:>+14.2f}%   (vs {baseline_name}; "
                      f"lower is better)")
+    if "delta_m_warning" in summary:
+        lines.append(f"warning: {weak_baseline.describe(summary['delta_m_warning'])}")
+    if best is not None:
+        chosen = summary["selection"]
+        lines.append(f"epoch {best + 1} selected on val by {chosen['by']} ({chosen['direction']}d: "
+                     f"{chosen['value']:.4f}); val is held out of train/, test is the release's val/ folder")
     return "\n".join(lines)
 
 

@@ -64,22 +64,49 @@ def load_baseline(path, tasks):
         raise ValueError(f"baseline file {path}: invalid JSON ({e}); expected {expected}") from e
     if not isinstance(data, dict):
         raise ValueError(f"baseline file {path}: expected {expected}, got {type(data).__name__}")
+    return _checked_metrics(data, metrics, f"baseline file {path}", tasks, expected)
+
+
+def _checked_metrics(data, metrics, where, tasks, expected):
+    """The `metrics` of the dict `data` as floats; ValueError naming `where` and the key otherwise."""
     missing = [m.key for m in metrics if m.key not in data]
     if missing:
-        raise ValueError(f"baseline file {path}: no {', '.join(missing)}, which tasks {' + '.join(canonical(tasks))} "
+        raise ValueError(f"{where}: no {', '.join(missing)}, which tasks {' + '.join(canonical(tasks))} "
                          f"report; expected {expected}")
     baseline = {}
     for metric in metrics:
         key, value = metric.key, data[metric.key]
         # bool is an int subclass; true/false is not a metric value.
         if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) or value <= 0:
-            raise ValueError(f"baseline file {path}: \"{key}\" must be a positive number, got {value!r}; "
-                             f"expected {expected}")
+            raise ValueError(f"{where}: \"{key}\" must be a positive number, got {value!r}; expected {expected}")
         if metric.scale == 100 and value > 1:  # a fraction shown in percent: above 1 it was written in percent
-            raise ValueError(f"baseline file {path}: \"{key}\" = {value} is not a fraction in (0, 1]; "
+            raise ValueError(f"{where}: \"{key}\" = {value} is not a fraction in (0, 1]; "
                              f"write e.g. {value / 100:g}, not {value:g}")
         baseline[key] = float(value)
     return baseline
+
+
+def load_val_baseline(path, tasks, split):
+    """The val metrics of `tasks` in a baseline file (its "val" object, which evaluation.baseline
+    writes from single-task runs with a validation split), or None when it has none. `split`: the
+    run's validation-split settings ({val_fraction, val_seed, val_split_sha256}); a file whose
+    "source" → "setup" records another split is refused, naming the setting."""
+    path = Path(path)
+    data = json.loads(path.read_text())  # load_baseline has read and checked it already
+    if "val" not in data:
+        return None
+    source = data.get("source")
+    setup = source.get("setup") if isinstance(source, dict) else None
+    for key, value in split.items():
+        if isinstance(setup, dict) and setup.get(key) != value:
+            raise ValueError(f"baseline file {path}: its single-task runs were made with {key} "
+                             f"{setup.get(key, '(none)')}, this run has {value}; a baseline serves runs of its own "
+                             f"validation split: rebuild it from single-task runs with this run's --val-fraction "
+                             f"and --val-seed")
+    metrics = reported_metrics(tasks)
+    if not isinstance(data["val"], dict):
+        raise ValueError(f"baseline file {path}: \"val\" must be an object of val metrics, not {data['val']!r}")
+    return _checked_metrics(data["val"], metrics, f"baseline file {path}, \"val\"", tasks, _expected(metrics))
 
 
 def select_baseline(tasks, num_classes, image_size, dataset, baseline_file=None):

@@ -5,7 +5,7 @@ A run's flags split three ways (docs/design.md, "Run folder"):
 - environment (device, loader workers, in-memory loading, threads, host, visible GPUs): facts
   about where it ran, recorded under "environment", never compared;
 - bookkeeping (epochs, name, out, resume, what diagnostics are logged, the recipe that planned
-  it): may change on resume;
+  it, the validation objective that picks summary.json's best epoch): may change on resume;
 - everything else changes results. A resume must agree with all of it, and runs averaged
   into one table row must agree with all of it except the keys that name the row or the
   data (ROW_KEYS), plus the epochs they ran and the data's identity.
@@ -26,12 +26,17 @@ from pathlib import Path
 # changes nothing here: missing keys read as their legacy values.
 SCHEMA_VERSION = 6
 ENVIRONMENT_FLAGS = ("device", "num_workers", "in_memory", "threads")
-BOOKKEEPING = ("epochs", "name", "out", "resume", "diagnostics_every", "diagnostics", "recipe")
+BOOKKEEPING = ("epochs", "name", "out", "resume", "diagnostics_every", "diagnostics", "recipe", "select_by")
 FREE_ON_RESUME = frozenset(ENVIRONMENT_FLAGS + BOOKKEEPING) - {"name", "out"}
 # The keys that distinguish the runs of a sweep from each other, or say where the data lives
 # (its identity is compared instead).
 ROW_KEYS = frozenset({"seed", "data_path", "dataset", "baseline", "method", "weighting", "tasks"})
 HEAD_GRADS = "head_grads"  # a gradient method's setting whose default is the method's own
+# The validation split's settings, the held-out indices' hash among them (data/validation_split.py):
+# recorded and compared only when a run holds a split out, so that a run without one writes the
+# config.json, and has the setup, of the versions before the split existed.
+VAL_FRACTION = "val_fraction"
+SPLIT_SETTINGS = frozenset({VAL_FRACTION, "val_seed", "select_by", "val_split_sha256"})
 
 
 @dataclass(frozen=True)
@@ -123,6 +128,13 @@ def settings(config, definitions):
     return filled
 
 
+def without_unused_split(all_settings):
+    """`all_settings` without the validation split's settings when it holds no split out."""
+    if all_settings.get(VAL_FRACTION):
+        return all_settings
+    return {k: v for k, v in all_settings.items() if k not in SPLIT_SETTINGS}
+
+
 def result_settings(all_settings):
     """The settings that change a run's results: what a resume must agree with."""
     return {k: v for k, v in all_settings.items() if k not in FREE_ON_RESUME | {"name", "out"}}
@@ -134,7 +146,7 @@ def setup_of(config, definitions):
     epochs run, and the data (by identity, shape and size)."""
     s = settings(config, definitions)
     own = ROW_KEYS | definitions.identity_keys(s["weighting"])
-    setup = {k: v for k, v in result_settings(s).items() if k not in own}
+    setup = {k: v for k, v in result_settings(without_unused_split(s)).items() if k not in own}
     data = config["data"]
     setup.update(epochs=s.get("epochs"), data_identity=data.get("identity"), data_name=data["name"],
                  synthetic=data["synthetic"], image_size=list(data["image_size"]),

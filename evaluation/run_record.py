@@ -305,10 +305,13 @@ class Run:
         """The method's own settings that depart from its defaults, for the row label."""
         return run_config.departures(self.config, self.definitions)
 
-    def last10(self, metric):
-        value = (self.summary or {}).get("last10", {}).get(metric)
+    def last10(self, metric, split="test"):
+        """The mean of `metric` over the last epochs: of the test split, or of the validation
+        split ("val", summary.json's "val_last10", for a run that holds one out)."""
+        key = "last10" if split == "test" else f"{split}_last10"
+        value = (self.summary or {}).get(key, {}).get(metric)
         if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
-            raise RunError(f"{self.path / SUMMARY}: \"last10\" has no finite {metric!r} (got {value!r})")
+            raise RunError(f"{self.path / SUMMARY}: \"{key}\" has no finite {metric!r} (got {value!r})")
         return float(value)
 
     @property

@@ -7,6 +7,7 @@ hold every epoch of config.json, makes the run inconsistent: named, and never av
 """
 import math
 
+from . import selection
 from .delta_m import delta_m
 
 LAST_N = 10
@@ -33,15 +34,24 @@ def _mean_of(rows):
     return mean
 
 
-def summarize(rows, baseline, baseline_name):
+def summarize(rows, baseline, baseline_name, objective=None, tasks=(), warning=None):
     """summary.json from the metrics.jsonl rows: the last epoch's test metrics, the mean of
     the last 10 epochs' test metrics, and Δm of both (Δm of the mean, not the mean of Δm,
     as the field reports it). A run shorter than 10 epochs averages all of them:
-    "last10_epochs" says how many were averaged (the key "last10" is kept for readers)."""
+    "last10_epochs" says how many were averaged (the key "last10" is kept for readers).
+
+    A run with a validation split (`objective`: its resolved --select-by, evaluation/selection.py;
+    `tasks`: its task names) also gets the epoch that objective selects on val ("best_val_epoch",
+    0-based as in metrics.jsonl), the objective there ("selection"), the test and val metrics of
+    that epoch, and the mean of the last epochs' val metrics ("val_last10", what baselines read).
+
+    A baseline worse than the trivial predictors (`warning`: evaluation/weak_baseline.py's, which
+    config.json's baseline records) adds "delta_m_warning"; a good baseline adds nothing."""
     final = rows[-1]["test"]
     averaged = rows[-LAST_N:]
     last = _mean_of([r["test"] for r in averaged])
     has_metrics = baseline is not None and all(k in final for k in baseline)
+    selected = {} if objective is None else _selected(rows, objective, tasks)
     return {
         "final": final,
         "last10": last,
@@ -51,6 +61,21 @@ def summarize(rows, baseline, baseline_name):
             "last10": delta_m(last, baseline) if has_metrics else None,
             "baseline": baseline_name if has_metrics else None,
         },
+        **selected,
+        **({"delta_m_warning": warning} if warning is not None and has_metrics else {}),
+    }
+
+
+def _selected(rows, objective, tasks):
+    best = selection.best_epoch(rows, objective, tasks)
+    index = [row["epoch"] for row in rows].index(best)
+    return {
+        "best_val_epoch": best,
+        "selection": {"by": objective, "direction": selection.direction(objective),
+                      "value": selection.objective_values(rows, objective, tasks)[index]},
+        "test_at_best_val": rows[index]["test"],
+        "val_at_best_val": rows[index]["val"],
+        "val_last10": _mean_of([row["val"] for row in rows[-LAST_N:]]),
     }
 
 
@@ -68,8 +93,15 @@ def summary_of_record(config, rows):
         raise InconsistentRun("metrics.jsonl has a row without test metrics")
     baseline = config.get("baseline")
     baseline = baseline if isinstance(baseline, dict) else {}  # absent in hand-made configs
+    with_split = bool(settings.get("val_fraction"))
+    if with_split and not all(isinstance(row.get("val"), dict) and row["val"] for row in rows):
+        raise InconsistentRun("config.json's settings.val_fraction holds a validation split out, but metrics.jsonl "
+                              "has a row without val metrics")
     try:
-        return summarize(rows, baseline.get("metrics"), baseline.get("name"))
+        objective = selection.resolve(settings.get("select_by", selection.AUTO),
+                                      baseline.get("val_metrics") is not None) if with_split else None
+        return summarize(rows, baseline.get("metrics"), baseline.get("name"), objective, config.get("tasks", ()),
+                         baseline.get("trivial_warning"))
     except (KeyError, TypeError, ValueError, ZeroDivisionError) as e:
         raise InconsistentRun(f"metrics.jsonl cannot be summarized ({type(e).__name__}: {e})") from None
 

@@ -4,8 +4,10 @@ Tags. Scalars and Time Series sort tag groups (the part before the first "/") by
 per-epoch groups are numbered in the order a reader wants them:
 
     1 test/<metric>, 1 test/delta_m, 1 test/sample <i>  test metrics (Δm when defined), sample panels
+    1 val/<metric>, 1 val/delta_m, 1 val/objective      with --val-fraction: the validation split held out
+                                                        of train/ (the test split is the release's val/)
     2 train/<metric>, 2 train/lr                        the training split's metrics, the learning rate
-    3 test IoU/<class>, 4 train IoU/<class>             IoU per class (no point where it is undefined)
+    3 test IoU/<class>, 3 val IoU/<class>, 4 train IoU/<class>  IoU per class (no point where undefined)
 
 The unnumbered groups follow, by name: diagnostics/… (per step), final/… and last10/… (one
 point each at the last epoch: what the HParams tab reads), rau_<task>/<layer> (--track-au)
@@ -14,9 +16,9 @@ from 1, as the console does.
 """
 from tasks import DEFAULT_TASKS, TASKS, canonical, reported_metrics
 
-TEST, TRAIN = "1 test", "2 train"
-GROUPS = {"test": TEST, "train": TRAIN}
-IOU_GROUPS = {"test": "3 test IoU", "train": "4 train IoU"}
+TEST, VAL, TRAIN = "1 test", "1 val", "2 train"
+GROUPS = {"test": TEST, "val": VAL, "train": TRAIN}
+IOU_GROUPS = {"test": "3 test IoU", "val": "3 val IoU", "train": "4 train IoU"}
 # Shown first in the HParams tab: the last-10 means are what evaluation/aggregate/ reports.
 SUMMARIES = ("last10", "final")
 
@@ -39,34 +41,46 @@ def _tasks_of(summary):
     return [name for name, cls in TASKS.items() if any(m.key in summary["final"] for m in cls.metrics)]
 
 
-def layout(tasks, with_delta_m):
-    """Custom Scalars: each metric and each task's loss on a test and a train chart of its own
-    (TensorBoard colours a chart's lines by run, so a chart holding both splits could not tell
-    them apart), then Δm (when the run has a baseline) and the learning rate in a category
-    named for what it holds. Runs' layouts merge by category title in TensorBoard."""
+def layout(tasks, with_delta_m, with_val=False, with_val_delta_m=False):
+    """Custom Scalars: each metric and each task's loss on a test and a train chart of its own,
+    and a val chart beside them when the run holds a validation split out (TensorBoard colours a
+    chart's lines by run, so a chart holding two splits could not tell them apart), then Δm
+    (when the run has a baseline) and the learning rate in a category named for what it holds,
+    and the validation objective with val Δm (when a baseline gives val metrics). Runs' layouts
+    merge by category title in TensorBoard."""
     metrics = [key for task in canonical(tasks) for key in task_metrics(task)]
     losses = [f"loss_{t}" for t in canonical(tasks)]
+    splits = ((TEST, "test"), *([(VAL, "val")] if with_val else []), (TRAIN, "train"))
     charts = {f"{kind}, {split_name}": {f"{key} ({split_name})": ["Multiline", [f"^{split}/{key}$"]] for key in keys}
               for kind, keys in (("metrics", metrics), ("losses", losses))
-              for split, split_name in ((TEST, "test"), (TRAIN, "train"))}
+              for split, split_name in splits}
     rate = {"learning rate": ["Multiline", [f"^{TRAIN}/lr$"]]}
     if with_delta_m:
-        return charts | {"Δm and learning rate": {"test Δm (%, lower is better)": ["Multiline", [f"^{TEST}/delta_m$"]],
-                                                  **rate}}
-    return charts | {"learning rate": rate}
+        charts |= {"Δm and learning rate": {"test Δm (%, lower is better)": ["Multiline", [f"^{TEST}/delta_m$"]],
+                                            **rate}}
+    else:
+        charts |= {"learning rate": rate}
+    if with_val:
+        objective = {"val objective (--select-by)": ["Multiline", [f"^{VAL}/objective$"]]}
+        if with_val_delta_m:
+            objective["val Δm (%, lower is better)"] = ["Multiline", [f"^{VAL}/delta_m$"]]
+        charts |= {"validation objective": objective}
+    return charts
 
 
-def write_layout(writer, tasks, with_delta_m):
+def write_layout(writer, tasks, with_delta_m, with_val=False, with_val_delta_m=False):
     """Once per run: a resumed run's first event file holds it already."""
-    writer.add_custom_scalars(layout(tasks, with_delta_m))
+    writer.add_custom_scalars(layout(tasks, with_delta_m, with_val, with_val_delta_m))
 
 
 def log_epoch(writer, row, panels):
     """A metrics.jsonl row (0-based "epoch") and the epoch's sample panels, at step epoch + 1."""
     step = row["epoch"] + 1
     writer.add_scalar(f"{TRAIN}/lr", row["lr"], step)
+    if "val_objective" in row:
+        writer.add_scalar(f"{VAL}/objective", row["val_objective"], step)
     for split, group in GROUPS.items():
-        for key, value in row[split].items():
+        for key, value in row.get(split, {}).items():
             if key == "class_iou":
                 for name, iou in value.items():
                     if iou is not None:

@@ -10,10 +10,10 @@ import textwrap
 from pathlib import Path
 
 from data import source as data_source
-from data import synthcity
+from data import synthcity, validation_split
 from data.augment import DEPTH_RULES, RESAMPLINGS
 from data.layout import CLASS_COUNTS, SIZE_MULTIPLE
-from evaluation import run_config, run_record
+from evaluation import run_config, run_record, selection
 from models import MODELS
 from optim import OPTIMIZERS
 from optim.weighting import WEIGHTINGS
@@ -67,6 +67,13 @@ def build_parser():
                       help="SynthCity only: generated training samples")
     data.add_argument("--synthcity-val", type=int, default=synthcity.DEFAULT_N_VAL, metavar="N",
                       help="SynthCity only: generated validation samples")
+    legacy(data.add_argument("--val-fraction", type=float, default=0.0, metavar="F",
+                             help="hold out this fraction of train/ as the validation split (metrics key val; the "
+                                  "release's val/ folder stays the test split): per-epoch val metrics and summary.json's "
+                                  "best_val_epoch; 0: no validation split, the published protocol"), 0.0)
+    legacy(data.add_argument("--val-seed", type=int, default=validation_split.DEFAULT_SEED, metavar="N",
+                             help="seed of the held-out samples; not --seed, so every method and seed holds out "
+                                  "the same ones"), validation_split.DEFAULT_SEED)
     data.add_argument("--classes", type=int, default=7, choices=CLASS_COUNTS, help="segmentation classes")
     data.add_argument("--augment", action=argparse.BooleanOptionalAction, default=True,
                       help="random scale-crop and flip of the reference protocol")
@@ -121,6 +128,11 @@ def build_parser():
                                    help="bookkeeping: the recipe (recipes/NAME.toml) that planned this run; set by "
                                         "python -m sweeps reproduce; recorded, never compared, so recipes sharing "
                                         "a configuration may share its runs"), None)
+    legacy(run_folder.add_argument("--select-by", default=selection.AUTO, metavar="OBJECTIVE",
+                                   help=f"bookkeeping: the validation objective that picks summary.json's "
+                                        f"best_val_epoch with --val-fraction: {selection.CHOICES} (never test/...); "
+                                        f"auto is delta_m when --baseline gives val metrics, else normalized_mean "
+                                        f"(docs/fair_comparisons.md)"), selection.AUTO)
     run_folder.add_argument("--diagnostics-every", type=int, default=50, metavar="N",
                             help="log task-gradient cosine, norm ratio and method weights every N steps (runs "
                                  "that compute per-task gradients; others with --diagnostics)")
@@ -181,6 +193,14 @@ def check_values(parser, args, fail):
         fail(f"--threads {args.threads}: must be at least 1")
     if not 0 <= args.seed < SEED_RANGE:
         fail(f"--seed {args.seed}: expected an integer in 0..{SEED_RANGE - 1}")
+    if not 0 <= args.val_fraction < 1:
+        fail(f"--val-fraction {args.val_fraction}: expected a number in [0, 1) (0: no validation split)")
+    if not 0 <= args.val_seed < SEED_RANGE:
+        fail(f"--val-seed {args.val_seed}: expected an integer in 0..{SEED_RANGE - 1}")
+    try:
+        selection.resolve(args.select_by, has_val_baseline=True, tasks=args.tasks)
+    except ValueError as e:
+        fail(str(e))
     if len(set(args.tasks)) != len(args.tasks):
         fail("--tasks: each task at most once")
     if args.amp and args.dtype != "float32":
@@ -203,6 +223,9 @@ def warn_ignored(args):
             if dest in args.explicit and dest not in own:
                 warnings.append(f"--{dest.replace('_', '-')} applies to --weighting {method}; "
                                 f"ignored with --weighting {args.weighting}")
+    if not args.val_fraction and not args.resume:  # a resumed run's fraction is its config.json's
+        warnings += [f"--{dest.replace('_', '-')} applies with --val-fraction above 0; ignored without a validation "
+                     f"split" for dest in ("val_seed", "select_by") if dest in args.explicit]
     if len(args.tasks) == 1:
         if args.weighting != "ew":
             warnings.append(f"--weighting {args.weighting} combines several tasks; with the single task "
@@ -229,8 +252,9 @@ def settings_of(args):
     """config.json's "settings": every flag except the environment's and the options of the
     methods the run does not use."""
     foreign = setting_definitions().foreign(args.weighting)
-    return {k: v for k, v in vars(args).items()
-            if k != "explicit" and k not in run_config.ENVIRONMENT_FLAGS and k not in foreign}
+    return run_config.without_unused_split({k: v for k, v in vars(args).items()
+                                            if k != "explicit" and k not in run_config.ENVIRONMENT_FLAGS
+                                            and k not in foreign})
 
 
 @functools.cache
@@ -292,5 +316,6 @@ def resumed_args(args):
 
 
 def result_settings(args):
-    """The settings a checkpoint must agree with to be continued."""
-    return run_config.result_settings(settings_of(args))
+    """The settings a checkpoint must agree with to be continued, legacy values filled in as a
+    checkpoint's are when read (a run without a validation split records none of its settings)."""
+    return run_config.result_settings(run_config.settings({"settings": settings_of(args)}, setting_definitions()))

@@ -8,7 +8,7 @@ import time
 import torch
 from tqdm import tqdm
 
-from evaluation import console, run_record, tensorboard_log
+from evaluation import console, run_record, selection, tensorboard_log, weak_baseline
 from evaluation.delta_m import delta_m
 from evaluation.metrics import SplitMeter
 from evaluation.visualize import sample_panel
@@ -48,11 +48,14 @@ def train_epoch(exp, epoch, writer):
 
 
 @torch.no_grad()
-def evaluate(exp):
+def evaluate(exp, split="test"):
+    """(metrics, sample panels) of the test split (the release's val/ folder) or of the validation
+    split held out of train/ ("val"), unaugmented either way."""
     exp.model.eval()
     meter = SplitMeter(exp.tasks, exp.device)
     panels = []
-    for batch in tqdm(exp.loader(exp.test_set, 0, shuffle=False), desc="test", leave=False, dynamic_ncols=True,
+    dataset = exp.test_set if split == "test" else exp.val_set
+    for batch in tqdm(exp.loader(dataset, 0, shuffle=False), desc=split, leave=False, dynamic_ncols=True,
                       mininterval=1.0, disable=None):
         image, targets = exp.to_device(batch)
         preds, terms = exp.predict_and_losses((image, targets))
@@ -64,18 +67,19 @@ def evaluate(exp):
     return meter.compute(), panels
 
 
-def check_finite(exp, epoch, test_metrics):
+def check_finite(exp, epoch, split_metrics):
     """The losses are checked every step, but the last step can still turn the weights NaN,
-    and only the test metrics would show it. Checked once per epoch, before anything of it
-    is written."""
+    and only the evaluated metrics ({split: metrics}) would show it. Checked once per epoch,
+    before anything of it is written."""
     tensors = [*exp.model.parameters(), *(b for b in exp.model.buffers() if b.is_floating_point())]
     if not all(torch.isfinite(t).all() for t in tensors):
         raise NonFinite(f"the network's weights became NaN or infinite in epoch {epoch + 1} (the losses were "
                         f"still finite): the run diverged")
     # class_iou, a dict of ratios of counts, is finite or None by construction
-    bad = [f"{k} is {v}" for k, v in test_metrics.items() if isinstance(v, float) and not math.isfinite(v)]
-    if bad:
-        raise NonFinite(f"non-finite test metrics after epoch {epoch + 1}: {', '.join(bad)}")
+    for split, metrics in split_metrics.items():
+        bad = [f"{k} is {v}" for k, v in metrics.items() if isinstance(v, float) and not math.isfinite(v)]
+        if bad:
+            raise NonFinite(f"non-finite {split} metrics after epoch {epoch + 1}: {', '.join(bad)}")
 
 
 def check_learning_rate(exp, epoch, lr):
@@ -113,17 +117,21 @@ def run(exp):
     print(console.header(
         exp.run_dir, f"{args.method} + {args.weighting}, seed {args.seed}, {'+'.join(exp.task_names)}",
         f"{exp.source.name} {exp.image_size[0]}x{exp.image_size[1]}, {len(exp.train_set)} train / "
+        f"{f'{len(exp.val_set)} val (held out of train/) / ' if exp.val_set else ''}"
         f"{len(exp.test_set)} test, {args.classes} classes",
         f"{args.arch} x{args.width_mult}, {exp.model.parameter_counts()['total'] / 1e6:.2f} M parameters, "
         f"{exp.device}{f' x{exp.world.size} processes' if exp.world.size > 1 else ''}, "
         f"{console.thread_count(torch.get_num_threads())}",
         exp.baseline_reason if exp.baseline is None and len(exp.tasks) > 1 else None), flush=True)
+    if exp.baseline_warning is not None:
+        print(f"warning: {weak_baseline.describe(exp.baseline_warning)}", flush=True)
     from torch.utils.tensorboard import SummaryWriter  # a quarter second: not for --help or bad flags
 
     # purge_step drops the per-step events a killed run logged after its last checkpoint
     writer = SummaryWriter(log_dir=str(exp.run_dir), purge_step=step if args.resume else None) if main else NoWriter()
     if first_epoch == 0:
-        tensorboard_log.write_layout(writer, exp.task_names, with_delta_m=exp.baseline is not None)
+        tensorboard_log.write_layout(writer, exp.task_names, with_delta_m=exp.baseline is not None,
+                                     with_val=exp.val_set is not None, with_val_delta_m=exp.val_baseline is not None)
     try:
         for epoch in range(first_epoch, args.epochs):
             start = time.perf_counter()
@@ -131,15 +139,18 @@ def run(exp):
             check_learning_rate(exp, epoch, lr)
             train_metrics = train_epoch(exp, epoch, writer)
             test_metrics, panels = evaluate(exp)
-            check_finite(exp, epoch, test_metrics)
+            evaluated = {"test": test_metrics, **({"val": evaluate(exp, "val")[0]} if exp.val_set else {})}
+            check_finite(exp, epoch, evaluated)
             exp.scheduler.step()
-            if exp.baseline is not None:
-                test_metrics["delta_m"] = delta_m(test_metrics, exp.baseline)
-            elif len(exp.tasks) > 1:
-                test_metrics["delta_m"] = None
+            add_delta_m(exp, test_metrics, exp.baseline)
             row = {"epoch": epoch, "lr": lr, "seconds": time.perf_counter() - start,
                    "train": train_metrics, "test": test_metrics}
+            if exp.val_set:
+                row["val"] = add_delta_m(exp, evaluated["val"], exp.val_baseline)
             rows.append(row)
+            if exp.val_set:  # every row, so that a resume with another --select-by leaves no row of the old one
+                for each, value in zip(rows, selection.objective_values(rows, exp.objective, exp.task_names)):
+                    each["val_objective"] = value
             if exp.tracker:
                 au_rows += log_dominance(writer, exp, epoch)
             if main:
@@ -154,7 +165,8 @@ def run(exp):
         with contextlib.suppress(OSError):
             writer.close()
         raise
-    summary = run_record.summarize(rows, exp.baseline, exp.baseline_name)
+    summary = run_record.summarize(rows, exp.baseline, exp.baseline_name, exp.objective, exp.task_names,
+                                   exp.baseline_warning)
     if main:
         run_record.write_json(exp.run_dir / run_record.SUMMARY, summary)
         log_hparams(writer, exp, summary)
@@ -163,6 +175,15 @@ def run(exp):
     print(f"results in {console.shown_path(exp.run_dir)}; curves: "
           f"{console.tool_command('tensorboard', '--logdir', console.shown_path(exp.run_dir.parent))}")
     return exp.run_dir
+
+
+def add_delta_m(exp, metrics, baseline):
+    """`metrics` with Δm against `baseline` (None without one; no Δm for a single-task run)."""
+    if baseline is not None:
+        metrics["delta_m"] = delta_m(metrics, baseline)
+    elif len(exp.tasks) > 1:
+        metrics["delta_m"] = None
+    return metrics
 
 
 def write_au(exp, au_rows):

@@ -15,12 +15,13 @@ import torch
 from torch.utils.data import DataLoader, RandomSampler, SequentialSampler
 
 from data import source as data_source
+from data import validation_split
 from data.cityscapes import CityscapesNpy
 from data.file_stats import describe_changes, file_stats
 from data.identity import data_identity
 from data.layout import IMAGE_DIR
-from evaluation import run_config, run_record
-from evaluation.delta_m import select_baseline
+from evaluation import run_config, run_record, selection, weak_baseline
+from evaluation.delta_m import load_val_baseline, select_baseline
 from experiment.flags import result_settings, resumed_args, setting_definitions, settings_of
 from experiment.world import SINGLE, ExtraBatches, ShardedBatches, collate_shard
 from models import build_model
@@ -90,15 +91,26 @@ class Experiment:
         self.dtype = getattr(torch, args.dtype)
         ds = dict(root=self.source.root, tasks=self.tasks, seed=args.seed, in_memory=args.in_memory)
         self.train_set = CityscapesNpy(split="train", augment=args.augment, resampling=args.image_resampling, **ds)
-        self.test_set = CityscapesNpy(split="val", **ds)
-        world.check_batches(args.batch_size, {"train": len(self.train_set), "val": len(self.test_set)})
+        self.test_set = CityscapesNpy(split="val", **ds)  # the release's val/ folder is the test split
+        self.val_set = self._hold_out_validation(ds) if args.val_fraction else None
+        world.check_batches(args.batch_size, {"train": len(self.train_set), "val": len(self.test_set),
+                                              **({"validation": len(self.val_set)} if self.val_set else {})})
         self._empty_batch = None
         self.image_size = self.train_set.image_size
+        self.val_baseline = None
+        self.baseline_warning = None  # a baseline file worse than the trivial predictors (evaluation/weak_baseline.py)
         if len(self.tasks) > 1:
             self.baseline, self.baseline_name, self.baseline_reason = select_baseline(
                 self.task_names, args.classes, self.image_size, self.source.name, args.baseline)
+            if self.val_set and args.baseline is not None:
+                self.val_baseline = load_val_baseline(args.baseline, self.task_names, self.split_settings())
+            if args.baseline is not None:
+                self.baseline_warning = weak_baseline.warning_of_file(args.baseline, self.task_names)
         else:
             self.baseline, self.baseline_name, self.baseline_reason = None, None, "single-task run"
+        # the --select-by objective, checked before the run folder is made
+        self.objective = selection.resolve(args.select_by, self.val_baseline is not None, self.task_names) \
+            if self.val_set else None
         seed_everything(args.seed)
         self.model = build_model(args.arch, self.tasks, args.width_mult).to(self.device, self.dtype)
         if world.size > 1:
@@ -119,6 +131,28 @@ class Experiment:
         self.ownership = None  # rank 0's, of a new run folder
         self.run_dir = world.from_main(lambda: self._own_run_dir(config))
         world.from_main(lambda: keep_data_files(self.run_dir, self.source.root, self.tasks, resumed=config is not None))
+
+    def _hold_out_validation(self, ds):
+        """The validation split (data/validation_split.py), unaugmented, and the training set
+        without it. Its hash becomes the setting val_split_sha256; a resumed run's must match."""
+        args, n_train = self.args, len(self.train_set)
+        held = validation_split.held_out(n_train, args.val_fraction, args.val_seed)
+        digest = validation_split.split_hash(held)
+        recorded = getattr(args, validation_split.HASH_SETTING, None)
+        if recorded is not None and recorded != digest:
+            raise run_record.RunFolderError(
+                f"--resume {args.resume}: the run holds out the validation samples of {validation_split.HASH_SETTING} "
+                f"{recorded}, but --val-fraction {args.val_fraction} --val-seed {args.val_seed} of its "
+                f"{n_train} training samples now give {digest}; refusing to train on another split")
+        setattr(args, validation_split.HASH_SETTING, digest)
+        whole = self.train_set
+        self.train_set = validation_split.Subset(whole, validation_split.remaining(n_train, held))
+        return validation_split.Subset(CityscapesNpy(split="train", **ds), held)
+
+    def split_settings(self):
+        """The settings that name the validation split, as a baseline's setup records them."""
+        return {key: getattr(self.args, key)
+                for key in ("val_fraction", "val_seed", validation_split.HASH_SETTING)}
 
     @staticmethod
     def _read(args):
@@ -154,9 +188,14 @@ class Experiment:
         data = {"name": self.source.name, "root": str(self.source.root), "synthetic": self.source.synthetic,
                 "synthcity": self.source.metadata, "image_size": list(self.image_size),
                 "train_samples": len(self.train_set), "val_samples": len(self.test_set), "identity": self.data_identity}
+        baseline = {"name": self.baseline_name, "reason": self.baseline_reason, "metrics": self.baseline}
+        if self.val_set:  # val_samples is the test split's count, as before the validation split existed
+            data["validation_samples"] = len(self.val_set)
+            baseline["val_metrics"] = self.val_baseline
+        if self.baseline_warning is not None:  # summary.json repeats it: summary_of_record reads it here
+            baseline["trivial_warning"] = self.baseline_warning
         return run_record.new_config(
-            settings_of(self.args), data, self.task_names,
-            baseline={"name": self.baseline_name, "reason": self.baseline_reason, "metrics": self.baseline},
+            settings_of(self.args), data, self.task_names, baseline=baseline,
             weighting={"name": self.args.weighting, "options": self.weighting.options()},
             environment=self.environment(), parameters=self.model.parameter_counts(), git_commit=git_commit(),
             previous=previous)
