@@ -465,3 +465,22 @@ def test_a_two_row_rehearsal_of_a_recipe_runs_on_a_ray_cluster_and_compares(ray_
         assert len(rows_without_wall_clock(sweep_dir / name)) == 2
     report = (sweep_dir / "results" / "comparison.md").read_text()
     assert "| LS | 0 1 2 | 0 | 1 2 |" in report and "not comparable: synthetic data" in report
+
+
+def test_a_study_of_two_trials_runs_on_ray(ray_head, ray_env, tiny_synthcity, tmp_path):
+    """python -m sweeps tune --backend ray on the test's Ray: two trials as two tasks at once
+    (--parallel 2), told to the study (tests/test_tune.py tests the tuner itself)."""
+    from sweeps import tune
+
+    status, out, left_over = drive(
+        [sys.executable, "-m", "sweeps", "tune", str(REPO / "search_spaces" / "default.toml"), "--sweep", "study",
+         "--runs", str(tmp_path / "runs"), "--trials", "2", "--parallel", "2", "--backend", "ray", "--ray-address",
+         ray_head, "--", *run_flags(tiny_synthcity, epochs=1), "--method", "adam", "--val-fraction", "0.25"], ray_env)
+    assert status == 0 and "tune study: 2 trials finished (0 failed, 0 pruned)" in out, out
+    assert not left_over
+    sweep_dir = tmp_path / "runs" / "study"
+    study = json.loads((sweep_dir / tune.STUDY_JSON).read_text())
+    assert [(t["run"], t["state"]) for t in study["trials"]] == [("trial-0000", "complete"), ("trial-0001", "complete")]
+    for t in study["trials"]:
+        summary = json.loads((sweep_dir / t["run"] / "summary.json").read_text())
+        assert t["value"] == summary["selection"]["value"]

@@ -235,3 +235,26 @@ def test_a_two_row_rehearsal_of_a_recipe_runs_on_slurm_and_compares(cluster, tmp
         assert len(rows_without_wall_clock(sweep_dir / name)) == 2
     report = (sweep_dir / "results" / "comparison.md").read_text()
     assert "| LS | 0 1 2 | 0 | 1 2 |" in report and "not comparable: synthetic data" in report
+
+
+def test_a_study_of_two_trials_runs_on_slurm(cluster, tmp_path, tiny_synthcity):
+    """python -m sweeps tune --backend slurm: two trials, both in one job array (--parallel 2),
+    waited for and told to the study (tests/test_tune.py tests the tuner itself)."""
+    from sweeps import tune
+
+    done = subprocess.run(
+        [sys.executable, "-m", "sweeps", "tune", str(REPO / "search_spaces" / "default.toml"), "--sweep", "study",
+         "--runs", str(tmp_path / "runs"), "--trials", "2", "--parallel", "2", "--backend", "slurm",
+         "--slurm-mem", "500M", "--slurm-cpus-per-run", "1", "--slurm-time", "10",
+         "--", *train_flags(tiny_synthcity)[:2], "--epochs", "1", *train_flags(tiny_synthcity)[4:], "--threads", "1",
+         "--method", "adam", "--val-fraction", "0.25"],
+        cwd=REPO, env={**cluster.env, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(REPO)}, capture_output=True,
+        text=True, timeout=400, check=False)
+    assert done.returncode == 0, done.stdout + done.stderr
+    sweep_dir = tmp_path / "runs" / "study"
+    assert len(submissions(sweep_dir)) == 1
+    study = json.loads((sweep_dir / tune.STUDY_JSON).read_text())
+    assert [(t["run"], t["state"]) for t in study["trials"]] == [("trial-0000", "complete"), ("trial-0001", "complete")]
+    for t in study["trials"]:
+        summary = json.loads((sweep_dir / t["run"] / "summary.json").read_text())
+        assert t["value"] == summary["selection"]["value"]
