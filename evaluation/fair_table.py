@@ -12,9 +12,9 @@ both tables, so it shifts no row against another). Welch's t-test of every colum
 baseline row (the first method × weighting compared), Holm-corrected over all the tests of one
 table: the aggregation's statistics (evaluation/aggregate/statistics.py).
 
-The re-runs and the single-task runs must agree on every setting that changes results, the
-validation split's fraction, seed and held-out indices included: the aggregation's check, so
-runs on different splits are refused, naming the setting. The header states the protocol:
+The re-runs and the single-task runs must agree on every setting that changes results but the
+tuned ones, the validation split's fraction, seed and held-out indices included: the
+aggregation's check, so runs on different splits are refused, naming the setting. The header states the protocol:
 validation fraction, trials, seeds and the selection rule; the budget table, the trials and run
 seconds (the sum of metrics.jsonl's per-epoch "seconds") each row used.
 """
@@ -64,6 +64,14 @@ def at_best_val(run, metric):
         raise RunError(f"{run.path / SUMMARY}: no \"test_at_best_val\" {metric!r}; a fair comparison reads the test "
                        f"metrics at the epoch the validation split chose: the run needs --val-fraction above 0")
     return float(value)
+
+
+def tuned_settings(compared, runs):
+    """The settings the studies tuned (their flags' config.json keys, where the runs' setup has them):
+    they differ from row to row and from the single-task runs on purpose, and are not compared."""
+    known = set().union(*(run.setup for run in runs))
+    tuned = {flag.removeprefix("--").replace("-", "_") for entry in compared for flag in entry.tuned}
+    return tuple(sorted(tuned & known))
 
 
 def _finished(path):
@@ -118,10 +126,10 @@ def protocol_text(protocol, runs, rule, reference):
             f"tests against {' + '.join(reference)}.")
 
 
-def markdown(name, tasks, protocol, compared, tables, baselines, notes, runs, rule, single_seconds):
+def markdown(title, tasks, protocol, compared, tables, baselines, notes, runs, rule, single_seconds):
     reference = (compared[0].method, compared[0].weighting)
     cols = [c for c in columns(tasks) if not c.startswith("delta_m_") or c.removeprefix("delta_m_") in baselines]
-    out = [f"# Fair comparison `{name}`", "", protocol_text(protocol, runs, rule, reference), ""]
+    out = [f"# Fair comparison `{title}`", "", protocol_text(protocol, runs, rule, reference), ""]
     for selection, rows in tables.items():
         read = ("the test metrics of its best validation epoch (summary.json `best_val_epoch`)"
                 if selection == "best_val" else f"the mean of its test metrics over {last_epochs_phrase(runs)}")
@@ -156,7 +164,7 @@ def fair_table(sweep_dir, compared, single_task, protocol, results_dir, name="co
         groups[(entry.method, entry.weighting, ())] = runs
     reruns = [r for runs in groups.values() for r in runs]
     single = [_finished(sweep_dir / n) for n in single_task]
-    setup = check_sweep_setup(sweep_dir, reruns + single, ())
+    setup = check_sweep_setup(sweep_dir, reruns + single, tuned_settings(compared, reruns + single))
     tasks = sweep_tasks(sweep_dir, reruns)
     rule = selection_rule(reruns)
     baselines, notes = find_baselines(tasks, setup, single)
@@ -174,6 +182,6 @@ def fair_table(sweep_dir, compared, single_task, protocol, results_dir, name="co
     paths = {"md": results_dir / f"{name}.md", "csv": results_dir / f"{name}.csv"}
     write_csv([row for rows in tables.values() for row in rows], paths["csv"], csv_fields(tasks))
     single_seconds = sum(run_seconds(r.path) for r in single)
-    paths["md"].write_text(markdown(name, tasks, protocol, compared, tables, baselines, notes, reruns, rule,
+    paths["md"].write_text(markdown(sweep_dir.resolve().name, tasks, protocol, compared, tables, baselines, notes, reruns, rule,
                                     single_seconds))
     return paths

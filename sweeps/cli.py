@@ -51,7 +51,9 @@ def build_parser():
         usage='scripts/sweep.sh [run] --sweep NAME --methods "M ..." [options] [-- FLAGS ...]\n'
               "       scripts/sweep.sh --status --sweep NAME [--runs DIR]   (or: status --sweep NAME)\n"
               "       scripts/sweep.sh reproduce RECIPE [options] [-- FLAGS ...]   (see reproduce --help)\n"
-              "       scripts/sweep.sh tune SPACE.toml --sweep NAME --trials N [options] -- FLAGS ...   (see tune --help)",
+              "       scripts/sweep.sh tune SPACE.toml --sweep NAME --trials N [options] -- FLAGS ...   (see tune --help)\n"
+              "       scripts/sweep.sh compare --sweep NAME --methods M,... --trials N --space SPACE.toml [options] "
+              "-- FLAGS ...   (see compare --help)",
         description="Seed sweeps: every method x weighting x seed as one run of main_cityscapes.py, on this "
                     "machine, on Slurm or on Ray, then the tables. Run <method>-<weighting>-s<seed> goes to "
                     "<runs>/NAME/, its output to <name>.log and its exit status to <name>.exit beside it. "
@@ -308,14 +310,14 @@ def unknown_names(methods, weightings):
     return "; ".join(problems) or None
 
 
-SUBCOMMANDS = ("run", "status", "reproduce", "tune")
+SUBCOMMANDS = ("run", "status", "reproduce", "tune", "compare")
 
 
 def main(argv=None):
-    """python -m sweeps [run|status|reproduce|tune] ...; the bare form is `run`."""
+    """python -m sweeps [run|status|reproduce|tune|compare] ...; the bare form is `run`."""
     argv = list(sys.argv[1:] if argv is None else argv)
     command = argv[0] if argv and argv[0] in SUBCOMMANDS else None
-    if command in ("reproduce", "tune"):  # imported when chosen: --help stays fast
+    if command in ("reproduce", "tune", "compare"):  # imported when chosen: --help stays fast
         return importlib.import_module(f"{__package__}.{command}").main(argv[1:])
     if command == "status":
         return run_main(["--status", *argv[1:]])

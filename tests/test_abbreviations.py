@@ -16,7 +16,7 @@ ENTRY_POINTS = ["main_cityscapes", "sweeps.cli", "evaluation.aggregate.__main__"
                 "scripts.bench_step", "scripts.bench_loader", "scripts.bench_threads", "scripts.bench_help",
                 "scripts.bench_distributed", "scripts.compare_runs", "scripts.gradient_sensitivity",
                 "scripts.mgda_accuracy", "scripts.plot_au", "scripts.gpu_report", "scripts.make_goldens",
-                "evaluation.comparison", "sweeps.reproduce", "sweeps.tune"]
+                "evaluation.comparison", "sweeps.reproduce", "sweeps.tune", "sweeps.compare"]
 
 
 class Parsed(Exception):

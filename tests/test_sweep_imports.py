@@ -30,6 +30,9 @@ def modules_after(code):
     "from sweeps import cli\ntry:\n    cli.main(['tune', '--help'])\nexcept SystemExit as e:\n    assert e.code == 0",
     # --status of a study (here none: exit 2) reads study.json alone, without optuna or torch
     "from sweeps import cli\nassert cli.main(['tune', '--status', '--sweep', 's', '--runs', RUNS]) == 2",
+    "from sweeps import cli\ntry:\n    cli.main(['compare', '--help'])\nexcept SystemExit as e:\n    assert e.code == 0",
+    # --status of a comparison: its plan's runs, its studies' study.json, its report, from the files alone
+    "from sweeps import cli\nassert cli.main(['compare', '--status', '--sweep', 's', '--runs', RUNS]) == 0",
 ])
 def test_the_sweep_command_line_plan_and_status_import_no_torch(code, tmp_path):
     """--status over a sweep folder whose run has a config.json and a metrics row."""
