@@ -17,17 +17,20 @@ drift between settings is the size of the drift between machines with the same t
 The thread-count setting checks the other half of the claim: the same machine and ISA with
 two threads per run instead of one.
 
-A rerun keeps the finished runs and resumes the interrupted ones.
+A rerun keeps the finished runs and resumes the interrupted ones; Ctrl-C stops the runs at
+their last finished epoch and says so in one line.
 """
 import argparse
 import json
 import os
+import signal
 import subprocess
 import sys
 import time
 from pathlib import Path
 
 from evaluation.console import duration, shown_path
+from runfolder.exit_codes import EXIT_INTERRUPTED
 from runfolder.files import CONFIG, SUMMARY, log_file
 from scripts.demo import DEMO_FLAGS, METHODS, METRICS
 
@@ -82,6 +85,27 @@ def train(out, settings, extra):
     """Every unfinished run, as many at once as their threads fit on the CPUs."""
     pending = [(s, m) for s in settings for m in METHODS if not (out / s / m / SUMMARY).exists()]
     cpus, running = os.cpu_count() or 1, {}
+    try:
+        supervise(out, extra, pending, running, cpus)
+    except KeyboardInterrupt:
+        stop(running)
+        raise
+
+
+def stop(running):
+    """Ctrl-C in a terminal has reached the runs already; a signal to this process alone has not."""
+    for proc, log, _ in running.values():
+        if proc.poll() is None:
+            proc.send_signal(signal.SIGINT)
+    for proc, log, _ in running.values():
+        try:
+            proc.wait(timeout=60)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+        log.close()
+
+
+def supervise(out, extra, pending, running, cpus):
     while pending or running:
         while pending and (not running or busy(running) + SETTINGS[pending[0][0]][1] <= cpus):
             setting, method = pending.pop(0)
@@ -147,12 +171,17 @@ def main():
     if REFERENCE not in settings:
         settings.insert(0, REFERENCE)  # the differences are to it
     out = Path(args.out)
-    for setting in settings:
-        env, threads = SETTINGS[setting]
-        shown = " ".join(f"{k}={v}" for k, v in env.items()) or "(nothing forced)"
-        print(f"{setting}: {shown}, {threads} thread{'s' * (threads > 1)}: {instruction_sets(setting)}", flush=True)
-    start = time.time()
-    train(out, settings, extra)
+    try:
+        for setting in settings:
+            env, threads = SETTINGS[setting]
+            shown = " ".join(f"{k}={v}" for k, v in env.items()) or "(nothing forced)"
+            print(f"{setting}: {shown}, {threads} thread{'s' * (threads > 1)}: {instruction_sets(setting)}",
+                  flush=True)
+        start = time.time()
+        train(out, settings, extra)
+    except KeyboardInterrupt:
+        print("\nstopped; the runs keep their last finished epoch; the same command continues them", file=sys.stderr)
+        sys.exit(EXIT_INTERRUPTED)
     print(f"\ntrained in {duration(time.time() - start)}; flags: {' '.join(DEMO_FLAGS + extra)}\n")
     print(drift_table(out, settings))
     if any(SETTINGS[s][1] == SETTINGS[REFERENCE][1] for s in settings[1:]):
