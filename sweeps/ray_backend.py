@@ -34,6 +34,7 @@ RAY_AUTH_TOKEN_PATH, or in RAY_AUTH_TOKEN. A Ray started by the sweep enables to
 authentication by itself (Ray 2.59 and later), writing ~/.ray/auth_token when there is none.
 """
 import os
+import signal
 import socket
 import sys
 import time
@@ -108,7 +109,7 @@ def run(sweep_dir, runs, opts):
 
 def stop(sweep_dir, name):
     """Stop run `name` alone through Ray: ray.cancel of its task, not forced, raises
-    KeyboardInterrupt in the worker, whose run_one sends the run SIGINT and waits for its clean
+    KeyboardInterrupt in the worker, whose run_one sends the run SIGTERM and waits for its clean
     stop (checkpoint kept); a cancelled task is not retried. True when the task was going."""
     ref = _tasks.get(name)
     if ref is None:
@@ -163,16 +164,15 @@ def status_of(done, name):
         for line in lines:
             print(line, flush=True)
         return status
-    except ray.exceptions.RayTaskError as e:  # an error outside the run (its log, its folder)
-        reason = f"{type(e.cause).__name__}: {e.cause}"
-    except ray.exceptions.TaskCancelledError:
-        if name in _stopped:  # by stop(): the run stopped cleanly on the SIGINT that its worker sent it
-            _stopped.discard(name)
+    except ray.exceptions.RayError as e:
+        if isinstance(e, ray.exceptions.TaskCancelledError) and name in _stopped:  # by stop(): the run
+            _stopped.discard(name)  # stopped cleanly on the SIGTERM that its worker sent it
             print(f"{'stopped':<7} {name} (its task was cancelled; stopped on its own)", flush=True)
-            return exit_codes.EXIT_INTERRUPTED
-        reason = "TaskCancelledError: cancelled"
-    except ray.exceptions.RayError as e:  # lost more than MAX_RETRIES times, or cancelled
-        reason = f"{type(e).__name__}: {next(iter(str(e).strip().splitlines()), '')}"
+            return exit_codes.stopped_by(signal.SIGTERM)
+        if isinstance(e, ray.exceptions.RayTaskError):  # an error outside the run (its log, its folder)
+            reason = f"{type(e.cause).__name__}: {e.cause}"
+        else:  # lost more than MAX_RETRIES times, or cancelled
+            reason = f"{type(e).__name__}: {next(iter(str(e).strip().splitlines()), '')}"
     print(f"{'LOST':<7} {name} ({reason}); rerun the sweep to resume it", file=sys.stderr, flush=True)
     return TASK_FAILED
 

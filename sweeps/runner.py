@@ -135,6 +135,17 @@ def stop_run(name, signum=signal.SIGTERM):
         return True
 
 
+def wait(child, step=0.5):
+    """child.wait(), in steps: an exception raised in this thread from elsewhere (Ray's cancel of
+    a task, ray_backend.stop) comes between two steps, while a single wait would hold it until
+    the run had ended."""
+    while True:
+        try:
+            return child.wait(timeout=step)
+        except subprocess.TimeoutExpired:
+            continue
+
+
 def run_one(sweep_dir, run, python=None, threads=None, env=None, announce=say, cwd=None, processes=1):
     """Run `run` to its end; returns its exit status (0 for a run that was finished already,
     exit_codes.EXIT_BUSY for one owned by another process). env: extra environment variables
@@ -171,9 +182,11 @@ def run_one(sweep_dir, run, python=None, threads=None, env=None, announce=say, c
         _children[run.name] = child
     announce(f"{verb:<7} {run.name}" + (f" (GPU{'s' if ',' in gpu else ''} {gpu})" if gpu else ""), flush=True)
     try:
-        status = child.wait()
+        status = wait(child)
     except BaseException as e:  # this thread was interrupted (a worker that runs the run in its main thread)
-        child.send_signal(getattr(e, "signum", signal.SIGINT if isinstance(e, KeyboardInterrupt) else signal.SIGTERM))
+        # SIGTERM unless the interrupt names its signal: a Ray worker, whose cancel raises a bare
+        # KeyboardInterrupt here, blocks SIGINT, and the run inherits that signal mask.
+        child.send_signal(getattr(e, "signum", signal.SIGTERM))
         child.wait()  # the run stops as on that signal, keeping its checkpoint
         raise
     finally:

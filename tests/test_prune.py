@@ -181,7 +181,11 @@ def test_a_slurm_run_is_stopped_alone_by_scancel_marked_pruned_and_resumes(clust
     assert record == {"marked": True}, record
     assert state.run_state(sweep_dir, "cut").state == state.PRUNED
     assert not (sweep_dir / "cut" / "summary.json").exists() and (sweep_dir / "cut" / "checkpoint.pt").exists()
-    assert slurm.stop(sweep_dir, "cut") is False  # its element has left the queue
+    deadline = time.monotonic() + 60
+    while cluster.client("squeue", "--noheader", "--format=%i", "--name=sweep-tune").split():
+        assert time.monotonic() < deadline, "the cancelled element leaves the queue within 60 s"
+        time.sleep(0.2)
+    assert slurm.stop(sweep_dir, "cut") is False  # nothing of it is queued any more
     pruned_file(sweep_dir, "cut").unlink()
     assert slurm.run(sweep_dir, runs, slurm_options("tune", wait=True)) == {"cut": 0}
     assert " resume" in (sweep_dir / "cut.log").read_text()
@@ -232,7 +236,7 @@ def test_a_ray_run_is_stopped_alone_by_cancel_marked_pruned_and_resumes(tiny_syn
     out = done.stdout + done.stderr
     assert done.returncode == 0 and "RESULT " in done.stdout, out
     result = json.loads(done.stdout.split("RESULT ", 1)[1].splitlines()[0])
-    assert result == {"statuses": {"cut": 130}, "marked": [True]}, out  # SIGINT from its worker
+    assert result == {"statuses": {"cut": 143}, "marked": [True]}, out  # SIGTERM from its worker
     assert "stopped cut (its task was cancelled" in " ".join(out.split()) and "LOST" not in out
     assert state.run_state(sweep_dir, "cut").state == state.PRUNED and not (sweep_dir / "cut.exit").exists()
     pruned_file(sweep_dir, "cut").unlink()
