@@ -22,6 +22,8 @@ LOCK_FILES = frozenset({LOCK, LEASE, LEASE_LOG})
 # A sweep folder: the plan, and beside each run folder <name>/ its <name>.log and <name>.exit, and
 # <name>.pruned for a run that a tuner stopped early (written after its process exited).
 PLAN = "plan.json"
+# A tuner's sweep (sweeps/tune.py) also holds its Optuna study and the study's snapshot for --status.
+STUDY_DB, STUDY_JSON = "study.db", "study.json"
 LOG_SUFFIX, EXIT_SUFFIX, PRUNED_SUFFIX = ".log", ".exit", ".pruned"
 
 

@@ -28,12 +28,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from runfolder import atomic, exit_codes, lease, state
-from runfolder.files import METRICS, SUMMARY
+from runfolder.files import METRICS, STUDY_DB, STUDY_JSON, SUMMARY
 from runfolder.launcher_flags import owned_flag
 
-from . import cli, plan, runner
+from . import cli, plan, prune, runner
 
-STUDY_DB, STUDY_JSON = "study.db", "study.json"
 STUDY_NAME = "tune"
 RUN_ATTR, ABANDONED_ATTR = "run", "abandoned"
 POLL_S = 5.0
@@ -411,6 +410,10 @@ def build_parser():
     g.add_argument("--objective", metavar="NAME",
                    help="the validation objective, passed to every run as --select-by: auto, delta_m, "
                         "normalized_mean or val/<metric>; never test/... (default: --select-by after --, else auto)")
+    g.add_argument("--prune", choices=prune.RULES, default=None,
+                   help="stop trials early whose validation objective lags (median: below the completed trials' "
+                        "median at the same epoch; hyperband: successive halving), read per epoch from their "
+                        "metrics.jsonl; a pruned trial keeps its run folder, marked <name>.pruned (default: none)")
     g.add_argument("--status", action="store_true",
                    help="print the trials, the best so far and the budget used from <runs>/NAME/study.json; "
                         "start nothing")
@@ -477,7 +480,9 @@ def main(argv=None):
         space = load_space(args.space)
         opts = cli.backend_options(argparse.Namespace(**vars(args), results=None), run_flags)
         cli.interrupt_on_signals()
-        result = run_study(sweep_dir, space, args.trials, args.parallel, args.seed, args.objective, run_flags, opts)
+        poll = prune.Pruner(sweep_dir, cli.backend_module(opts.backend), args.prune) if args.prune else None
+        result = run_study(sweep_dir, space, args.trials, args.parallel, args.seed, args.objective, run_flags, opts,
+                           poll=poll, pruner=prune.make_pruner(args.prune))
     except (TuneError, SearchSpaceError) as e:
         print(f"tune: {e}", file=sys.stderr)
         return exit_codes.EXIT_BAD_INPUT

@@ -168,6 +168,7 @@ def test_the_sampler_is_seeded_and_reseeded_from_the_trials_so_far_on_restart(ti
     assert tune.sampler_seed(7, 0) != tune.sampler_seed(7, 1) != tune.sampler_seed(8, 1)
 
 
+@pytest.mark.slow  # end-to-end runs: not in the quick subset
 def test_a_crash_after_ask_and_after_a_run_s_end_is_told_once_from_the_run_folder(tiny_synthcity, tmp_path):
     """Trial 0 was asked (its parameters stored) but its run never reached plan.json; trial 1
     ran to its end but was never told; trial 2 was cut off inside ask (no run name). The next
@@ -204,6 +205,7 @@ def wait_for(condition, timeout, what):
         time.sleep(0.05)
 
 
+@pytest.mark.slow
 def test_a_study_killed_mid_study_continues_to_exactly_n_trials_each_with_one_run_folder(tiny_synthcity, tmp_path):
     """Three trials, two at a time, two epochs each on the local backend: SIGKILL of the tuner once
     trial 0 has its first checkpoint, then the same command: trial 0 resumes from its folder, and
