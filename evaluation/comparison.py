@@ -44,7 +44,10 @@ from scipy import stats
 
 from tasks import DEFAULT_TASKS, canonical, reported_metrics, task_of_metric
 
+from . import weak_baseline
 from .aggregate.collect import RESULTS, check_sweep_setup, scan_sweep
+from .aggregate.render import WARNING_MARK
+from .baseline import trivial_of
 from .delta_m import PUBLISHED_BASELINE, delta_m
 from .recipe import in_repository_units
 from .run_config import describe_differences, setting_text, setup_differences, shared_setup
@@ -325,6 +328,7 @@ def compare(recipe, sweep_dir, results_dir=None):
         values[run.path.name], epochs_used[run.path.name] = rule_values(
             run, recipe.evaluation, recipe.evaluation_epochs or LAST_N, task_keys, reference or dict(PUBLISHED_BASELINE))
     ours = single_task_baseline(matched.single, values, keys_of_task)
+    weak = weak_of_ours(ours, matched.single, tasks) if ours is not None else None
     single_setup = {k: matched.single[t][0].setup.get(k) for t in tasks if matched.single[t] for k in separate}
 
     st = recipe.single_task
@@ -361,7 +365,16 @@ def compare(recipe, sweep_dir, results_dir=None):
     ranking = rank(recipe, results)
     return {"recipe": recipe, "tasks": tasks, "keys": keys, "setup": setup, "rows": results,
             "problems": problems, "values": values, "epochs_used": epochs_used, "ranking": ranking,
-            "baseline_ours": ours}
+            "baseline_ours": ours, "baseline_ours_warning": weak}
+
+
+def weak_of_ours(ours, single, tasks):
+    """The sentence of evaluation/weak_baseline.py where our single-task runs are worse than the
+    trivial predictors on their data (None where they are not, or the data is not readable here)."""
+    trivial = trivial_of(single[tasks[0]][0], tasks)
+    source = {"trivial": trivial, "runs": {task: [str(r.path) for r in single[task]] for task in tasks}}
+    warning = trivial and weak_baseline.warning_of({**ours, "source": source}, "of our single-task runs")
+    return weak_baseline.describe(warning) if warning else None
 
 
 def rank(recipe, results):
@@ -490,10 +503,13 @@ def markdown(result, synthetic, sweep_dir, figure_name):
         single = r.delta.get("single_task")
         single_text = "" if single is None else (
             _fmt(single.mean, 3, True) + (f" ± {_fmt(single.std, 3)}" if single.std is not None else ""))
-        table.append([r.label, _fmt(shown, 2, True), *cells, single_text])
+        table.append([r.label, _fmt(shown, 2, True), *cells, single_text + (f" {WARNING_MARK}" * bool(
+            single_text and result["baseline_ours_warning"]))])
     lines += _md_table(["row", pub, "ours vs published ST: mean ± std", "n", "SE", "95 % interval", diff_header,
                         mark_header, "ours vs our ST: mean ± std"], table)
     lines.append("")
+    if result["baseline_ours_warning"]:
+        lines += [f"{WARNING_MARK} {result['baseline_ours_warning']}", ""]
     lines += ranking_section(result, synthetic)
     notes = [(r.label, r.note) for r in result["rows"] if r.note]
     refused = [(r.label, r.refused) for r in result["rows"] if r.refused]

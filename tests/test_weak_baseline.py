@@ -107,3 +107,22 @@ def test_aggregate_marks_the_delta_m_of_a_weak_baseline(tmp_path):
     assert "⚠" not in (results / "demo.md").read_text()
     with open(results / "demo.csv") as f:
         assert all(row["delta_m_warning"] == "" for row in csv.DictReader(f))
+
+
+def test_comparison_marks_the_delta_m_against_our_weak_single_task_runs(tiny_synthcity, tmp_path):
+    from test_comparison import LS, recipe
+
+    from evaluation.comparison import write_comparison
+
+    sweep, data = tmp_path / "toy", {"root": str(tiny_synthcity)}
+    trivial = trivial_metrics(tiny_synthcity, 7, ("semantic", "depth"))
+    for i in range(3):
+        make_run(sweep, f"ls-s{i}", {k: v[i] for k, v in LS.items()}, seed=i)
+        make_run(sweep, f"single-semantic-s{i}", {"miou": trivial["miou"] / 2, "pix_acc": trivial["pix_acc"] / 2},
+                 seed=i, tasks=("semantic",), data=data)
+        make_run(sweep, f"single-depth-s{i}", {"abs_err": 0.01, "rel_err": 0.1}, seed=i, tasks=("depth",), data=data)
+    md = write_comparison(recipe(), sweep, sweep / "results")["md"].read_text()
+    [ls] = [line for line in md.splitlines() if line.startswith("| LS |") and "⚠" in line]
+    assert ls.endswith(" ⚠ |")
+    assert "⚠ Δm misleads: the baseline of our single-task runs is worse than the trivial predictor on miou" in md
+    assert str(sweep / "single-semantic-s0") in md
