@@ -1,7 +1,12 @@
 """python -m sweeps compare: the fair comparison's report (evaluation/fair_table.py) from run
 folders built by hand, and the pipeline end to end at a tiny size."""
 import csv
+import json
 import math
+import os
+import subprocess
+import sys
+from pathlib import Path
 
 import pytest
 from scipy import stats
@@ -12,6 +17,9 @@ from evaluation.fair_table import Compared, Protocol, fair_table
 from evaluation.run_record import RunError
 from evaluation.significance import holm
 from evaluation.summary import summary_of_record
+from sweeps import compare, plan, tune
+
+REPO = Path(__file__).resolve().parent.parent
 
 EPOCHS = 3
 BEST = 1  # the epoch of every fabricated run whose val mIoU is highest
@@ -171,3 +179,88 @@ def test_runs_without_a_validation_split_are_refused(tmp_path):
     compared, single = make_comparison(tmp_path, lambda name: {})
     with pytest.raises(RunError, match="adam-ew-s0.*needs --val-fraction above 0"):
         fair_table(tmp_path, compared, single, PROTOCOL, tmp_path / "results")
+
+
+# ---------------------------------------------------------------- the pipeline end to end
+
+SPACE = '[all]\nlr = { type = "log", low = 1e-4, high = 1e-2 }\n'
+
+
+def compare_argv(runs, space, data, *run_flags):
+    """2 methods x ew, 2 trials each, re-runs with seeds 1 2, two runs at a time; 2-epoch runs on
+    the session's tiny SynthCity, a quarter of its 16 training images held out as validation."""
+    return ["--sweep", "fair", "--runs", str(runs), "--methods", "adam,adam_with_adatask", "--trials", "2",
+            "--seeds", "2", "--space", str(space), "--parallel", "2", "--",
+            "--data-path", str(data), "--epochs", "2", "--batch-size", "4", "--width-mult", "0.0625",
+            "--num-workers", "0", "--device", "cpu", "--threads", "1", *run_flags]
+
+
+def run_compare(argv):
+    return subprocess.run([sys.executable, "-m", "sweeps", "compare", *argv], cwd=REPO, capture_output=True, text=True,
+                          env={**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(REPO)}, timeout=900,
+                          check=False)
+
+
+def config_of(run_dir):
+    return json.loads((run_dir / run_record.CONFIG).read_text())
+
+
+def test_compare_end_to_end_writes_every_stage_and_a_rerun_starts_nothing(tiny_synthcity, tmp_path):
+    space = tmp_path / "space.toml"
+    space.write_text(SPACE)
+    argv = compare_argv(tmp_path / "runs", space, tiny_synthcity, "--val-fraction", "0.25")
+    done = run_compare(argv)
+    assert done.returncode == 0, done.stdout + done.stderr
+    sweep = tmp_path / "runs" / "fair"
+    # 1: single-task runs on the validation split, seeds 1 2, and a baseline with val metrics
+    baseline = json.loads((sweep / compare.BASELINE_FILE).read_text())
+    assert set(baseline["val"]) == {"miou", "pix_acc", "abs_err", "rel_err"}
+    assert baseline["source"]["seeds"] == {"semantic": [1, 2], "depth": [1, 2]}
+    # 2: one study per method x weighting, two finished trials each, every trial on seed 0 with the baseline
+    bests = {}
+    for method in ("adam", "adam_with_adatask"):
+        study = sweep / compare.STUDIES / f"{method}-ew"
+        snapshot = json.loads((study / tune.STUDY_JSON).read_text())
+        assert snapshot["budget"]["trials_finished"] == 2 and snapshot["objective"] == "delta_m"
+        for trial in snapshot["trials"]:
+            settings = config_of(study / trial["run"])["settings"]
+            assert (settings["seed"], settings["method"], settings["val_fraction"]) == (0, method, 0.25)
+            assert settings["baseline"] == str(sweep / compare.BASELINE_FILE)
+        bests[method] = snapshot["best"]["params"]["lr"]
+    # 3: the best configuration re-run with seeds 1 2, on the same split, selected by Δm on val
+    names = [r.name for r in plan.read_plan(sweep)]
+    assert names == ["single-semantic-s1", "single-depth-s1", "single-semantic-s2", "single-depth-s2",
+                     "adam-ew-s1", "adam-ew-s2", "adam_with_adatask-ew-s1", "adam_with_adatask-ew-s2"]
+    split = {config_of(sweep / name)["settings"]["val_split_sha256"] for name in names}
+    assert len(split) == 1
+    for method, lr in bests.items():
+        for seed in (1, 2):
+            run_dir = sweep / f"{method}-ew-s{seed}"
+            settings = config_of(run_dir)["settings"]
+            assert (settings["seed"], settings["lr"], settings["select_by"]) == (seed, lr, "delta_m")
+            assert "best_val_epoch" in json.loads((run_dir / run_record.SUMMARY).read_text())
+    # 4: the report, printed and written
+    report = (sweep / "results" / "compare.md").read_text()
+    assert report in done.stdout and "2 trials per method × weighting" in report and "seeds 1 2" in report
+    rows = read_csv(sweep / "results" / "compare.csv")
+    assert set(rows) == {(s, m) for s in ("best_val", "last_n") for m in bests}
+    assert rows[("best_val", "adam")]["trials"] == "2" and rows[("best_val", "adam")]["tuned"] == f"--lr {bests['adam']!r}"
+    again = run_compare(argv)
+    assert again.returncode == 0, again.stdout + again.stderr
+    assert "start " not in again.stdout and again.stdout.count("skip ") == 8
+    status = run_compare(["--status", "--sweep", "fair", "--runs", str(tmp_path / "runs")])
+    assert "8 runs: 8 finished" in status.stdout and "baseline.json: written" in status.stdout
+    assert status.stdout.count("2/2 trials finished") == 2 and "report: " + str(sweep / "results") in status.stdout
+
+
+@pytest.mark.parametrize(("run_flags", "expected"), [
+    ((), "--val-fraction F > 0"),
+    (("--val-fraction", "0.25", "--seed", "3"), "--seed after --: the comparison sets it for each run; use --seeds"),
+])
+def test_a_comparison_it_cannot_run_is_refused_before_any_run(tiny_synthcity, tmp_path, capsys, run_flags, expected):
+    space = tmp_path / "space.toml"
+    space.write_text(SPACE)
+    with pytest.raises(SystemExit) as refused:
+        compare.main(compare_argv(tmp_path / "runs", space, tiny_synthcity, *run_flags))
+    assert refused.value.code == 2 and expected in capsys.readouterr().err
+    assert not (tmp_path / "runs").exists()
