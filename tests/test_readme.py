@@ -74,3 +74,13 @@ def test_every_docs_page_is_in_the_readmes_table_of_contents_or_the_site_only():
     docs = README.parent / "docs"
     pages = {path.relative_to(docs).as_posix() for path in docs.glob("*.md")} - {"index.md"}
     assert not [page for page in sorted(pages) if f"(docs/{page})" not in section]
+
+
+def test_the_sites_index_lists_the_pages_as_the_readme_does():
+    """docs/index.md, the site's home, repeats the README's table of contents (links relative to
+    docs/); the two lists may not drift apart."""
+    section = README.read_text().split("## Documentation", 1)[1].split("\n## ", 1)[0]
+    readme_items = [line.replace("](docs/", "](") for line in section.splitlines() if line.startswith("- [")]
+    index = (README.parent / "docs" / "index.md").read_text()
+    index_items = [line for line in index.splitlines() if line.startswith("- [")]
+    assert index_items[:len(readme_items)] == readme_items
