@@ -216,8 +216,10 @@ def test_a_study_killed_mid_study_continues_to_exactly_n_trials_each_with_one_ru
     first = subprocess.Popen(argv, cwd=REPO, env=child_env(), stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
                              text=True)
     try:
-        wait_for(lambda: (sweep_dir / "trial-0000" / "checkpoint.pt").exists() or first.poll() is not None, 240,
-                 "checkpoint")
+        # both runs of the first batch have started (owned), so that both are gone before the rerun
+        wait_for(lambda: ((sweep_dir / "trial-0000" / "checkpoint.pt").exists()
+                          and any((sweep_dir / "trial-0001" / name).exists() for name in (LEASE, "summary.json")))
+                 or first.poll() is not None, 240, "checkpoint")
         assert first.poll() is None, first.communicate()[0]
         owners = [json.loads(path.read_text())["pid"] for path in sweep_dir.glob(f"trial-*/{LEASE}")]
         first.send_signal(signal.SIGKILL)
