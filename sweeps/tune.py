@@ -24,7 +24,7 @@ import json
 import sys
 import threading
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 from runfolder import atomic, exit_codes, lease, state
@@ -83,7 +83,7 @@ class Setup:
     weighting: str
     space: str
     seed: int
-    definition: dict = field(default_factory=dict)
+    definition: dict  # plan.json's defined_by: the flags after -- and the tuned space, fixed for the sweep
 
 
 def trial_name(number):
