@@ -13,15 +13,13 @@ rerunning the sweep (or the tuner) resumes it.
 The rules (make_pruner): median, Optuna's MedianPruner: a trial is pruned at an epoch when its
 objective there is worse than the median of the completed trials' objectives at the same epoch;
 hyperband, Optuna's HyperbandPruner (successive halving over brackets, epochs as the resource).
-Neither judges the first epoch (epoch 0): under --select-by normalized_mean every run's first
-epoch is 1 by construction, so it tells nothing.
+Neither judges the first epoch (epoch 0): under --select-by normalized_mean the first epoch is
+every run's reference, the same value for all, so it tells nothing.
 """
 import json
 import math
 import time
 from pathlib import Path
-
-import optuna
 
 from runfolder import lease, state
 from runfolder.files import METRICS
@@ -39,6 +37,8 @@ def make_pruner(rule):
     --prune for another rule."""
     if rule is None:
         return None
+    import optuna  # here: the tuner's --help and --status load no Optuna
+
     if rule == "median":
         return optuna.pruners.MedianPruner(n_startup_trials=STARTUP_TRIALS, n_warmup_steps=WARMUP_EPOCHS)
     if rule == "hyperband":

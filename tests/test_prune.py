@@ -243,3 +243,58 @@ def test_a_ray_run_is_stopped_alone_by_cancel_marked_pruned_and_resumes(tiny_syn
     assert local.run(sweep_dir, [plan.PlannedRun("cut", flags(tiny_synthcity, 2))], local_options(jobs=1)) == {
         "cut": 0}
     assert len(rows_without_wall_clock(sweep_dir / "cut")) == 2
+
+
+# ------------------------------------------------------------------ the tuner
+
+TUNER = """
+import sys
+from sweeps import tune
+tune.POLL_S = 0.5  # the trials' epochs last seconds here, not minutes
+raise SystemExit(tune.main(sys.argv[1:]))
+"""
+
+
+def test_a_median_pruned_study_stops_the_trial_below_the_median_and_tells_it_pruned(tiny_synthcity, tmp_path):
+    """Three trials of adam + ew, their lr set beforehand through Optuna's own enqueue_trial: two
+    that learn (1e-2, 3e-3) run first, side by side, then one that barely moves (1e-6), which
+    falls below their median at epoch 1 and is pruned, through the local backend, before its
+    last epoch."""
+    runs = tmp_path / "runs"
+    sweep_dir = runs / "study"
+    sweep_dir.mkdir(parents=True)
+    storage = optuna.storages.RDBStorage(f"sqlite:///{sweep_dir / 'study.db'}")
+    study = optuna.create_study(storage=storage, study_name="tune", direction="maximize")
+    for lr in (1e-2, 3e-3, 1e-6):
+        study.enqueue_trial({"lr": lr})
+    storage.engine.dispose()
+    space = tmp_path / "space.toml"
+    space.write_text('[all]\nlr = { type = "log", low = 1e-7, high = 1e-1 }\n')
+    flags = ["--data-path", str(tiny_synthcity), "--epochs", "4", "--batch-size", "4", "--width-mult", "0.0625",
+             "--num-workers", "0", "--device", "cpu", "--threads", "1", "--method", "adam", "--weighting", "ew",
+             "--val-fraction", "0.25"]
+    done = subprocess.run([sys.executable, "-c", TUNER, str(space), "--sweep", "study", "--runs", str(runs),
+                           "--trials", "3", "--parallel", "2", "--prune", "median", "--", *flags],
+                          cwd=REPO, env={**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(REPO)},
+                          capture_output=True, text=True, timeout=400, check=False)
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "3 trials finished (0 failed, 1 pruned)" in done.stdout, done.stdout
+
+    storage = optuna.storages.RDBStorage(f"sqlite:///{sweep_dir / 'study.db'}")
+    try:
+        trials = optuna.load_study(study_name="tune", storage=storage).trials
+    finally:
+        storage.engine.dispose()
+    assert [(t.params["lr"], t.state.name) for t in trials] == [(1e-2, "COMPLETE"), (3e-3, "COMPLETE"),
+                                                               (1e-6, "PRUNED")]
+    pruned = trials[2]
+    epoch = max(pruned.intermediate_values)
+    assert 1 <= epoch < 3  # judged after the first epoch, stopped before the last
+    median = sum(t.intermediate_values[epoch] for t in trials[:2]) / 2  # the median of two
+    assert pruned.intermediate_values[epoch] < median
+    assert state.run_state(sweep_dir, "trial-0002").state == state.PRUNED
+    assert not (sweep_dir / "trial-0002" / "summary.json").exists()
+    assert (sweep_dir / "trial-0002" / "checkpoint.pt").exists()  # resumable
+    assert f"--prune median: epoch {epoch}," in pruned_file(sweep_dir, "trial-0002").read_text()
+    snapshot = json.loads((sweep_dir / "study.json").read_text())
+    assert [t["state"] for t in snapshot["trials"]] == ["complete", "complete", "pruned"]
