@@ -298,3 +298,15 @@ def test_a_median_pruned_study_stops_the_trial_below_the_median_and_tells_it_pru
     assert f"--prune median: epoch {epoch}," in pruned_file(sweep_dir, "trial-0002").read_text()
     snapshot = json.loads((sweep_dir / "study.json").read_text())
     assert [t["state"] for t in snapshot["trials"]] == ["complete", "complete", "pruned"]
+
+
+def test_the_mark_makes_a_stopped_run_pruned_not_failed_and_a_finished_run_stays_finished(tmp_path):
+    (tmp_path / "run").mkdir()
+    (tmp_path / "run" / "config.json").write_text("{}")
+    state.write_exit(tmp_path, "run", 143)  # as a Slurm element writes it for a run that scancel stopped
+    assert state.run_state(tmp_path, "run").state == state.FAILED
+    state.write_pruned(tmp_path, "run", "--prune median: epoch 1, val_objective -0.1")
+    assert state.run_state(tmp_path, "run").state == state.PRUNED
+    assert state.read_pruned(tmp_path, "run") == "--prune median: epoch 1, val_objective -0.1"
+    (tmp_path / "run" / "summary.json").write_text("{}")  # resumed to its end, with the mark left beside it
+    assert state.run_state(tmp_path, "run").state == state.FINISHED
