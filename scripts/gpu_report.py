@@ -49,6 +49,7 @@ from importlib.metadata import version
 from pathlib import Path
 
 from runfolder.atomic import write_text
+from runfolder.exit_codes import EXIT_INTERRUPTED
 
 REPO = Path(__file__).resolve().parent.parent
 TITLES = {
@@ -628,4 +629,8 @@ def main(argv=None):
 
 
 if __name__ == "__main__":
-    main()
+    try:
+        main()
+    except KeyboardInterrupt:  # Ctrl-C: the report so far is on the console; its children got the signal too
+        print("stopped by SIGINT", file=sys.stderr)
+        sys.exit(EXIT_INTERRUPTED)
