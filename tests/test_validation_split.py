@@ -8,6 +8,7 @@ import shutil
 import global_state
 import pytest
 from run_helpers import run_argv
+from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 from test_baseline import make_run
 
 import main_cityscapes
@@ -224,6 +225,10 @@ def test_a_run_with_a_validation_split_writes_val_rows_and_the_selected_epoch(sp
     assert summary["selection"] == {"by": "normalized_mean", "direction": "maximize", "value": objective[best]}
     assert summary["test_at_best_val"] == rows[best]["test"] and summary["val_at_best_val"] == rows[best]["val"]
     assert read_run(split_run, setting_definitions()).summary["best_val_epoch"] == best  # consistent on re-read
+    events = EventAccumulator(str(split_run), size_guidance={"scalars": 0})
+    events.Reload()
+    assert [e.value for e in events.Scalars("1 val/miou")] == pytest.approx([row["val"]["miou"] for row in rows])
+    assert [e.value for e in events.Scalars("1 val/objective")] == pytest.approx(objective)
     charts = {title for category in layout(TASKS, with_delta_m=False, with_val=True).values() for title in category}
     assert {"miou (val)", "loss_depth (val)", "val objective (--select-by)"} <= charts
 
