@@ -48,9 +48,10 @@ def resolve(select_by, has_val_baseline, tasks=None):
 
 
 def _directions(tasks):
-    """{val metric key: higher is better} of `tasks` (names): their reported metrics and losses."""
+    """{val metric key: higher is better} of `tasks` (names): their reported metrics and losses,
+    from the registry alone (no torch: sweeps' --status checks summaries with it)."""
     tasks = canonical(tasks)
-    return {**{m.key: m.higher_is_better for name in tasks for m in TASKS[name].metrics},
+    return {**{key: key not in TASKS[name].lower_is_better for name in tasks for key in TASKS[name].metric_keys},
             **{f"loss_{name}": False for name in tasks}}
 
 
@@ -67,10 +68,10 @@ def objective_values(rows, name, tasks):
     """The objective `name` (resolved) of each metrics.jsonl row, from its "val" metrics;
     `tasks`: the run's task names (normalized_mean averages over them)."""
     if name == NORMALIZED_MEAN:
-        first = [TASKS[task].metrics[0] for task in canonical(tasks)]
-        start = {m.key: rows[0]["val"][m.key] or 1.0 for m in first}  # a zero first value divides by 1
-        return [math.fsum((1 if m.higher_is_better else -1) * row["val"][m.key] / start[m.key] for m in first)
-                / len(first) for row in rows]
+        first = [TASKS[task].metric_keys[0] for task in canonical(tasks)]
+        sign = {key: 1 if direction(VAL_PREFIX + key) == MAXIMIZE else -1 for key in first}
+        start = {key: rows[0]["val"][key] or 1.0 for key in first}  # a zero first value divides by 1
+        return [math.fsum(sign[key] * row["val"][key] / start[key] for key in first) / len(first) for row in rows]
     key = DELTA_M if name == DELTA_M else name.removeprefix(VAL_PREFIX)
     return [float(row["val"][key]) for row in rows]
 

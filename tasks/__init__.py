@@ -26,12 +26,15 @@ class TaskEntry:
     metric_keys: the keys of its reported metrics, as its class declares them (what
         --status shows without loading the class).
     cls: "module:Class" of its Task subclass.
+    lower_is_better: those of metric_keys whose Metric is not higher_is_better (what the
+        validation objective's direction needs without loading the class, evaluation/selection.py).
     """
 
     name: str
     folders: tuple[str, ...]
     metric_keys: tuple[str, ...]
     cls: str
+    lower_is_better: tuple[str, ...] = ()
 
     def load(self) -> type[Task]:
         """The task's class (imports its module, and torch)."""
@@ -45,8 +48,8 @@ class TaskEntry:
 
 TASKS: dict[str, TaskEntry] = {entry.name: entry for entry in (
     TaskEntry("semantic", tuple(map(label_dir, CLASS_COUNTS)), ("miou", "pix_acc"), "tasks.semantic:SemanticTask"),
-    TaskEntry("instance", (INSTANCE_DIR,), ("inst_err",), "tasks.instance:InstanceTask"),
-    TaskEntry("depth", (DEPTH_DIR,), ("abs_err", "rel_err"), "tasks.depth:DepthTask"),
+    TaskEntry("instance", (INSTANCE_DIR,), ("inst_err",), "tasks.instance:InstanceTask", ("inst_err",)),
+    TaskEntry("depth", (DEPTH_DIR,), ("abs_err", "rel_err"), "tasks.depth:DepthTask", ("abs_err", "rel_err")),
 )}
 DEFAULT_TASKS = ("semantic", "depth")  # the MTAN release's two tasks
 

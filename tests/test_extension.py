@@ -145,8 +145,8 @@ def test_an_optimizer_base_is_one_file_and_one_line(scratch):
 
 def test_a_task_is_one_file_and_one_line(scratch):
     scratch.add("edge.py", "tasks/edge.py", "tasks/__init__.py",
-                '    TaskEntry("depth", (DEPTH_DIR,), ("abs_err", "rel_err"), "tasks.depth:DepthTask"),',
-                '    TaskEntry("edge", (label_dir(7),), ("edge_err",), "tasks.edge:EdgeTask"),')
+                '    TaskEntry("depth", (DEPTH_DIR,), ("abs_err", "rel_err"), "tasks.depth:DepthTask", ("abs_err", "rel_err")),',
+                '    TaskEntry("edge", (label_dir(7),), ("edge_err",), "tasks.edge:EdgeTask", ("edge_err",)),')
     assert "edge" in scratch.run("main_cityscapes.py", "--help") and "edge" in scratch.run("-m", "sweeps", "--help")
     table, status = scratch.sweep("t", "--methods", "adam", "--tasks", "semantic edge")
     assert "EdgeErr" in table and "| adam | ew |" in table and "adam-ew-s0" in status

@@ -121,6 +121,7 @@ def test_each_entry_matches_its_class():
         read = {folder for classes in CLASS_COUNTS for folder in cls(TaskSettings(classes=classes)).folders()}
         assert set(entry.folders) == read, name
         assert entry.metric_keys == tuple(m.key for m in cls.metrics), name
+        assert entry.lower_is_better == tuple(m.key for m in cls.metrics if not m.higher_is_better), name
         assert entry.metrics == cls.metrics
 
 

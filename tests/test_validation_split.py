@@ -4,10 +4,12 @@ training and test samples, recorded and refused when mixed; the --select-by obje
 epoch it selects; and a run with default flags writes what it wrote before the split existed."""
 import json
 import shutil
+import subprocess
+import sys
 
 import global_state
 import pytest
-from run_helpers import run_argv
+from run_helpers import REPO, run_argv
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 from test_baseline import make_run
 
@@ -247,3 +249,12 @@ def test_defaults_leave_config_metrics_and_summary_as_before(tiny_synthcity, tmp
     explicit = run_argv(tiny_synthcity, tmp_path, "run", "--val-fraction", "0", "--val-seed", "5", epochs=1)
     assert settings_of(parse_args(explicit)) == settings_of(parse_args(run_argv(tiny_synthcity, tmp_path, "run",
                                                                                  epochs=1)))
+
+
+def test_the_objective_needs_no_torch():
+    """sweeps' --status checks the summaries of runs with a split without importing torch."""
+    code = ("import sys; from evaluation import selection; "
+            f"rows = {HAND_ROWS!r}; "
+            "assert [selection.best_epoch(rows, n, ('semantic', 'depth')) for n in ('normalized_mean', 'val/abs_err')]"
+            " == [2, 2]; assert 'torch' not in sys.modules")
+    subprocess.run([sys.executable, "-c", code], cwd=REPO, check=True)
