@@ -205,6 +205,7 @@ def config_of(run_dir):
     return json.loads((run_dir / run_record.CONFIG).read_text())
 
 
+@pytest.mark.slow  # 12 runs of main_cityscapes.py: not in the quick subset (docs/tests.md)
 def test_compare_end_to_end_writes_every_stage_and_a_rerun_starts_nothing(tiny_synthcity, tmp_path):
     space = tmp_path / "space.toml"
     space.write_text(SPACE)
