@@ -18,7 +18,7 @@ from data.validation_split import held_out, remaining, split_hash
 from evaluation import run_config, run_record, selection
 from evaluation.aggregate.collect import check_sweep_setup
 from evaluation.baseline import build_baseline
-from evaluation.delta_m import load_val_baseline
+from evaluation.delta_m import delta_m, load_val_baseline
 from evaluation.run_record import RunError, RunFolderError, read_run
 from evaluation.summary import summarize
 from evaluation.tensorboard_log import layout
@@ -233,6 +233,21 @@ def test_a_run_with_a_validation_split_writes_val_rows_and_the_selected_epoch(sp
     assert [e.value for e in events.Scalars("1 val/objective")] == pytest.approx(objective)
     charts = {title for category in layout(TASKS, with_delta_m=False, with_val=True).values() for title in category}
     assert {"miou (val)", "loss_depth (val)", "val objective (--select-by)"} <= charts
+
+
+def test_a_baseline_with_val_metrics_gives_val_delta_m_and_auto_selects_by_it(tiny_synthcity, tmp_path,
+                                                                           seeded_and_restored):
+    test = {"miou": 0.5, "pix_acc": 0.8, "abs_err": 0.05, "rel_err": 0.5}
+    val = {"miou": 0.4, "pix_acc": 0.7, "abs_err": 0.06, "rel_err": 0.6}
+    (tmp_path / "b.json").write_text(json.dumps(dict(test, val=val)))
+    argv = run_argv(tiny_synthcity, tmp_path, "run", *SPLIT, "--baseline", str(tmp_path / "b.json"), epochs=1)
+    assert main_cityscapes.main(argv) == 0
+    [row] = read_rows(tmp_path / "run")
+    assert row["val"]["delta_m"] == pytest.approx(delta_m(row["val"], val)) == row["val_objective"]
+    assert row["test"]["delta_m"] == pytest.approx(delta_m(row["test"], test))
+    summary = json.loads((tmp_path / "run" / run_record.SUMMARY).read_text())
+    assert summary["selection"]["by"] == "delta_m" and summary["selection"]["direction"] == "minimize"
+    assert json.loads((tmp_path / "run" / run_record.CONFIG).read_text())["baseline"]["val_metrics"] == val
 
 
 def test_defaults_leave_config_metrics_and_summary_as_before(tiny_synthcity, tmp_path, seeded_and_restored):
