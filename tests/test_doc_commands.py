@@ -7,8 +7,8 @@ repository (its tracked and not-ignored files) whose `.venv` is this repository'
 reach the repository's interpreter, as after `source .venv/bin/activate`. The blocks of one
 page run in order in that folder, so a later block may use what an earlier one made; an
 `export` line carries on to the page's later commands. A command two pages show alike runs
-once. The commands of a block after a stopped one are not run (they would read what it had not
-finished); the test's warnings list them. A command that installs packages or makes a venv must be exempt (here .venv is the
+once. A command after a stopped one in its block still runs, but if it fails it is listed in
+the test's warnings rather than failed: it may read what the stopped command had not finished. A command that installs packages or makes a venv must be exempt (here .venv is the
 repository's own). Each command (a line, with its `\\`
 continuations) runs on its own and must exit 0. A command still running CAP_S seconds after
 it printed its first line (a full training run, the demo, the test suite) has shown that it
@@ -45,7 +45,7 @@ from scripts.docs_tables import pages
 REPOSITORY = Path(__file__).resolve().parent.parent
 EXEMPT = "# not run by the tests"
 REASONS = ("needs a GPU", "needs the real CityScapes", "needs a cluster", "needs a network", "a template")
-CAP_S = 8
+CAP_S = 5
 STOP_S = 60
 SILENT_S = 180
 SAMPLE_S = 60  # a sample's command runs to its end: at most this long after its first line
@@ -210,23 +210,28 @@ def already_run():
 @pytest.mark.slow
 @pytest.mark.parametrize("page", sorted({relative(page) for page, _, commands_, reason in BLOCKS if reason is None}))
 def test_every_command_of_the_page_runs_as_written(page, scratch, already_run):
-    exports, not_reached = [], []
+    exports, unchecked = [], []
     for block_page, line, block_commands, reason in BLOCKS:
         if relative(block_page) != page or reason is not None:
             continue
-        for i, command in enumerate(block_commands):
+        after_a_stop = False
+        for command in block_commands:
             assert not INSTALLS.search(command), \
                 f"{page}:{line}: {command!r} installs packages; its block needs '{EXEMPT}: needs a network'"
             if command.startswith("export "):
                 exports.append(command)
             elif (tuple(exports), command) not in already_run:
                 already_run.add((tuple(exports), command))
-                if check_command(command, scratch, exports, f"{page}:{line}"):
-                    # what follows in the block reads what the stopped command had not finished
-                    not_reached += [f"{page}:{line}: {later!r}" for later in block_commands[i + 1:]]
-                    break
-    if not_reached:
-        warnings.warn(UserWarning("not run, after a stopped command of their block:\n" + "\n".join(not_reached)))
+                try:
+                    after_a_stop |= check_command(command, scratch, exports, f"{page}:{line}")
+                except AssertionError as failure:
+                    if not after_a_stop:
+                        raise
+                    # it may read what the stopped command before it had not finished
+                    unchecked.append(str(failure).split("\n")[0])
+    if unchecked:
+        warnings.warn(UserWarning("failed after a stopped command of their block, so not counted:\n"
+                                  + "\n".join(unchecked)))
 
 
 @pytest.mark.parametrize("page,line,reason", [(relative(p), line, reason) for p, line, reason in EXEMPTIONS],
