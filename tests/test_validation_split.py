@@ -108,6 +108,19 @@ def test_config_records_the_split_and_a_resume_must_agree(split_run):
     assert args.select_by == "val/miou"  # bookkeeping: summary.json is derived, so it may change
 
 
+def test_an_extended_run_keeps_its_split_and_another_select_by_rewrites_every_objective(split_run, tmp_path,
+                                                                                      seeded_and_restored):
+    copy = tmp_path / "copy"
+    shutil.copytree(split_run, copy)
+    assert main_cityscapes.main(["--resume", str(copy), "--epochs", "3", "--select-by", "val/abs_err"]) == 0
+    rows = read_rows(copy)
+    assert rows[:2] == [dict(row, val_objective=row["val"]["abs_err"]) for row in read_rows(split_run)]
+    assert [row["val_objective"] for row in rows] == [row["val"]["abs_err"] for row in rows]
+    summary = read_run(copy, setting_definitions()).summary
+    assert summary["selection"]["by"] == "val/abs_err" and summary["selection"]["direction"] == "minimize"
+    assert summary["best_val_epoch"] == min(range(3), key=lambda i: (rows[i]["val"]["abs_err"], i))
+
+
 def test_a_resume_whose_split_no_longer_matches_the_recorded_hash_is_refused(split_run, tmp_path, capsys,
                                                                             seeded_and_restored):
     copy = tmp_path / "copy"
