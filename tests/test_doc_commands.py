@@ -170,8 +170,10 @@ def run(command, root, exports=(), cap_s=CAP_S):
                 process.wait()
                 pytest.fail(f"{command!r} printed nothing in {SILENT_S} s")
             if first_output is not None and now - first_output > cap_s:
-                assert "Traceback (most recent call last)" not in log.read_text(errors="replace"), \
-                    f"{command!r} failed while running:\n{log.read_text(errors='replace')[-3000:]}"
+                if "Traceback (most recent call last)" in log.read_text(errors="replace"):
+                    os.killpg(process.pid, signal.SIGKILL)
+                    process.wait()
+                    pytest.fail(f"{command!r} failed while running:\n{log.read_text(errors='replace')[-3000:]}")
                 os.killpg(process.pid, signal.SIGINT)
                 stopped = True
                 try:
