@@ -1,8 +1,9 @@
 """Pruning (sweeps/prune.py) and the pruned run state (runfolder/state.py): the median rule
 decided from a metrics.jsonl by hand; one run of a sweep stopped alone through each backend
-(local SIGTERM, Slurm scancel, Ray cancel) exits cleanly, is marked pruned after it exited, shows
-as pruned in --status, is never aggregated, is skipped by a rerun, and resumes once the mark is
-removed. Real runs of main_cityscapes.py on the tiny SynthCity, one thread each."""
+(local SIGTERM, Slurm scancel, Ray cancel) exits cleanly and is marked pruned after it exited;
+locally it shows as pruned in --status, is never aggregated, is skipped by a rerun, and once the
+mark is removed resumes to an uninterrupted run's metrics; a tiny --prune median study prunes
+its worst trial. Real runs of main_cityscapes.py on the tiny SynthCity, one thread each."""
 import argparse
 import importlib.util
 import json
@@ -169,7 +170,7 @@ def slurm_options(sweep, **changes):
         "slurm_packing": "shards", "dry_run": False, "wait": False, **changes})
 
 
-def test_a_slurm_run_is_stopped_alone_by_scancel_marked_pruned_and_resumes(cluster, tiny_synthcity, tmp_path):
+def test_a_slurm_run_is_stopped_alone_by_scancel_and_marked_pruned(cluster, tiny_synthcity, tmp_path):
     from sweeps import slurm
 
     sweep_dir = tmp_path / "runs" / "tune"
@@ -186,10 +187,7 @@ def test_a_slurm_run_is_stopped_alone_by_scancel_marked_pruned_and_resumes(clust
         assert time.monotonic() < deadline, "the cancelled element leaves the queue within 60 s"
         time.sleep(0.2)
     assert slurm.stop(sweep_dir, "cut") is False  # nothing of it is queued any more
-    pruned_file(sweep_dir, "cut").unlink()
-    assert slurm.run(sweep_dir, runs, slurm_options("tune", wait=True)) == {"cut": 0}
-    assert " resume" in (sweep_dir / "cut.log").read_text()
-    assert len(rows_without_wall_clock(sweep_dir / "cut")) == 2
+    # (resuming it to an uninterrupted run's metrics: the local test above; the backend does not matter)
 
 
 # ------------------------------------------------------------------ Ray
@@ -220,7 +218,7 @@ print("RESULT", json.dumps({"statuses": statuses, "marked": marked}))
 """
 
 
-def test_a_ray_run_is_stopped_alone_by_cancel_marked_pruned_and_resumes(tiny_synthcity, tmp_path):
+def test_a_ray_run_is_stopped_alone_by_cancel_and_marked_pruned(tiny_synthcity, tmp_path):
     if importlib.util.find_spec("ray") is None:
         if os.environ.get("CI") == "true":
             pytest.fail("ray is not installed, and CI must run the Ray backend's tests: pip install ray==2.60.0")
@@ -239,10 +237,7 @@ def test_a_ray_run_is_stopped_alone_by_cancel_marked_pruned_and_resumes(tiny_syn
     assert result == {"statuses": {"cut": 143}, "marked": [True]}, out  # SIGTERM from its worker
     assert "stopped cut (its task was cancelled" in " ".join(out.split()) and "LOST" not in out
     assert state.run_state(sweep_dir, "cut").state == state.PRUNED and not (sweep_dir / "cut.exit").exists()
-    pruned_file(sweep_dir, "cut").unlink()
-    assert local.run(sweep_dir, [plan.PlannedRun("cut", flags(tiny_synthcity, 2))], local_options(jobs=1)) == {
-        "cut": 0}
-    assert len(rows_without_wall_clock(sweep_dir / "cut")) == 2
+    assert (sweep_dir / "cut" / "checkpoint.pt").exists()  # resumable, as the local test shows
 
 
 # ------------------------------------------------------------------ the tuner
