@@ -32,7 +32,7 @@ def resolve(select_by, has_val_baseline, tasks=None):
         raise ValueError(f"--select-by {DELTA_M}: needs a --baseline file with val metrics (python -m "
                          f"evaluation.baseline over single-task runs with the same --val-fraction and --val-seed); "
                          f"use --select-by {AUTO} or {NORMALIZED_MEAN} without one")
-    if select_by == NORMALIZED_MEAN or select_by == DELTA_M:
+    if select_by in (NORMALIZED_MEAN, DELTA_M):
         return select_by
     if select_by.startswith("test/"):
         raise ValueError(f"--select-by {select_by}: selection never looks at the test split; give a val/<metric> "
