@@ -75,21 +75,23 @@ class Pruner:
         self.exit_timeout, self.announce = exit_timeout, announce
         self.reported = {}  # {trial number: epochs reported to the study}
 
-    def __call__(self, active):
+    def __call__(self, active, ended=False):
+        """ended: the batch's runs have exited; their last epochs are reported (later trials'
+        medians need them), and nothing is stopped."""
         for trial in active:
-            verdict = self.decide(trial.trial, trial.run_dir)
+            verdict = self.decide(trial.trial, trial.run_dir, judge=not ended)
             if verdict is not None:
                 self.prune(trial.run.name, *verdict)
 
-    def decide(self, trial, run_dir):
-        """Report run_dir's new epochs to `trial`; (epoch, objective) of the last one when the
-        study's pruner says to prune, else None."""
+    def decide(self, trial, run_dir, judge=True):
+        """Report run_dir's new epochs to `trial`; (epoch, objective) of the last one when
+        `judge` and the study's pruner says to prune, else None."""
         seen = self.reported.setdefault(trial.number, set())
         new = [(epoch, value) for epoch, value in validation_objectives(run_dir) if epoch not in seen]
         for epoch, value in new:
             trial.report(value, epoch)
             seen.add(epoch)
-        return new[-1] if new and trial.should_prune() else None
+        return new[-1] if judge and new and trial.should_prune() else None
 
     def prune(self, name, epoch, value):
         """Stop run `name` through the backend, wait for its process to exit, mark it pruned.

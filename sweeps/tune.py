@@ -16,7 +16,8 @@ Bookkeeping, so that a tuner killed at any point (even by kill -9) continues whe
 - tell: from the run folder alone (summary.json's selection, the pruned mark, the exit status),
   so a crash between a run's end and its tell is told at the next start.
 Trials run in batches of up to --parallel through backend.run; while a batch runs, `poll` (the
-pruner's hook) is called every POLL_S seconds with the batch's ActiveTrials.
+pruner's hook) is called every POLL_S seconds with the batch's ActiveTrials, and once more with
+ended=True after the batch's runs exited, so the epochs they finished since are reported.
 """
 import argparse
 import hashlib
@@ -301,6 +302,8 @@ class Study:
                 done.set()
             if watcher:
                 watcher.result()
+        if self.poll:  # the epochs a run finished after the last poll
+            self.poll(active, ended=True)
         for trial in active:
             self.tell(trial, statuses.get(trial.run.name))
         self.write_snapshot()

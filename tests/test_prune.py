@@ -14,6 +14,7 @@ import sys
 import threading
 import time
 from pathlib import Path
+from types import SimpleNamespace
 
 import optuna
 import pytest
@@ -55,6 +56,22 @@ def test_the_median_rule_prunes_a_trial_below_the_completed_trials_median_after_
     assert study._storage.get_trial(worse._trial_id).intermediate_values == {0: 0.1, 1: 0.65}
     assert pruner.decide(better, tmp_path / "better") is None  # nothing new: nothing reported twice
 
+
+
+def test_an_ended_batch_reports_its_last_epochs_and_stops_nothing(tmp_path):
+    """A run that finished between two polls: its last epochs still reach the study, which the
+    medians of later trials at those epochs need; judging it would stop a run that exited."""
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    study = optuna.create_study(direction="maximize", pruner=prune.make_pruner("median"))
+    for curve in ([1.0, 0.8, 0.9], [1.0, 0.6, 0.7]):
+        study.add_trial(optuna.trial.create_trial(
+            value=curve[-1], intermediate_values=dict(enumerate(curve)), params={}, distributions={}))
+    write_rows(tmp_path / "trial-0002", [0.1, 0.2, 0.3])  # below the medians: would be pruned if judged
+    trial = study.ask()
+    active = [SimpleNamespace(trial=trial, run=plan.PlannedRun("trial-0002", ()), run_dir=tmp_path / "trial-0002")]
+    prune.Pruner(tmp_path, local, "median")(active, ended=True)
+    assert study._storage.get_trial(trial._trial_id).intermediate_values == {0: 0.1, 1: 0.2, 2: 0.3}
+    assert not pruned_file(tmp_path, "trial-0002").exists()
 
 def test_an_unknown_rule_is_refused_naming_the_flag():
     with pytest.raises(ValueError, match=r"--prune fast: unknown rule; expected one of median, hyperband"):
