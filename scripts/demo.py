@@ -42,6 +42,7 @@ DEMO_FLAGS = [
 ]
 METRICS = ("miou", "pix_acc", "abs_err", "rel_err")
 POLL_SECONDS = 1.0
+TRIVIAL_ROW = "trivial (majority class, mean depth)"
 
 
 class Stopped(Exception):
@@ -227,9 +228,14 @@ def stop(running):
         log.close()
 
 
-def table(rows):
-    lines = ["| predictor | mIoU ↑ | PixAcc ↑ | AbsErr ↓ | RelErr ↓ |", "|---|---|---|---|---|"]
-    lines += [f"| {name} | " + " | ".join(f"{m[k]:.4f}" for k in METRICS) + " |" for name, m in rows]
+def table(rows, trivial):
+    """The methods' rows in METHODS' (alphabetical) order, never sorted by a metric: one seed
+    ranks nothing. "vs trivial": each metric minus the trivial predictors' (TRIVIAL_ROW, last)."""
+    lines = ["| predictor | mIoU ↑ | PixAcc ↑ | AbsErr ↓ | RelErr ↓ | vs trivial: mIoU, PixAcc, AbsErr, RelErr |",
+             "|---|---|---|---|---|---|"]
+    lines += [f"| {name} | " + " | ".join(f"{m[k]:.4f}" for k in METRICS) + " | "
+              + ", ".join(f"{m[k] - trivial[k]:+.4f}" for k in METRICS) + " |" for name, m in rows]
+    lines.append(f"| {TRIVIAL_ROW} | " + " | ".join(f"{trivial[k]:.4f}" for k in METRICS) + " | 0 |")
     return "\n".join(lines)
 
 
@@ -241,12 +247,13 @@ def report(out, flags, seconds):
     rows = [(m, json.loads((out / m / SUMMARY).read_text())["final"]) for m in METHODS]
     data_root = json.loads((out / METHODS[0] / CONFIG).read_text())["data"]["root"]
     trivial = trivial_metrics(data_root, num_classes=7)
-    rows.append(("trivial (majority class, mean depth)", trivial))
     timing = {m: sum(r["seconds"] for r in read_metrics(out / m)) for m in METHODS}
     return "\n".join([
         "# Demo: SynthCity, final test metrics", "",
         "Made by `.venv/bin/python -m scripts.demo` (" + " ".join(flags) + ").", "",
-        table(rows), "",
+        table(rows, trivial), "",
+        ("One seed on one machine: the rows are in alphabetical order, not ranked; how far a rerun on another CPU "
+         "moves them: docs/reproducibility.md."),
         "Training time per run: " + ", ".join(f"{m} {duration(s)}" for m, s in timing.items())
         + (f"; this call of the demo took {duration(seconds)}." if seconds is not None
            else "; the runs had finished before this call."),

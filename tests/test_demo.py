@@ -95,3 +95,16 @@ def test_thread_policy_gives_each_run_its_own_cores(cpus, expected):
     from scripts import demo as demo_script
 
     assert demo_script.thread_policy(cpus) == expected
+
+
+def test_the_table_keeps_the_methods_order_and_gives_each_rows_difference_to_the_trivial_row():
+    from scripts.demo import TRIVIAL_ROW, table
+
+    trivial = {"miou": 0.05, "pix_acc": 0.37, "abs_err": 0.09, "rel_err": 1.2}
+    worse_first = [("adam", {"miou": 0.20, "pix_acc": 0.60, "abs_err": 0.06, "rel_err": 0.5}),
+                   ("adam_with_adatask", {"miou": 0.30, "pix_acc": 0.70, "abs_err": 0.05, "rel_err": 0.4})]
+    lines = table(worse_first, trivial).splitlines()
+    assert lines[0].endswith("| vs trivial: mIoU, PixAcc, AbsErr, RelErr |")
+    assert lines[2] == "| adam | 0.2000 | 0.6000 | 0.0600 | 0.5000 | +0.1500, +0.2300, -0.0300, -0.7000 |"
+    assert lines[3].startswith("| adam_with_adatask | 0.3000 |")  # not sorted by any metric
+    assert lines[4] == f"| {TRIVIAL_ROW} | 0.0500 | 0.3700 | 0.0900 | 1.2000 | 0 |"
