@@ -23,8 +23,9 @@ from pathlib import Path
 
 from experiment.flags import setting_definitions
 
+from .aggregate import add_warnings
 from .aggregate.collect import check_sweep_setup, find_baselines, sweep_tasks
-from .aggregate.render import in_percent, md_table, shown, write_csv
+from .aggregate.render import WARNING_MARK, in_percent, md_table, shown, warned, write_csv
 from .aggregate.statistics import ALPHA, columns, family_size, last_n, table_rows
 from .run_record import SUMMARY, RunError, check_distinct_seeds, last_epochs_phrase, read_metrics, read_run
 from .significance import interval_half_width
@@ -101,7 +102,7 @@ def _cell(row, col):
     text = f"{row[col] * scale:{'+' if col.startswith('delta_m') else ''}.{digits}f}"
     if row[f"{col}_ci95"] is not None:
         text += f" ± {row[f'{col}_ci95'] * scale:.{digits}f}"
-    return text + (" *" if row[f"{col}_p_holm"] is not None and row[f"{col}_p_holm"] < ALPHA else "")
+    return text + (" *" if row[f"{col}_p_holm"] is not None and row[f"{col}_p_holm"] < ALPHA else "") + warned(row, col)
 
 
 def _with_intervals(rows, tasks):
@@ -113,7 +114,7 @@ def _with_intervals(rows, tasks):
 
 def csv_fields(tasks):
     stats = tuple(f"{col}{suffix}" for col in columns(tasks) for suffix in ("", "_ci95", "_std", "_p", "_p_holm"))
-    return ("selection", "method", "weighting", "tuned", "n_seeds", "seeds", *stats, *BUDGET_FIELDS)
+    return ("selection", "method", "weighting", "tuned", "n_seeds", "seeds", *stats, *BUDGET_FIELDS, "delta_m_warning")
 
 
 def protocol_text(protocol, runs, rule, reference):
@@ -139,7 +140,8 @@ def markdown(title, tasks, protocol, compared, tables, baselines, notes, runs, r
                  f"{family_size(tasks, rows)} tests of this table."), ""]
         out += md_table(["Method", "Weighting", "Seeds", *(shown(c)[0] + " (%)" * in_percent(c) for c in cols)],
                         [[r["method"], r["weighting"], r["n_seeds"], *(_cell(r, c) for c in cols)] for r in rows])
-        out.append("")
+        warnings = dict.fromkeys(r["delta_m_warning"] for r in rows if r.get("delta_m_warning"))
+        out += [*(f"{WARNING_MARK} {text}" for text in warnings), ""] if warnings else [""]
     out += ["## Budget", "", "Run seconds: the sum of each run's per-epoch seconds (metrics.jsonl).", ""]
     out += md_table(["Method", "Weighting", "Tuned flags", "Trials", "Tuning (s)", "Re-runs (s)", "Total (s)"],
                     [[c.method, c.weighting, " ".join(f"{k} {v}" for k, v in c.tuned.items()) or "(defaults)",
@@ -172,6 +174,7 @@ def fair_table(sweep_dir, compared, single_task, protocol, results_dir, name="co
     tables = {}
     for selection, read in (("best_val", at_best_val), ("last_n", last_n)):
         rows = _with_intervals(table_rows(tasks, groups, {(): baselines}, read=read, reference=reference), tasks)
+        add_warnings(rows, {(): baselines}, (), None)
         for entry, row in zip(compared, rows, strict=True):
             row |= {"selection": selection, "tuned": " ".join(f"{k} {v}" for k, v in entry.tuned.items()),
                     "trials": entry.trials, "tuning_seconds": entry.tuning_seconds,

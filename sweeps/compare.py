@@ -146,6 +146,14 @@ class Comparison:
         return ("--method", method, "--weighting", weighting, "--seed", str(seed), *self.task_flags, *self.base,
                 "--baseline", str(self.baseline))
 
+    def method_flags(self, method, weighting, seed):
+        """run_flags without the flags that the study of (method, weighting) tunes: given after --,
+        such a flag sets the single-task baselines' value (e.g. their --lr), and each method's is tuned."""
+        flags = self.run_flags(method, weighting, seed)
+        for flag in self.space.for_run(method, weighting):
+            flags = tune.without_flag(flags, f"--{flag}")
+        return tuple(flags)
+
     def tuning(self):
         """Stage 2: {(method, weighting): StudyResult}, one study after the other."""
         results = {}
@@ -153,7 +161,7 @@ class Comparison:
                                                           self.args.weightings).items():
             runner.say(f"{'stage':<7} tuning {method} + {weighting}: {self.args.trials} trials in {study_dir}")
             result = tune.run_study(study_dir, self.space, self.args.trials, self.args.parallel, self.args.seed,
-                                    self.args.objective, self.run_flags(method, weighting, TUNING_SEED), self.opts)
+                                    self.args.objective, self.method_flags(method, weighting, TUNING_SEED), self.opts)
             if result.best_run is None:
                 raise StageFailed(f"tuning {method} + {weighting}: none of its {result.trials_finished} trials "
                                   f"completed; see the trials' logs in {study_dir}")
@@ -171,7 +179,7 @@ class Comparison:
         for (method, weighting), result in results.items():
             tuned = {f"--{flag}": tune.flag_text(value) for flag, value in result.best_params.items()}
             mine = [plan.PlannedRun(f"{method}-{weighting}-s{seed}", (
-                *self.run_flags(method, weighting, seed), *(t for pair in tuned.items() for t in pair),
+                *self.method_flags(method, weighting, seed), *(t for pair in tuned.items() for t in pair),
                 "--select-by", objective)) for seed in self.seeds]
             runs += mine
             compared.append(Compared(method, weighting, tuned, tuple(r.name for r in mine), result.trials_finished,

@@ -176,7 +176,7 @@ def prepare(sweep_dir, space, seed, objective, base_flags):
         if owned_flag(flag) in TUNER_OWNED:
             raise TuneError(f"{flag} after --: {owned_flag(flag)} is set by the tuner itself (trial-NNNN runs)")
     resolved = resolve_objective(objective, values)
-    base = tuple(token for token in _without(base_flags, "--select-by")) + ("--select-by", resolved)
+    base = tuple(token for token in without_flag(base_flags, "--select-by")) + ("--select-by", resolved)
     sample = {flag: r.low if r.type != "choice" else r.choices[0] for flag, r in ranges.items()}
     check_run_flags(list(trial_run(0, sample, base).flags))
     definition = plan.defined_by(base, None, tune={"space": {flag: [r.type, r.low, r.high, list(r.choices)]
@@ -186,7 +186,7 @@ def prepare(sweep_dir, space, seed, objective, base_flags):
                  str(space.path), seed, definition)
 
 
-def _without(flags, name):
+def without_flag(flags, name):
     """flags without `name` and its value(s)."""
     kept, skipping = [], False
     for token in flags:

@@ -209,7 +209,8 @@ def config_of(run_dir):
 def test_compare_end_to_end_writes_every_stage_and_a_rerun_starts_nothing(tiny_synthcity, tmp_path):
     space = tmp_path / "space.toml"
     space.write_text(SPACE)
-    argv = compare_argv(tmp_path / "runs", space, tiny_synthcity, "--val-fraction", "0.25")
+    # a tuned flag after --: the baselines' value; each study tunes its own
+    argv = compare_argv(tmp_path / "runs", space, tiny_synthcity, "--val-fraction", "0.25", "--lr", "0.002")
     done = run_compare(argv)
     assert done.returncode == 0, done.stdout + done.stderr
     sweep = tmp_path / "runs" / "fair"
@@ -217,6 +218,8 @@ def test_compare_end_to_end_writes_every_stage_and_a_rerun_starts_nothing(tiny_s
     baseline = json.loads((sweep / compare.BASELINE_FILE).read_text())
     assert set(baseline["val"]) == {"miou", "pix_acc", "abs_err", "rel_err"}
     assert baseline["source"]["seeds"] == {"semantic": [1, 2], "depth": [1, 2]}
+    assert {config_of(sweep / f"single-{t}-s{s}")["settings"]["lr"] for t in ("semantic", "depth") for s in (1, 2)} \
+        == {0.002}
     # 2: one study per method x weighting, two finished trials each, every trial on seed 0 with the baseline
     bests = {}
     for method in ("adam", "adam_with_adatask"):
@@ -227,6 +230,7 @@ def test_compare_end_to_end_writes_every_stage_and_a_rerun_starts_nothing(tiny_s
             settings = config_of(study / trial["run"])["settings"]
             assert (settings["seed"], settings["method"], settings["val_fraction"]) == (0, method, 0.25)
             assert settings["baseline"] == str(sweep / compare.BASELINE_FILE)
+            assert settings["lr"] == trial["params"]["lr"]
         bests[method] = snapshot["best"]["params"]["lr"]
     # 3: the best configuration re-run with seeds 1 2, on the same split, selected by Δm on val
     names = [r.name for r in plan.read_plan(sweep)]
@@ -265,3 +269,19 @@ def test_a_comparison_it_cannot_run_is_refused_before_any_run(tiny_synthcity, tm
         compare.main(compare_argv(tmp_path / "runs", space, tiny_synthcity, *run_flags))
     assert refused.value.code == 2 and expected in capsys.readouterr().err
     assert not (tmp_path / "runs").exists()
+
+
+def test_a_single_task_baseline_worse_than_the_trivial_predictors_marks_delta_m(tmp_path, tiny_synthcity, monkeypatch):
+    """The report's Δm is flagged, naming the runs, when the baseline learnt less than the trivial
+    predictors on the runs' own data (evaluation/weak_baseline.py); the hand-made runs read it."""
+    monkeypatch.setitem(globals(), "DATA", {**DATA, "root": str(tiny_synthcity)})
+    monkeypatch.setitem(globals(), "SINGLE", {"semantic": [{"miou": 0.001, "pix_acc": 0.01}] * 2,
+                                              "depth": [{"abs_err": 0.018, "rel_err": 0.25}] * 2})
+    sweep = tmp_path / "sweep"
+    compared, single = make_comparison(sweep)
+    paths = fair_table(sweep, compared, single, PROTOCOL, sweep / "results")
+    md, rows = paths["md"].read_text(), read_csv(paths["csv"])
+    assert md.count("⚠ Δm misleads") == 2  # under each of the two tables
+    assert "miou 0.0010 (trivial" in md and "single-semantic-s0" in md and "abs_err" not in md.split("⚠ Δm")[1]
+    assert all("Δm misleads" in row["delta_m_warning"] for row in rows.values())
+    assert all(line.count("⚠") == 1 for line in md.splitlines() if line.startswith("| adam") and "±" in line)

@@ -63,7 +63,7 @@ def _cell(row, col):
     return text + _mark(row[f"{col}_p_holm"])
 
 
-def _warned(row, col):
+def warned(row, col):
     """The mark of a Δm against a single-task baseline worse than the trivial predictors."""
     return f" {WARNING_MARK}" if col == "delta_m_single_task" and row.get("delta_m_warning") else ""
 
@@ -116,7 +116,7 @@ def markdown(name, tasks, setup, separate, rows, baselines, notes, problems, ave
                  f"{reference}; {holm_note}."), ""]
         key_header = ["Method", "Weighting", *separate]
         out += md_table(key_header + ["Seeds"] + [shown(c)[0] + " (%)" * in_percent(c) for c in cols],
-                         [_key_cells(r, separate) + [r["n_seeds"]] + [_cell(r, c) + _warned(r, c) for c in cols]
+                         [_key_cells(r, separate) + [r["n_seeds"]] + [_cell(r, c) + warned(r, c) for c in cols]
                           for r in rows])
         warnings = dict.fromkeys(r["delta_m_warning"] for r in rows if r.get("delta_m_warning"))
         out += ["", *(f"{WARNING_MARK} {text}" for text in warnings)] if warnings else []
