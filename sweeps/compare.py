@@ -98,6 +98,14 @@ def study_dirs(sweep_dir, methods, weightings):
     return {(m, w): Path(sweep_dir) / STUDIES / f"{m}-{w}" for m in methods for w in weightings}
 
 
+def without_tuned(space, method, weighting, flags):
+    """flags without those that the study of (method, weighting) tunes: given after --, such a
+    flag sets the single-task baselines' value (e.g. their --lr), and each method's is tuned."""
+    for flag in space.for_run(method, weighting):
+        flags = tune.without_flag(flags, f"--{flag}")
+    return tuple(flags)
+
+
 class Comparison:
     """The stages of one comparison, from the parsed arguments."""
 
@@ -147,12 +155,7 @@ class Comparison:
                 "--baseline", str(self.baseline))
 
     def method_flags(self, method, weighting, seed):
-        """run_flags without the flags that the study of (method, weighting) tunes: given after --,
-        such a flag sets the single-task baselines' value (e.g. their --lr), and each method's is tuned."""
-        flags = self.run_flags(method, weighting, seed)
-        for flag in self.space.for_run(method, weighting):
-            flags = tune.without_flag(flags, f"--{flag}")
-        return tuple(flags)
+        return without_tuned(self.space, method, weighting, self.run_flags(method, weighting, seed))
 
     def tuning(self):
         """Stage 2: {(method, weighting): StudyResult}, one study after the other."""
@@ -266,7 +269,8 @@ def main(argv=None):
         objective = args.objective if args.objective not in (None, "auto", "delta_m") else "normalized_mean"
         for (method, weighting), study_dir in study_dirs(sweep_dir, args.methods, args.weightings).items():
             tune.prepare(study_dir, space, args.seed, objective,
-                         ("--method", method, "--weighting", weighting, *run_flags))
+                         without_tuned(space, method, weighting, ("--method", method, "--weighting", weighting,
+                                                                  *run_flags)))
     except (ValueError, SearchSpaceError) as e:  # TuneError is a ValueError
         parser.error(str(e))
     opts = cli.backend_options(argparse.Namespace(**vars(args), results=None), run_flags)
