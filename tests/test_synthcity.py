@@ -307,9 +307,18 @@ def test_cli_writes_the_layout(tmp_path):
     assert np.load(out / "train" / "image" / "1.npy").shape == (64, 128, 3)
 
 
+# SIGINT unblocked and at Python's handler, as a shell's foreground command has it: a child
+# inherits a blocked SIGINT across exec, which a test earlier in the same pytest process can
+# leave behind; in CI's order the child then never saw the Ctrl-C and generated for over a
+# minute (reproduced by blocking SIGINT before pytest starts).
+AS_FROM_A_TERMINAL = ("import runpy, signal; signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT}); "
+                      "signal.signal(signal.SIGINT, signal.default_int_handler); "
+                      "runpy.run_module('data.synthcity', run_name='__main__')")
+
+
 def test_cli_stopped_by_ctrl_c_exits_130_and_leaves_no_folder(tmp_path):
     out = tmp_path / "big"
-    process = subprocess.Popen([sys.executable, "-m", "data.synthcity", "--out", str(out), "--n-train", "5000"],
+    process = subprocess.Popen([sys.executable, "-c", AS_FROM_A_TERMINAL, "--out", str(out), "--n-train", "5000"],
                                cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     assert process.stdout.readline().startswith("generating SynthCity")
     process.send_signal(signal.SIGINT)
