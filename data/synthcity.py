@@ -1120,8 +1120,19 @@ def generate(out_dir, n_train, n_val, height=DEFAULT_HEIGHT, width=DEFAULT_WIDTH
                     else f"a SynthCity data set with other parameters ({there})")
             raise FileExistsError(f"{out} already holds {held}, not the one asked for ({metadata}); "
                                   "choose another folder or remove it")
-        _write_dataset(out, metadata, progress)
+        # Under the lock no other process writes a copy of out: what is there is left over.
+        _remove_partial_copies(out)
+        try:
+            _write_dataset(out, metadata, progress)
+        except BaseException:  # a Ctrl-C can land before atomic_folder may clean up its own
+            _remove_partial_copies(out)
+            raise
     return out
+
+
+def _remove_partial_copies(out):
+    for partial in atomic.temporaries_of(out):
+        shutil.rmtree(partial, ignore_errors=True)
 
 
 @contextlib.contextmanager

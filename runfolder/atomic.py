@@ -14,6 +14,7 @@ filled under a temporary name and renamed to its own once complete.
 """
 import errno
 import os
+import re
 import secrets
 import shutil
 from contextlib import contextmanager
@@ -32,6 +33,16 @@ class WriteError(OSError):
 def is_temporary(name, of=None):
     """Whether `name` is a temporary neighbour made here (of the file named `of`, when given)."""
     return name.startswith(f".{of}." if of else ".") and name.endswith(TEMPORARY_SUFFIX)
+
+
+def temporaries_of(path):
+    """The temporary neighbours of `path` that exist now, as _temporary_neighbour names them:
+    left by a writer that was killed, or interrupted before it could remove its own (a Ctrl-C
+    between os.mkdir and the `try` of atomic_folder). Only a caller that knows no writer of
+    `path` is at work (it holds the lock that writers take) may remove them."""
+    path = Path(path)
+    exact = re.compile(rf"\.{re.escape(path.name)}\.[0-9a-f]{{8}}{re.escape(TEMPORARY_SUFFIX)}")
+    return sorted(p for p in path.parent.glob(TEMPORARIES) if exact.fullmatch(p.name))
 
 
 def _temporary_neighbour(path, make):

@@ -110,3 +110,12 @@ def test_an_interrupted_folder_leaves_nothing(tmp_path):
         (partial / "0.npy").write_bytes(b"0")
         raise KeyboardInterrupt
     assert entries(tmp_path) == []
+
+
+def test_temporaries_of_a_path_are_its_own_neighbours_only(tmp_path):
+    names = [".data.0123abcd.tmp", ".data.ffffffff.tmp", ".data.x.0123abcd.tmp", ".data.0123abcd.tmp.tmp",
+             ".data.0123ABCD.tmp", ".datb.0123abcd.tmp", "data.0123abcd.tmp", ".data.0123abc.tmp"]
+    for name in names:
+        (tmp_path / name).mkdir()
+    assert [p.name for p in atomic.temporaries_of(tmp_path / "data")] == names[:2]
+    assert [p.name for p in atomic.temporaries_of(tmp_path / "data.x")] == [".data.x.0123abcd.tmp"]

@@ -173,6 +173,27 @@ def test_interrupted_generation_leaves_nothing_that_looks_complete(tmp_path, mon
     assert sc.read_metadata(sc.generate(tmp_path / "synth", progress=False, **SMALL))["n_train"] == 3
 
 
+def test_a_ctrl_c_before_atomic_folder_can_clean_up_leaves_no_partial_folder(tmp_path, monkeypatch):
+    # The window CI hit: the temporary folder exists, atomic_folder's `try` not yet entered.
+    made = atomic._temporary_neighbour
+
+    def made_then_interrupted(path, make):
+        made(path, make)
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(atomic, "_temporary_neighbour", made_then_interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        sc.generate(tmp_path / "synth", progress=False, **SMALL)
+    assert [p.name for p in tmp_path.iterdir()] == [".synth.lock"]
+
+
+def test_a_killed_generations_partial_folder_is_removed_by_the_next_one(tmp_path):
+    (tmp_path / ".synth.0123abcd.tmp" / "train").mkdir(parents=True)  # kill -9 mid-generation
+    (tmp_path / ".synth-b.0123abcd.tmp").mkdir()  # another data set's: not this one's to remove
+    sc.generate(tmp_path / "synth", progress=False, **SMALL)
+    assert sorted(p.name for p in tmp_path.iterdir()) == [".synth-b.0123abcd.tmp", ".synth.lock", "synth"]
+
+
 @pytest.mark.parametrize("bad", [dict(height=100), dict(width=0), dict(n_train=0), dict(n_val=-1)])
 def test_bad_arguments_are_refused(tmp_path, bad):
     with pytest.raises(ValueError, match=next(iter(bad))):
