@@ -7,6 +7,7 @@ submitted the runs without waiting for them. It is imported only when chosen: th
 backends need the packages of requirements-cluster.txt.
 """
 import argparse
+import contextlib
 import importlib
 import os
 import shlex
@@ -283,9 +284,11 @@ def sweep(sweep_dir, runs, opts, backend, definition):
     return conclude(sweep_dir, runs, statuses, opts)
 
 
+@contextlib.contextmanager
 def interrupt_on_signals():
-    """SIGINT and SIGTERM raise runner.Interrupted in the main thread, once: the backend stops
-    its runs, which then stop cleanly on the one signal forwarded to them."""
+    """Within the block, SIGINT and SIGTERM raise runner.Interrupted in the main thread, once: the
+    backend stops its runs, which then stop cleanly on the one signal forwarded to them. The
+    previous handlers come back after the block, for a caller that goes on (a test, a notebook)."""
     received = []
 
     def handler(signum, frame):
@@ -293,8 +296,12 @@ def interrupt_on_signals():
             received.append(signum)
             raise runner.Interrupted(signum)
 
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        signal.signal(sig, handler)
+    previous = {sig: signal.signal(sig, handler) for sig in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        yield
+    finally:
+        for sig, old in previous.items():
+            signal.signal(sig, old)
 
 
 def unknown_names(methods, weightings):
@@ -385,12 +392,12 @@ def start(sweep_dir, runs, definition, opts, extend):
 
 def launch(sweep_dir, runs, opts, backend, definition):
     """Run the sweep on its backend; the exit status, with the launcher's failures as one line."""
-    try:
-        interrupt_on_signals()
-        return sweep(sweep_dir, runs, opts, backend, definition)
-    except (plan.PlanError, runner.BackendError) as e:
-        print(f"sweep: {e}", file=sys.stderr)
-        return exit_codes.EXIT_BAD_INPUT
-    except runner.Interrupted:
-        print("sweep: interrupted; rerun the same command to resume", file=sys.stderr)
-        return exit_codes.EXIT_INTERRUPTED
+    with interrupt_on_signals():
+        try:
+            return sweep(sweep_dir, runs, opts, backend, definition)
+        except (plan.PlanError, runner.BackendError) as e:
+            print(f"sweep: {e}", file=sys.stderr)
+            return exit_codes.EXIT_BAD_INPUT
+        except runner.Interrupted:
+            print("sweep: interrupted; rerun the same command to resume", file=sys.stderr)
+            return exit_codes.EXIT_INTERRUPTED

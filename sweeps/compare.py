@@ -281,8 +281,8 @@ def main(argv=None):
         print(f"compare: another process runs this comparison; {e}", file=sys.stderr)
         return exit_codes.EXIT_BUSY
     try:
-        cli.interrupt_on_signals()
-        return Comparison(sweep_dir, args, run_flags, space, opts).run()
+        with cli.interrupt_on_signals():
+            return Comparison(sweep_dir, args, run_flags, space, opts).run()
     except (plan.PlanError, tune.TuneError, runner.BackendError, RunError) as e:
         print(f"compare: {e}", file=sys.stderr)
         return exit_codes.EXIT_BAD_INPUT

@@ -479,25 +479,25 @@ def main(argv=None):
         lease.lease_timeout()  # every run would fail on a bad MTL_LEASE_TIMEOUT
     except ValueError as e:
         parser.error(str(e))
-    try:
-        space = load_space(args.space)
-        opts = cli.backend_options(argparse.Namespace(**vars(args), results=None), run_flags)
-        cli.interrupt_on_signals()
-        poll = prune.Pruner(sweep_dir, cli.backend_module(opts.backend), args.prune) if args.prune else None
-        result = run_study(sweep_dir, space, args.trials, args.parallel, args.seed, args.objective, run_flags, opts,
-                           poll=poll, pruner=prune.make_pruner(args.prune))
-    except (TuneError, SearchSpaceError) as e:
-        print(f"tune: {e}", file=sys.stderr)
-        return exit_codes.EXIT_BAD_INPUT
-    except (lease.RunBusy, TrialBusy) as e:
-        print(f"tune: {e}", file=sys.stderr)
-        return exit_codes.EXIT_BUSY
-    except runner.BackendError as e:
-        print(f"tune: {e}", file=sys.stderr)
-        return exit_codes.EXIT_BAD_INPUT
-    except runner.Interrupted:
-        print("tune: interrupted; rerun the same command to continue the study", file=sys.stderr)
-        return exit_codes.EXIT_INTERRUPTED
+    with cli.interrupt_on_signals():  # the study's runs stop cleanly on Ctrl-C
+        try:
+            space = load_space(args.space)
+            opts = cli.backend_options(argparse.Namespace(**vars(args), results=None), run_flags)
+            poll = prune.Pruner(sweep_dir, cli.backend_module(opts.backend), args.prune) if args.prune else None
+            result = run_study(sweep_dir, space, args.trials, args.parallel, args.seed, args.objective, run_flags, opts,
+                               poll=poll, pruner=prune.make_pruner(args.prune))
+        except (TuneError, SearchSpaceError) as e:
+            print(f"tune: {e}", file=sys.stderr)
+            return exit_codes.EXIT_BAD_INPUT
+        except (lease.RunBusy, TrialBusy) as e:
+            print(f"tune: {e}", file=sys.stderr)
+            return exit_codes.EXIT_BUSY
+        except runner.BackendError as e:
+            print(f"tune: {e}", file=sys.stderr)
+            return exit_codes.EXIT_BAD_INPUT
+        except runner.Interrupted:
+            print("tune: interrupted; rerun the same command to continue the study", file=sys.stderr)
+            return exit_codes.EXIT_INTERRUPTED
     if result.best_run is None:
         print(f"tune {args.sweep}: {result.trials_finished} trials finished, none complete; see the trials' logs in "
               f"{sweep_dir}", file=sys.stderr)

@@ -1,11 +1,14 @@
 """The process-wide state a test could leave changed for the tests after it, which
 tests/conftest.py fails a test for: torch's thread counts, default dtype, deterministic and
-grad modes, the global RNGs of torch, numpy and python, and $OMP_NUM_THREADS (main_cityscapes.py
-turns it into torch's thread count). In float32 a different thread count sums in a different
-order, and a different RNG state draws different weights, so either changes later results."""
+grad modes, the global RNGs of torch, numpy and python, $OMP_NUM_THREADS (main_cityscapes.py
+turns it into torch's thread count), and the main thread's signal mask and stop signals' handlers.
+In float32 a different thread count sums in a different order, and a different RNG state draws
+different weights, so either changes later results; a child process inherits a blocked or
+ignored SIGINT, so a later test's Ctrl-C would never reach it."""
 import hashlib
 import os
 import random
+import signal
 from collections.abc import Callable
 from contextlib import contextmanager
 from typing import NamedTuple
@@ -43,6 +46,18 @@ def set_cudnn(flag):
     return lambda value: setattr(torch.backends.cudnn, flag, value)
 
 
+def blocked_signals():
+    return signal.pthread_sigmask(signal.SIG_BLOCK, [])
+
+
+def set_blocked_signals(blocked):
+    signal.pthread_sigmask(signal.SIG_SETMASK, blocked)
+
+
+def handler_of(signum):
+    return Part(lambda: signal.getsignal(signum), lambda handler: signal.signal(signum, handler))
+
+
 PARTS = {
     "torch.get_num_threads()": Part(torch.get_num_threads, torch.set_num_threads),
     "torch.get_num_interop_threads()": Part(torch.get_num_interop_threads, None),
@@ -59,6 +74,8 @@ PARTS = {
                                lambda state: digest(state[1].tobytes(), repr(state[2:]).encode())),
     "python's global RNG": Part(random.getstate, random.setstate, lambda state: digest(repr(state).encode())),
     "$OMP_NUM_THREADS": Part(lambda: os.environ.get("OMP_NUM_THREADS"), set_env("OMP_NUM_THREADS")),
+    "the main thread's blocked signals": Part(blocked_signals, set_blocked_signals, lambda s: repr(sorted(s))),
+    **{f"the handler of {sig.name}": handler_of(sig) for sig in (signal.SIGINT, signal.SIGTERM)},
 }
 
 

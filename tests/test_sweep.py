@@ -815,3 +815,13 @@ def test_a_run_of_two_cpu_processes_is_one_torchrun_that_finishes(tiny_synthcity
     rows = (runs / "adam-ew-s0" / "metrics.jsonl").read_text().splitlines()
     assert [json.loads(line)["epoch"] for line in rows] == [0]
     assert f" start: {sys.executable} -m torch.distributed.run --standalone --nproc-per-node 2 {MAIN} " in log, log
+
+
+def test_the_launchers_signal_handlers_last_only_as_long_as_the_sweep():
+    # sweeps.cli.main, tune and compare called from Python (a notebook, a test) give the caller's
+    # handlers back: a SIGINT after them must reach the caller as before.
+    before = {sig: signal.getsignal(sig) for sig in (signal.SIGINT, signal.SIGTERM)}
+    with pytest.raises(runner.Interrupted), cli.interrupt_on_signals():
+        os.kill(os.getpid(), signal.SIGTERM)
+        time.sleep(5)  # the handler raises in the main thread at once
+    assert {sig: signal.getsignal(sig) for sig in before} == before
