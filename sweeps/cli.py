@@ -284,6 +284,18 @@ def sweep(sweep_dir, runs, opts, backend, definition):
     return conclude(sweep_dir, runs, statuses, opts)
 
 
+def parallel_as_jobs(parser, args, chooser, ahead):
+    """For a command that chooses its runs as it goes (tune, compare), --parallel P is the
+    number of runs at once: --jobs is refused for it, and so is --dry-run (`ahead`: why nothing
+    can be shown ahead). On the local backend without --gpus, P becomes its --jobs."""
+    if args.dry_run:
+        parser.error(f"--dry-run: {ahead}; there is nothing to show ahead")
+    if args.jobs != parser.get_default("jobs"):
+        parser.error(f"--jobs: {chooser} runs --parallel P at once; give --parallel")
+    if args.backend == "local" and not args.gpus:
+        args.jobs = args.parallel
+
+
 @contextlib.contextmanager
 def interrupt_on_signals():
     """Within the block, SIGINT and SIGTERM raise runner.Interrupted in the main thread, once: the

@@ -219,7 +219,8 @@ def show_status(sweep_dir):
 
 
 def check_arguments(parser, args, run_flags):
-    """Exit 2 naming the option for arguments a comparison cannot run."""
+    """Exit 2 naming the option for arguments a comparison cannot run; --parallel becomes the
+    local backend's --jobs."""
     for option in ("methods", "trials", "space"):
         if not getattr(args, option):
             parser.error(f"--{option} is required")
@@ -234,10 +235,7 @@ def check_arguments(parser, args, run_flags):
             parser.error(f"{name} after --: the comparison sets it for each run; use {COMPARE_OWNED[name]}")
         if owned:
             parser.error(f"{flag} after --: {owned} is set by the comparison itself")
-    if args.dry_run:
-        parser.error("--dry-run: the re-runs depend on the studies' results; there is nothing to show ahead")
-    if args.jobs != parser.get_default("jobs"):
-        parser.error("--jobs: the comparison runs --parallel P runs at once; give --parallel")
+    cli.parallel_as_jobs(parser, args, "the comparison", "the re-runs depend on the studies' results")
     unknown = cli.unknown_names(args.methods, args.weightings)
     if unknown:
         parser.error(unknown)
@@ -255,8 +253,6 @@ def main(argv=None):
     if args.status:
         return show_status(sweep_dir)
     check_arguments(parser, args, run_flags)
-    if args.backend == "local" and not args.gpus:
-        args.jobs = args.parallel
     from evaluation.run_record import RunError
 
     from .search_space import SearchSpaceError, load_space

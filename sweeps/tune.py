@@ -467,12 +467,7 @@ def main(argv=None):
         return show_status(sweep_dir)
     if args.space is None or args.trials is None:
         parser.error("SPACE.toml and --trials N are required (or --status)")
-    if args.dry_run:
-        parser.error("--dry-run: a study chooses each trial from the ones before; there is nothing to show ahead")
-    if args.jobs != parser.get_default("jobs"):
-        parser.error("--jobs: the tuner runs --parallel P trials at once; give --parallel")
-    if args.backend == "local" and not args.gpus:
-        args.jobs = args.parallel
+    cli.parallel_as_jobs(parser, args, "the tuner", "a study chooses each trial from the ones before")
     from .search_space import SearchSpaceError, load_space
 
     try:

@@ -285,3 +285,26 @@ def test_a_single_task_baseline_worse_than_the_trivial_predictors_marks_delta_m(
     assert "miou 0.0010 (trivial" in md and "single-semantic-s0" in md and "abs_err" not in md.split("⚠ Δm")[1]
     assert all("Δm misleads" in row["delta_m_warning"] for row in rows.values())
     assert all(line.count("⚠") == 1 for line in md.splitlines() if line.startswith("| adam") and "±" in line)
+
+
+@pytest.mark.parametrize(("option", "expected"), [
+    (["--jobs", "2"], "--jobs: {chooser} runs --parallel P at once; give --parallel"),
+    (["--dry-run"], "--dry-run: {ahead}; there is nothing to show ahead"),
+])
+@pytest.mark.parametrize(("tool", "chooser", "ahead"), [
+    ("compare", "the comparison", "the re-runs depend on the studies' results"),
+    ("tune", "the tuner", "a study chooses each trial from the ones before"),
+])
+def test_tune_and_compare_take_parallel_not_jobs_and_show_nothing_ahead(tiny_synthcity, tmp_path, capsys, option,
+                                                                        expected, tool, chooser, ahead):
+    space = tmp_path / "space.toml"
+    space.write_text(SPACE)
+    argv = compare_argv(tmp_path / "runs", space, tiny_synthcity, "--val-fraction", "0.25")
+    if tool == "tune":  # the same sweep options, one study's form
+        argv = [str(space), "--sweep", "fair", "--runs", str(tmp_path / "runs"), "--trials", "2", "--parallel",
+                "2", *argv[argv.index("--"):]]
+    with pytest.raises(SystemExit) as refused:
+        {"compare": compare, "tune": tune}[tool].main([*option, *argv])
+    assert refused.value.code == 2
+    assert expected.format(chooser=chooser, ahead=ahead) in capsys.readouterr().err
+    assert not (tmp_path / "runs").exists()
