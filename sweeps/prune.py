@@ -86,7 +86,10 @@ class Pruner:
     def decide(self, trial, run_dir, judge=True):
         """Report run_dir's new epochs to `trial`; (epoch, objective) of the last one when
         `judge` and the study's pruner says to prune, else None."""
-        seen = self.reported.setdefault(trial.number, set())
+        if trial.number not in self.reported:  # after a tuner restart the study holds some epochs already
+            stored = next(t for t in trial.study.get_trials(deepcopy=False) if t.number == trial.number)
+            self.reported[trial.number] = set(stored.intermediate_values)
+        seen = self.reported[trial.number]
         new = [(epoch, value) for epoch, value in validation_objectives(run_dir) if epoch not in seen]
         for epoch, value in new:
             trial.report(value, epoch)

@@ -13,6 +13,7 @@ import subprocess
 import sys
 import threading
 import time
+import warnings
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -72,6 +73,18 @@ def test_an_ended_batch_reports_its_last_epochs_and_stops_nothing(tmp_path):
     prune.Pruner(tmp_path, local, "median")(active, ended=True)
     assert study._storage.get_trial(trial._trial_id).intermediate_values == {0: 0.1, 1: 0.2, 2: 0.3}
     assert not pruned_file(tmp_path, "trial-0002").exists()
+
+def test_after_a_tuner_restart_the_epochs_the_study_holds_are_not_reported_again(tmp_path):
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    study = optuna.create_study(direction="maximize", pruner=prune.make_pruner("median"))
+    trial = study.ask()
+    trial.report(0.5, 0)  # by the tuner before the restart; the run went on to epoch 1
+    write_rows(tmp_path / "trial-0000", [0.5, 0.6])
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # optuna warns on a step reported twice
+        assert prune.Pruner(tmp_path, local, "median").decide(trial, tmp_path / "trial-0000") is None
+    assert study._storage.get_trial(trial._trial_id).intermediate_values == {0: 0.5, 1: 0.6}
+
 
 def test_an_unknown_rule_is_refused_naming_the_flag():
     with pytest.raises(ValueError, match=r"--prune fast: unknown rule; expected one of median, hyperband"):
