@@ -8,7 +8,6 @@ import argparse
 import importlib.util
 import json
 import os
-import secrets
 import subprocess
 import sys
 import threading
@@ -20,6 +19,7 @@ from types import SimpleNamespace
 import optuna
 import pytest
 import slurm_cluster
+from ray_helpers import ray_env, require_ray
 
 from evaluation.aggregate.collect import scan_sweep
 from runfolder import state
@@ -249,17 +249,11 @@ print("RESULT", json.dumps({"statuses": statuses, "marked": marked}))
 
 
 def test_a_ray_run_is_stopped_alone_by_cancel_and_marked_pruned(tiny_synthcity, tmp_path):
-    if importlib.util.find_spec("ray") is None:
-        if os.environ.get("CI") == "true":
-            pytest.fail("ray is not installed, and CI must run the Ray backend's tests: pip install ray==2.60.0")
-        pytest.skip("ray is not installed (pip install ray==2.60.0)")
+    require_ray()
     sweep_dir = tmp_path / "sweep"
     sweep_dir.mkdir()
-    env = {k: v for k, v in os.environ.items() if k not in ("CUDA_VISIBLE_DEVICES", "MTL_PARENT_PID")}
-    env |= {"RAY_AUTH_MODE": "token", "RAY_AUTH_TOKEN": secrets.token_hex(32), "OMP_NUM_THREADS": "1",
-            "PYTHONPATH": str(REPO)}
     done = subprocess.run([sys.executable, "-c", RAY_DRIVER, str(sweep_dir), json.dumps(flags(tiny_synthcity, 2))],
-                          env=env, cwd="/", capture_output=True, text=True, timeout=300,
+                          env=ray_env(), cwd="/", capture_output=True, text=True, timeout=300,
                           start_new_session=True, check=False)
     out = done.stdout + done.stderr
     assert done.returncode == 0 and "RESULT " in done.stdout, out

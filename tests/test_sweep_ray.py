@@ -11,7 +11,6 @@ import contextlib
 import json
 import os
 import re
-import secrets
 import shutil
 import signal
 import socket
@@ -24,6 +23,7 @@ from datetime import datetime
 from pathlib import Path
 
 import pytest
+from ray_helpers import ray_env, require_ray
 
 from runfolder import lease
 from runfolder.files import LEASE
@@ -32,15 +32,8 @@ from sweeps.plan import PlanError, PlannedRun
 
 pytestmark = pytest.mark.slow  # end-to-end runs: not in the quick subset (docs/tests.md)
 
-try:
-    from sweeps import ray_backend
-except ModuleNotFoundError as e:
-    if e.name != "ray":
-        raise
-    if os.environ.get("CI") == "true":
-        pytest.fail("ray is not installed, and CI must run the Ray backend's tests: pip install ray==2.60.0",
-                    pytrace=False)
-    pytest.skip("ray is not installed (pip install ray==2.60.0)", allow_module_level=True)
+require_ray(module_level=True)
+from sweeps import ray_backend  # after require_ray: it imports ray
 
 REPO = Path(__file__).resolve().parent.parent
 SWEEP_SH = REPO / "scripts" / "sweep.sh"
@@ -72,13 +65,10 @@ def stop_group(pgid, grace=5):
             time.sleep(0.1)
 
 
-@pytest.fixture(scope="module")
-def ray_env():
-    """The environment of Ray's processes, the sweeps and their runs: token authentication (the
-    same token for the head and the sweep, nothing written to ~/.ray), one thread, no GPU inherited."""
-    env = {k: v for k, v in os.environ.items() if k not in ("CUDA_VISIBLE_DEVICES", "MTL_PARENT_PID")}
-    return env | {"RAY_AUTH_MODE": "token", "RAY_AUTH_TOKEN": secrets.token_hex(32), "OMP_NUM_THREADS": "1",
-                  "PYTHONPATH": str(REPO)}
+@pytest.fixture(scope="module", name="ray_env")
+def ray_env_fixture():
+    """The environment of Ray's processes, the sweeps and their runs (ray_helpers.ray_env)."""
+    return ray_env()
 
 
 @pytest.fixture(scope="module")
