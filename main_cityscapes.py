@@ -67,14 +67,25 @@ def where_it_stands(exp):
 
 def raise_on_signals():
     """SIGINT, SIGTERM and SIGUSR2 (Ctrl-C, kill, Slurm and Ray preemption) raise Interrupted in
-    the main thread. Returns the previous handlers."""
+    the main thread, also where the process that started this one had them ignored or blocked (a
+    shell's background job ignores SIGINT; a child inherits both). Returns what
+    restore_signals puts back."""
     def handler(signum, frame):
         if run_record.hold_signal(signum):  # a run-folder file is being written: raised again once it is
             return
         for sig in STOP_SIGNALS:  # a second signal (Ctrl-C twice, a launcher passing it on) must not
             signal.signal(sig, signal.SIG_IGN)  # interrupt the clean stop with a traceback
         raise Interrupted(signum)
-    return {sig: signal.signal(sig, handler) for sig in STOP_SIGNALS}
+    handlers = {sig: signal.signal(sig, handler) for sig in STOP_SIGNALS}
+    return handlers, signal.pthread_sigmask(signal.SIG_UNBLOCK, STOP_SIGNALS)
+
+
+def restore_signals(previous):
+    """The handlers and the signal mask from before raise_on_signals (main() called from Python)."""
+    handlers, mask = previous
+    for sig, handler in handlers.items():
+        signal.signal(sig, handler)
+    signal.pthread_sigmask(signal.SIG_SETMASK, mask)
 
 
 def own_resumed(run_dir):
@@ -100,7 +111,7 @@ def main(argv=None):
     quiet_unless_main(world)
     args = parse_args(argv)
     set_threads(args.threads)
-    previous_handlers = raise_on_signals()
+    previous_signals = raise_on_signals()
     exp = ownership = None
     try:
         lease.exit_with_parent_from_env()  # launchers such as scripts/sweep.sh set MTL_PARENT_PID
@@ -147,8 +158,7 @@ def main(argv=None):
     finally:
         if ownership is not None:
             ownership.release()
-        for sig, handler in previous_handlers.items():
-            signal.signal(sig, handler)
+        restore_signals(previous_signals)
         leave(world)
 
 

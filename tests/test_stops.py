@@ -3,6 +3,7 @@ one clear line, a distinct exit code, the exact command that continues, and noth
 import os
 import signal
 import subprocess
+import sys
 import time
 from contextlib import contextmanager
 
@@ -96,6 +97,29 @@ def test_a_signal_ends_the_run_with_one_line_and_the_command_that_continues(data
     assert (run / "summary.json").exists()
 
 
+# A Ray worker blocks SIGINT in the processes it starts, and a shell's background job ignores
+# it; a Ctrl-C to the run's process group must stop the run all the same.
+INHERITED = {"blocked": "signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})",
+             "ignored": "signal.signal(signal.SIGINT, signal.SIG_IGN)"}
+
+
+@pytest.mark.parametrize("inherited", sorted(INHERITED))
+def test_a_run_started_with_sigint_blocked_or_ignored_still_stops_on_it(data, tmp_path, inherited):
+    launcher = f"import os, signal, sys; {INHERITED[inherited]}; os.execv(sys.executable, sys.argv[1:])"
+    run = tmp_path / "run"
+    proc = subprocess.Popen([sys.executable, "-c", launcher, sys.executable, str(REPO / "main_cityscapes.py"),
+                             *argv(data, tmp_path, "run", epochs=50)], cwd=REPO,
+                            env=dict(os.environ, OMP_NUM_THREADS="1"), stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True, start_new_session=True)
+    try:
+        wait_for(run / "checkpoint.pt", proc)
+        proc.send_signal(signal.SIGINT)
+        _, err = proc.communicate(timeout=60)
+    finally:
+        proc.kill()
+    assert proc.returncode == 130 and "stopped by SIGINT" in err and "Traceback" not in err, err
+
+
 @contextmanager
 def mounted_tmpfs(path, options):
     """A small file system of our own; needs root (CI runs as root)."""
@@ -164,8 +188,7 @@ def test_a_signal_during_a_checkpoint_write_stops_the_run_after_the_write(tmp_pa
         with pytest.raises(main_cityscapes.Interrupted, match="SIGINT"):
             run_record.save_checkpoint(tmp_path, {"weights": torch.arange(100_000.0), "epoch": 3})
     finally:
-        for sig, handler in previous.items():
-            signal.signal(sig, handler)
+        main_cityscapes.restore_signals(previous)
     state = torch.load(tmp_path / run_record.CHECKPOINT, weights_only=True)
     assert state["epoch"] == 3 and torch.equal(state["weights"], torch.arange(100_000.0))
     assert not list(tmp_path.glob("*.tmp"))
