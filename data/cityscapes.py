@@ -1,4 +1,5 @@
 """A dataset root in the .npy release layout (docs/design.md, "Data") as a torch Dataset."""
+import copy
 import os
 
 import numpy as np
@@ -42,6 +43,13 @@ class CityscapesNpy(Dataset):
         self._length = summary["splits"][split]
         self._epoch = torch.zeros((), dtype=torch.int64).share_memory_()
         self._samples = [self._load(i) for i in range(self._length)] if in_memory else None
+
+    def without_augmentation(self):
+        """This split, unaugmented, sharing what this one holds in RAM (in_memory): the
+        validation split held out of train/ is not loaded twice."""
+        view = copy.copy(self)
+        view.augment = False
+        return view
 
     @property
     def image_size(self):

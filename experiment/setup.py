@@ -92,7 +92,7 @@ class Experiment:
         ds = dict(root=self.source.root, tasks=self.tasks, seed=args.seed, in_memory=args.in_memory)
         self.train_set = CityscapesNpy(split="train", augment=args.augment, resampling=args.image_resampling, **ds)
         self.test_set = CityscapesNpy(split="val", **ds)  # the release's val/ folder is the test split
-        self.val_set = self._hold_out_validation(ds) if args.val_fraction else None
+        self.val_set = self._hold_out_validation() if args.val_fraction else None
         world.check_batches(args.batch_size, {"train": len(self.train_set), "val": len(self.test_set),
                                               **({"validation": len(self.val_set)} if self.val_set else {})})
         self._empty_batch = None
@@ -132,7 +132,7 @@ class Experiment:
         self.run_dir = world.from_main(lambda: self._own_run_dir(config))
         world.from_main(lambda: keep_data_files(self.run_dir, self.source.root, self.tasks, resumed=config is not None))
 
-    def _hold_out_validation(self, ds):
+    def _hold_out_validation(self):
         """The validation split (data/validation_split.py), unaugmented, and the training set
         without it. Its hash becomes the setting val_split_sha256; a resumed run's must match."""
         args, n_train = self.args, len(self.train_set)
@@ -147,7 +147,7 @@ class Experiment:
         setattr(args, validation_split.HASH_SETTING, digest)
         whole = self.train_set
         self.train_set = validation_split.Subset(whole, validation_split.remaining(n_train, held))
-        return validation_split.Subset(CityscapesNpy(split="train", **ds), held)
+        return validation_split.Subset(whole.without_augmentation(), held)
 
     def split_settings(self):
         """The settings that name the validation split, as a baseline's setup records them."""

@@ -143,6 +143,15 @@ def test_in_memory_matches_disk_and_is_not_aliased(root):
             assert_same(in_memory[i], on_disk[i])
 
 
+def test_the_unaugmented_view_shares_the_samples_in_ram_and_leaves_the_split_augmented(root):
+    augmented = dataset_of(root, "train", augment=True, in_memory=True)
+    view = augmented.without_augmentation()
+    assert view._samples is augmented._samples and augmented.augment and not view.augment
+    plain = dataset_of(root, "train")
+    for i in range(len(plain)):
+        assert_same(view[i], plain[i])
+
+
 def test_unreadable_file_is_named(root):
     dataset = dataset_of(root, "train")
     path = root / "train" / "depth" / "2.npy"

@@ -89,6 +89,7 @@ def test_the_split_is_the_same_for_every_method_and_seed_and_disjoint_from_train
     assert used == set(range(N_TRAIN)) - set(one.val_set.indices) and len(used) == 12
     # val is carved from train/, unaugmented; test is the release's val/ folder
     assert one.val_set.dataset.split == "train" and not one.val_set.dataset.augment
+    assert one.train_set.dataset.augment  # the split's view is unaugmented, training is not
     assert one.test_set.split == "val" and len(one.test_set) == 8
 
 
