@@ -1,7 +1,8 @@
 """The process-wide state a test could leave changed for the tests after it, which
 tests/conftest.py fails a test for: torch's thread counts, default dtype, deterministic and
-grad modes, the global RNGs of torch, numpy and python, $OMP_NUM_THREADS (main_cityscapes.py
-turns it into torch's thread count), and the main thread's signal mask and stop signals' handlers.
+grad modes, the global RNGs of torch, numpy and python, the environment ($OMP_NUM_THREADS becomes
+torch's thread count in main_cityscapes.py; $MTL_PARENT_PID, $MTL_LEASE_TIMEOUT and the like
+change how a run behaves), and the main thread's signal mask and stop signals' handlers.
 In float32 a different thread count sums in a different order, and a different RNG state draws
 different weights, so either changes later results; a child process inherits a blocked or
 ignored SIGINT, so a later test's Ctrl-C would never reach it."""
@@ -28,13 +29,20 @@ def digest(*chunks):
     return "state " + hashlib.sha1(b"".join(chunks)).hexdigest()[:10]
 
 
-def set_env(name):
-    def write(value):
-        if value is None:
-            os.environ.pop(name, None)
-        else:
-            os.environ[name] = value
-    return write
+# Not a test's to restore: pytest names the running test and its phase in PYTEST_CURRENT_TEST;
+# the one_node_slurm fixture of tests/conftest.py sets SLURM_CONF for the whole session;
+# `import ray` sets RAY_CLIENT_MODE once.
+NOT_COMPARED = frozenset({"PYTEST_CURRENT_TEST", "SLURM_CONF", "RAY_CLIENT_MODE"})
+
+
+def environment():
+    return {key: value for key, value in os.environ.items() if key not in NOT_COMPARED}
+
+
+def set_environment(saved):
+    for key in environment().keys() - saved.keys():
+        del os.environ[key]
+    os.environ.update(saved)
 
 
 def set_deterministic(modes):
@@ -73,7 +81,7 @@ PARTS = {
     "numpy's global RNG": Part(np.random.get_state, np.random.set_state,
                                lambda state: digest(state[1].tobytes(), repr(state[2:]).encode())),
     "python's global RNG": Part(random.getstate, random.setstate, lambda state: digest(repr(state).encode())),
-    "$OMP_NUM_THREADS": Part(lambda: os.environ.get("OMP_NUM_THREADS"), set_env("OMP_NUM_THREADS")),
+    "the environment": Part(environment, set_environment, dict),
     "the main thread's blocked signals": Part(blocked_signals, set_blocked_signals, lambda s: repr(sorted(s))),
     **{f"the handler of {sig.name}": handler_of(sig) for sig in (signal.SIGINT, signal.SIGTERM)},
 }
@@ -86,8 +94,15 @@ def snapshot():
 def changes(before):
     """['what: before → after'] for each part that differs now from `before`."""
     now = snapshot()
-    return [f"{name}: {part.shown(before[name])} → {part.shown(now[name])}" for name, part in PARTS.items()
-            if part.shown(before[name]) != part.shown(now[name])]
+    shown = [(name, part.shown(before[name]), part.shown(now[name])) for name, part in PARTS.items()]
+    return [f"{name}: {difference(old, new)}" for name, old, new in shown if old != new]
+
+
+def difference(old, new):
+    if isinstance(old, dict):  # the environment: only the variables that changed
+        return ", ".join(f"${key} {old.get(key)!r} → {new.get(key)!r}" for key in sorted(old.keys() | new.keys())
+                         if old.get(key) != new.get(key))
+    return f"{old} → {new}"
 
 
 def restore(before):

@@ -1,4 +1,5 @@
 """The check of tests/conftest.py: what one test leaves changed is named and put back."""
+import os
 import signal
 
 import global_state
@@ -22,3 +23,15 @@ def test_a_blocked_or_ignored_sigint_is_named_and_put_back():
         assert signal.getsignal(signal.SIGINT) == handler
     finally:
         global_state.restore(before)
+
+
+def test_a_variable_left_in_the_environment_is_named_and_put_back(monkeypatch):
+    monkeypatch.delenv("MTL_LEASE_TIMEOUT", raising=False)
+    before = global_state.snapshot()
+    os.environ["MTL_LEASE_TIMEOUT"] = "0.1"
+    try:
+        assert global_state.changes(before) == ["the environment: $MTL_LEASE_TIMEOUT None → '0.1'"]
+        global_state.restore(before)
+        assert "MTL_LEASE_TIMEOUT" not in os.environ and global_state.changes(before) == []
+    finally:
+        os.environ.pop("MTL_LEASE_TIMEOUT", None)
