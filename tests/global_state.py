@@ -31,8 +31,8 @@ def digest(*chunks):
 
 # Not a test's to restore: pytest names the running test and its phase in PYTEST_CURRENT_TEST;
 # the one_node_slurm fixture of tests/conftest.py sets SLURM_CONF for the whole session;
-# `import ray` sets RAY_CLIENT_MODE once.
-NOT_COMPARED = frozenset({"PYTEST_CURRENT_TEST", "SLURM_CONF", "RAY_CLIENT_MODE"})
+# `import ray` sets RAY_CLIENT_MODE and torch's inductor TORCHINDUCTOR_CACHE_DIR, once each.
+NOT_COMPARED = frozenset({"PYTEST_CURRENT_TEST", "SLURM_CONF", "RAY_CLIENT_MODE", "TORCHINDUCTOR_CACHE_DIR"})
 
 
 def environment():

@@ -211,8 +211,8 @@ def run(command, root, exports=(), cap_s=CAP_S, again_s=None):
                 stopped = True
                 deadline = time.monotonic() + STOP_S
                 while process.poll() is None and time.monotonic() < deadline:
+                    sent_at = log.stat().st_size  # before: the tool may answer at once
                     os.killpg(process.pid, signal.SIGINT)
-                    sent_at = log.stat().st_size
                     try:
                         process.wait(min(again_s or STOP_S, max(deadline - time.monotonic(), 0)))
                     except subprocess.TimeoutExpired:
