@@ -6,8 +6,10 @@ flushed and fsynced, then renamed over `path` (os.replace, atomic within one fil
 reader, or a run resumed after a kill, sees the old file or the new one, never half of one.
 The random part lets two writers of one file (a lease's owner and the process taking the
 folder over) never write into each other's temporary file. On any failure the temporary file
-is removed and an OSError becomes WriteError naming the file; only a kill -9 can leave one
-behind, which TEMPORARIES finds for the cleanup at the next start.
+is removed and an OSError becomes WriteError naming the file. Only a kill -9, or a signal whose
+handler raises in the instant between creating the temporary and entering the block that
+removes it, can leave one behind: TEMPORARIES (or temporaries_of) finds it for the cleanup at
+the next start.
 
 atomic_folder does the same for a folder filled file by file (a generated data set): it is
 filled under a temporary name and renamed to its own once complete.
