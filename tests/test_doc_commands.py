@@ -47,7 +47,7 @@ from scripts.docs_tables import pages
 REPOSITORY = Path(__file__).resolve().parent.parent
 EXEMPT = "# not run by the tests"
 REASONS = ("needs a GPU", "needs the real CityScapes", "needs a cluster", "needs a network", "a template")
-CAP_S = 5
+CAP_S = 3  # after the first line: past the flags, the data checks and the model into the work (CI pays it ~20 times)
 STOP_S = 60
 SILENT_S = 180
 SAMPLE_S = 60  # a sample's command runs to its end: at most this long after its first line
@@ -69,7 +69,7 @@ class Foreign(NamedTuple):
 # own (seen with pytest 9.2: a KeyError in tmp_path's teardown), not a failure of a command of
 # ours; that it started and stopped is what is checked.
 # torchrun: our processes under it still print no traceback of their own.
-FOREIGN = {"pytest": Foreign(None, again_s=5),
+FOREIGN = {"pytest": Foreign(None, again_s=3),
            "torchrun": Foreign(1, re.compile(r"SignalException: Process \d+ got signal: 2$"))}
 SAMPLE = re.compile(r"^<!-- sample output of: (?P<command>.+?) -->$")
 FENCE = re.compile(r"^(?P<indent> *)```(?P<lang>[\w-]*)\s*$")
